@@ -1,0 +1,217 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The kernel seam: the only file of the library that makes system calls. Everything
+ * else goes through vfiocpr_kernel so that the unit tests can swap in a fake kernel
+ * that models VFIO/KVM and fails any chosen call.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+#include "private.h"
+
+#ifndef CLOSE_RANGE_CLOEXEC
+#define CLOSE_RANGE_CLOEXEC (1U << 2)
+#endif
+
+/* /dev/vfio/vfio and /dev/kvm are fixed misc minors (include/linux/miscdevice.h). */
+#define MISC_MAJOR_NR 10
+#define VFIO_MINOR_NR 196
+#define KVM_MINOR_NR 232
+
+static int real_memfd_create(const char *name, unsigned int flags)
+{
+    int fd = memfd_create(name, flags);
+    return fd < 0 ? -errno : fd;
+}
+
+static ssize_t real_pwrite(int fd, const void *buf, size_t len, off_t off)
+{
+    ssize_t n;
+    do {
+        n = pwrite(fd, buf, len, off);
+    } while (n < 0 && errno == EINTR);
+    return n < 0 ? -errno : n;
+}
+
+static ssize_t real_pread(int fd, void *buf, size_t len, off_t off)
+{
+    ssize_t n;
+    do {
+        n = pread(fd, buf, len, off);
+    } while (n < 0 && errno == EINTR);
+    return n < 0 ? -errno : n;
+}
+
+static int real_fstat(int fd, vfiocpr_fd_stat *st, off_t *size)
+{
+    struct stat s;
+    if (fstat(fd, &s) < 0)
+        return -errno;
+    st->dev = s.st_dev;
+    st->ino = s.st_ino;
+    st->rdev = s.st_rdev;
+    st->mode = s.st_mode;
+    if (size)
+        *size = s.st_size;
+    return 0;
+}
+
+static int real_fd_path(int fd, char *buf, size_t len)
+{
+    char path[40];
+    ssize_t n;
+
+    snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+    n = readlink(path, buf, len - 1);
+    if (n < 0)
+        return -errno;
+    buf[n] = '\0';
+    return (int)n;
+}
+
+static int real_get_cloexec(int fd)
+{
+    int f = fcntl(fd, F_GETFD);
+    return f < 0 ? -errno : !!(f & FD_CLOEXEC);
+}
+
+static int real_set_cloexec(int fd, bool on)
+{
+    return fcntl(fd, F_SETFD, on ? FD_CLOEXEC : 0) < 0 ? -errno : 0;
+}
+
+static int real_cloexec_range(int first, int last)
+{
+    /* One syscall for a run of fds; old kernels (< 5.11) fall back to a loop. */
+    if (syscall(SYS_close_range, (unsigned int)first, (unsigned int)last,
+                CLOSE_RANGE_CLOEXEC) == 0)
+        return 0;
+    if (errno != ENOSYS && errno != EINVAL)
+        return -errno;
+    for (int fd = first; fd <= last; fd++)
+        if (fcntl(fd, F_SETFD, FD_CLOEXEC) < 0 && errno != EBADF)
+            return -errno;
+    return 0;
+}
+
+static int real_get_seals(int fd)
+{
+    int s = fcntl(fd, F_GET_SEALS);
+    return s < 0 ? -errno : s;
+}
+
+static int real_add_seals(int fd, int seals)
+{
+    return fcntl(fd, F_ADD_SEALS, seals) < 0 ? -errno : 0;
+}
+
+static int real_close(int fd)
+{
+    /* Linux releases the fd even when close() reports EINTR: never retry. */
+    return close(fd) < 0 && errno != EINTR ? -errno : 0;
+}
+
+static int real_execve(const char *path, char *const argv[], char *const envp[])
+{
+    execve(path, argv, envp);
+    return -errno;
+}
+
+static int real_ioctl(int fd, unsigned long request, void *arg)
+{
+    int r = ioctl(fd, request, arg);
+    return r < 0 ? -errno : r;
+}
+
+static const vfiocpr_kernel_ops real_ops = {
+    .memfd_create = real_memfd_create,
+    .pwrite = real_pwrite,
+    .pread = real_pread,
+    .fstat = real_fstat,
+    .fd_path = real_fd_path,
+    .get_cloexec = real_get_cloexec,
+    .set_cloexec = real_set_cloexec,
+    .cloexec_range = real_cloexec_range,
+    .get_seals = real_get_seals,
+    .add_seals = real_add_seals,
+    .close = real_close,
+    .execve = real_execve,
+    .ioctl = real_ioctl,
+};
+
+const vfiocpr_kernel_ops *vfiocpr_kernel = &real_ops;
+
+const vfiocpr_kernel_ops *vfiocpr_kernel_real(void)
+{
+    return &real_ops;
+}
+
+const vfiocpr_kernel_ops *vfiocpr_kernel_set_ops(const vfiocpr_kernel_ops *ops)
+{
+    const vfiocpr_kernel_ops *old = vfiocpr_kernel;
+    vfiocpr_kernel = ops ? ops : &real_ops;
+    return old;
+}
+
+bool vfiocpr_kind_shares_inode(vfiocpr_fd_kind kind)
+{
+    /* eventfds, vfio device fds from a group and KVM VM fds all live on the single
+     * anon inode, so dev/ino cannot tell them apart; only the link name can. */
+    return kind == VFIOCPR_FD_EVENTFD || kind == VFIOCPR_FD_VFIO_DEVICE ||
+           kind == VFIOCPR_FD_KVM;
+}
+
+static vfiocpr_fd_kind kind_from_link(const char *link, const vfiocpr_fd_stat *st)
+{
+    if (S_ISREG(st->mode))
+        return g_str_has_prefix(link, "/memfd:") ? VFIOCPR_FD_MEMFD : VFIOCPR_FD_OTHER;
+    if (S_ISCHR(st->mode)) {
+        if (major(st->rdev) == MISC_MAJOR_NR && minor(st->rdev) == VFIO_MINOR_NR)
+            return VFIOCPR_FD_VFIO_CONTAINER;
+        if (major(st->rdev) == MISC_MAJOR_NR && minor(st->rdev) == KVM_MINOR_NR)
+            return VFIOCPR_FD_KVM;
+        if (g_str_has_prefix(link, "/dev/vfio/devices/"))
+            return VFIOCPR_FD_VFIO_DEVICE;
+        if (g_str_has_prefix(link, "/dev/vfio/"))
+            return VFIOCPR_FD_VFIO_GROUP;
+        return VFIOCPR_FD_OTHER;
+    }
+    if (strcmp(link, "anon_inode:[eventfd]") == 0)
+        return VFIOCPR_FD_EVENTFD;
+    if (strcmp(link, "anon_inode:[vfio-device]") == 0)
+        return VFIOCPR_FD_VFIO_DEVICE;
+    if (g_str_has_prefix(link, "anon_inode:kvm-"))
+        return VFIOCPR_FD_KVM;
+    return VFIOCPR_FD_OTHER;
+}
+
+int vfiocpr_kernel_fd_kind(int fd, vfiocpr_fd_kind *kind, vfiocpr_fd_stat *st, char *desc,
+                           size_t desc_len)
+{
+    char link[256];
+    vfiocpr_fd_stat s;
+    int r;
+
+    r = VK(fstat, fd, &s, NULL);
+    if (r < 0)
+        return r;
+    r = VK(fd_path, fd, link, sizeof(link));
+    if (r < 0)
+        return r;
+    *kind = kind_from_link(link, &s);
+    if (st)
+        *st = s;
+    if (desc)
+        g_strlcpy(desc, link, desc_len);
+    return 0;
+}

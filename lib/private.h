@@ -1,0 +1,111 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Internal interfaces shared by the objects in lib/. Not installed. */
+#ifndef VFIOCPR_PRIVATE_H
+#define VFIOCPR_PRIVATE_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+#include "vfiocpr.h"
+
+/* ---------------------------------------------------------------- kernel seam */
+
+/* Every syscall the library makes goes through this table (lib/kernel.c holds the
+ * real one). Each op returns a non-negative result or -errno, never sets errno for
+ * the caller. Tests install a fake kernel with vfiocpr_kernel_set_ops(). */
+typedef struct vfiocpr_fd_stat {
+    guint64 dev;
+    guint64 ino;
+    guint64 rdev;
+    guint32 mode;
+} vfiocpr_fd_stat;
+
+typedef struct vfiocpr_kernel_ops {
+    int (*memfd_create)(const char *name, unsigned int flags);
+    ssize_t (*pwrite)(int fd, const void *buf, size_t len, off_t off);
+    ssize_t (*pread)(int fd, void *buf, size_t len, off_t off);
+    int (*fstat)(int fd, vfiocpr_fd_stat *st, off_t *size);
+    /* readlink of /proc/self/fd/N; returns the length, NUL-terminates buf */
+    int (*fd_path)(int fd, char *buf, size_t len);
+    int (*get_cloexec)(int fd);               /* 1, 0 or -errno */
+    int (*set_cloexec)(int fd, bool on);
+    /* sets FD_CLOEXEC on every fd in [first, last] */
+    int (*cloexec_range)(int first, int last);
+    int (*get_seals)(int fd);
+    int (*add_seals)(int fd, int seals);
+    int (*close)(int fd);
+    int (*execve)(const char *path, char *const argv[], char *const envp[]);
+    int (*ioctl)(int fd, unsigned long request, void *arg);
+} vfiocpr_kernel_ops;
+
+/* Installs ops (NULL: the real kernel); returns the previous table. */
+const vfiocpr_kernel_ops *vfiocpr_kernel_set_ops(const vfiocpr_kernel_ops *ops);
+const vfiocpr_kernel_ops *vfiocpr_kernel_real(void);
+extern const vfiocpr_kernel_ops *vfiocpr_kernel;
+#define VK(op, ...) (vfiocpr_kernel->op(__VA_ARGS__))
+
+/* Detects what fd is from the kernel's view (fstat, /proc/self/fd). desc, if not
+ * NULL, receives a short human description (the link target). */
+int vfiocpr_kernel_fd_kind(int fd, vfiocpr_fd_kind *kind, vfiocpr_fd_stat *st, char *desc,
+                           size_t desc_len);
+/* True when fstat identity alone cannot tell kinds apart (anon inodes). */
+bool vfiocpr_kind_shares_inode(vfiocpr_fd_kind kind);
+
+/* ---------------------------------------------------------------- errors */
+
+int vfiocpr_fail(GError **error, int err, const char *fmt, ...) G_GNUC_PRINTF(3, 4);
+
+/* ---------------------------------------------------------------- state format */
+
+#define VFIOCPR_STATE_MAGIC "VFIOCPR\0"
+#define VFIOCPR_STATE_HEADER_SIZE 32
+#define VFIOCPR_STATE_SEALS_REQUIRED 0xf /* F_SEAL_SEAL|SHRINK|GROW|WRITE */
+/* Anything larger is refused before allocating: no real state comes near it. */
+#define VFIOCPR_STATE_MAX_PAYLOAD (256u << 20)
+
+guint32 vfiocpr_crc32c(guint32 crc, const void *data, size_t len);
+
+/* Wraps a payload (a{sv}) in the fixed header. */
+GBytes *vfiocpr_state_encode(GVariant *payload);
+/* Parses untrusted bytes: header, checksums, then the payload as a{sv} in normal
+ * form. *payload_out is a new reference. */
+int vfiocpr_state_decode(GBytes *blob, GVariant **payload_out, guint16 *major, guint16 *minor,
+                         GError **error);
+/* memfd_create + write + seal; *fd_out is O_CLOEXEC. */
+int vfiocpr_state_write_memfd(GBytes *blob, int *fd_out, GError **error);
+/* Checks that fd is a sealed memfd of sane size and reads it whole. */
+int vfiocpr_state_read_fd(int fd, GBytes **blob_out, GError **error);
+/* Parses the environment variable's value. */
+int vfiocpr_state_parse_env(const char *value, int *fd_out, GError **error);
+
+/* ---------------------------------------------------------------- fd registry */
+
+typedef struct vfiocpr_fdreg vfiocpr_fdreg;
+
+vfiocpr_fdreg *vfiocpr_fdreg_new(void);
+void vfiocpr_fdreg_free(vfiocpr_fdreg *reg);
+int vfiocpr_fdreg_save(vfiocpr_fdreg *reg, const char *name, guint64 id, int fd,
+                       vfiocpr_fd_kind kind, GError **error);
+int vfiocpr_fdreg_find(vfiocpr_fdreg *reg, const char *name, guint64 id, vfiocpr_fd_kind kind,
+                       GError **error);
+int vfiocpr_fdreg_forget(vfiocpr_fdreg *reg, const char *name, guint64 id);
+guint vfiocpr_fdreg_count(const vfiocpr_fdreg *reg);
+/* Pre-exec check: every fd still open and the same file. */
+int vfiocpr_fdreg_check(vfiocpr_fdreg *reg, GError **error);
+/* Adds the registry's sections to a payload under construction. */
+void vfiocpr_fdreg_serialize(vfiocpr_fdreg *reg, GVariantDict *payload);
+/* Loads inherited entries from a decoded payload: structural checks only. */
+int vfiocpr_fdreg_deserialize(vfiocpr_fdreg *reg, GVariant *payload, GError **error);
+/* Checks every inherited fd against the kernel (open, same identity); none may be
+ * the state fd itself. */
+int vfiocpr_fdreg_validate(vfiocpr_fdreg *reg, int state_fd, GError **error);
+/* Sets FD_CLOEXEC on every inherited fd again (one syscall per run of fds). */
+int vfiocpr_fdreg_cloexec_inherited(vfiocpr_fdreg *reg, GError **error);
+/* Clears FD_CLOEXEC on every registered fd (remembering the old flag); undo restores. */
+int vfiocpr_fdreg_clear_cloexec(vfiocpr_fdreg *reg, GError **error);
+void vfiocpr_fdreg_undo_cloexec(vfiocpr_fdreg *reg);
+/* Ends restart mode for the registry; describes unclaimed inherited fds into out. */
+guint vfiocpr_fdreg_finish(vfiocpr_fdreg *reg, GPtrArray *out);
+void vfiocpr_fdreg_describe(vfiocpr_fdreg *reg, GString *out);
+
+#endif

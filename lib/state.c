@@ -1,0 +1,263 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The state area: a sealed memfd holding a fixed header and a GVariant payload.
+ *
+ * Header, all little endian (format major 1):
+ *   0  magic "VFIOCPR\0"
+ *   8  u16 major, u16 minor
+ *  12  u32 header size (>= 32, multiple of 8; the payload starts there)
+ *  16  u64 payload length
+ *  24  u32 CRC32C of the payload
+ *  28  u32 CRC32C of bytes 0..27
+ * The payload is an a{sv} in GVariant normal form, little endian. A reader accepts
+ * any minor of its major: minors only add optional keys. Keys a reader must
+ * understand are listed in "required-features" and refused when unknown.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+
+#include "private.h"
+
+#ifndef F_SEAL_SEAL
+#define F_SEAL_SEAL 0x0001
+#define F_SEAL_SHRINK 0x0002
+#define F_SEAL_GROW 0x0004
+#define F_SEAL_WRITE 0x0008
+#endif
+
+/* GChecksum has no CRC and SHA-256 costs several times more per byte; the state is
+ * written inside the exec blackout and the checksum only has to catch corruption
+ * (anyone able to forge it could as well write a valid blob, so the payload is
+ * validated field by field anyway). Slice-by-8 CRC32C, tables built once. */
+static guint32 crc_table[8][256];
+
+static gpointer crc_init(gpointer unused G_GNUC_UNUSED)
+{
+    for (guint32 i = 0; i < 256; i++) {
+        guint32 c = i;
+        for (int k = 0; k < 8; k++)
+            c = (c >> 1) ^ (0x82F63B78u & (0u - (c & 1)));
+        crc_table[0][i] = c;
+    }
+    for (guint32 i = 0; i < 256; i++)
+        for (int t = 1; t < 8; t++)
+            crc_table[t][i] = (crc_table[t - 1][i] >> 8) ^ crc_table[0][crc_table[t - 1][i] & 0xff];
+    return NULL;
+}
+
+guint32 vfiocpr_crc32c(guint32 crc, const void *data, size_t len)
+{
+    static GOnce once = G_ONCE_INIT;
+    const guint8 *p = data;
+
+    g_once(&once, crc_init, NULL);
+    crc = ~crc;
+    while (len >= 8) {
+        guint64 w;
+        memcpy(&w, p, 8);
+        w = GUINT64_FROM_LE(w) ^ crc;
+        crc = crc_table[7][w & 0xff] ^ crc_table[6][(w >> 8) & 0xff] ^
+              crc_table[5][(w >> 16) & 0xff] ^ crc_table[4][(w >> 24) & 0xff] ^
+              crc_table[3][(w >> 32) & 0xff] ^ crc_table[2][(w >> 40) & 0xff] ^
+              crc_table[1][(w >> 48) & 0xff] ^ crc_table[0][w >> 56];
+        p += 8;
+        len -= 8;
+    }
+    while (len--)
+        crc = (crc >> 8) ^ crc_table[0][(crc ^ *p++) & 0xff];
+    return ~crc;
+}
+
+static void put16(guint8 *p, guint16 v) { v = GUINT16_TO_LE(v); memcpy(p, &v, 2); }
+static void put32(guint8 *p, guint32 v) { v = GUINT32_TO_LE(v); memcpy(p, &v, 4); }
+static void put64(guint8 *p, guint64 v) { v = GUINT64_TO_LE(v); memcpy(p, &v, 8); }
+static guint16 get16(const guint8 *p) { guint16 v; memcpy(&v, p, 2); return GUINT16_FROM_LE(v); }
+static guint32 get32(const guint8 *p) { guint32 v; memcpy(&v, p, 4); return GUINT32_FROM_LE(v); }
+static guint64 get64(const guint8 *p) { guint64 v; memcpy(&v, p, 8); return GUINT64_FROM_LE(v); }
+
+GBytes *vfiocpr_state_encode(GVariant *payload)
+{
+    g_autoptr(GVariant) le = NULL;
+    gsize plen;
+    guint8 *buf;
+
+    g_variant_ref_sink(payload);
+    le = G_BYTE_ORDER == G_LITTLE_ENDIAN ? g_variant_ref(payload) : g_variant_byteswap(payload);
+    g_variant_unref(payload);
+    plen = g_variant_get_size(le);
+    buf = g_malloc0(VFIOCPR_STATE_HEADER_SIZE + plen);
+    g_variant_store(le, buf + VFIOCPR_STATE_HEADER_SIZE);
+    memcpy(buf, VFIOCPR_STATE_MAGIC, 8);
+    put16(buf + 8, VFIOCPR_STATE_FORMAT_MAJOR);
+    put16(buf + 10, VFIOCPR_STATE_FORMAT_MINOR);
+    put32(buf + 12, VFIOCPR_STATE_HEADER_SIZE);
+    put64(buf + 16, plen);
+    put32(buf + 24, vfiocpr_crc32c(0, buf + VFIOCPR_STATE_HEADER_SIZE, plen));
+    put32(buf + 28, vfiocpr_crc32c(0, buf, 28));
+    return g_bytes_new_take(buf, VFIOCPR_STATE_HEADER_SIZE + plen);
+}
+
+/* Features a payload may require; a reader refuses any it does not know. */
+static const char *const known_features[] = { NULL };
+
+static int check_features(GVariant *payload, GError **error)
+{
+    g_autoptr(GVariant) req = g_variant_lookup_value(payload, "required-features",
+                                                     G_VARIANT_TYPE_STRING_ARRAY);
+    g_autofree const char **list = NULL;
+
+    if (!req)
+        return 0;
+    list = g_variant_get_strv(req, NULL);
+    for (gsize i = 0; list[i]; i++)
+        if (!g_strv_contains(known_features, list[i]))
+            return vfiocpr_fail(error, ENOTSUP,
+                                "state: payload: requires feature '%s' that this library "
+                                "(%s) does not implement", list[i], PACKAGE_VERSION);
+    return 0;
+}
+
+int vfiocpr_state_decode(GBytes *blob, GVariant **payload_out, guint16 *major_out,
+                         guint16 *minor_out, GError **error)
+{
+    gsize len;
+    const guint8 *p = g_bytes_get_data(blob, &len);
+    guint16 major, minor;
+    guint32 hsize;
+    guint64 plen;
+    g_autoptr(GBytes) pbytes = NULL;
+    g_autoptr(GVariant) v = NULL;
+    int r;
+
+    if (len < VFIOCPR_STATE_HEADER_SIZE)
+        return vfiocpr_fail(error, EBADMSG, "state: header: truncated (%zu of %d bytes)", len,
+                            VFIOCPR_STATE_HEADER_SIZE);
+    if (memcmp(p, VFIOCPR_STATE_MAGIC, 8) != 0)
+        return vfiocpr_fail(error, EBADMSG, "state: header: bad magic, not a libvfiocpr state");
+    if (get32(p + 28) != vfiocpr_crc32c(0, p, 28))
+        return vfiocpr_fail(error, EBADMSG, "state: header: checksum mismatch (corrupt header)");
+    major = get16(p + 8);
+    minor = get16(p + 10);
+    hsize = get32(p + 12);
+    plen = get64(p + 16);
+    if (major != VFIOCPR_STATE_FORMAT_MAJOR)
+        return vfiocpr_fail(error, EPROTONOSUPPORT,
+                            "state: header: format %u.%u, this library (%s) reads major %d",
+                            major, minor, PACKAGE_VERSION, VFIOCPR_STATE_FORMAT_MAJOR);
+    if (hsize < VFIOCPR_STATE_HEADER_SIZE || hsize % 8 || hsize > len)
+        return vfiocpr_fail(error, EBADMSG, "state: header: bad header size %u", hsize);
+    if (plen != len - hsize)
+        return vfiocpr_fail(error, EBADMSG,
+                            "state: header: payload length %" G_GUINT64_FORMAT
+                            " but %zu bytes follow the header (truncated or padded)",
+                            plen, len - hsize);
+    if (get32(p + 24) != vfiocpr_crc32c(0, p + hsize, plen))
+        return vfiocpr_fail(error, EBADMSG, "state: payload: checksum mismatch (corrupt payload)");
+
+    /* Untrusted from here on: trusted=FALSE and a normal-form check before any use. */
+    pbytes = g_bytes_new_from_bytes(blob, hsize, plen);
+    v = g_variant_ref_sink(g_variant_new_from_bytes(G_VARIANT_TYPE_VARDICT, pbytes, FALSE));
+    if (!g_variant_is_normal_form(v))
+        return vfiocpr_fail(error, EBADMSG, "state: payload: not a GVariant a{sv} in normal form");
+    if (G_BYTE_ORDER != G_LITTLE_ENDIAN) {
+        GVariant *sw = g_variant_byteswap(v);
+        g_variant_unref(v);
+        v = sw;
+    }
+    r = check_features(v, error);
+    if (r < 0)
+        return r;
+    if (major_out)
+        *major_out = major;
+    if (minor_out)
+        *minor_out = minor;
+    *payload_out = g_steal_pointer(&v);
+    return 0;
+}
+
+int vfiocpr_state_write_memfd(GBytes *blob, int *fd_out, GError **error)
+{
+    gsize len;
+    const guint8 *p = g_bytes_get_data(blob, &len);
+    gsize done = 0;
+    int fd, r;
+
+    fd = VK(memfd_create, "vfiocpr-state", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    if (fd < 0)
+        return vfiocpr_fail(error, fd, "state memfd: memfd_create");
+    while (done < len) {
+        ssize_t n = VK(pwrite, fd, p + done, len - done, (off_t)done);
+        if (n <= 0) {
+            r = vfiocpr_fail(error, n ? (int)n : ENOSPC, "state memfd %d: write (%zu of %zu bytes)",
+                             fd, done, len);
+            goto fail;
+        }
+        done += (gsize)n;
+    }
+    r = VK(add_seals, fd, F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE);
+    if (r < 0) {
+        r = vfiocpr_fail(error, r, "state memfd %d: seal", fd);
+        goto fail;
+    }
+    *fd_out = fd;
+    return 0;
+fail:
+    VK(close, fd);
+    return r;
+}
+
+int vfiocpr_state_read_fd(int fd, GBytes **blob_out, GError **error)
+{
+    vfiocpr_fd_stat st;
+    off_t size;
+    int seals, r;
+    guint8 *buf;
+    gsize done = 0;
+
+    r = VK(fstat, fd, &st, &size);
+    if (r < 0)
+        return vfiocpr_fail(error, r, "state fd %d: fstat (is it open?)", fd);
+    seals = VK(get_seals, fd);
+    if (!S_ISREG(st.mode) || seals == -EINVAL)
+        return vfiocpr_fail(error, EBADF, "state fd %d: not a memfd", fd);
+    if (seals < 0)
+        return vfiocpr_fail(error, seals, "state fd %d: reading seals", fd);
+    if ((seals & VFIOCPR_STATE_SEALS_REQUIRED) != VFIOCPR_STATE_SEALS_REQUIRED)
+        return vfiocpr_fail(error, EPERM,
+                            "state fd %d: memfd not sealed (seals 0x%x, need 0x%x): it could "
+                            "still change under the reader", fd, (unsigned)seals,
+                            VFIOCPR_STATE_SEALS_REQUIRED);
+    if (size < VFIOCPR_STATE_HEADER_SIZE ||
+        (guint64)size > VFIOCPR_STATE_HEADER_SIZE + (guint64)VFIOCPR_STATE_MAX_PAYLOAD)
+        return vfiocpr_fail(error, EBADMSG, "state fd %d: implausible size %lld bytes", fd,
+                            (long long)size);
+    buf = g_malloc((gsize)size);
+    while (done < (gsize)size) {
+        ssize_t n = VK(pread, fd, buf + done, (gsize)size - done, (off_t)done);
+        if (n <= 0) {
+            g_free(buf);
+            return vfiocpr_fail(error, n ? (int)n : EBADMSG, "state fd %d: read (%zu of %lld)",
+                                fd, done, (long long)size);
+        }
+        done += (gsize)n;
+    }
+    *blob_out = g_bytes_new_take(buf, (gsize)size);
+    return 0;
+}
+
+int vfiocpr_state_parse_env(const char *value, int *fd_out, GError **error)
+{
+    gint64 n;
+    g_autoptr(GError) local = NULL;
+
+    if (!g_ascii_string_to_signed(value, 10, 0, INT_MAX, &n, &local))
+        return vfiocpr_fail(error, EINVAL, "%s='%s': not a file descriptor number (%s)",
+                            VFIOCPR_STATE_ENV, value, local->message);
+    *fd_out = (int)n;
+    return 0;
+}

@@ -1,0 +1,53 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* A fake kernel behind the library's kernel seam. By default every op passes
+ * through to the real kernel; a test can fail any call, pretend an fd is a VFIO or
+ * KVM object, and capture execve. */
+#ifndef FAKE_KERNEL_H
+#define FAKE_KERNEL_H
+
+#include "private.h"
+
+typedef enum {
+    FK_MEMFD_CREATE,
+    FK_PWRITE,
+    FK_PREAD,
+    FK_FSTAT,
+    FK_FD_PATH,
+    FK_GET_CLOEXEC,
+    FK_SET_CLOEXEC,
+    FK_CLOEXEC_RANGE,
+    FK_GET_SEALS,
+    FK_ADD_SEALS,
+    FK_CLOSE,
+    FK_EXECVE,
+    FK_IOCTL,
+    FK_N_OPS,
+    FK_ANY = FK_N_OPS,
+} fk_op;
+
+typedef int (*fk_execve_fn)(const char *path, char *const argv[], char *const envp[]);
+
+/* Installs the fake (idempotent) and resets all its state. */
+void fake_kernel_reset(void);
+void fake_kernel_uninstall(void);
+const char *fake_kernel_op_name(fk_op op);
+/* Fails the nth (1-based) call of op (FK_ANY: of any op) with -err, once. */
+void fake_kernel_fail(fk_op op, unsigned nth, int err);
+unsigned fake_kernel_calls(fk_op op);
+/* The op of the nth call (FK_ANY) since the last reset, for messages. */
+fk_op fake_kernel_call_op(unsigned nth);
+/* execve is never real: hook (NULL: return -ENOENT). */
+void fake_kernel_set_execve(fk_execve_fn fn);
+/* From now on fstat/readlink/cloexec on fd see this object instead of the real one.
+ * ino/dev come from the caller so identities are fully controlled. */
+void fake_kernel_pretend(int fd, const char *link, guint32 mode, guint64 dev, guint64 ino,
+                         guint64 rdev);
+/* CLOEXEC as seen by the fake for a pretended fd (real fds: ask fcntl). */
+int fake_kernel_pretend_cloexec(int fd);
+
+
+
+/* Runs vfiocpr_exec() with a capturing execve and returns the state blob it would
+ * have handed to the new image (the exec itself fails and rolls back). */
+GBytes *fake_kernel_capture_state(vfiocpr *ctx);
+#endif

@@ -1,0 +1,33 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Writes the golden blob of the current format through the real exec path, with
+ * the fake kernel standing in for the recorded fds. Run by hand only when a NEW
+ * format version is introduced: make tests/make-golden && tests/make-golden OUT. */
+#include "config.h"
+
+#include "fake-kernel.h"
+#include "golden-v1.h"
+
+int main(int argc, char **argv)
+{
+    const golden_fd fds[] = GOLDEN_V1_FDS;
+    g_autoptr(vfiocpr) ctx = NULL;
+    g_autoptr(GBytes) blob = NULL;
+    g_autoptr(GError) err = NULL;
+
+    if (argc != 2)
+        g_error("usage: %s OUT", argv[0]);
+    g_unsetenv(VFIOCPR_STATE_ENV);
+    fake_kernel_reset();
+    for (gsize i = 0; i < G_N_ELEMENTS(fds); i++)
+        fake_kernel_pretend(fds[i].fd, fds[i].link, fds[i].mode, fds[i].dev, fds[i].ino,
+                            fds[i].rdev);
+    if (vfiocpr_new(0, &ctx, &err) < 0)
+        g_error("%s", err->message);
+    for (gsize i = 0; i < G_N_ELEMENTS(fds); i++)
+        if (vfiocpr_fd_save(ctx, fds[i].name, fds[i].id, fds[i].fd, fds[i].kind, &err) < 0)
+            g_error("%s", err->message);
+    blob = fake_kernel_capture_state(ctx);
+    if (!g_file_set_contents(argv[1], g_bytes_get_data(blob, NULL), g_bytes_get_size(blob), &err))
+        g_error("%s", err->message);
+    return 0;
+}
