@@ -80,10 +80,16 @@ void vfiocpr_fdreg_free(vfiocpr_fdreg *reg)
     g_free(reg);
 }
 
+/* name must be interned */
+static entry *lookup_interned(vfiocpr_fdreg *reg, const char *name, guint64 id)
+{
+    entry key = { .name = name, .id = id };
+    return g_hash_table_lookup(reg->entries, &key);
+}
+
 static entry *lookup(vfiocpr_fdreg *reg, const char *name, guint64 id)
 {
-    entry key = { .name = g_intern_string(name), .id = id };
-    return g_hash_table_lookup(reg->entries, &key);
+    return lookup_interned(reg, g_intern_string(name), id);
 }
 
 static bool same_file(const vfiocpr_fd_stat *a, const vfiocpr_fd_stat *b)
@@ -124,13 +130,14 @@ int vfiocpr_fdreg_save(vfiocpr_fdreg *reg, const char *name, guint64 id, int fd,
                             ": fd %d is %s (%s), not %s", name, id, fd,
                             vfiocpr_fd_kind_to_string(found), desc,
                             vfiocpr_fd_kind_to_string(kind));
-    e = lookup(reg, name, id);
+    name = g_intern_string(name);
+    e = lookup_interned(reg, name, id);
     if (e && e->fd != fd)
         return vfiocpr_fail(error, EEXIST, "fd registry: save '%s'/%" G_GUINT64_FORMAT
                             ": already registered to fd %d (forget it first)", name, id, e->fd);
     if (!e) {
         e = g_new0(entry, 1);
-        e->name = g_intern_string(name);
+        e->name = name;
         e->id = id;
         g_hash_table_add(reg->entries, e);
     }
@@ -149,10 +156,13 @@ static int claim(entry *e, GError **error)
     int r;
 
     if (!e->kind_checked) {
-        r = vfiocpr_kernel_fd_kind(e->fd, &found, NULL, desc, sizeof(desc));
+        /* identity (and so the file type) was proven by validate(): only the link
+         * name is missing, no second fstat */
+        r = VK(fd_path, e->fd, desc, sizeof(desc));
         if (r < 0)
             return vfiocpr_fail(error, r, "fd registry: find '%s'/%" G_GUINT64_FORMAT
                                 ": inherited fd %d is not open", e->name, e->id, e->fd);
+        found = vfiocpr_kernel_kind_from_link(desc, &e->st);
         if (found != e->kind)
             return vfiocpr_fail(error, EBADFD, "fd registry: find '%s'/%" G_GUINT64_FORMAT
                                 ": inherited fd %d is %s (%s), the state says %s", e->name,
@@ -281,17 +291,19 @@ int vfiocpr_fdreg_deserialize(vfiocpr_fdreg *reg, GVariant *payload, GError **er
         return vfiocpr_fail(error, EBADMSG, "state: fd registry: section %s missing or of the "
                             "wrong type", vnames ? "'fds'" : "'fd-names'");
     names = g_variant_get_strv(vnames, &n_names);
+    for (gsize i = 0; i < n_names; i++)
+        names[i] = g_intern_string(names[i]);
     w = g_variant_get_fixed_array(vfds, &n, sizeof(wire_fd));
     for (gsize i = 0; i < n; i++) {
         entry *e;
         if (w[i].name >= n_names || w[i].fd < 0 || !*names[w[i].name])
             return vfiocpr_fail(error, EBADMSG, "state: fd registry: record %zu: bad name index "
                                 "%u or fd %d", i, w[i].name, w[i].fd);
-        if (lookup(reg, names[w[i].name], w[i].id))
+        if (lookup_interned(reg, names[w[i].name], w[i].id))
             return vfiocpr_fail(error, EBADMSG, "state: fd registry: record %zu: '%s'/%"
                                 G_GUINT64_FORMAT " appears twice", i, names[w[i].name], w[i].id);
         e = g_new0(entry, 1);
-        e->name = g_intern_string(names[w[i].name]);
+        e->name = names[w[i].name];
         e->id = w[i].id;
         e->fd = w[i].fd;
         /* A kind from a newer minor is checked by identity only, like OTHER. */

@@ -171,7 +171,7 @@ bool vfiocpr_kind_shares_inode(vfiocpr_fd_kind kind)
            kind == VFIOCPR_FD_KVM;
 }
 
-static vfiocpr_fd_kind kind_from_link(const char *link, const vfiocpr_fd_stat *st)
+vfiocpr_fd_kind vfiocpr_kernel_kind_from_link(const char *link, const vfiocpr_fd_stat *st)
 {
     if (S_ISREG(st->mode))
         return g_str_has_prefix(link, "/memfd:") ? VFIOCPR_FD_MEMFD : VFIOCPR_FD_OTHER;
@@ -208,7 +208,7 @@ int vfiocpr_kernel_fd_kind(int fd, vfiocpr_fd_kind *kind, vfiocpr_fd_stat *st, c
     r = VK(fd_path, fd, link, sizeof(link));
     if (r < 0)
         return r;
-    *kind = kind_from_link(link, &s);
+    *kind = vfiocpr_kernel_kind_from_link(link, &s);
     if (st)
         *st = s;
     if (desc)

@@ -48,6 +48,8 @@ extern const vfiocpr_kernel_ops *vfiocpr_kernel;
  * NULL, receives a short human description (the link target). */
 int vfiocpr_kernel_fd_kind(int fd, vfiocpr_fd_kind *kind, vfiocpr_fd_stat *st, char *desc,
                            size_t desc_len);
+/* The kind from a link name and an fstat already in hand (no syscall). */
+vfiocpr_fd_kind vfiocpr_kernel_kind_from_link(const char *link, const vfiocpr_fd_stat *st);
 /* True when fstat identity alone cannot tell kinds apart (anon inodes). */
 bool vfiocpr_kind_shares_inode(vfiocpr_fd_kind kind);
 

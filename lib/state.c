@@ -102,6 +102,55 @@ GBytes *vfiocpr_state_encode(GVariant *payload)
     return g_bytes_new_take(buf, VFIOCPR_STATE_HEADER_SIZE + plen);
 }
 
+/* Arrays of padding-free fixed-size records: for these, normal form is exactly "the
+ * size is a multiple of the record size", while g_variant_is_normal_form() would
+ * walk every member of every record (1.5 ms for 10,000 fds). The sections' readers
+ * use g_variant_get_fixed_array(), which needs nothing more. */
+static const struct {
+    const char *type;
+    gsize record;
+} flat_arrays[] = {
+    { "a(uutiuttt)", 48 },
+};
+
+static int check_normal_form(GVariant *dict, GError **error)
+{
+    gsize n = g_variant_n_children(dict);
+    g_auto(GVariantBuilder) rebuilt = G_VARIANT_BUILDER_INIT(G_VARIANT_TYPE_VARDICT);
+    g_autoptr(GVariant) again = NULL;
+
+    for (gsize i = 0; i < n; i++) {
+        g_autoptr(GVariant) entry = g_variant_get_child_value(dict, i);
+        g_autoptr(GVariant) key = g_variant_get_child_value(entry, 0);
+        g_autoptr(GVariant) boxed = g_variant_get_child_value(entry, 1);
+        g_autoptr(GVariant) value = g_variant_get_variant(boxed);
+        const char *type = g_variant_get_type_string(value);
+        bool flat = false;
+
+        for (gsize k = 0; k < G_N_ELEMENTS(flat_arrays); k++)
+            if (strcmp(type, flat_arrays[k].type) == 0) {
+                flat = true;
+                if (g_variant_get_size(value) % flat_arrays[k].record)
+                    return vfiocpr_fail(error, EBADMSG, "state: payload: section '%s' is not "
+                                        "a whole number of records", g_variant_get_string(key, NULL));
+            }
+        /* the entry framing (key, variant type string) is checked without the value */
+        if (!g_variant_is_normal_form(key) ||
+            (!flat && !g_variant_is_normal_form(value)) ||
+            g_variant_get_size(boxed) != g_variant_get_size(value) + 1 + strlen(type))
+            return vfiocpr_fail(error, EBADMSG, "state: payload: entry %zu not in GVariant "
+                                "normal form", i);
+        g_variant_builder_add_value(&rebuilt, entry);
+    }
+    /* With every entry normal, the dict is normal iff re-framing the same entries
+     * gives the same bytes: one copy instead of a walk of every record. */
+    again = g_variant_ref_sink(g_variant_builder_end(&rebuilt));
+    if (g_variant_get_size(again) != g_variant_get_size(dict) ||
+        memcmp(g_variant_get_data(again), g_variant_get_data(dict), g_variant_get_size(dict)))
+        return vfiocpr_fail(error, EBADMSG, "state: payload: not a GVariant a{sv} in normal form");
+    return 0;
+}
+
 /* Features a payload may require; a reader refuses any it does not know. */
 static const char *const known_features[] = { NULL };
 
@@ -162,8 +211,9 @@ int vfiocpr_state_decode(GBytes *blob, GVariant **payload_out, guint16 *major_ou
     /* Untrusted from here on: trusted=FALSE and a normal-form check before any use. */
     pbytes = g_bytes_new_from_bytes(blob, hsize, plen);
     v = g_variant_ref_sink(g_variant_new_from_bytes(G_VARIANT_TYPE_VARDICT, pbytes, FALSE));
-    if (!g_variant_is_normal_form(v))
-        return vfiocpr_fail(error, EBADMSG, "state: payload: not a GVariant a{sv} in normal form");
+    r = check_normal_form(v, error);
+    if (r < 0)
+        return r;
     if (G_BYTE_ORDER != G_LITTLE_ENDIAN) {
         GVariant *sw = g_variant_byteswap(v);
         g_variant_unref(v);
