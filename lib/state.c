@@ -146,7 +146,8 @@ static int check_normal_form(GVariant *dict, GError **error)
      * gives the same bytes: one copy instead of a walk of every record. */
     again = g_variant_ref_sink(g_variant_builder_end(&rebuilt));
     if (g_variant_get_size(again) != g_variant_get_size(dict) ||
-        memcmp(g_variant_get_data(again), g_variant_get_data(dict), g_variant_get_size(dict)))
+        (g_variant_get_size(dict) && /* empty data may be NULL */
+         memcmp(g_variant_get_data(again), g_variant_get_data(dict), g_variant_get_size(dict))))
         return vfiocpr_fail(error, EBADMSG, "state: payload: not a GVariant a{sv} in normal form");
     return 0;
 }
