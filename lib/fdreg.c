@@ -20,7 +20,7 @@
 #include "private.h"
 
 typedef struct {
-    const char *name; /* interned: names repeat, and equality becomes a pointer test */
+    const char *name; /* from the registry's pool: equality is a pointer test */
     guint64 id;
     int fd;
     vfiocpr_fd_kind kind;
@@ -33,6 +33,9 @@ typedef struct {
 
 struct vfiocpr_fdreg {
     GHashTable *entries; /* entry* set, keyed by (name, id) */
+    /* One copy of each name. Not g_intern_string(): names come from untrusted state,
+     * and GLib's quark table only ever grows (it even leaks its old arrays). */
+    GHashTable *names;
     GPtrArray *touched;  /* entries whose FD_CLOEXEC was cleared, in order */
 };
 
@@ -67,6 +70,7 @@ vfiocpr_fdreg *vfiocpr_fdreg_new(void)
 {
     vfiocpr_fdreg *reg = g_new0(vfiocpr_fdreg, 1);
     reg->entries = g_hash_table_new_full(entry_hash, entry_equal, g_free, NULL);
+    reg->names = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
     reg->touched = g_ptr_array_new();
     return reg;
 }
@@ -76,20 +80,33 @@ void vfiocpr_fdreg_free(vfiocpr_fdreg *reg)
     if (!reg)
         return;
     g_hash_table_destroy(reg->entries);
+    g_hash_table_destroy(reg->names);
     g_ptr_array_unref(reg->touched);
     g_free(reg);
 }
 
-/* name must be interned */
-static entry *lookup_interned(vfiocpr_fdreg *reg, const char *name, guint64 id)
+/* The pool's copy of name; added when add is set, else NULL if unknown. */
+static const char *pooled(vfiocpr_fdreg *reg, const char *name, bool add)
+{
+    const char *p = g_hash_table_lookup(reg->names, name);
+
+    if (!p && add) {
+        p = g_strdup(name);
+        g_hash_table_add(reg->names, (gpointer)p);
+    }
+    return p;
+}
+
+/* name must come from the pool */
+static entry *lookup_pooled(vfiocpr_fdreg *reg, const char *name, guint64 id)
 {
     entry key = { .name = name, .id = id };
-    return g_hash_table_lookup(reg->entries, &key);
+    return name ? g_hash_table_lookup(reg->entries, &key) : NULL;
 }
 
 static entry *lookup(vfiocpr_fdreg *reg, const char *name, guint64 id)
 {
-    return lookup_interned(reg, g_intern_string(name), id);
+    return lookup_pooled(reg, pooled(reg, name, false), id);
 }
 
 static bool same_file(const vfiocpr_fd_stat *a, const vfiocpr_fd_stat *b)
@@ -130,8 +147,8 @@ int vfiocpr_fdreg_save(vfiocpr_fdreg *reg, const char *name, guint64 id, int fd,
                             ": fd %d is %s (%s), not %s", name, id, fd,
                             vfiocpr_fd_kind_to_string(found), desc,
                             vfiocpr_fd_kind_to_string(kind));
-    name = g_intern_string(name);
-    e = lookup_interned(reg, name, id);
+    name = pooled(reg, name, true);
+    e = lookup_pooled(reg, name, id);
     if (e && e->fd != fd)
         return vfiocpr_fail(error, EEXIST, "fd registry: save '%s'/%" G_GUINT64_FORMAT
                             ": already registered to fd %d (forget it first)", name, id, e->fd);
@@ -292,14 +309,14 @@ int vfiocpr_fdreg_deserialize(vfiocpr_fdreg *reg, GVariant *payload, GError **er
                             "wrong type", vnames ? "'fds'" : "'fd-names'");
     names = g_variant_get_strv(vnames, &n_names);
     for (gsize i = 0; i < n_names; i++)
-        names[i] = g_intern_string(names[i]);
+        names[i] = pooled(reg, names[i], true);
     w = g_variant_get_fixed_array(vfds, &n, sizeof(wire_fd));
     for (gsize i = 0; i < n; i++) {
         entry *e;
         if (w[i].name >= n_names || w[i].fd < 0 || !*names[w[i].name])
             return vfiocpr_fail(error, EBADMSG, "state: fd registry: record %zu: bad name index "
                                 "%u or fd %d", i, w[i].name, w[i].fd);
-        if (lookup_interned(reg, names[w[i].name], w[i].id))
+        if (lookup_pooled(reg, names[w[i].name], w[i].id))
             return vfiocpr_fail(error, EBADMSG, "state: fd registry: record %zu: '%s'/%"
                                 G_GUINT64_FORMAT " appears twice", i, names[w[i].name], w[i].id);
         e = g_new0(entry, 1);
