@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 
+#include "fake-kernel.h"
 #include "vfiocpr.h"
 
 typedef struct {
@@ -35,5 +36,14 @@ typedef struct {
         { "kvm", 0, 907, VFIOCPR_FD_KVM, "/dev/kvm", S_IFCHR | 0666, 5, 90, makedev(10, 232) }, \
         { "log", 0, 908, VFIOCPR_FD_OTHER, "/var/log/vmm.log", S_IFREG | 0640, 2049, 77, 0 },  \
     }
+
+/* Makes the fake kernel answer for the recorded fds as the writer's kernel did. */
+static inline void golden_v1_pretend(void)
+{
+    const golden_fd fds[] = GOLDEN_V1_FDS;
+    for (gsize i = 0; i < G_N_ELEMENTS(fds); i++)
+        fake_kernel_pretend(fds[i].fd, fds[i].link, fds[i].mode, fds[i].dev, fds[i].ino,
+                            fds[i].rdev);
+}
 
 #endif

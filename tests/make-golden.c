@@ -18,9 +18,7 @@ int main(int argc, char **argv)
         g_error("usage: %s OUT", argv[0]);
     g_unsetenv(VFIOCPR_STATE_ENV);
     fake_kernel_reset();
-    for (gsize i = 0; i < G_N_ELEMENTS(fds); i++)
-        fake_kernel_pretend(fds[i].fd, fds[i].link, fds[i].mode, fds[i].dev, fds[i].ino,
-                            fds[i].rdev);
+    golden_v1_pretend();
     if (vfiocpr_new(0, &ctx, &err) < 0)
         g_error("%s", err->message);
     for (gsize i = 0; i < G_N_ELEMENTS(fds); i++)

@@ -178,10 +178,7 @@ static void test_restart_claims_and_finish(fixture *f, gconstpointer data)
     g_autofree char *env = NULL;
     int sfd = tu_state_memfd(blob, true);
 
-    for (gsize i = 0; i < G_N_ELEMENTS(fds); i++) {
-        fake_kernel_pretend(fds[i].fd, fds[i].link, fds[i].mode, fds[i].dev, fds[i].ino,
-                            fds[i].rdev);
-    }
+    golden_v1_pretend();
     for (gsize i = 0; i < G_N_ELEMENTS(fds); i++) /* as after exec: inheritable */
         g_assert_cmpint(vfiocpr_kernel->set_cloexec(fds[i].fd, false), ==, 0);
     env = g_strdup_printf("%d", sfd);

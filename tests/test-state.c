@@ -61,14 +61,6 @@ static GBytes *reheader(GBytes *blob, guint16 major, guint16 minor)
     return g_bytes_new_take(p, len);
 }
 
-static void pretend_golden(void)
-{
-    const golden_fd fds[] = GOLDEN_V1_FDS;
-    for (gsize i = 0; i < G_N_ELEMENTS(fds); i++)
-        fake_kernel_pretend(fds[i].fd, fds[i].link, fds[i].mode, fds[i].dev, fds[i].ino,
-                            fds[i].rdev);
-}
-
 static void setup(void)
 {
     fake_kernel_reset();
@@ -179,7 +171,7 @@ static void test_golden_v1_restore(void)
     g_autofree char *dump = NULL;
     int sfd = tu_state_memfd(blob, true);
 
-    pretend_golden();
+    golden_v1_pretend();
     set_state_env(sfd);
     g_assert_cmpint(vfiocpr_new(0, &ctx, &err), ==, 0);
     g_assert_no_error(err);
@@ -207,7 +199,7 @@ static void test_golden_v1_every_byte_flip(void)
     g_autoptr(GBytes) blob = tu_read_file("state-v1.bin");
     gsize len = g_bytes_get_size(blob);
 
-    pretend_golden();
+    golden_v1_pretend();
     for (gsize off = 0; off < len; off++) {
         for (guint8 mask = 0x01; mask; mask = mask == 0x01 ? 0xff : 0) {
             g_autoptr(GBytes) bad = patch(blob, off, mask);
