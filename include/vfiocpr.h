@@ -32,9 +32,11 @@ extern "C" {
  * new image. */
 #define VFIOCPR_STATE_ENV "VFIOCPR_STATE_FD"
 
-/* The state format this library writes. Readers accept every older format. */
+/* The state format this library writes. Readers accept every older format.
+ * 1.0: fd registry. 1.1: VFIO type1 containers, groups, devices, DMA ranges
+ * (required feature "vfio-type1" whenever a container exists). */
 #define VFIOCPR_STATE_FORMAT_MAJOR 1
-#define VFIOCPR_STATE_FORMAT_MINOR 0
+#define VFIOCPR_STATE_FORMAT_MINOR 1
 
 #define VFIOCPR_ERROR (vfiocpr_error_quark())
 VFIOCPR_EXPORT GQuark vfiocpr_error_quark(void);
@@ -115,7 +117,72 @@ VFIOCPR_EXPORT char *vfiocpr_dump(vfiocpr *ctx);
  * environment is untouched) and describes it. For exec wrappers and debugging. */
 VFIOCPR_EXPORT int vfiocpr_state_describe(int state_fd, char **text, GError **error);
 
+/* ------------------------------------------------------------------ VFIO type1
+ *
+ * The VMM's normal start-up calls below serve both a cold start and a restart. In
+ * restart mode they resolve to what the previous image preserved: no
+ * VFIO_GROUP_SET_CONTAINER, VFIO_SET_IOMMU, VFIO_GROUP_GET_DEVICE_FD or
+ * VFIO_DEVICE_RESET is issued, and a DMA map becomes VFIO_IOMMU_MAP_DMA with
+ * VFIO_DMA_MAP_FLAG_VADDR at the new address after checking it is the same memfd
+ * and offset. Handles belong to their context (they must not outlive it); ref/unref
+ * lets a VMM keep one in several places. Nothing here closes a VFIO fd implicitly:
+ * closing (which resets a device) is always an explicit call.
+ */
+typedef struct vfiocpr_container vfiocpr_container;
+typedef struct vfiocpr_device vfiocpr_device;
+
+/* DMA map flags, as VFIO_DMA_MAP_FLAG_READ / _WRITE. */
+#define VFIOCPR_DMA_READ (1u << 0)
+#define VFIOCPR_DMA_WRITE (1u << 1)
+
+/* Opens /dev/vfio/vfio as container `name` (any string unique in the context), or
+ * in restart mode finds the preserved one. */
+VFIOCPR_EXPORT int vfiocpr_container_open(vfiocpr *ctx, const char *name,
+                                          vfiocpr_container **out, GError **error);
+/* Like vfiocpr_container_open(), for a container fd the VMM opened itself. In
+ * restart mode fd must be -1 (the preserved fd is used). */
+VFIOCPR_EXPORT int vfiocpr_container_adopt(vfiocpr *ctx, const char *name, int fd,
+                                           vfiocpr_container **out, GError **error);
+VFIOCPR_EXPORT vfiocpr_container *vfiocpr_container_ref(vfiocpr_container *c);
+VFIOCPR_EXPORT void vfiocpr_container_unref(vfiocpr_container *c);
+VFIOCPR_EXPORT int vfiocpr_container_fd(const vfiocpr_container *c);
+/* Attaches IOMMU group `group_id` (/dev/vfio/N): checks viability, sets the
+ * container and, for the first group, VFIO_SET_IOMMU(TYPE1v2). Returns the group fd.
+ * While a restart has DMA vaddrs invalid, only preserved groups can be attached
+ * (-EBUSY otherwise, as the kernel would). */
+VFIOCPR_EXPORT int vfiocpr_container_add_group(vfiocpr_container *c, int group_id,
+                                               GError **error);
+/* Maps [iova, iova+size) to vaddr. memfd/offset name the memory behind vaddr; it
+ * must be a registered memfd (vfiocpr_fd_save) for the mapping to survive exec
+ * (-1: not preservable, vfiocpr_exec() will refuse). In restart mode the range must
+ * match a preserved one exactly (iova, size, flags, same memfd, same offset). */
+VFIOCPR_EXPORT int vfiocpr_dma_map(vfiocpr_container *c, uint64_t iova, uint64_t size,
+                                   void *vaddr, int memfd, uint64_t offset, uint32_t flags,
+                                   GError **error);
+VFIOCPR_EXPORT int vfiocpr_dma_unmap(vfiocpr_container *c, uint64_t iova, uint64_t size,
+                                     GError **error);
+/* Explicitly closes the container and its group fds and forgets them. */
+VFIOCPR_EXPORT int vfiocpr_container_close(vfiocpr_container *c, GError **error);
+
+/* IOMMU group of a PCI device (BDF like "0000:00:03.0") or mdev (UUID), from sysfs. */
+VFIOCPR_EXPORT int vfiocpr_device_group_id(const char *name, GError **error);
+/* Gets the device fd for `name` from its group (which must have been added), or in
+ * restart mode the preserved fd. Never resets the device. */
+VFIOCPR_EXPORT int vfiocpr_device_open(vfiocpr_container *c, int group_id, const char *name,
+                                       vfiocpr_device **out, GError **error);
+VFIOCPR_EXPORT vfiocpr_device *vfiocpr_device_ref(vfiocpr_device *d);
+VFIOCPR_EXPORT void vfiocpr_device_unref(vfiocpr_device *d);
+VFIOCPR_EXPORT int vfiocpr_device_fd(const vfiocpr_device *d);
+VFIOCPR_EXPORT const char *vfiocpr_device_name(const vfiocpr_device *d);
+/* mmaps region `index` (a BAR) of the device, e.g. again after exec. */
+VFIOCPR_EXPORT int vfiocpr_device_map_region(vfiocpr_device *d, unsigned int index,
+                                             void **addr, uint64_t *size, GError **error);
+/* Explicitly closes the device fd (the kernel then resets the device) and forgets it. */
+VFIOCPR_EXPORT int vfiocpr_device_close(vfiocpr_device *d, GError **error);
+
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(vfiocpr, vfiocpr_unref)
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(vfiocpr_container, vfiocpr_container_unref)
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(vfiocpr_device, vfiocpr_device_unref)
 
 #ifdef __cplusplus
 }

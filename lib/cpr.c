@@ -15,7 +15,9 @@ extern char **environ;
 struct vfiocpr {
     gint refcount;
     bool restart;
+    bool replaced; /* a fake kernel's execve "succeeded": this image is gone */
     vfiocpr_fdreg *fdreg;
+    vfiocpr_vfio *vfio;
     /* incoming state, kept for vfiocpr_dump() */
     GVariant *incoming;
     gsize incoming_size;
@@ -35,6 +37,16 @@ static const char *const kind_names[] = {
 VFIOCPR_EXPORT const char *vfiocpr_fd_kind_to_string(vfiocpr_fd_kind kind)
 {
     return (unsigned)kind < G_N_ELEMENTS(kind_names) ? kind_names[kind] : "unknown";
+}
+
+vfiocpr_fdreg *vfiocpr_ctx_fdreg(vfiocpr *ctx)
+{
+    return ctx->fdreg;
+}
+
+vfiocpr_vfio *vfiocpr_ctx_vfio(vfiocpr *ctx)
+{
+    return ctx->vfio;
 }
 
 /* Reads, checks and loads a state fd into a fresh registry. Touches nothing. */
@@ -70,6 +82,7 @@ VFIOCPR_EXPORT int vfiocpr_new(unsigned int flags, vfiocpr **out, GError **error
     ctx = g_new0(vfiocpr, 1);
     ctx->refcount = 1;
     ctx->fdreg = vfiocpr_fdreg_new();
+    ctx->vfio = vfiocpr_vfio_new();
 
     env = g_getenv(VFIOCPR_STATE_ENV);
     if (env) {
@@ -77,6 +90,8 @@ VFIOCPR_EXPORT int vfiocpr_new(unsigned int flags, vfiocpr **out, GError **error
         if (r == 0)
             r = load_state(state_fd, ctx->fdreg, &ctx->incoming, &ctx->incoming_size,
                            &ctx->in_major, &ctx->in_minor, error);
+        if (r == 0)
+            r = vfiocpr_vfio_deserialize(ctx, ctx->incoming, error);
         if (r < 0) {
             g_prefix_error(error, "restore from %s=%s: ", VFIOCPR_STATE_ENV, env);
             return r;
@@ -108,6 +123,7 @@ VFIOCPR_EXPORT void vfiocpr_unref(vfiocpr *ctx)
 {
     if (!ctx || !g_atomic_int_dec_and_test(&ctx->refcount))
         return;
+    vfiocpr_vfio_free(ctx->vfio);
     vfiocpr_fdreg_free(ctx->fdreg);
     if (ctx->incoming)
         g_variant_unref(ctx->incoming);
@@ -164,14 +180,34 @@ static GVariant *build_payload(vfiocpr *ctx)
     g_variant_dict_insert(&d, "writer", "s", PACKAGE_STRING);
     g_variant_dict_insert(&d, "writer-pid", "u", (guint32)getpid());
     g_variant_dict_insert(&d, "created-usec", "x", g_get_real_time());
-    g_variant_dict_insert_value(&d, "required-features", g_variant_new_strv(NULL, 0));
     vfiocpr_fdreg_serialize(ctx->fdreg, &d);
+    /* A reader that ignored these sections would never re-map the preserved DMA
+     * ranges: DMA would block. Make older readers refuse instead. */
+    {
+        const char *vfio[] = { VFIOCPR_FEATURE_VFIO_TYPE1, NULL };
+        bool has_vfio = vfiocpr_vfio_serialize(ctx, &d);
+        g_variant_dict_insert_value(&d, "required-features",
+                                    g_variant_new_strv(has_vfio ? vfio : NULL, has_vfio ? 1 : 0));
+    }
     return g_variant_dict_end(&d);
 }
 
 static int phase_check(vfiocpr *ctx, exec_op *op G_GNUC_UNUSED, GError **error)
 {
-    return vfiocpr_fdreg_check(ctx->fdreg, error);
+    int r = vfiocpr_fdreg_check(ctx->fdreg, error);
+    return r < 0 ? r : vfiocpr_vfio_check(ctx, error);
+}
+
+/* From here until the new image re-maps, DMA to the ranges blocks in the kernel:
+ * the blackout starts. Everything that can fail without side effects ran before. */
+static int phase_invalidate(vfiocpr *ctx, exec_op *op G_GNUC_UNUSED, GError **error)
+{
+    return vfiocpr_vfio_invalidate(ctx, error);
+}
+
+static void undo_invalidate(vfiocpr *ctx, exec_op *op G_GNUC_UNUSED)
+{
+    vfiocpr_vfio_revalidate(ctx);
 }
 
 static int phase_write_state(vfiocpr *ctx, exec_op *op, GError **error)
@@ -211,7 +247,7 @@ static void undo_preserve_fds(vfiocpr *ctx, exec_op *op G_GNUC_UNUSED)
     /* the state memfd is closed by undo_write_state */
 }
 
-static int phase_execve(vfiocpr *ctx G_GNUC_UNUSED, exec_op *op, GError **error)
+static int phase_execve(vfiocpr *ctx, exec_op *op, GError **error)
 {
     char *const *src = op->envp ? op->envp : environ;
     g_autoptr(GPtrArray) env = g_ptr_array_new_with_free_func(g_free);
@@ -226,7 +262,11 @@ static int phase_execve(vfiocpr *ctx G_GNUC_UNUSED, exec_op *op, GError **error)
     g_ptr_array_add(env, g_strdup_printf("%s%d", prefix, op->state_fd));
     g_ptr_array_add(env, NULL);
     r = VK(execve, op->path, op->argv, (char *const *)env->pdata);
-    return vfiocpr_fail(error, r < 0 ? r : EIO, "execve('%s')", op->path);
+    if (r == 0) {
+        ctx->replaced = true; /* only a fake kernel returns here on success */
+        return 0;
+    }
+    return vfiocpr_fail(error, r, "execve('%s')", op->path);
 }
 
 /* The phases of an exec, in order. A phase that fails has undone its own partial
@@ -238,6 +278,7 @@ static const struct {
     void (*undo)(vfiocpr *ctx, exec_op *op);
 } exec_phases[] = {
     { "check", phase_check, NULL },
+    { "invalidate DMA vaddrs", phase_invalidate, undo_invalidate },
     { "write state", phase_write_state, undo_write_state },
     { "preserve fds", phase_preserve_fds, undo_preserve_fds },
     { "execve", phase_execve, NULL },
@@ -252,10 +293,17 @@ VFIOCPR_EXPORT int vfiocpr_exec(vfiocpr *ctx, const char *path, char *const argv
 
     if (!ctx || !path || !argv)
         return vfiocpr_fail(error, EINVAL, "exec: NULL %s", !ctx ? "context" : !path ? "path" : "argv");
+    if (ctx->replaced)
+        return vfiocpr_fail(error, EALREADY, "exec: this context already exec'd");
     for (i = 0; i < G_N_ELEMENTS(exec_phases); i++) {
         r = exec_phases[i].run(ctx, &op, error);
         if (r < 0)
             break;
+    }
+    if (ctx->replaced) {
+        /* the state memfd now belongs to the new image */
+        g_clear_pointer(&op.blob, g_bytes_unref);
+        return 0;
     }
     /* Only a failed execve() gets here: roll everything back. */
     while (i-- > 0)
@@ -281,6 +329,11 @@ VFIOCPR_EXPORT int vfiocpr_finish(vfiocpr *ctx, char ***unclaimed, GError **erro
         return vfiocpr_fail(error, EINVAL, "finish: NULL context");
     if (!ctx->restart)
         return 0;
+    {
+        int r = vfiocpr_vfio_finish(ctx, error);
+        if (r < 0)
+            return r; /* still in restart mode: the VMM can re-map and finish again */
+    }
     n = vfiocpr_fdreg_finish(ctx->fdreg, list);
     for (guint i = 0; i < list->len; i++)
         g_message("finish: inherited fd never claimed, left open and registered: %s",
@@ -320,6 +373,7 @@ VFIOCPR_EXPORT char *vfiocpr_dump(vfiocpr *ctx)
     if (ctx->incoming)
         describe_payload(out, ctx->incoming, ctx->incoming_size, ctx->in_major, ctx->in_minor);
     g_string_append_printf(out, "mode: %s\n", ctx->restart ? "restart" : "cold");
+    vfiocpr_vfio_describe(ctx, out);
     vfiocpr_fdreg_describe(ctx->fdreg, out);
     return g_string_free(out, FALSE);
 }

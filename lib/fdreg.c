@@ -36,6 +36,7 @@ struct vfiocpr_fdreg {
     /* One copy of each name. Not g_intern_string(): names come from untrusted state,
      * and GLib's quark table only ever grows (it even leaks its old arrays). */
     GHashTable *names;
+    GHashTable *by_fd;   /* fd -> entry*, for identity checks by fd (DMA backing) */
     GPtrArray *touched;  /* entries whose FD_CLOEXEC was cleared, in order */
 };
 
@@ -71,6 +72,7 @@ vfiocpr_fdreg *vfiocpr_fdreg_new(void)
     vfiocpr_fdreg *reg = g_new0(vfiocpr_fdreg, 1);
     reg->entries = g_hash_table_new_full(entry_hash, entry_equal, g_free, NULL);
     reg->names = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+    reg->by_fd = g_hash_table_new(g_direct_hash, g_direct_equal);
     reg->touched = g_ptr_array_new();
     return reg;
 }
@@ -81,6 +83,7 @@ void vfiocpr_fdreg_free(vfiocpr_fdreg *reg)
         return;
     g_hash_table_destroy(reg->entries);
     g_hash_table_destroy(reg->names);
+    g_hash_table_destroy(reg->by_fd);
     g_ptr_array_unref(reg->touched);
     g_free(reg);
 }
@@ -162,6 +165,7 @@ int vfiocpr_fdreg_save(vfiocpr_fdreg *reg, const char *name, guint64 id, int fd,
     e->kind = kind;
     e->st = st;
     e->kind_checked = true;
+    g_hash_table_insert(reg->by_fd, GINT_TO_POINTER(fd), e);
     e->saved_cloexec = -1;
     return 0;
 }
@@ -222,6 +226,18 @@ int vfiocpr_fdreg_forget(vfiocpr_fdreg *reg, const char *name, guint64 id)
     if (!e)
         return -ENOENT;
     g_ptr_array_remove(reg->touched, e);
+    if (g_hash_table_lookup(reg->by_fd, GINT_TO_POINTER(e->fd)) == e) {
+        GHashTableIter it;
+        gpointer k;
+        g_hash_table_remove(reg->by_fd, GINT_TO_POINTER(e->fd));
+        /* the same fd may stay registered under another name */
+        g_hash_table_iter_init(&it, reg->entries);
+        while (g_hash_table_iter_next(&it, &k, NULL))
+            if (k != e && ((entry *)k)->fd == e->fd) {
+                g_hash_table_insert(reg->by_fd, GINT_TO_POINTER(e->fd), k);
+                break;
+            }
+    }
     g_hash_table_remove(reg->entries, e);
     return 0;
 }
@@ -238,8 +254,9 @@ static int check_identity(entry *e, const char *step, GError **error)
 
     if (r < 0)
         return vfiocpr_fail(error, r, "fd registry: %s '%s'/%" G_GUINT64_FORMAT
-                            ": %s fd %d is not open", step, e->name, e->id,
-                            vfiocpr_fd_kind_to_string(e->kind), e->fd);
+                            ": %s fd %d %s", step, e->name, e->id,
+                            vfiocpr_fd_kind_to_string(e->kind), e->fd,
+                            r == -EBADF ? "is not open" : "cannot be checked (fstat)");
     if (!same_file(&st, &e->st))
         return vfiocpr_fail(error, EBADFD, "fd registry: %s '%s'/%" G_GUINT64_FORMAT
                             ": fd %d is not the recorded %s (recorded dev %" G_GUINT64_FORMAT
@@ -330,6 +347,7 @@ int vfiocpr_fdreg_deserialize(vfiocpr_fdreg *reg, GVariant *payload, GError **er
         e->inherited = true;
         e->saved_cloexec = -1;
         g_hash_table_add(reg->entries, e);
+        g_hash_table_insert(reg->by_fd, GINT_TO_POINTER(e->fd), e);
     }
     return 0;
 }
@@ -494,4 +512,21 @@ void vfiocpr_fdreg_describe(vfiocpr_fdreg *reg, GString *out)
                                e->id, vfiocpr_fd_kind_to_string(e->kind), e->fd,
                                !e->inherited ? "" : e->claimed ? " claimed" : " unclaimed");
     }
+}
+
+bool vfiocpr_fdreg_identity(vfiocpr_fdreg *reg, int fd, vfiocpr_fd_kind kind,
+                            vfiocpr_fd_stat *st)
+{
+    entry *e = g_hash_table_lookup(reg->by_fd, GINT_TO_POINTER(fd));
+
+    if (!e || e->kind != kind)
+        return false;
+    *st = e->st;
+    return true;
+}
+
+bool vfiocpr_fdreg_has(vfiocpr_fdreg *reg, const char *name, guint64 id, vfiocpr_fd_kind kind)
+{
+    entry *e = lookup(reg, name, id);
+    return e && e->kind == kind;
 }

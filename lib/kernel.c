@@ -10,7 +10,9 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <linux/capability.h>
 #include <sys/ioctl.h>
+#include <sys/resource.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -133,6 +135,53 @@ static int real_ioctl(int fd, unsigned long request, void *arg)
     return r < 0 ? -errno : r;
 }
 
+static int real_open(const char *path, int flags)
+{
+    int fd;
+    do {
+        fd = open(path, flags | O_CLOEXEC);
+    } while (fd < 0 && errno == EINTR);
+    return fd < 0 ? -errno : fd;
+}
+
+static int real_readlink(const char *path, char *buf, size_t len)
+{
+    ssize_t n = readlink(path, buf, len - 1);
+    if (n < 0)
+        return -errno;
+    buf[n] = '\0';
+    return (int)n;
+}
+
+static int real_mmap(int fd, size_t len, int prot, off_t off, void **addr)
+{
+    void *p = mmap(NULL, len, prot, MAP_SHARED, fd, off);
+    if (p == MAP_FAILED)
+        return -errno;
+    *addr = p;
+    return 0;
+}
+
+static int real_munmap(void *addr, size_t len)
+{
+    return munmap(addr, len) < 0 ? -errno : 0;
+}
+
+static int real_memlock(guint64 *limit, bool *cap_ipc_lock)
+{
+    struct __user_cap_header_struct hdr = { .version = _LINUX_CAPABILITY_VERSION_3 };
+    struct __user_cap_data_struct data[2] = { { 0 } };
+    struct rlimit rl;
+
+    if (getrlimit(RLIMIT_MEMLOCK, &rl) < 0)
+        return -errno;
+    *limit = rl.rlim_cur == RLIM_INFINITY ? G_MAXUINT64 : (guint64)rl.rlim_cur;
+    if (syscall(SYS_capget, &hdr, data) < 0)
+        return -errno;
+    *cap_ipc_lock = data[CAP_IPC_LOCK / 32].effective & (1u << (CAP_IPC_LOCK % 32));
+    return 0;
+}
+
 static const vfiocpr_kernel_ops real_ops = {
     .memfd_create = real_memfd_create,
     .pwrite = real_pwrite,
@@ -147,6 +196,11 @@ static const vfiocpr_kernel_ops real_ops = {
     .close = real_close,
     .execve = real_execve,
     .ioctl = real_ioctl,
+    .open = real_open,
+    .readlink = real_readlink,
+    .mmap = real_mmap,
+    .munmap = real_munmap,
+    .memlock = real_memlock,
 };
 
 const vfiocpr_kernel_ops *vfiocpr_kernel = &real_ops;

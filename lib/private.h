@@ -34,8 +34,17 @@ typedef struct vfiocpr_kernel_ops {
     int (*get_seals)(int fd);
     int (*add_seals)(int fd, int seals);
     int (*close)(int fd);
+    /* Never returns on success with the real kernel. A fake kernel may return 0 to
+     * say "the image was replaced": the caller then behaves as if it never ran again
+     * (no rollback), which lets unit tests restore in-process. */
     int (*execve)(const char *path, char *const argv[], char *const envp[]);
     int (*ioctl)(int fd, unsigned long request, void *arg);
+    int (*open)(const char *path, int flags);
+    int (*readlink)(const char *path, char *buf, size_t len);
+    int (*mmap)(int fd, size_t len, int prot, off_t off, void **addr);
+    int (*munmap)(void *addr, size_t len);
+    /* RLIMIT_MEMLOCK soft limit (G_MAXUINT64 for unlimited) and CAP_IPC_LOCK */
+    int (*memlock)(guint64 *limit, bool *cap_ipc_lock);
 } vfiocpr_kernel_ops;
 
 /* Installs ops (NULL: the real kernel); returns the previous table. */
@@ -109,5 +118,42 @@ void vfiocpr_fdreg_undo_cloexec(vfiocpr_fdreg *reg);
 /* Ends restart mode for the registry; describes unclaimed inherited fds into out. */
 guint vfiocpr_fdreg_finish(vfiocpr_fdreg *reg, GPtrArray *out);
 void vfiocpr_fdreg_describe(vfiocpr_fdreg *reg, GString *out);
+/* The identity of fd if it is registered with that kind (no syscall). */
+bool vfiocpr_fdreg_identity(vfiocpr_fdreg *reg, int fd, vfiocpr_fd_kind kind,
+                            vfiocpr_fd_stat *st);
+bool vfiocpr_fdreg_has(vfiocpr_fdreg *reg, const char *name, guint64 id, vfiocpr_fd_kind kind);
+
+/* ---------------------------------------------------------------- context */
+
+typedef struct vfiocpr_vfio vfiocpr_vfio;
+vfiocpr_fdreg *vfiocpr_ctx_fdreg(vfiocpr *ctx);
+vfiocpr_vfio *vfiocpr_ctx_vfio(vfiocpr *ctx);
+
+/* ---------------------------------------------------------------- VFIO type1 */
+
+vfiocpr_vfio *vfiocpr_vfio_new(void);
+void vfiocpr_vfio_free(vfiocpr_vfio *v);
+GHashTable *vfiocpr_vfio_devices(vfiocpr_vfio *v);
+/* exec: blockers, without side effects */
+int vfiocpr_vfio_check(vfiocpr *ctx, GError **error);
+/* exec: one UNMAP_DMA(VADDR|ALL) per container; undone by revalidate */
+int vfiocpr_vfio_invalidate(vfiocpr *ctx, GError **error);
+void vfiocpr_vfio_revalidate(vfiocpr *ctx);
+/* Adds the vfio sections; false (and nothing added) when there is no container. */
+bool vfiocpr_vfio_serialize(vfiocpr *ctx, GVariantDict *payload);
+#define VFIOCPR_FEATURE_VFIO_TYPE1 "vfio-type1"
+int vfiocpr_vfio_deserialize(vfiocpr *ctx, GVariant *payload, GError **error);
+/* restart ends: every preserved range must have been re-mapped */
+int vfiocpr_vfio_finish(vfiocpr *ctx, GError **error);
+void vfiocpr_vfio_describe(vfiocpr *ctx, GString *out);
+
+const char *vfiocpr_container_name(const vfiocpr_container *c);
+vfiocpr *vfiocpr_container_ctx(const vfiocpr_container *c);
+bool vfiocpr_container_has_group(const vfiocpr_container *c, int group_id, bool *attached);
+guint vfiocpr_container_pending(const vfiocpr_container *c);
+vfiocpr_container *vfiocpr_device_container(const vfiocpr_device *d);
+int vfiocpr_device_group(const vfiocpr_device *d);
+int vfiocpr_device_preserved(vfiocpr_container *c, int group, const char *name,
+                             vfiocpr_device **out, GError **error);
 
 #endif

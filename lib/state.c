@@ -110,7 +110,8 @@ static const struct {
     const char *type;
     gsize record;
 } flat_arrays[] = {
-    { "a(uutiuttt)", 48 },
+    { "a(uutiuttt)", 48 }, /* fd table */
+    { "a(uuttttt)", 48 },  /* DMA mappings */
 };
 
 static int check_normal_form(GVariant *dict, GError **error)
@@ -153,7 +154,7 @@ static int check_normal_form(GVariant *dict, GError **error)
 }
 
 /* Features a payload may require; a reader refuses any it does not know. */
-static const char *const known_features[] = { NULL };
+static const char *const known_features[] = { VFIOCPR_FEATURE_VFIO_TYPE1, NULL };
 
 static int check_features(GVariant *payload, GError **error)
 {

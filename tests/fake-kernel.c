@@ -2,8 +2,12 @@
 #include "config.h"
 
 #include <errno.h>
+#include <linux/vfio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 
 #include "fake-kernel.h"
 
@@ -11,7 +15,31 @@ typedef struct {
     char *link;
     vfiocpr_fd_stat st;
     int cloexec;
+    bool owned; /* backed by a real fd the fake opened: close it too */
 } pretend;
+
+/* ---- VFIO type1 model ---- */
+typedef struct {
+    guint64 iova, size, vaddr;
+    bool invalid;
+} fk_dma;
+
+typedef struct {
+    int id;
+    char *device;
+    bool mdev;
+    int fd;        /* open group fd, -1 if closed (groups are single-open) */
+    int container; /* container fd, -1 if none */
+} fk_group;
+
+enum { FK_CONTAINER = 1, FK_GROUP, FK_DEVICE };
+
+typedef struct {
+    int type;
+    bool iommu_set;
+    GArray *dmas;    /* fk_dma, containers */
+    fk_group *group; /* groups and devices */
+} fk_obj;
 
 static struct {
     unsigned calls[FK_N_OPS + 1];
@@ -21,11 +49,23 @@ static struct {
     int fail_err;
     fk_execve_fn execve;
     GHashTable *pretend; /* fd -> pretend* */
+    GHashTable *objs;    /* fd -> fk_obj* */
+    GHashTable *groups;  /* id -> fk_group* */
+    GHashTable *ioctls;  /* request -> count */
+    unsigned long fail_req;
+    unsigned fail_req_nth;
+    int fail_req_err;
+    guint64 locked, locked_limit;
+    bool memlock_set, cap_ipc_lock;
+    guint64 memlock_limit;
+    guint64 next_ino;
+    unsigned device_closes;
 } fk;
 
 static const char *const names[] = {
     "memfd_create", "pwrite", "pread", "fstat", "fd_path", "get_cloexec", "set_cloexec",
-    "cloexec_range", "get_seals", "add_seals", "close", "execve", "ioctl", "any",
+    "cloexec_range", "get_seals", "add_seals", "close", "execve", "ioctl", "open", "readlink",
+    "mmap", "munmap", "memlock", "any",
 };
 
 const char *fake_kernel_op_name(fk_op op)
@@ -146,12 +186,30 @@ static int f_add_seals(int fd, int seals)
     return REAL->add_seals(fd, seals);
 }
 
+static void obj_closed(int fd)
+{
+    fk_obj *o = g_hash_table_lookup(fk.objs, GINT_TO_POINTER(fd));
+
+    if (!o)
+        return;
+    if (o->type == FK_GROUP) {
+        o->group->fd = -1;
+        o->group->container = -1; /* the last close detaches it */
+    }
+    if (o->type == FK_DEVICE)
+        fk.device_closes++; /* the real kernel resets the device here */
+    g_hash_table_remove(fk.objs, GINT_TO_POINTER(fd));
+}
+
 static int f_close(int fd)
 {
+    pretend *p;
     ENTER(FK_CLOSE);
-    if (find_pretend(fd)) {
+    if ((p = find_pretend(fd))) {
+        bool owned = p->owned;
+        obj_closed(fd);
         g_hash_table_remove(fk.pretend, GINT_TO_POINTER(fd));
-        return 0;
+        return owned ? REAL->close(fd) : 0;
     }
     return REAL->close(fd);
 }
@@ -162,10 +220,315 @@ static int f_execve(const char *path, char *const argv[], char *const envp[])
     return fk.execve ? fk.execve(path, argv, envp) : -ENOENT;
 }
 
+static int new_object(const char *link, guint32 mode, guint64 rdev, int type, fk_group *g)
+{
+    int fd = REAL->memfd_create("fake-vfio", MFD_CLOEXEC);
+    fk_obj *o;
+    pretend *p;
+
+    if (fd < 0)
+        return fd;
+    fake_kernel_pretend(fd, link, mode, 5, type == FK_DEVICE ? 1039 : ++fk.next_ino, rdev);
+    p = find_pretend(fd);
+    p->owned = true;
+    if (type == FK_DEVICE)
+        p->st.dev = 10; /* the anon inode */
+    o = g_new0(fk_obj, 1);
+    o->type = type;
+    o->group = g;
+    if (type == FK_CONTAINER)
+        o->dmas = g_array_new(FALSE, TRUE, sizeof(fk_dma));
+    g_hash_table_insert(fk.objs, GINT_TO_POINTER(fd), o);
+    return fd;
+}
+
+static void free_obj(gpointer p)
+{
+    fk_obj *o = p;
+    if (o->dmas)
+        g_array_unref(o->dmas);
+    g_free(o);
+}
+
+static void free_group(gpointer p)
+{
+    fk_group *g = p;
+    g_free(g->device);
+    g_free(g);
+}
+
+static fk_obj *obj(int fd, int type)
+{
+    fk_obj *o = g_hash_table_lookup(fk.objs, GINT_TO_POINTER(fd));
+    return o && o->type == type ? o : NULL;
+}
+
+static bool container_has_invalid(fk_obj *c)
+{
+    for (guint i = 0; i < c->dmas->len; i++)
+        if (g_array_index(c->dmas, fk_dma, i).invalid)
+            return true;
+    return false;
+}
+
+static bool container_has_mdev(int cfd)
+{
+    GHashTableIter it;
+    gpointer v;
+    g_hash_table_iter_init(&it, fk.groups);
+    while (g_hash_table_iter_next(&it, NULL, &v))
+        if (((fk_group *)v)->container == cfd && ((fk_group *)v)->mdev)
+            return true;
+    return false;
+}
+
+static int container_ioctl(int fd, fk_obj *c, unsigned long request, void *arg)
+{
+    switch (request) {
+    case VFIO_GET_API_VERSION:
+        return VFIO_API_VERSION;
+    case VFIO_CHECK_EXTENSION: {
+        uintptr_t ext = (uintptr_t)arg;
+        if (ext == VFIO_TYPE1v2_IOMMU)
+            return 1;
+        if (ext == VFIO_UPDATE_VADDR || ext == VFIO_UNMAP_ALL)
+            return c->iommu_set && !container_has_mdev(fd);
+        return 0;
+    }
+    case VFIO_SET_IOMMU: {
+        GHashTableIter it;
+        gpointer v;
+        bool any = false;
+        if ((uintptr_t)arg != VFIO_TYPE1v2_IOMMU)
+            return -EINVAL;
+        g_hash_table_iter_init(&it, fk.groups);
+        while (g_hash_table_iter_next(&it, NULL, &v))
+            any |= ((fk_group *)v)->container == fd;
+        if (!any || c->iommu_set)
+            return -EINVAL;
+        c->iommu_set = true;
+        return 0;
+    }
+    case VFIO_IOMMU_MAP_DMA: {
+        struct vfio_iommu_type1_dma_map *m = arg;
+        if (!c->iommu_set || m->argsz < sizeof(*m))
+            return -EINVAL;
+        if (m->flags & VFIO_DMA_MAP_FLAG_VADDR) {
+            /* exact iova and size, READ/WRITE clear, range invalid */
+            if (m->flags != VFIO_DMA_MAP_FLAG_VADDR || !m->vaddr)
+                return -EINVAL;
+            for (guint i = 0; i < c->dmas->len; i++) {
+                fk_dma *d = &g_array_index(c->dmas, fk_dma, i);
+                if (d->iova == m->iova && d->size == m->size) {
+                    if (!d->invalid)
+                        return -EINVAL;
+                    if (fk.locked + d->size > fk.locked_limit)
+                        return -ENOMEM;
+                    fk.locked += d->size;
+                    d->vaddr = m->vaddr;
+                    d->invalid = false;
+                    return 0;
+                }
+            }
+            return -EINVAL;
+        }
+        if (!m->size || !m->vaddr || m->iova + m->size < m->iova)
+            return -EINVAL;
+        for (guint i = 0; i < c->dmas->len; i++) {
+            fk_dma *d = &g_array_index(c->dmas, fk_dma, i);
+            if (m->iova < d->iova + d->size && d->iova < m->iova + m->size)
+                return -EEXIST;
+        }
+        if (fk.locked + m->size > fk.locked_limit)
+            return -ENOMEM;
+        fk.locked += m->size;
+        g_array_append_val(c->dmas, ((fk_dma){ m->iova, m->size, m->vaddr, false }));
+        return 0;
+    }
+    case VFIO_IOMMU_UNMAP_DMA: {
+        struct vfio_iommu_type1_dma_unmap *u = arg;
+        if (u->flags & VFIO_DMA_UNMAP_FLAG_VADDR) {
+            if (!(u->flags & VFIO_DMA_UNMAP_FLAG_ALL) || u->iova || u->size)
+                return -EINVAL; /* the model only knows the form the library uses */
+            if (container_has_invalid(c))
+                return -EINVAL;
+            for (guint i = 0; i < c->dmas->len; i++)
+                g_array_index(c->dmas, fk_dma, i).invalid = true;
+            return 0;
+        }
+        for (guint i = c->dmas->len; i-- > 0;) {
+            fk_dma *d = &g_array_index(c->dmas, fk_dma, i);
+            bool all = u->flags & VFIO_DMA_UNMAP_FLAG_ALL;
+            if (all || (d->iova >= u->iova && d->iova + d->size <= u->iova + u->size)) {
+                fk.locked -= d->invalid ? 0 : d->size;
+                g_array_remove_index(c->dmas, i);
+            } else if (d->iova < u->iova + u->size && u->iova < d->iova + d->size) {
+                return -EINVAL; /* would split a mapping */
+            }
+        }
+        return 0;
+    }
+    }
+    return -ENOTTY;
+}
+
+static int group_ioctl(fk_obj *o, unsigned long request, void *arg)
+{
+    fk_group *g = o->group;
+
+    switch (request) {
+    case VFIO_GROUP_GET_STATUS: {
+        struct vfio_group_status *st = arg;
+        st->flags = VFIO_GROUP_FLAGS_VIABLE | (g->container >= 0 ? VFIO_GROUP_FLAGS_CONTAINER_SET : 0);
+        return 0;
+    }
+    case VFIO_GROUP_SET_CONTAINER: {
+        int cfd = *(int *)arg;
+        fk_obj *c = obj(cfd, FK_CONTAINER);
+        if (!c)
+            return -EBADF;
+        if (g->container >= 0)
+            return -EINVAL;
+        if (container_has_invalid(c))
+            return -EBUSY;
+        g->container = cfd;
+        return 0;
+    }
+    case VFIO_GROUP_UNSET_CONTAINER:
+        if (g->container < 0)
+            return -EINVAL;
+        g->container = -1;
+        return 0;
+    case VFIO_GROUP_GET_DEVICE_FD: {
+        fk_obj *c = g->container >= 0 ? obj(g->container, FK_CONTAINER) : NULL;
+        if (!c || !c->iommu_set)
+            return -EINVAL;
+        if (strcmp((const char *)arg, g->device) != 0)
+            return -ENODEV;
+        return new_object("anon_inode:[vfio-device]", 0600, 0, FK_DEVICE, g);
+    }
+    }
+    return -ENOTTY;
+}
+
+static int device_ioctl(fk_obj *o, unsigned long request, void *arg)
+{
+    switch (request) {
+    case VFIO_DEVICE_GET_INFO: {
+        struct vfio_device_info *i = arg;
+        i->flags = VFIO_DEVICE_FLAGS_PCI | VFIO_DEVICE_FLAGS_RESET;
+        i->num_regions = VFIO_PCI_NUM_REGIONS;
+        i->num_irqs = VFIO_PCI_NUM_IRQS;
+        return 0;
+    }
+    case VFIO_DEVICE_GET_REGION_INFO: {
+        struct vfio_region_info *r = arg;
+        if (r->index >= VFIO_PCI_NUM_REGIONS)
+            return -EINVAL;
+        r->flags = VFIO_REGION_INFO_FLAG_READ | VFIO_REGION_INFO_FLAG_WRITE |
+                   (r->index == 0 ? VFIO_REGION_INFO_FLAG_MMAP : 0);
+        r->size = r->index == 0 ? 0x1000 : 0;
+        r->offset = (guint64)r->index << 40;
+        return 0;
+    }
+    case VFIO_DEVICE_RESET:
+    case VFIO_DEVICE_SET_IRQS:
+        return 0;
+    }
+    return -ENOTTY;
+}
+
 static int f_ioctl(int fd, unsigned long request, void *arg)
 {
+    gpointer n;
+    fk_obj *o;
+
     ENTER(FK_IOCTL);
-    return -ENOTTY;
+    n = g_hash_table_lookup(fk.ioctls, GSIZE_TO_POINTER(request));
+    g_hash_table_insert(fk.ioctls, GSIZE_TO_POINTER(request), GSIZE_TO_POINTER(GPOINTER_TO_SIZE(n) + 1));
+    if (fk.fail_req == request && fk.fail_req_nth && --fk.fail_req_nth == 0)
+        return -fk.fail_req_err;
+    o = g_hash_table_lookup(fk.objs, GINT_TO_POINTER(fd));
+    if (!o)
+        return -ENOTTY;
+    switch (o->type) {
+    case FK_CONTAINER:
+        return container_ioctl(fd, o, request, arg);
+    case FK_GROUP:
+        return group_ioctl(o, request, arg);
+    default:
+        return device_ioctl(o, request, arg);
+    }
+}
+
+static int f_open(const char *path, int flags)
+{
+    int id;
+    char *end;
+
+    ENTER(FK_OPEN);
+    if (strcmp(path, "/dev/vfio/vfio") == 0)
+        return new_object(path, S_IFCHR | 0666, makedev(10, 196), FK_CONTAINER, NULL);
+    if (g_str_has_prefix(path, "/dev/vfio/")) {
+        fk_group *g;
+        id = (int)strtol(path + strlen("/dev/vfio/"), &end, 10);
+        g = *end ? NULL : g_hash_table_lookup(fk.groups, GINT_TO_POINTER(id));
+        if (!g)
+            return -ENOENT;
+        if (g->fd >= 0)
+            return -EBUSY; /* groups are single-open */
+        g->fd = new_object(path, S_IFCHR | 0600, makedev(511, (unsigned)id), FK_GROUP, g);
+        return g->fd;
+    }
+    return REAL->open(path, flags);
+}
+
+static int f_readlink(const char *path, char *buf, size_t len)
+{
+    GHashTableIter it;
+    gpointer v;
+
+    ENTER(FK_READLINK);
+    g_hash_table_iter_init(&it, fk.groups);
+    while (g_hash_table_iter_next(&it, NULL, &v)) {
+        fk_group *g = v;
+        g_autofree char *p1 = g_strdup_printf("/sys/bus/%s/devices/%s/iommu_group",
+                                              g->mdev ? "mdev" : "pci", g->device);
+        if (strcmp(path, p1) == 0)
+            return g_snprintf(buf, len, "../../../kernel/iommu_groups/%d", g->id);
+    }
+    if (g_str_has_prefix(path, "/sys/"))
+        return -ENOENT;
+    return REAL->readlink(path, buf, len);
+}
+
+static int f_mmap(int fd, size_t len, int prot, off_t off, void **addr)
+{
+    ENTER(FK_MMAP);
+    if (obj(fd, FK_DEVICE)) {
+        void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (p == MAP_FAILED)
+            return -errno;
+        *addr = p;
+        return 0;
+    }
+    return REAL->mmap(fd, len, prot, off, addr);
+}
+
+static int f_munmap(void *addr, size_t len)
+{
+    ENTER(FK_MUNMAP);
+    return REAL->munmap(addr, len);
+}
+
+static int f_memlock(guint64 *limit, bool *cap)
+{
+    ENTER(FK_MEMLOCK);
+    if (!fk.memlock_set)
+        return REAL->memlock(limit, cap);
+    *limit = fk.memlock_limit;
+    *cap = fk.cap_ipc_lock;
+    return 0;
 }
 
 static const vfiocpr_kernel_ops fake_ops = {
@@ -182,6 +545,11 @@ static const vfiocpr_kernel_ops fake_ops = {
     .close = f_close,
     .execve = f_execve,
     .ioctl = f_ioctl,
+    .open = f_open,
+    .readlink = f_readlink,
+    .mmap = f_mmap,
+    .munmap = f_munmap,
+    .memlock = f_memlock,
 };
 
 static void free_pretend(gpointer p)
@@ -194,12 +562,96 @@ void fake_kernel_reset(void)
 {
     if (fk.log)
         g_array_unref(fk.log);
-    if (fk.pretend)
+    if (fk.pretend) {
+        /* close what the fake itself opened, so tests do not leak fds */
+        GHashTableIter it;
+        gpointer k, v;
+        g_hash_table_iter_init(&it, fk.pretend);
+        while (g_hash_table_iter_next(&it, &k, &v))
+            if (((pretend *)v)->owned)
+                REAL->close(GPOINTER_TO_INT(k));
         g_hash_table_destroy(fk.pretend);
+    }
+    if (fk.objs)
+        g_hash_table_destroy(fk.objs);
+    if (fk.groups)
+        g_hash_table_destroy(fk.groups);
+    if (fk.ioctls)
+        g_hash_table_destroy(fk.ioctls);
     memset(&fk, 0, sizeof(fk));
     fk.log = g_array_new(FALSE, FALSE, sizeof(fk_op));
     fk.pretend = g_hash_table_new_full(g_direct_hash, g_direct_equal, NULL, free_pretend);
+    fk.objs = g_hash_table_new_full(g_direct_hash, g_direct_equal, NULL, free_obj);
+    fk.groups = g_hash_table_new_full(g_direct_hash, g_direct_equal, NULL, free_group);
+    fk.ioctls = g_hash_table_new(g_direct_hash, g_direct_equal);
+    fk.locked_limit = G_MAXUINT64;
+    fk.next_ino = 1000;
     vfiocpr_kernel_set_ops(&fake_ops);
+}
+
+void fake_vfio_add_group(int id, const char *device, bool mdev)
+{
+    fk_group *g = g_new0(fk_group, 1);
+    g->id = id;
+    g->device = g_strdup(device);
+    g->mdev = mdev;
+    g->fd = -1;
+    g->container = -1;
+    g_hash_table_insert(fk.groups, GINT_TO_POINTER(id), g);
+}
+
+unsigned fake_vfio_ioctls(unsigned long request)
+{
+    return GPOINTER_TO_SIZE(g_hash_table_lookup(fk.ioctls, GSIZE_TO_POINTER(request)));
+}
+
+void fake_vfio_fail_ioctl(unsigned long request, unsigned nth, int err)
+{
+    fk.fail_req = request;
+    fk.fail_req_nth = nth;
+    fk.fail_req_err = err;
+}
+
+int fake_vfio_dma(int container_fd, guint64 iova, guint64 *size, guint64 *vaddr)
+{
+    fk_obj *c = obj(container_fd, FK_CONTAINER);
+    if (!c)
+        return -EBADF;
+    for (guint i = 0; i < c->dmas->len; i++) {
+        fk_dma *d = &g_array_index(c->dmas, fk_dma, i);
+        if (d->iova == iova) {
+            if (size)
+                *size = d->size;
+            if (vaddr)
+                *vaddr = d->vaddr;
+            return d->invalid ? 0 : 1;
+        }
+    }
+    return -ENOENT;
+}
+
+unsigned fake_vfio_dma_count(int container_fd)
+{
+    fk_obj *c = obj(container_fd, FK_CONTAINER);
+    return c ? c->dmas->len : 0;
+}
+
+void fake_vfio_new_process(guint64 locked_limit)
+{
+    fk.locked = 0;
+    fk.locked_limit = locked_limit;
+}
+
+void fake_kernel_set_memlock(guint64 limit, bool cap_ipc_lock)
+{
+    fk.memlock_set = true;
+    fk.memlock_limit = limit;
+    fk.cap_ipc_lock = cap_ipc_lock;
+}
+
+unsigned fake_vfio_device_closes(void)
+{
+    return fk.device_closes;
 }
 
 void fake_kernel_uninstall(void)
@@ -272,4 +724,31 @@ GBytes *fake_kernel_capture_state(vfiocpr *ctx)
     fk.execve = old;
     g_assert_nonnull(captured);
     return g_steal_pointer(&captured);
+}
+
+static int exec_ok_fd;
+
+static int exec_ok(const char *path, char *const argv[], char *const envp[])
+{
+    const char *prefix = VFIOCPR_STATE_ENV "=";
+    for (gsize i = 0; envp[i]; i++)
+        if (g_str_has_prefix(envp[i], prefix))
+            exec_ok_fd = atoi(envp[i] + strlen(prefix));
+    return 0;
+}
+
+int fake_kernel_exec_ok(vfiocpr *ctx, guint64 locked_limit)
+{
+    char *argv[] = { (char *)"new-vmm", NULL };
+    fk_execve_fn old = fk.execve;
+    g_autoptr(GError) err = NULL;
+
+    exec_ok_fd = -1;
+    fk.execve = exec_ok;
+    g_assert_cmpint(vfiocpr_exec(ctx, "/usr/bin/new-vmm", argv, NULL, &err), ==, 0);
+    g_assert_no_error(err);
+    fk.execve = old;
+    g_assert_cmpint(exec_ok_fd, >=, 0);
+    fake_vfio_new_process(locked_limit);
+    return exec_ok_fd;
 }

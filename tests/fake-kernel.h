@@ -21,6 +21,11 @@ typedef enum {
     FK_CLOSE,
     FK_EXECVE,
     FK_IOCTL,
+    FK_OPEN,
+    FK_READLINK,
+    FK_MMAP,
+    FK_MUNMAP,
+    FK_MEMLOCK,
     FK_N_OPS,
     FK_ANY = FK_N_OPS,
 } fk_op;
@@ -47,7 +52,28 @@ int fake_kernel_pretend_cloexec(int fd);
 
 
 
+/* ---- VFIO type1 model: /dev/vfio/vfio, groups, device fds, DMA with VADDR ---- */
+/* Declares IOMMU group id holding one device (PCI BDF, or an mdev UUID when mdev:
+ * an mdev in a container turns VFIO_UPDATE_VADDR off, as on a real kernel). */
+void fake_vfio_add_group(int id, const char *device, bool mdev);
+/* Times request was issued (any fd) since the last reset. */
+unsigned fake_vfio_ioctls(unsigned long request);
+/* The nth ioctl with this request fails with -err (once). */
+void fake_vfio_fail_ioctl(unsigned long request, unsigned nth, int err);
+/* 1 valid, 0 vaddr invalid, -ENOENT no mapping at iova. */
+int fake_vfio_dma(int container_fd, guint64 iova, guint64 *size, guint64 *vaddr);
+unsigned fake_vfio_dma_count(int container_fd);
+/* A new process: locked memory accounting starts at 0 with this limit. */
+void fake_vfio_new_process(guint64 locked_limit);
+void fake_kernel_set_memlock(guint64 limit, bool cap_ipc_lock);
+/* Device fds closed (each would reset a real device). */
+unsigned fake_vfio_device_closes(void);
+
 /* Runs vfiocpr_exec() with a capturing execve and returns the state blob it would
  * have handed to the new image (the exec itself fails and rolls back). */
 GBytes *fake_kernel_capture_state(vfiocpr *ctx);
+/* Runs vfiocpr_exec() with an execve that succeeds: returns the state memfd the new
+ * image gets (open, inheritable). ctx is spent; a new process starts (locked memory
+ * accounting at 0, with locked_limit). */
+int fake_kernel_exec_ok(vfiocpr *ctx, guint64 locked_limit);
 #endif

@@ -1,0 +1,220 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * VFIO device fds: obtained once from the group on a cold start, inherited on every
+ * restart. The library never resets a device and never closes its fd unless told to:
+ * the last close of a vfio-pci device fd disables bus mastering and resets it.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <linux/vfio.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "private.h"
+
+struct vfiocpr_device {
+    gint ref;
+    vfiocpr_container *container; /* not a reference: the context owns both */
+    char *name;
+    char *reg_name;
+    int group;
+    int fd;
+    bool preserved;
+    bool claimed;
+};
+
+static vfiocpr_device *device_new(vfiocpr_container *c, int group, const char *name)
+{
+    vfiocpr_device *d = g_new0(vfiocpr_device, 1);
+    d->ref = 1;
+    d->container = c;
+    d->name = g_strdup(name);
+    d->reg_name = g_strdup_printf("vfio-device:%s", name);
+    d->group = group;
+    d->fd = -1;
+    return d;
+}
+
+VFIOCPR_EXPORT vfiocpr_device *vfiocpr_device_ref(vfiocpr_device *d)
+{
+    g_return_val_if_fail(d, NULL);
+    g_atomic_int_inc(&d->ref);
+    return d;
+}
+
+VFIOCPR_EXPORT void vfiocpr_device_unref(vfiocpr_device *d)
+{
+    if (!d || !g_atomic_int_dec_and_test(&d->ref))
+        return;
+    g_free(d->name);
+    g_free(d->reg_name);
+    g_free(d);
+}
+
+VFIOCPR_EXPORT int vfiocpr_device_fd(const vfiocpr_device *d)
+{
+    return d ? d->fd : -EINVAL;
+}
+
+VFIOCPR_EXPORT const char *vfiocpr_device_name(const vfiocpr_device *d)
+{
+    return d ? d->name : NULL;
+}
+
+vfiocpr_container *vfiocpr_device_container(const vfiocpr_device *d)
+{
+    return d->container;
+}
+
+int vfiocpr_device_group(const vfiocpr_device *d)
+{
+    return d->group;
+}
+
+int vfiocpr_device_preserved(vfiocpr_container *c, int group, const char *name,
+                             vfiocpr_device **out, GError **error)
+{
+    vfiocpr_device *d = device_new(c, group, name);
+
+    if (!vfiocpr_fdreg_has(vfiocpr_ctx_fdreg(vfiocpr_container_ctx(c)), d->reg_name, 0,
+                           VFIOCPR_FD_VFIO_DEVICE)) {
+        vfiocpr_device_unref(d);
+        return vfiocpr_fail(error, EBADMSG, "state: vfio: device '%s' has no preserved fd", name);
+    }
+    d->preserved = true;
+    *out = d;
+    return 0;
+}
+
+VFIOCPR_EXPORT int vfiocpr_device_group_id(const char *name, GError **error)
+{
+    const char *buses[] = { "pci", "mdev" };
+    char path[256], link[256];
+
+    if (!name || !*name || strchr(name, '/'))
+        return vfiocpr_fail(error, EINVAL, "device '%s': not a PCI address or mdev UUID",
+                            name ? name : "(null)");
+    for (gsize i = 0; i < G_N_ELEMENTS(buses); i++) {
+        const char *base;
+        char *end;
+        long id;
+        int r;
+
+        snprintf(path, sizeof(path), "/sys/bus/%s/devices/%s/iommu_group", buses[i], name);
+        r = VK(readlink, path, link, sizeof(link));
+        if (r < 0)
+            continue;
+        base = strrchr(link, '/');
+        base = base ? base + 1 : link;
+        id = strtol(base, &end, 10);
+        if (*base && !*end && id >= 0 && id <= G_MAXINT)
+            return (int)id;
+        return vfiocpr_fail(error, EINVAL, "device '%s': odd iommu_group link '%s'", name, link);
+    }
+    return vfiocpr_fail(error, ENODEV, "device '%s': no iommu_group in sysfs (not a PCI or "
+                        "mdev device, or no IOMMU)", name);
+}
+
+VFIOCPR_EXPORT int vfiocpr_device_open(vfiocpr_container *c, int group_id, const char *name,
+                                       vfiocpr_device **out, GError **error)
+{
+    vfiocpr *ctx;
+    vfiocpr_fdreg *reg;
+    GHashTable *devices;
+    vfiocpr_device *d;
+    bool attached = false;
+    int gfd, fd, r;
+
+    if (!c || !name || !*name || !out || vfiocpr_container_fd(c) < 0)
+        return vfiocpr_fail(error, EINVAL, "device '%s': open: bad arguments", name ? name : "?");
+    ctx = vfiocpr_container_ctx(c);
+    reg = vfiocpr_ctx_fdreg(ctx);
+    devices = vfiocpr_vfio_devices(vfiocpr_ctx_vfio(ctx));
+    d = g_hash_table_lookup(devices, name);
+    if (d && d->preserved && !d->claimed) {
+        if (d->container != c || d->group != group_id)
+            return vfiocpr_fail(error, EINVAL, "device '%s': open: the preserved device is in "
+                                "container '%s' group %d, not '%s' group %d", name,
+                                vfiocpr_container_name(d->container), d->group,
+                                vfiocpr_container_name(c), group_id);
+        r = vfiocpr_fdreg_find(reg, d->reg_name, 0, VFIOCPR_FD_VFIO_DEVICE, error);
+        if (r < 0)
+            return r;
+        d->fd = r;
+        d->claimed = true;
+        *out = vfiocpr_device_ref(d);
+        return 0;
+    }
+    if (d)
+        return vfiocpr_fail(error, EEXIST, "device '%s': already open", name);
+    if (!vfiocpr_container_has_group(c, group_id, &attached) || !attached)
+        return vfiocpr_fail(error, ENOENT, "device '%s': open: group %d is not attached to "
+                            "container '%s' (vfiocpr_container_add_group first)", name, group_id,
+                            vfiocpr_container_name(c));
+    if (vfiocpr_container_pending(c))
+        return vfiocpr_fail(error, ENOENT, "device '%s': not in the preserved state of container "
+                            "'%s': new devices can be opened once every preserved DMA range is "
+                            "re-mapped", name, vfiocpr_container_name(c));
+    gfd = vfiocpr_fdreg_find(reg, "vfio-group", (guint64)group_id, VFIOCPR_FD_VFIO_GROUP, error);
+    if (gfd < 0)
+        return gfd;
+    fd = VK(ioctl, gfd, VFIO_GROUP_GET_DEVICE_FD, (void *)name);
+    if (fd < 0)
+        return vfiocpr_fail(error, fd, "device '%s': VFIO_GROUP_GET_DEVICE_FD on group %d", name,
+                            group_id);
+    d = device_new(c, group_id, name);
+    r = vfiocpr_fdreg_save(reg, d->reg_name, 0, fd, VFIOCPR_FD_VFIO_DEVICE, error);
+    if (r < 0) {
+        vfiocpr_device_unref(d);
+        VK(close, fd); /* just obtained, never used: nothing live to lose */
+        return r;
+    }
+    d->fd = fd;
+    g_hash_table_insert(devices, d->name, d);
+    *out = vfiocpr_device_ref(d);
+    return 0;
+}
+
+VFIOCPR_EXPORT int vfiocpr_device_map_region(vfiocpr_device *d, unsigned int index,
+                                             void **addr, uint64_t *size, GError **error)
+{
+    struct vfio_region_info info = { .argsz = sizeof(info), .index = index };
+    int r;
+
+    if (!d || d->fd < 0 || !addr)
+        return vfiocpr_fail(error, EINVAL, "device: map region %u: bad arguments", index);
+    r = VK(ioctl, d->fd, VFIO_DEVICE_GET_REGION_INFO, &info);
+    if (r < 0)
+        return vfiocpr_fail(error, r, "device '%s': region %u: VFIO_DEVICE_GET_REGION_INFO",
+                            d->name, index);
+    if (!(info.flags & VFIO_REGION_INFO_FLAG_MMAP) || !info.size)
+        return vfiocpr_fail(error, ENOTSUP, "device '%s': region %u cannot be mmapped", d->name,
+                            index);
+    r = VK(mmap, d->fd, info.size,
+           (info.flags & VFIO_REGION_INFO_FLAG_READ ? PROT_READ : 0) |
+               (info.flags & VFIO_REGION_INFO_FLAG_WRITE ? PROT_WRITE : 0),
+           (off_t)info.offset, addr);
+    if (r < 0)
+        return vfiocpr_fail(error, r, "device '%s': region %u: mmap of %llu bytes", d->name,
+                            index, (unsigned long long)info.size);
+    if (size)
+        *size = info.size;
+    return 0;
+}
+
+VFIOCPR_EXPORT int vfiocpr_device_close(vfiocpr_device *d, GError **error)
+{
+    vfiocpr *ctx;
+
+    if (!d || d->fd < 0)
+        return vfiocpr_fail(error, EINVAL, "device: close: not open");
+    ctx = vfiocpr_container_ctx(d->container);
+    vfiocpr_fdreg_forget(vfiocpr_ctx_fdreg(ctx), d->reg_name, 0);
+    VK(close, d->fd);
+    d->fd = -1;
+    g_hash_table_remove(vfiocpr_vfio_devices(vfiocpr_ctx_vfio(ctx)), d->name);
+    return 0;
+}
