@@ -38,6 +38,7 @@ typedef struct {
     int type;
     bool iommu_set;
     GArray *dmas;    /* fk_dma, containers */
+    GHashTable *by_iova; /* iova -> index + 1 into dmas */
     fk_group *group; /* groups and devices */
 } fk_obj;
 
@@ -236,8 +237,10 @@ static int new_object(const char *link, guint32 mode, guint64 rdev, int type, fk
     o = g_new0(fk_obj, 1);
     o->type = type;
     o->group = g;
-    if (type == FK_CONTAINER)
+    if (type == FK_CONTAINER) {
         o->dmas = g_array_new(FALSE, TRUE, sizeof(fk_dma));
+        o->by_iova = g_hash_table_new_full(g_int64_hash, g_int64_equal, g_free, NULL);
+    }
     g_hash_table_insert(fk.objs, GINT_TO_POINTER(fd), o);
     return fd;
 }
@@ -245,8 +248,10 @@ static int new_object(const char *link, guint32 mode, guint64 rdev, int type, fk
 static void free_obj(gpointer p)
 {
     fk_obj *o = p;
-    if (o->dmas)
+    if (o->dmas) {
         g_array_unref(o->dmas);
+        g_hash_table_destroy(o->by_iova);
+    }
     g_free(o);
 }
 
@@ -315,22 +320,18 @@ static int container_ioctl(int fd, fk_obj *c, unsigned long request, void *arg)
             return -EINVAL;
         if (m->flags & VFIO_DMA_MAP_FLAG_VADDR) {
             /* exact iova and size, READ/WRITE clear, range invalid */
+            guint idx = GPOINTER_TO_UINT(g_hash_table_lookup(c->by_iova, &m->iova));
+            fk_dma *d = idx ? &g_array_index(c->dmas, fk_dma, idx - 1) : NULL;
             if (m->flags != VFIO_DMA_MAP_FLAG_VADDR || !m->vaddr)
                 return -EINVAL;
-            for (guint i = 0; i < c->dmas->len; i++) {
-                fk_dma *d = &g_array_index(c->dmas, fk_dma, i);
-                if (d->iova == m->iova && d->size == m->size) {
-                    if (!d->invalid)
-                        return -EINVAL;
-                    if (fk.locked + d->size > fk.locked_limit)
-                        return -ENOMEM;
-                    fk.locked += d->size;
-                    d->vaddr = m->vaddr;
-                    d->invalid = false;
-                    return 0;
-                }
-            }
-            return -EINVAL;
+            if (!d || d->size != m->size || !d->invalid)
+                return -EINVAL;
+            if (fk.locked + d->size > fk.locked_limit)
+                return -ENOMEM;
+            fk.locked += d->size;
+            d->vaddr = m->vaddr;
+            d->invalid = false;
+            return 0;
         }
         if (!m->size || !m->vaddr || m->iova + m->size < m->iova)
             return -EINVAL;
@@ -343,6 +344,8 @@ static int container_ioctl(int fd, fk_obj *c, unsigned long request, void *arg)
             return -ENOMEM;
         fk.locked += m->size;
         g_array_append_val(c->dmas, ((fk_dma){ m->iova, m->size, m->vaddr, false }));
+        g_hash_table_insert(c->by_iova, g_memdup2(&m->iova, sizeof(guint64)),
+                            GUINT_TO_POINTER(c->dmas->len));
         return 0;
     }
     case VFIO_IOMMU_UNMAP_DMA: {
@@ -361,7 +364,13 @@ static int container_ioctl(int fd, fk_obj *c, unsigned long request, void *arg)
             bool all = u->flags & VFIO_DMA_UNMAP_FLAG_ALL;
             if (all || (d->iova >= u->iova && d->iova + d->size <= u->iova + u->size)) {
                 fk.locked -= d->invalid ? 0 : d->size;
-                g_array_remove_index(c->dmas, i);
+                g_hash_table_remove(c->by_iova, &d->iova);
+                g_array_remove_index_fast(c->dmas, i);
+                if (i < c->dmas->len) /* the last one moved into slot i */
+                    g_hash_table_insert(c->by_iova,
+                                        g_memdup2(&g_array_index(c->dmas, fk_dma, i).iova,
+                                                  sizeof(guint64)),
+                                        GUINT_TO_POINTER(i + 1));
             } else if (d->iova < u->iova + u->size && u->iova < d->iova + d->size) {
                 return -EINVAL; /* would split a mapping */
             }
