@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
+# The libvfiocpr demo (Debian 12, as root): installs what it needs, builds, boots a
+# QEMU guest with a PCI device bound to vfio-pci, and shows a VMM-shaped program
+# upgrading itself with exec() while the device keeps doing DMA and interrupts.
+# DEMO_KERNEL picks the guest kernel (7.3 or 6.1; default 7.3).
+set -euo pipefail
+cd "$(dirname "$0")"
+# .ci/run defines the dependency install when sourced
+# shellcheck source=.ci/run
+source .ci/run
+install_deps >&2
+if [ ! -x _build-demo/tests/guest/guest-cpr ]; then
+    echo "demo: building (a minute)..." >&2
+    [ -x configure ] || ./autogen.sh >/dev/null 2>&1
+    mkdir -p _build-demo
+    (cd _build-demo && ../configure -q --disable-guest-tests >/dev/null &&
+        make -j"$(nproc)" -s tests/guest/guest-cpr >/dev/null)
+fi
+echo "demo: booting the guest (downloads a Debian kernel the first time)..." >&2
+bash tests/guest/run-guest.sh --kernel "${DEMO_KERNEL:-7.3}" --device edu \
+    --extra _build-demo/tests/guest/guest-cpr -- _build-demo/tests/guest/guest-cpr demo |
+    grep -v '^# VFIOCPR-DEV'
