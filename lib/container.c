@@ -23,6 +23,7 @@ typedef struct {
     int memfd;         /* -1: not backed by a memfd, cannot be preserved */
     guint64 mem_dev, mem_ino;
     bool pending;      /* restart: preserved, vaddr invalid until the VMM re-maps it */
+    bool lone;         /* its own allocation (made in this image), not part of a block */
 } mapping;
 
 struct vfiocpr_container {
@@ -37,6 +38,7 @@ struct vfiocpr_container {
     bool invalidated; /* exec in progress: vaddrs invalidated by us */
     GHashTable *groups;   /* group id -> preserved? (GINT_TO_POINTER(1|2)) */
     GHashTable *maps;     /* mapping*, keyed by iova */
+    GPtrArray *blocks;    /* where restored mappings live: one allocation per state */
     guint n_pending;
 };
 
@@ -72,7 +74,9 @@ static vfiocpr_container *container_new(vfiocpr *ctx, const char *name)
     c->reg_name = g_strdup_printf("vfio-container:%s", name);
     c->fd = -1;
     c->groups = g_hash_table_new(g_direct_hash, g_direct_equal);
-    c->maps = g_hash_table_new_full(map_hash, map_equal, g_free, NULL);
+    /* mappings from the state live in blocks; those made later are freed one by one */
+    c->maps = g_hash_table_new_full(map_hash, map_equal, NULL, NULL);
+    c->blocks = g_ptr_array_new_with_free_func(g_free);
     return c;
 }
 
@@ -89,6 +93,7 @@ VFIOCPR_EXPORT void vfiocpr_container_unref(vfiocpr_container *c)
         return;
     g_hash_table_destroy(c->groups);
     g_hash_table_destroy(c->maps);
+    g_ptr_array_unref(c->blocks);
     g_free(c->reg_name);
     g_free(c->name);
     g_free(c);
@@ -392,8 +397,9 @@ VFIOCPR_EXPORT int vfiocpr_dma_map(vfiocpr_container *c, uint64_t iova, uint64_t
     m = g_new0(mapping, 1);
     *m = (mapping){ .iova = iova, .size = size, .offset = offset, .flags = flags,
                     .vaddr = vaddr, .memfd = backed ? memfd : -1, .mem_dev = mem.dev,
-                    .mem_ino = mem.ino };
+                    .mem_ino = mem.ino, .lone = true };
     g_hash_table_add(c->maps, m);
+    g_ptr_array_add(c->blocks, m);
     return 0;
 }
 
@@ -419,6 +425,9 @@ VFIOCPR_EXPORT int vfiocpr_dma_unmap(vfiocpr_container *c, uint64_t iova, uint64
         return vfiocpr_fail(error, r, "container '%s': dma unmap 0x%" PRIx64 "-0x%" PRIx64
                             ": VFIO_IOMMU_UNMAP_DMA", c->name, iova, iova + size - 1);
     g_hash_table_remove(c->maps, m);
+    /* a block from the state stays until the container goes; a lone one goes now */
+    if (m->lone)
+        g_ptr_array_remove_fast(c->blocks, m); /* frees it */
     return 0;
 }
 
@@ -572,13 +581,19 @@ bool vfiocpr_vfio_serialize(vfiocpr *ctx, GVariantDict *d)
 {
     vfiocpr_vfio *v = vfiocpr_ctx_vfio(ctx);
     g_autoptr(GPtrArray) names = g_ptr_array_new();
-    g_autoptr(GArray) dma = g_array_new(FALSE, TRUE, sizeof(wire_dma));
     GVariantBuilder groups, devices;
     GHashTableIter it, sub;
     gpointer k, val;
+    gsize n_dma = 0, at = 0;
+    wire_dma *dma;
 
     if (!g_hash_table_size(v->containers))
         return false;
+    g_hash_table_iter_init(&it, v->containers);
+    while (g_hash_table_iter_next(&it, NULL, &k))
+        n_dma += g_hash_table_size(((vfiocpr_container *)k)->maps);
+    /* written in place and handed to the GVariant without a copy */
+    dma = g_new0(wire_dma, n_dma ? n_dma : 1);
     g_variant_builder_init(&groups, G_VARIANT_TYPE("a(su)"));
     g_variant_builder_init(&devices, G_VARIANT_TYPE("a(ssu)"));
     g_hash_table_iter_init(&it, v->containers);
@@ -592,10 +607,9 @@ bool vfiocpr_vfio_serialize(vfiocpr *ctx, GVariantDict *d)
         g_hash_table_iter_init(&sub, c->maps);
         while (g_hash_table_iter_next(&sub, &k, NULL)) {
             mapping *m = k;
-            wire_dma w = { .container = idx, .flags = m->flags, .iova = m->iova,
-                           .size = m->size, .offset = m->offset, .mem_dev = m->mem_dev,
-                           .mem_ino = m->mem_ino };
-            g_array_append_val(dma, w);
+            dma[at++] = (wire_dma){ .container = idx, .flags = m->flags, .iova = m->iova,
+                                    .size = m->size, .offset = m->offset, .mem_dev = m->mem_dev,
+                                    .mem_ino = m->mem_ino };
         }
     }
     g_hash_table_iter_init(&it, v->devices);
@@ -607,9 +621,10 @@ bool vfiocpr_vfio_serialize(vfiocpr *ctx, GVariantDict *d)
                                 g_variant_new_strv((const char *const *)names->pdata, names->len));
     g_variant_dict_insert_value(d, "vfio-groups", g_variant_builder_end(&groups));
     g_variant_dict_insert_value(d, "vfio-devices", g_variant_builder_end(&devices));
-    g_variant_dict_insert_value(d, "vfio-dma", g_variant_new_fixed_array(
-                                                   G_VARIANT_TYPE(WIRE_DMA_TYPE), dma->data,
-                                                   dma->len, sizeof(wire_dma)));
+    g_variant_dict_insert_value(d, "vfio-dma",
+                                g_variant_new_from_data(G_VARIANT_TYPE("a" WIRE_DMA_TYPE), dma,
+                                                        n_dma * sizeof(wire_dma), TRUE, g_free,
+                                                        dma));
     return true;
 }
 
@@ -675,24 +690,33 @@ int vfiocpr_vfio_deserialize(vfiocpr *ctx, GVariant *payload, GError **error)
         g_hash_table_insert(v->devices, (gpointer)vfiocpr_device_name(dev), dev);
     }
     w = g_variant_get_fixed_array(vdma, &n, sizeof(wire_dma));
-    for (gsize i = 0; i < n; i++) {
-        vfiocpr_container *c = w[i].container < byidx->len ? byidx->pdata[w[i].container] : NULL;
-        mapping *m;
-        if (!c || !w[i].size || w[i].iova + w[i].size < w[i].iova ||
-            (w[i].flags & ~(VFIOCPR_DMA_READ | VFIOCPR_DMA_WRITE)))
-            return vfiocpr_fail(error, EBADMSG, "state: vfio: DMA record %zu: bad container, "
-                                "range or flags", i);
-        m = g_new0(mapping, 1);
-        *m = (mapping){ .iova = w[i].iova, .size = w[i].size, .offset = w[i].offset,
-                        .flags = w[i].flags, .memfd = -1, .mem_dev = w[i].mem_dev,
-                        .mem_ino = w[i].mem_ino, .pending = true };
-        if (g_hash_table_contains(c->maps, m)) {
-            g_free(m);
-            return vfiocpr_fail(error, EBADMSG, "state: vfio: DMA record %zu: iova 0x%" PRIx64
-                                " appears twice in container '%s'", i, w[i].iova, c->name);
+    {
+        /* one allocation per container for all its ranges: count, then fill */
+        g_autofree gsize *count = g_new0(gsize, byidx->len + 1);
+        g_autofree mapping **next = g_new0(mapping *, byidx->len + 1);
+        for (gsize i = 0; i < n; i++) {
+            if (w[i].container >= byidx->len || !w[i].size || w[i].iova + w[i].size < w[i].iova ||
+                (w[i].flags & ~(VFIOCPR_DMA_READ | VFIOCPR_DMA_WRITE)))
+                return vfiocpr_fail(error, EBADMSG, "state: vfio: DMA record %zu: bad container, "
+                                    "range or flags", i);
+            count[w[i].container]++;
         }
-        g_hash_table_add(c->maps, m);
-        c->n_pending++;
+        for (guint k = 0; k < byidx->len; k++)
+            if (count[k]) {
+                next[k] = g_new0(mapping, count[k]);
+                g_ptr_array_add(((vfiocpr_container *)byidx->pdata[k])->blocks, next[k]);
+            }
+        for (gsize i = 0; i < n; i++) {
+            vfiocpr_container *c = byidx->pdata[w[i].container];
+            mapping *m = next[w[i].container]++;
+            *m = (mapping){ .iova = w[i].iova, .size = w[i].size, .offset = w[i].offset,
+                            .flags = w[i].flags, .memfd = -1, .mem_dev = w[i].mem_dev,
+                            .mem_ino = w[i].mem_ino, .pending = true };
+            if (!g_hash_table_add(c->maps, m))
+                return vfiocpr_fail(error, EBADMSG, "state: vfio: DMA record %zu: iova 0x%" PRIx64
+                                    " appears twice in container '%s'", i, w[i].iova, c->name);
+            c->n_pending++;
+        }
     }
     return 0;
 }

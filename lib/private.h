@@ -75,6 +75,8 @@ int vfiocpr_fail(GError **error, int err, const char *fmt, ...) G_GNUC_PRINTF(3,
 #define VFIOCPR_STATE_MAX_PAYLOAD (256u << 20)
 
 guint32 vfiocpr_crc32c(guint32 crc, const void *data, size_t len);
+/* The portable table version, for tests that compare both paths. */
+guint32 vfiocpr_crc32c_sw(guint32 crc, const void *data, size_t len);
 
 /* Wraps a payload (a{sv}) in the fixed header. */
 GBytes *vfiocpr_state_encode(GVariant *payload);

@@ -50,7 +50,7 @@ static gpointer crc_init(gpointer unused G_GNUC_UNUSED)
     return NULL;
 }
 
-guint32 vfiocpr_crc32c(guint32 crc, const void *data, size_t len)
+guint32 vfiocpr_crc32c_sw(guint32 crc, const void *data, size_t len)
 {
     static GOnce once = G_ONCE_INIT;
     const guint8 *p = data;
@@ -72,6 +72,44 @@ guint32 vfiocpr_crc32c(guint32 crc, const void *data, size_t len)
         crc = (crc >> 8) ^ crc_table[0][(crc ^ *p++) & 0xff];
     return ~crc;
 }
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+/* SSE4.2 has CRC32C in one instruction: ~10x the table's speed, which matters in
+ * the exec blackout for large states (and under emulation even more). */
+__attribute__((target("sse4.2"))) static guint32 crc32c_hw(guint32 crc, const void *data,
+                                                            size_t len)
+{
+    const guint8 *p = data;
+    guint64 c = ~crc;
+
+    while (len >= 8) {
+        guint64 w;
+        memcpy(&w, p, 8);
+        c = __builtin_ia32_crc32di(c, w);
+        p += 8;
+        len -= 8;
+    }
+    while (len--)
+        c = __builtin_ia32_crc32qi((guint32)c, *p++);
+    return ~(guint32)c;
+}
+
+guint32 vfiocpr_crc32c(guint32 crc, const void *data, size_t len)
+{
+    static int hw = -1;
+
+    if (G_UNLIKELY(hw < 0)) {
+        __builtin_cpu_init();
+        hw = __builtin_cpu_supports("sse4.2");
+    }
+    return hw ? crc32c_hw(crc, data, len) : vfiocpr_crc32c_sw(crc, data, len);
+}
+#else
+guint32 vfiocpr_crc32c(guint32 crc, const void *data, size_t len)
+{
+    return vfiocpr_crc32c_sw(crc, data, len);
+}
+#endif
 
 static void put16(guint8 *p, guint16 v) { v = GUINT16_TO_LE(v); memcpy(p, &v, 2); }
 static void put32(guint8 *p, guint32 v) { v = GUINT32_TO_LE(v); memcpy(p, &v, 4); }

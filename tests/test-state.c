@@ -79,6 +79,19 @@ static void test_crc32c(void)
     g_assert_cmphex(vfiocpr_crc32c(0, ones, 32), ==, 0x62A8AB43);
     /* incremental == one shot */
     g_assert_cmphex(vfiocpr_crc32c(vfiocpr_crc32c(0, "12345", 5), "6789", 4), ==, 0xE3069283);
+    g_assert_cmphex(vfiocpr_crc32c_sw(0, "123456789", 9), ==, 0xE3069283);
+    /* the hardware path (where the CPU has one) agrees with the table at every length
+     * and alignment */
+    {
+        g_autoptr(GRand) rnd = g_rand_new_with_seed(7);
+        guint8 buf[1100];
+        for (gsize i = 0; i < sizeof(buf); i++)
+            buf[i] = (guint8)g_rand_int(rnd);
+        for (gsize off = 0; off < 8; off++)
+            for (gsize len = 0; len + off <= sizeof(buf); len += 1 + len / 16)
+                g_assert_cmphex(vfiocpr_crc32c(len, buf + off, len), ==,
+                                vfiocpr_crc32c_sw(len, buf + off, len));
+    }
 }
 
 static void test_roundtrip(void)
