@@ -2,6 +2,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <linux/vfio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -60,6 +61,7 @@ static struct {
     bool memlock_set, cap_ipc_lock;
     guint64 memlock_limit;
     guint64 next_ino;
+    int next_fd;
     unsigned device_closes;
 } fk;
 
@@ -223,12 +225,18 @@ static int f_execve(const char *path, char *const argv[], char *const envp[])
 
 static int new_object(const char *link, guint32 mode, guint64 rdev, int type, fk_group *g)
 {
-    int fd = REAL->memfd_create("fake-vfio", MFD_CLOEXEC);
+    int tmp = REAL->memfd_create("fake-vfio", MFD_CLOEXEC);
     fk_obj *o;
     pretend *p;
+    int fd;
 
+    if (tmp < 0)
+        return tmp;
+    /* fixed numbers from 950 up, so a golden state's fds can be recreated exactly */
+    fd = dup3(tmp, fk.next_fd++, O_CLOEXEC);
+    REAL->close(tmp);
     if (fd < 0)
-        return fd;
+        return -errno;
     fake_kernel_pretend(fd, link, mode, 5, type == FK_DEVICE ? 1039 : ++fk.next_ino, rdev);
     p = find_pretend(fd);
     p->owned = true;
@@ -595,6 +603,7 @@ void fake_kernel_reset(void)
     fk.ioctls = g_hash_table_new(g_direct_hash, g_direct_equal);
     fk.locked_limit = G_MAXUINT64;
     fk.next_ino = 1000;
+    fk.next_fd = 950;
     vfiocpr_kernel_set_ops(&fake_ops);
 }
 

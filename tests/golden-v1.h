@@ -46,4 +46,35 @@ static inline void golden_v1_pretend(void)
                             fds[i].rdev);
 }
 
+/* Format 1.1 (tests/data/state-v1.1.bin): the VMM below after a cold start on the
+ * fake type1 kernel (fds from 950 up, guest RAM a pretended memfd at 899), captured
+ * at exec. The test recreates the same kernel objects the same way, invalidates the
+ * vaddrs as the old image's exec did, and restores the blob through the same code. */
+#define GOLDEN_V11_RAM_FD 899
+#define GOLDEN_V11_RAM_SIZE (8u << 20)
+
+static inline vfiocpr *golden_v11_cold_start(void)
+{
+    g_autoptr(GError) err = NULL;
+    g_autoptr(vfiocpr_container) c = NULL;
+    g_autoptr(vfiocpr_device) dev = NULL;
+    vfiocpr *ctx = NULL;
+
+    fake_vfio_add_group(12, "0000:00:03.0", false);
+    fake_kernel_pretend(GOLDEN_V11_RAM_FD, "/memfd:guest-ram (deleted)", S_IFREG | 0777, 1, 7777, 0);
+    if (vfiocpr_new(0, &ctx, &err) < 0 ||
+        vfiocpr_fd_save(ctx, "guest-ram", 0, GOLDEN_V11_RAM_FD, VFIOCPR_FD_MEMFD, &err) < 0 ||
+        vfiocpr_container_open(ctx, "c0", &c, &err) < 0 ||
+        vfiocpr_container_add_group(c, 12, &err) < 0 ||
+        vfiocpr_device_open(c, 12, "0000:00:03.0", &dev, &err) < 0)
+        g_error("golden 1.1 cold start: %s", err ? err->message : "?");
+    /* two ranges; the vaddrs are whatever, the kernel model does not touch them */
+    if (vfiocpr_dma_map(c, 0x100000, 0x200000, (void *)0x7f0000000000ull, GOLDEN_V11_RAM_FD, 0,
+                        VFIOCPR_DMA_READ | VFIOCPR_DMA_WRITE, &err) < 0 ||
+        vfiocpr_dma_map(c, 0x40000000, 0x600000, (void *)0x7f0000200000ull, GOLDEN_V11_RAM_FD,
+                        0x200000, VFIOCPR_DMA_READ, &err) < 0)
+        g_error("golden 1.1 maps: %s", err->message);
+    return ctx;
+}
+
 #endif

@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* Writes the golden blob of the current format through the real exec path, with
- * the fake kernel standing in for the recorded fds. Run by hand only when a NEW
- * format version is introduced: make tests/make-golden && tests/make-golden OUT. */
+/* Writes the golden blob of the current format (1.1) through the real exec path,
+ * with the fake kernel standing in for the recorded fds. Run by hand only when a NEW
+ * format version is introduced: make tests/make-golden && tests/make-golden OUT.
+ * Released blobs are never regenerated (state-v1.bin is 1.0, written by 0.1.0's
+ * foundation). */
 #include "config.h"
 
 #include "fake-kernel.h"
@@ -9,7 +11,6 @@
 
 int main(int argc, char **argv)
 {
-    const golden_fd fds[] = GOLDEN_V1_FDS;
     g_autoptr(vfiocpr) ctx = NULL;
     g_autoptr(GBytes) blob = NULL;
     g_autoptr(GError) err = NULL;
@@ -18,12 +19,7 @@ int main(int argc, char **argv)
         g_error("usage: %s OUT", argv[0]);
     g_unsetenv(VFIOCPR_STATE_ENV);
     fake_kernel_reset();
-    golden_v1_pretend();
-    if (vfiocpr_new(0, &ctx, &err) < 0)
-        g_error("%s", err->message);
-    for (gsize i = 0; i < G_N_ELEMENTS(fds); i++)
-        if (vfiocpr_fd_save(ctx, fds[i].name, fds[i].id, fds[i].fd, fds[i].kind, &err) < 0)
-            g_error("%s", err->message);
+    ctx = golden_v11_cold_start();
     blob = fake_kernel_capture_state(ctx);
     if (!g_file_set_contents(argv[1], g_bytes_get_data(blob, NULL), g_bytes_get_size(blob), &err))
         g_error("%s", err->message);

@@ -4,6 +4,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <linux/vfio.h>
 #include <stdlib.h>
 #include <sys/timerfd.h>
 
@@ -207,11 +208,12 @@ static void test_golden_v1_restore(void)
 }
 
 /* A single changed byte anywhere in the blob is refused, through the whole path. */
-static void test_golden_v1_every_byte_flip(void)
+static void test_golden_every_byte_flip(gconstpointer file)
 {
-    g_autoptr(GBytes) blob = tu_read_file("state-v1.bin");
+    g_autoptr(GBytes) blob = tu_read_file(file);
     gsize len = g_bytes_get_size(blob);
 
+    setup();
     golden_v1_pretend();
     for (gsize off = 0; off < len; off++) {
         for (guint8 mask = 0x01; mask; mask = mask == 0x01 ? 0xff : 0) {
@@ -223,6 +225,69 @@ static void test_golden_v1_every_byte_flip(void)
             close(sfd);
         }
     }
+}
+
+/* ------------------------------------------------------------ golden blob v1.1 */
+
+static void test_golden_v11_decode(void)
+{
+    g_autoptr(GBytes) blob = tu_read_file("state-v1.1.bin");
+    g_autoptr(GVariant) payload = NULL;
+    g_autoptr(GError) err = NULL;
+    g_autofree const char **req = NULL;
+    guint16 major, minor;
+
+    g_assert_cmpint(vfiocpr_state_decode(blob, &payload, &major, &minor, &err), ==, 0);
+    g_assert_cmpuint(major, ==, 1);
+    g_assert_cmpuint(minor, ==, 1);
+    g_assert_true(g_variant_lookup(payload, "required-features", "^a&s", &req));
+    g_assert_cmpuint(g_strv_length((char **)req), ==, 1);
+    g_assert_cmpstr(req[0], ==, "vfio-type1");
+}
+
+/* The full restore of a 1.1 blob: the same kernel objects are recreated the way the
+ * writer made them, their vaddrs invalidated as its exec did, and the VMM's start-up
+ * re-points both preserved ranges without a reset-class ioctl. */
+static void test_golden_v11_restore(void)
+{
+    g_autoptr(GBytes) blob = tu_read_file("state-v1.1.bin");
+    struct vfio_iommu_type1_dma_unmap un = { .argsz = sizeof(un),
+                                             .flags = VFIO_DMA_UNMAP_FLAG_VADDR |
+                                                      VFIO_DMA_UNMAP_FLAG_ALL };
+    g_autoptr(vfiocpr) ctx = NULL;
+    g_autoptr(vfiocpr_container) c = NULL;
+    g_autoptr(vfiocpr_device) dev = NULL;
+    g_autoptr(GError) err = NULL;
+    guint64 vaddr = 0;
+    int sfd;
+
+    vfiocpr_unref(golden_v11_cold_start());
+    g_assert_cmpint(vfiocpr_kernel->ioctl(950, VFIO_IOMMU_UNMAP_DMA, &un), ==, 0);
+    sfd = tu_state_memfd(blob, true);
+    set_state_env(sfd);
+    g_assert_cmpint(vfiocpr_new(0, &ctx, &err), ==, 0);
+    g_assert_no_error(err);
+    g_assert_cmpint(vfiocpr_fd_find(ctx, "guest-ram", 0, VFIOCPR_FD_MEMFD, &err), ==,
+                    GOLDEN_V11_RAM_FD);
+    g_assert_cmpint(vfiocpr_container_open(ctx, "c0", &c, &err), ==, 0);
+    g_assert_cmpint(vfiocpr_container_fd(c), ==, 950);
+    g_assert_cmpint(vfiocpr_container_add_group(c, 12, &err), ==, 951);
+    g_assert_cmpint(vfiocpr_device_open(c, 12, "0000:00:03.0", &dev, &err), ==, 0);
+    g_assert_cmpint(vfiocpr_device_fd(dev), ==, 952);
+    g_assert_cmpint(vfiocpr_finish(ctx, NULL, &err), ==, -ESTALE);
+    g_clear_error(&err);
+    g_assert_cmpint(vfiocpr_dma_map(c, 0x100000, 0x200000, (void *)0x7e0000000000ull,
+                                    GOLDEN_V11_RAM_FD, 0, 3, &err), ==, 0);
+    g_assert_cmpint(vfiocpr_dma_map(c, 0x40000000, 0x600000, (void *)0x7e0000200000ull,
+                                    GOLDEN_V11_RAM_FD, 0x200000, 1, &err), ==, 0);
+    g_assert_no_error(err);
+    g_assert_cmpint(vfiocpr_finish(ctx, NULL, &err), ==, 0);
+    g_assert_cmpint(fake_vfio_dma(950, 0x40000000, NULL, &vaddr), ==, 1);
+    g_assert_cmphex(vaddr, ==, 0x7e0000200000ull);
+    /* only the writer's cold start attached and opened anything */
+    g_assert_cmpuint(fake_vfio_ioctls(VFIO_GROUP_SET_CONTAINER), ==, 1);
+    g_assert_cmpuint(fake_vfio_ioctls(VFIO_GROUP_GET_DEVICE_FD), ==, 1);
+    g_assert_cmpuint(fake_vfio_ioctls(VFIO_DEVICE_RESET), ==, 0);
 }
 
 static void test_golden_v1_every_truncation(void)
@@ -565,7 +630,12 @@ int main(int argc, char **argv)
     ADD("/state/memfd-write-faults", test_memfd_write_faults);
     ADD("/state/golden-v1/decode", test_golden_v1_decode);
     ADD("/state/golden-v1/restore", test_golden_v1_restore);
-    ADD("/state/golden-v1/every-byte-flip", test_golden_v1_every_byte_flip);
+    g_test_add_data_func("/state/golden-v1/every-byte-flip", "state-v1.bin",
+                         test_golden_every_byte_flip);
+    g_test_add_data_func("/state/golden-v1.1/every-byte-flip", "state-v1.1.bin",
+                         test_golden_every_byte_flip);
+    ADD("/state/golden-v1.1/decode", test_golden_v11_decode);
+    ADD("/state/golden-v1.1/restore", test_golden_v11_restore);
     ADD("/state/golden-v1/every-truncation", test_golden_v1_every_truncation);
     ADD("/state/version/newer-minor-accepted", test_newer_minor_accepted);
     ADD("/state/version/newer-major-refused", test_newer_major_refused);
