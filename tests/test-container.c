@@ -469,6 +469,68 @@ static void test_cold_errors(void)
     g_free(buf);
 }
 
+/* Two containers, each with its group and device: one invalidation each, both
+ * restored, each range re-mapped in its own container. */
+static void test_two_containers(void)
+{
+    const char *names[2] = { "c0", "c1" }, *bdfs[2] = { "0000:00:03.0", "0000:00:04.0" };
+    const int groups[2] = { 12, 13 };
+    g_autoptr(GError) err = NULL;
+    vfiocpr *ctx = NULL;
+    vfiocpr_container *c[2];
+    vfiocpr_device *d[2];
+    int ram, cfd[2], sfd;
+    guint8 *va;
+
+    fake_vfio_add_group(13, "0000:00:04.0", false);
+    for (int gen = 0; gen < 2; gen++) {
+        g_assert_cmpint(vfiocpr_new(0, &ctx, &err), ==, 0);
+        g_assert_cmpint(vfiocpr_is_restart(ctx), ==, gen == 1);
+        ram = vfiocpr_fd_find(ctx, "ram", 0, VFIOCPR_FD_MEMFD, NULL);
+        if (ram < 0) {
+            ram = memfd_create("ram", MFD_CLOEXEC);
+            g_assert_cmpint(ftruncate(ram, 0x200000), ==, 0);
+            g_assert_cmpint(vfiocpr_fd_save(ctx, "ram", 0, ram, VFIOCPR_FD_MEMFD, &err), ==, 0);
+        }
+        va = mmap(NULL, 0x200000, PROT_READ | PROT_WRITE, MAP_SHARED, ram, 0);
+        for (int i = 0; i < 2; i++) {
+            g_assert_cmpint(vfiocpr_container_open(ctx, names[i], &c[i], &err), ==, 0);
+            g_assert_cmpint(vfiocpr_container_add_group(c[i], groups[i], &err), >=, 0);
+            g_assert_cmpint(vfiocpr_device_open(c[i], groups[i], bdfs[i], &d[i], &err), ==, 0);
+            /* the same iova in both containers: separate address spaces */
+            g_assert_cmpint(vfiocpr_dma_map(c[i], 0x100000, 0x100000, va + i * 0x100000, ram,
+                                            i * 0x100000, 3, &err), ==, 0);
+            if (gen == 0)
+                cfd[i] = vfiocpr_container_fd(c[i]);
+            g_assert_cmpint(vfiocpr_container_fd(c[i]), ==, cfd[i]);
+        }
+        g_assert_no_error(err);
+        g_assert_cmpint(vfiocpr_finish(ctx, NULL, &err), ==, 0);
+        for (int i = 0; i < 2; i++) {
+            guint64 vaddr = 0;
+            g_assert_cmpint(fake_vfio_dma(cfd[i], 0x100000, NULL, &vaddr), ==, 1);
+            g_assert_cmphex(vaddr, ==, (guint64)(uintptr_t)(va + i * 0x100000));
+        }
+        if (gen == 0) {
+            sfd = fake_kernel_exec_ok(ctx, G_MAXUINT64);
+            g_assert_cmpuint(fake_vfio_ioctls(VFIO_IOMMU_UNMAP_DMA), ==, 2);
+            for (int i = 0; i < 2; i++)
+                g_assert_cmpint(fake_vfio_dma(cfd[i], 0x100000, NULL, NULL), ==, 0);
+            set_env_fd(sfd);
+        }
+        for (int i = 0; i < 2; i++) {
+            vfiocpr_device_unref(d[i]);
+            vfiocpr_container_unref(c[i]);
+        }
+        vfiocpr_unref(ctx);
+        munmap(va, 0x200000);
+    }
+    g_assert_cmpuint(fake_vfio_ioctls(VFIO_GROUP_SET_CONTAINER), ==, 2);
+    g_assert_cmpuint(fake_vfio_ioctls(VFIO_SET_IOMMU), ==, 2);
+    g_assert_cmpuint(fake_vfio_ioctls(VFIO_GROUP_GET_DEVICE_FD), ==, 2);
+    g_assert_cmpuint(fake_vfio_device_closes(), ==, 0);
+}
+
 static void test_map_region(void)
 {
     vmm m = { 0 };
@@ -500,5 +562,6 @@ int main(int argc, char **argv)
     ADD("/container/model/group-add-while-invalid", test_model_group_add_while_invalid);
     ADD("/container/cold-errors", test_cold_errors);
     ADD("/container/map-region", test_map_region);
+    ADD("/container/two-containers", test_two_containers);
     return g_test_run();
 }
