@@ -34,9 +34,10 @@ extern "C" {
 
 /* The state format this library writes. Readers accept every older format.
  * 1.0: fd registry. 1.1: VFIO type1 containers, groups, devices, DMA ranges
- * (required feature "vfio-type1" whenever a container exists). */
+ * (required feature "vfio-type1" whenever a container exists). 1.2: interrupt
+ * vectors (MSI messages, INTx GSI); optional: their eventfds are in the registry. */
 #define VFIOCPR_STATE_FORMAT_MAJOR 1
-#define VFIOCPR_STATE_FORMAT_MINOR 1
+#define VFIOCPR_STATE_FORMAT_MINOR 2
 
 #define VFIOCPR_ERROR (vfiocpr_error_quark())
 VFIOCPR_EXPORT GQuark vfiocpr_error_quark(void);
@@ -179,6 +180,78 @@ VFIOCPR_EXPORT int vfiocpr_device_map_region(vfiocpr_device *d, unsigned int ind
                                              void **addr, uint64_t *size, GError **error);
 /* Explicitly closes the device fd (the kernel then resets the device) and forgets it. */
 VFIOCPR_EXPORT int vfiocpr_device_close(vfiocpr_device *d, GError **error);
+
+/* ------------------------------------------------------------------ interrupts
+ *
+ * Per device, per index, per vector: the trigger eventfd (and, for INTx, the unmask
+ * eventfd), kept in the fd registry so they cross exec. The kernel holds its own
+ * references to them, so after exec they keep counting with no SET_IRQS at all;
+ * re-issuing SET_IRQS on a live MSI/MSI-X index would free and re-request every
+ * vector, so on a restart the library issues none.
+ */
+typedef enum {
+    VFIOCPR_IRQ_INTX = 0, /* VFIO_PCI_INTX_IRQ_INDEX */
+    VFIOCPR_IRQ_MSI = 1,
+    VFIOCPR_IRQ_MSIX = 2,
+    VFIOCPR_IRQ_ERR = 3,
+    VFIOCPR_IRQ_REQ = 4,
+} vfiocpr_irq_index;
+
+/* Wires vectors [start, start + count) of index to eventfds. fds gives the caller's
+ * eventfds (they get registered) or is NULL to let the library create them
+ * (EFD_NONBLOCK | EFD_CLOEXEC); out, if not NULL, receives each vector's eventfd.
+ * Cold start: VFIO_DEVICE_SET_IRQS(DATA_EVENTFD | ACTION_TRIGGER). Restart: the
+ * preserved eventfds, no ioctl (fds must then be NULL). Vectors added to a live
+ * MSI-X index (dynamic MSI-X, kernel 6.5+, VFIO_IRQ_INFO_NORESIZE clear) are set
+ * alone. A vector beyond the device's count is refused. */
+VFIOCPR_EXPORT int vfiocpr_irq_enable(vfiocpr_device *d, vfiocpr_irq_index index,
+                                      unsigned int start, unsigned int count, const int *fds,
+                                      int *out, GError **error);
+/* INTx unmask eventfd (VFIO_IRQ_SET_ACTION_UNMASK); fd < 0 lets the library create
+ * it. Same cold/restart rules. Returns the eventfd; it is also KVM's resample fd. */
+VFIOCPR_EXPORT int vfiocpr_irq_intx_unmask(vfiocpr_device *d, int fd, GError **error);
+/* Records what the guest programmed for an MSI/MSI-X vector, so KVM routes can be
+ * rebuilt after exec. */
+VFIOCPR_EXPORT int vfiocpr_irq_set_msi(vfiocpr_device *d, vfiocpr_irq_index index,
+                                       unsigned int vector, uint64_t address, uint32_t data,
+                                       bool masked, GError **error);
+/* The legacy interrupt line (GSI) INTx is routed to in KVM. */
+VFIOCPR_EXPORT int vfiocpr_irq_set_intx_gsi(vfiocpr_device *d, uint32_t gsi, GError **error);
+/* The eventfd of a vector (>= 0), -ENOENT if not enabled. */
+VFIOCPR_EXPORT int vfiocpr_irq_fd(vfiocpr_device *d, vfiocpr_irq_index index,
+                                  unsigned int vector);
+/* 1 if the vector's eventfd has a non-zero count (an interrupt arrived that nobody
+ * consumed, e.g. during the exec), 0 if not; does not consume it. */
+VFIOCPR_EXPORT int vfiocpr_irq_pending(vfiocpr_device *d, vfiocpr_irq_index index,
+                                       unsigned int vector);
+/* Disables index (SET_IRQS with count 0) and closes its eventfds. Explicit only. */
+VFIOCPR_EXPORT int vfiocpr_irq_disable(vfiocpr_device *d, vfiocpr_irq_index index,
+                                       GError **error);
+
+/* KVM: one route per MSI/MSI-X vector with a message, GSIs gsi_base, gsi_base+1, ... */
+typedef struct {
+    uint32_t gsi;
+    uint32_t data;
+    uint64_t address;
+} vfiocpr_msi_route;
+
+/* Installs routes in KVM. The VMM owns the VM's routing table: it merges these with
+ * its own and issues KVM_SET_GSI_ROUTING once. NULL callback: the library issues
+ * KVM_SET_GSI_ROUTING with its routes only. */
+typedef int (*vfiocpr_kvm_commit_fn)(void *user, const vfiocpr_msi_route *routes,
+                                     unsigned int n_routes, GError **error);
+
+/* Wires every enabled vector of every device into the VM vm_fd: routes (one commit),
+ * then KVM_IRQFD per vector (INTx with its unmask eventfd as resample fd). Cold start
+ * and restart alike: after exec the VMM passes its NEW VM fd. Interrupts that
+ * arrived while no irqfd was attached sit in the eventfd counters; KVM injects them
+ * on attach. Returns the number of such pending vectors (>= 0). vfiocpr_exec()
+ * detaches the irqfds before exec and re-attaches them on rollback. */
+VFIOCPR_EXPORT int vfiocpr_kvm_attach(vfiocpr *ctx, int vm_fd, uint32_t gsi_base,
+                                      vfiocpr_kvm_commit_fn commit, void *user,
+                                      GError **error);
+/* Detaches every irqfd from the VM (KVM_IRQFD deassign). */
+VFIOCPR_EXPORT int vfiocpr_kvm_detach(vfiocpr *ctx, GError **error);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(vfiocpr, vfiocpr_unref)
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(vfiocpr_container, vfiocpr_container_unref)

@@ -625,6 +625,7 @@ bool vfiocpr_vfio_serialize(vfiocpr *ctx, GVariantDict *d)
                                 g_variant_new_from_data(G_VARIANT_TYPE("a" WIRE_DMA_TYPE), dma,
                                                         n_dma * sizeof(wire_dma), TRUE, g_free,
                                                         dma));
+    vfiocpr_irqs_serialize(v->devices, d);
     return true;
 }
 
@@ -718,7 +719,7 @@ int vfiocpr_vfio_deserialize(vfiocpr *ctx, GVariant *payload, GError **error)
             c->n_pending++;
         }
     }
-    return 0;
+    return vfiocpr_irqs_deserialize(v->devices, reg, payload, error);
 }
 
 int vfiocpr_vfio_finish(vfiocpr *ctx, GError **error)

@@ -18,6 +18,7 @@ struct vfiocpr {
     bool replaced; /* a fake kernel's execve "succeeded": this image is gone */
     vfiocpr_fdreg *fdreg;
     vfiocpr_vfio *vfio;
+    vfiocpr_kvm *kvm;
     /* incoming state, kept for vfiocpr_dump() */
     GVariant *incoming;
     gsize incoming_size;
@@ -47,6 +48,11 @@ vfiocpr_fdreg *vfiocpr_ctx_fdreg(vfiocpr *ctx)
 vfiocpr_vfio *vfiocpr_ctx_vfio(vfiocpr *ctx)
 {
     return ctx->vfio;
+}
+
+vfiocpr_kvm *vfiocpr_ctx_kvm(vfiocpr *ctx)
+{
+    return ctx->kvm;
 }
 
 /* Reads, checks and loads a state fd into a fresh registry. Touches nothing. */
@@ -83,6 +89,7 @@ VFIOCPR_EXPORT int vfiocpr_new(unsigned int flags, vfiocpr **out, GError **error
     ctx->refcount = 1;
     ctx->fdreg = vfiocpr_fdreg_new();
     ctx->vfio = vfiocpr_vfio_new();
+    ctx->kvm = vfiocpr_kvm_new();
 
     env = g_getenv(VFIOCPR_STATE_ENV);
     if (env) {
@@ -123,6 +130,7 @@ VFIOCPR_EXPORT void vfiocpr_unref(vfiocpr *ctx)
 {
     if (!ctx || !g_atomic_int_dec_and_test(&ctx->refcount))
         return;
+    vfiocpr_kvm_free(ctx->kvm);
     vfiocpr_vfio_free(ctx->vfio);
     vfiocpr_fdreg_free(ctx->fdreg);
     if (ctx->incoming)
@@ -196,6 +204,17 @@ static int phase_check(vfiocpr *ctx, exec_op *op G_GNUC_UNUSED, GError **error)
 {
     int r = vfiocpr_fdreg_check(ctx->fdreg, error);
     return r < 0 ? r : vfiocpr_vfio_check(ctx, error);
+}
+
+/* From here on interrupts wait in the eventfd counters instead of reaching the VM. */
+static int phase_detach_irqfds(vfiocpr *ctx, exec_op *op G_GNUC_UNUSED, GError **error)
+{
+    return vfiocpr_kvm_prepare(ctx, error);
+}
+
+static void undo_detach_irqfds(vfiocpr *ctx, exec_op *op G_GNUC_UNUSED)
+{
+    vfiocpr_kvm_rollback(ctx);
 }
 
 /* From here until the new image re-maps, DMA to the ranges blocks in the kernel:
@@ -278,6 +297,7 @@ static const struct {
     void (*undo)(vfiocpr *ctx, exec_op *op);
 } exec_phases[] = {
     { "check", phase_check, NULL },
+    { "detach KVM irqfds", phase_detach_irqfds, undo_detach_irqfds },
     { "invalidate DMA vaddrs", phase_invalidate, undo_invalidate },
     { "write state", phase_write_state, undo_write_state },
     { "preserve fds", phase_preserve_fds, undo_preserve_fds },

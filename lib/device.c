@@ -24,6 +24,7 @@ struct vfiocpr_device {
     int fd;
     bool preserved;
     bool claimed;
+    vfiocpr_irqs *irqs;
 };
 
 static vfiocpr_device *device_new(vfiocpr_container *c, int group, const char *name)
@@ -35,6 +36,7 @@ static vfiocpr_device *device_new(vfiocpr_container *c, int group, const char *n
     d->reg_name = g_strdup_printf("vfio-device:%s", name);
     d->group = group;
     d->fd = -1;
+    d->irqs = vfiocpr_irqs_new();
     return d;
 }
 
@@ -49,6 +51,7 @@ VFIOCPR_EXPORT void vfiocpr_device_unref(vfiocpr_device *d)
 {
     if (!d || !g_atomic_int_dec_and_test(&d->ref))
         return;
+    vfiocpr_irqs_free(d->irqs);
     g_free(d->name);
     g_free(d->reg_name);
     g_free(d);
@@ -67,6 +70,11 @@ VFIOCPR_EXPORT const char *vfiocpr_device_name(const vfiocpr_device *d)
 vfiocpr_container *vfiocpr_device_container(const vfiocpr_device *d)
 {
     return d->container;
+}
+
+vfiocpr_irqs *vfiocpr_device_irqs(vfiocpr_device *d)
+{
+    return d->irqs;
 }
 
 int vfiocpr_device_group(const vfiocpr_device *d)

@@ -530,3 +530,9 @@ bool vfiocpr_fdreg_has(vfiocpr_fdreg *reg, const char *name, guint64 id, vfiocpr
     entry *e = lookup(reg, name, id);
     return e && e->kind == kind;
 }
+
+int vfiocpr_fdreg_peek(vfiocpr_fdreg *reg, const char *name, guint64 id)
+{
+    entry *e = lookup(reg, name, id);
+    return e ? e->fd : -ENOENT;
+}

@@ -11,6 +11,8 @@
 #include <stdio.h>
 #include <string.h>
 #include <linux/capability.h>
+#include <poll.h>
+#include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/resource.h>
 #include <sys/mman.h>
@@ -182,6 +184,23 @@ static int real_memlock(guint64 *limit, bool *cap_ipc_lock)
     return 0;
 }
 
+static int real_eventfd(unsigned int initval, int flags)
+{
+    int fd = eventfd(initval, flags);
+    return fd < 0 ? -errno : fd;
+}
+
+static int real_readable(int fd)
+{
+    struct pollfd p = { .fd = fd, .events = POLLIN };
+    int r = poll(&p, 1, 0);
+    if (r < 0)
+        return -errno;
+    if (p.revents & POLLNVAL)
+        return -EBADF;
+    return r > 0 && (p.revents & POLLIN);
+}
+
 static const vfiocpr_kernel_ops real_ops = {
     .memfd_create = real_memfd_create,
     .pwrite = real_pwrite,
@@ -201,6 +220,8 @@ static const vfiocpr_kernel_ops real_ops = {
     .mmap = real_mmap,
     .munmap = real_munmap,
     .memlock = real_memlock,
+    .eventfd = real_eventfd,
+    .readable = real_readable,
 };
 
 const vfiocpr_kernel_ops *vfiocpr_kernel = &real_ops;

@@ -45,6 +45,9 @@ typedef struct vfiocpr_kernel_ops {
     int (*munmap)(void *addr, size_t len);
     /* RLIMIT_MEMLOCK soft limit (G_MAXUINT64 for unlimited) and CAP_IPC_LOCK */
     int (*memlock)(guint64 *limit, bool *cap_ipc_lock);
+    int (*eventfd)(unsigned int initval, int flags);
+    /* 1 if fd is readable now (poll, no wait, nothing consumed), 0 if not */
+    int (*readable)(int fd);
 } vfiocpr_kernel_ops;
 
 /* Installs ops (NULL: the real kernel); returns the previous table. */
@@ -124,6 +127,8 @@ void vfiocpr_fdreg_describe(vfiocpr_fdreg *reg, GString *out);
 bool vfiocpr_fdreg_identity(vfiocpr_fdreg *reg, int fd, vfiocpr_fd_kind kind,
                             vfiocpr_fd_stat *st);
 bool vfiocpr_fdreg_has(vfiocpr_fdreg *reg, const char *name, guint64 id, vfiocpr_fd_kind kind);
+/* The fd registered under (name, id) without claiming it, or -ENOENT. */
+int vfiocpr_fdreg_peek(vfiocpr_fdreg *reg, const char *name, guint64 id);
 
 /* ---------------------------------------------------------------- context */
 
@@ -159,3 +164,31 @@ int vfiocpr_device_preserved(vfiocpr_container *c, int group, const char *name,
                              vfiocpr_device **out, GError **error);
 
 #endif
+
+/* ---------------------------------------------------------------- interrupts */
+
+typedef struct vfiocpr_irqs vfiocpr_irqs;
+vfiocpr_irqs *vfiocpr_irqs_new(void);
+void vfiocpr_irqs_free(vfiocpr_irqs *q);
+vfiocpr_irqs *vfiocpr_device_irqs(vfiocpr_device *d);
+typedef void (*vfiocpr_irq_fn)(vfiocpr_device *d, guint index, guint vector, int fd,
+                               bool routable, guint64 address, guint32 data, gpointer user);
+/* Every enabled vector of d in a stable order; routable: MSI/MSI-X with a message,
+ * not masked. */
+void vfiocpr_irqs_foreach(vfiocpr_device *d, vfiocpr_irq_fn fn, gpointer user);
+/* INTx trigger, unmask (resample) fd and GSI, or -ENOENT when not all three exist. */
+int vfiocpr_irqs_intx(vfiocpr_device *d, int *trigger, int *resample, guint32 *gsi);
+gint vfiocpr_cmp_uint_ptr(gconstpointer a, gconstpointer b);
+void vfiocpr_irqs_serialize(GHashTable *devices, GVariantDict *dict);
+int vfiocpr_irqs_deserialize(GHashTable *devices, vfiocpr_fdreg *reg, GVariant *payload,
+                             GError **error);
+
+/* ---------------------------------------------------------------- KVM */
+
+typedef struct vfiocpr_kvm vfiocpr_kvm;
+vfiocpr_kvm *vfiocpr_ctx_kvm(vfiocpr *ctx);
+vfiocpr_kvm *vfiocpr_kvm_new(void);
+void vfiocpr_kvm_free(vfiocpr_kvm *k);
+/* exec: detach irqfds so interrupts accumulate in the eventfds; undo re-attaches */
+int vfiocpr_kvm_prepare(vfiocpr *ctx, GError **error);
+void vfiocpr_kvm_rollback(vfiocpr *ctx);

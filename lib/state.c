@@ -150,6 +150,7 @@ static const struct {
 } flat_arrays[] = {
     { "a(uutiuttt)", 48 }, /* fd table */
     { "a(uuttttt)", 48 },  /* DMA mappings */
+    { "a(uuuutuu)", 32 },  /* interrupt vectors */
 };
 
 static int check_normal_form(GVariant *dict, GError **error)

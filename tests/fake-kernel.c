@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/kvm.h>
 #include <linux/vfio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,7 +34,9 @@ typedef struct {
     int container; /* container fd, -1 if none */
 } fk_group;
 
-enum { FK_CONTAINER = 1, FK_GROUP, FK_DEVICE };
+enum { FK_CONTAINER = 1, FK_GROUP, FK_DEVICE, FK_KVM, FK_VM };
+
+#define FK_N_IRQ 5
 
 typedef struct {
     int type;
@@ -41,6 +44,11 @@ typedef struct {
     GArray *dmas;    /* fk_dma, containers */
     GHashTable *by_iova; /* iova -> index + 1 into dmas */
     fk_group *group; /* groups and devices */
+    guint live[FK_N_IRQ];  /* devices: vectors enabled per index */
+    int unmask_fd;         /* devices: INTx unmask eventfd */
+    GHashTable *irqfds;    /* VMs: eventfd -> gsi + 1 */
+    unsigned routings;     /* VMs: KVM_SET_GSI_ROUTING calls */
+    unsigned last_routes;  /* VMs: entries in the last one */
 } fk_obj;
 
 static struct {
@@ -63,12 +71,16 @@ static struct {
     guint64 next_ino;
     int next_fd;
     unsigned device_closes;
+    guint irq_count[FK_N_IRQ];
+    bool msix_noresize;
+    unsigned irq_rerequests; /* SET_IRQS that hit an already live vector */
+    bool fake_kvm;
 } fk;
 
 static const char *const names[] = {
     "memfd_create", "pwrite", "pread", "fstat", "fd_path", "get_cloexec", "set_cloexec",
     "cloexec_range", "get_seals", "add_seals", "close", "execve", "ioctl", "open", "readlink",
-    "mmap", "munmap", "memlock", "any",
+    "mmap", "munmap", "memlock", "eventfd", "readable", "any",
 };
 
 const char *fake_kernel_op_name(fk_op op)
@@ -245,6 +257,9 @@ static int new_object(const char *link, guint32 mode, guint64 rdev, int type, fk
     o = g_new0(fk_obj, 1);
     o->type = type;
     o->group = g;
+    if (type == FK_VM)
+        o->irqfds = g_hash_table_new(g_direct_hash, g_direct_equal);
+    o->unmask_fd = -1;
     if (type == FK_CONTAINER) {
         o->dmas = g_array_new(FALSE, TRUE, sizeof(fk_dma));
         o->by_iova = g_hash_table_new_full(g_int64_hash, g_int64_equal, g_free, NULL);
@@ -260,6 +275,8 @@ static void free_obj(gpointer p)
         g_array_unref(o->dmas);
         g_hash_table_destroy(o->by_iova);
     }
+    if (o->irqfds)
+        g_hash_table_destroy(o->irqfds);
     g_free(o);
 }
 
@@ -448,9 +465,63 @@ static int device_ioctl(fk_obj *o, unsigned long request, void *arg)
         r->offset = (guint64)r->index << 40;
         return 0;
     }
-    case VFIO_DEVICE_RESET:
-    case VFIO_DEVICE_SET_IRQS:
+    case VFIO_DEVICE_GET_IRQ_INFO: {
+        struct vfio_irq_info *i = arg;
+        if (i->index >= FK_N_IRQ)
+            return -EINVAL;
+        i->count = fk.irq_count[i->index];
+        i->flags = VFIO_IRQ_INFO_EVENTFD |
+                   (i->index == VFIO_PCI_INTX_IRQ_INDEX ? VFIO_IRQ_INFO_MASKABLE | VFIO_IRQ_INFO_AUTOMASKED : 0) |
+                   (i->index == VFIO_PCI_MSI_IRQ_INDEX ||
+                    (i->index == VFIO_PCI_MSIX_IRQ_INDEX && fk.msix_noresize) ? VFIO_IRQ_INFO_NORESIZE : 0);
         return 0;
+    }
+    case VFIO_DEVICE_SET_IRQS: {
+        struct vfio_irq_set *s = arg;
+        guint32 action = s->flags & VFIO_IRQ_SET_ACTION_TYPE_MASK;
+        if (s->index >= FK_N_IRQ || (guint64)s->start + s->count > fk.irq_count[s->index])
+            return -EINVAL;
+        if (action == VFIO_IRQ_SET_ACTION_UNMASK && (s->flags & VFIO_IRQ_SET_DATA_EVENTFD)) {
+            memcpy(&o->unmask_fd, s->data, sizeof(int));
+            return 0;
+        }
+        if (action != VFIO_IRQ_SET_ACTION_TRIGGER)
+            return 0;
+        if ((s->flags & VFIO_IRQ_SET_DATA_NONE) && !s->count) {
+            o->live[s->index] = 0;
+            return 0;
+        }
+        if (s->start < o->live[s->index])
+            fk.irq_rerequests++; /* the real kernel frees and re-requests them */
+        o->live[s->index] = MAX(o->live[s->index], s->start + s->count);
+        return 0;
+    }
+    case VFIO_DEVICE_RESET:
+        return 0;
+    }
+    return -ENOTTY;
+}
+
+static int kvm_ioctl(int fd, fk_obj *o, unsigned long request, void *arg)
+{
+    if (o->type == FK_KVM)
+        return request == KVM_CREATE_VM ? new_object("anon_inode:kvm-vm", 0600, 0, FK_VM, NULL)
+                                        : -ENOTTY;
+    switch (request) {
+    case KVM_SET_GSI_ROUTING:
+        o->routings++;
+        o->last_routes = ((struct kvm_irq_routing *)arg)->nr;
+        return 0;
+    case KVM_IRQFD: {
+        struct kvm_irqfd *i = arg;
+        gpointer key = GINT_TO_POINTER((int)i->fd);
+        if (i->flags & KVM_IRQFD_FLAG_DEASSIGN)
+            return g_hash_table_remove(o->irqfds, key) ? 0 : -ENOENT;
+        if (g_hash_table_contains(o->irqfds, key))
+            return -EBUSY;
+        g_hash_table_insert(o->irqfds, key, GUINT_TO_POINTER(i->gsi + 1));
+        return 0;
+    }
     }
     return -ENOTTY;
 }
@@ -467,14 +538,16 @@ static int f_ioctl(int fd, unsigned long request, void *arg)
         return -fk.fail_req_err;
     o = g_hash_table_lookup(fk.objs, GINT_TO_POINTER(fd));
     if (!o)
-        return -ENOTTY;
+        return REAL->ioctl(fd, request, arg); /* e.g. a real KVM VM in the host tests */
     switch (o->type) {
     case FK_CONTAINER:
         return container_ioctl(fd, o, request, arg);
     case FK_GROUP:
         return group_ioctl(o, request, arg);
-    default:
+    case FK_DEVICE:
         return device_ioctl(o, request, arg);
+    default:
+        return kvm_ioctl(fd, o, request, arg);
     }
 }
 
@@ -484,6 +557,8 @@ static int f_open(const char *path, int flags)
     char *end;
 
     ENTER(FK_OPEN);
+    if (strcmp(path, "/dev/kvm") == 0 && fk.fake_kvm)
+        return new_object(path, S_IFCHR | 0666, makedev(10, 232), FK_KVM, NULL);
     if (strcmp(path, "/dev/vfio/vfio") == 0)
         return new_object(path, S_IFCHR | 0666, makedev(10, 196), FK_CONTAINER, NULL);
     if (g_str_has_prefix(path, "/dev/vfio/")) {
@@ -538,6 +613,18 @@ static int f_munmap(void *addr, size_t len)
     return REAL->munmap(addr, len);
 }
 
+static int f_eventfd(unsigned int initval, int flags)
+{
+    ENTER(FK_EVENTFD);
+    return REAL->eventfd(initval, flags);
+}
+
+static int f_readable(int fd)
+{
+    ENTER(FK_READABLE);
+    return REAL->readable(fd);
+}
+
 static int f_memlock(guint64 *limit, bool *cap)
 {
     ENTER(FK_MEMLOCK);
@@ -567,6 +654,8 @@ static const vfiocpr_kernel_ops fake_ops = {
     .mmap = f_mmap,
     .munmap = f_munmap,
     .memlock = f_memlock,
+    .eventfd = f_eventfd,
+    .readable = f_readable,
 };
 
 static void free_pretend(gpointer p)
@@ -604,6 +693,11 @@ void fake_kernel_reset(void)
     fk.locked_limit = G_MAXUINT64;
     fk.next_ino = 1000;
     fk.next_fd = 950;
+    fk.irq_count[VFIO_PCI_INTX_IRQ_INDEX] = 1;
+    fk.irq_count[VFIO_PCI_MSI_IRQ_INDEX] = 1;
+    fk.irq_count[VFIO_PCI_MSIX_IRQ_INDEX] = 5;
+    fk.irq_count[VFIO_PCI_ERR_IRQ_INDEX] = 1;
+    fk.irq_count[VFIO_PCI_REQ_IRQ_INDEX] = 1;
     vfiocpr_kernel_set_ops(&fake_ops);
 }
 
@@ -769,4 +863,54 @@ int fake_kernel_exec_ok(vfiocpr *ctx, guint64 locked_limit)
     g_assert_cmpint(exec_ok_fd, >=, 0);
     fake_vfio_new_process(locked_limit);
     return exec_ok_fd;
+}
+
+void fake_vfio_set_irq_count(unsigned index, unsigned count, bool noresize)
+{
+    fk.irq_count[index] = count;
+    if (index == VFIO_PCI_MSIX_IRQ_INDEX)
+        fk.msix_noresize = noresize;
+}
+
+unsigned fake_vfio_irq_rerequests(void)
+{
+    return fk.irq_rerequests;
+}
+
+unsigned fake_vfio_irq_live(int device_fd, unsigned index)
+{
+    fk_obj *o = obj(device_fd, FK_DEVICE);
+    return o ? o->live[index] : 0;
+}
+
+int fake_vfio_unmask_fd(int device_fd)
+{
+    fk_obj *o = obj(device_fd, FK_DEVICE);
+    return o ? o->unmask_fd : -1;
+}
+
+void fake_kvm_enable(void)
+{
+    fk.fake_kvm = true;
+}
+
+int fake_kvm_irqfd_gsi(int vm_fd, int efd)
+{
+    fk_obj *o = obj(vm_fd, FK_VM);
+    gpointer v = o ? g_hash_table_lookup(o->irqfds, GINT_TO_POINTER(efd)) : NULL;
+    return v ? (int)GPOINTER_TO_UINT(v) - 1 : -1;
+}
+
+unsigned fake_kvm_irqfds(int vm_fd)
+{
+    fk_obj *o = obj(vm_fd, FK_VM);
+    return o ? g_hash_table_size(o->irqfds) : 0;
+}
+
+unsigned fake_kvm_routings(int vm_fd, unsigned *last_routes)
+{
+    fk_obj *o = obj(vm_fd, FK_VM);
+    if (last_routes)
+        *last_routes = o ? o->last_routes : 0;
+    return o ? o->routings : 0;
 }

@@ -26,6 +26,8 @@ typedef enum {
     FK_MMAP,
     FK_MUNMAP,
     FK_MEMLOCK,
+    FK_EVENTFD,
+    FK_READABLE,
     FK_N_OPS,
     FK_ANY = FK_N_OPS,
 } fk_op;
@@ -68,6 +70,20 @@ void fake_vfio_new_process(guint64 locked_limit);
 void fake_kernel_set_memlock(guint64 limit, bool cap_ipc_lock);
 /* Device fds closed (each would reset a real device). */
 unsigned fake_vfio_device_closes(void);
+/* Vectors a device has at index (defaults: INTx 1, MSI 1, MSI-X 5, ERR 1, REQ 1);
+ * noresize: MSI-X cannot grow while live. */
+void fake_vfio_set_irq_count(unsigned index, unsigned count, bool noresize);
+/* SET_IRQS calls that touched an already live vector (a real kernel re-requests it). */
+unsigned fake_vfio_irq_rerequests(void);
+unsigned fake_vfio_irq_live(int device_fd, unsigned index);
+int fake_vfio_unmask_fd(int device_fd);
+/* ---- KVM model: /dev/kvm, VMs, routing commits, irqfds (EBUSY when assigned twice).
+ * Off by default so host tests reach the real /dev/kvm; ioctls on fds the fake does
+ * not know go to the real kernel. */
+void fake_kvm_enable(void);
+int fake_kvm_irqfd_gsi(int vm_fd, int efd); /* -1 if not attached */
+unsigned fake_kvm_irqfds(int vm_fd);
+unsigned fake_kvm_routings(int vm_fd, unsigned *last_routes);
 
 /* Runs vfiocpr_exec() with a capturing execve and returns the state blob it would
  * have handed to the new image (the exec itself fails and rolls back). */

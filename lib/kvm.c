@@ -1,0 +1,247 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * KVM wiring of VFIO interrupts: MSI routes and irqfds on the VMM's VM fd.
+ *
+ * A KVM VM belongs to the process that created it, so the VM fd does not cross
+ * exec: the new image creates a new VM and attaches to it. Before exec the irqfds
+ * are detached, so interrupts raised during the exec accumulate in the eventfd
+ * counters; KVM injects what is pending the moment an irqfd is assigned again.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <linux/kvm.h>
+#include <string.h>
+
+#include "private.h"
+
+typedef struct {
+    int fd;
+    guint32 gsi;
+    guint32 flags; /* KVM_IRQFD_FLAG_RESAMPLE for INTx */
+    int resamplefd;
+} irqfd;
+
+struct vfiocpr_kvm {
+    int vm_fd;
+    GArray *irqfds; /* irqfd: what is attached to vm_fd */
+    int exec_vm_fd; /* detached for an exec in progress; -1 otherwise */
+};
+
+vfiocpr_kvm *vfiocpr_kvm_new(void)
+{
+    vfiocpr_kvm *k = g_new0(vfiocpr_kvm, 1);
+    k->vm_fd = -1;
+    k->exec_vm_fd = -1;
+    k->irqfds = g_array_new(FALSE, TRUE, sizeof(irqfd));
+    return k;
+}
+
+void vfiocpr_kvm_free(vfiocpr_kvm *k)
+{
+    if (!k)
+        return;
+    g_array_unref(k->irqfds);
+    g_free(k);
+}
+
+static int assign(int vm_fd, const irqfd *f, bool deassign)
+{
+    struct kvm_irqfd a = { .fd = (guint32)f->fd, .gsi = f->gsi,
+                           .flags = deassign ? KVM_IRQFD_FLAG_DEASSIGN : f->flags,
+                           .resamplefd = deassign ? 0 : (guint32)f->resamplefd };
+    return VK(ioctl, vm_fd, KVM_IRQFD, &a);
+}
+
+/* Assigns every irqfd; on failure takes back the ones done. */
+static int assign_all(vfiocpr_kvm *k, int vm_fd, GError **error)
+{
+    for (guint i = 0; i < k->irqfds->len; i++) {
+        const irqfd *f = &g_array_index(k->irqfds, irqfd, i);
+        int r = assign(vm_fd, f, false);
+        if (r < 0) {
+            while (i-- > 0)
+                assign(vm_fd, &g_array_index(k->irqfds, irqfd, i), true);
+            return vfiocpr_fail(error, r, "kvm: KVM_IRQFD assign of eventfd %d to GSI %u%s",
+                                f->fd, f->gsi, r == -EBUSY ? " (already attached to this VM)" : "");
+        }
+    }
+    return 0;
+}
+
+static int deassign_all(vfiocpr_kvm *k, int vm_fd, GError **error)
+{
+    for (guint i = 0; i < k->irqfds->len; i++) {
+        const irqfd *f = &g_array_index(k->irqfds, irqfd, i);
+        int r = assign(vm_fd, f, true);
+        if (r < 0) {
+            /* back to fully attached: an exec must not start half detached */
+            while (i-- > 0)
+                assign(vm_fd, &g_array_index(k->irqfds, irqfd, i), false);
+            return vfiocpr_fail(error, r, "kvm: KVM_IRQFD deassign of eventfd %d (GSI %u)", f->fd,
+                                f->gsi);
+        }
+    }
+    return 0;
+}
+
+typedef struct {
+    GArray *routes;
+    GArray *irqfds;
+    guint32 gsi_base;
+    guint pending;
+} collect;
+
+static void collect_vec(vfiocpr_device *d, guint index, guint vector, int fd, bool routable,
+                        guint64 address, guint32 data, gpointer user)
+{
+    collect *c = user;
+    vfiocpr_msi_route r;
+    irqfd f;
+
+    if (!routable)
+        return;
+    r = (vfiocpr_msi_route){ .gsi = c->gsi_base + c->routes->len, .address = address,
+                             .data = data };
+    f = (irqfd){ .fd = fd, .gsi = r.gsi, .resamplefd = -1 };
+    g_array_append_val(c->routes, r);
+    g_array_append_val(c->irqfds, f);
+    if (VK(readable, fd) > 0)
+        c->pending++;
+}
+
+static int set_routing(int vm_fd, const vfiocpr_msi_route *routes, guint n, GError **error)
+{
+    gsize sz = sizeof(struct kvm_irq_routing) + n * sizeof(struct kvm_irq_routing_entry);
+    g_autofree struct kvm_irq_routing *rt = g_malloc0(sz);
+    int r;
+
+    rt->nr = n;
+    for (guint i = 0; i < n; i++) {
+        rt->entries[i].gsi = routes[i].gsi;
+        rt->entries[i].type = KVM_IRQ_ROUTING_MSI;
+        rt->entries[i].u.msi.address_lo = (guint32)routes[i].address;
+        rt->entries[i].u.msi.address_hi = (guint32)(routes[i].address >> 32);
+        rt->entries[i].u.msi.data = routes[i].data;
+    }
+    r = VK(ioctl, vm_fd, KVM_SET_GSI_ROUTING, rt);
+    if (r < 0)
+        return vfiocpr_fail(error, r, "kvm: KVM_SET_GSI_ROUTING with %u MSI routes", n);
+    return 0;
+}
+
+static gint cmp_dev(gconstpointer a, gconstpointer b)
+{
+    return strcmp(vfiocpr_device_name(*(vfiocpr_device *const *)a),
+                  vfiocpr_device_name(*(vfiocpr_device *const *)b));
+}
+
+VFIOCPR_EXPORT int vfiocpr_kvm_attach(vfiocpr *ctx, int vm_fd, uint32_t gsi_base,
+                                      vfiocpr_kvm_commit_fn commit, void *user, GError **error)
+{
+    vfiocpr_kvm *k;
+    g_autoptr(GPtrArray) devs = NULL;
+    g_autoptr(GArray) routes = g_array_new(FALSE, TRUE, sizeof(vfiocpr_msi_route));
+    collect c;
+    vfiocpr_fd_kind kind;
+    char desc[256];
+    GHashTableIter it;
+    gpointer v;
+    int r;
+
+    if (!ctx || vm_fd < 0)
+        return vfiocpr_fail(error, EINVAL, "kvm: attach: bad arguments");
+    k = vfiocpr_ctx_kvm(ctx);
+    if (k->vm_fd >= 0)
+        return vfiocpr_fail(error, EALREADY, "kvm: attach: already attached to VM fd %d",
+                            k->vm_fd);
+    r = vfiocpr_kernel_fd_kind(vm_fd, &kind, NULL, desc, sizeof(desc));
+    if (r < 0 || kind != VFIOCPR_FD_KVM || !g_str_has_prefix(desc, "anon_inode:kvm-vm"))
+        return vfiocpr_fail(error, r < 0 ? r : EBADFD, "kvm: attach: fd %d is not a KVM VM (%s)",
+                            vm_fd, r < 0 ? "not open" : desc);
+    devs = g_ptr_array_new();
+    g_hash_table_iter_init(&it, vfiocpr_vfio_devices(vfiocpr_ctx_vfio(ctx)));
+    while (g_hash_table_iter_next(&it, NULL, &v))
+        g_ptr_array_add(devs, v);
+    g_ptr_array_sort(devs, cmp_dev);
+    g_array_set_size(k->irqfds, 0);
+    c = (collect){ .routes = routes, .irqfds = k->irqfds, .gsi_base = gsi_base };
+    for (guint i = 0; i < devs->len; i++) {
+        vfiocpr_device *d = devs->pdata[i];
+        irqfd f;
+        int trig, res;
+        guint32 gsi;
+        vfiocpr_irqs_foreach(d, collect_vec, &c);
+        if (vfiocpr_irqs_intx(d, &trig, &res, &gsi) == 0) {
+            f = (irqfd){ .fd = trig, .gsi = gsi, .flags = KVM_IRQFD_FLAG_RESAMPLE,
+                         .resamplefd = res };
+            g_array_append_val(k->irqfds, f);
+            if (VK(readable, trig) > 0)
+                c.pending++;
+        }
+    }
+    if (routes->len) {
+        /* one routing update per attach, whatever the number of vectors */
+        r = commit ? commit(user, (const vfiocpr_msi_route *)(void *)routes->data, routes->len, error)
+                   : set_routing(vm_fd, (const vfiocpr_msi_route *)(void *)routes->data,
+                                 routes->len, error);
+        if (r < 0) {
+            if (commit && error && !*error)
+                vfiocpr_fail(error, r, "kvm: the VMM's route commit failed");
+            g_array_set_size(k->irqfds, 0);
+            return r < 0 ? r : -EIO;
+        }
+    }
+    r = assign_all(k, vm_fd, error);
+    if (r < 0) {
+        g_array_set_size(k->irqfds, 0);
+        return r;
+    }
+    k->vm_fd = vm_fd;
+    return (int)c.pending;
+}
+
+VFIOCPR_EXPORT int vfiocpr_kvm_detach(vfiocpr *ctx, GError **error)
+{
+    vfiocpr_kvm *k;
+    int r;
+
+    if (!ctx)
+        return vfiocpr_fail(error, EINVAL, "kvm: detach: NULL context");
+    k = vfiocpr_ctx_kvm(ctx);
+    if (k->vm_fd < 0)
+        return 0;
+    r = deassign_all(k, k->vm_fd, error);
+    if (r < 0)
+        return r;
+    k->vm_fd = -1;
+    g_array_set_size(k->irqfds, 0);
+    return 0;
+}
+
+int vfiocpr_kvm_prepare(vfiocpr *ctx, GError **error)
+{
+    vfiocpr_kvm *k = vfiocpr_ctx_kvm(ctx);
+    int r;
+
+    if (k->vm_fd < 0)
+        return 0;
+    r = deassign_all(k, k->vm_fd, error);
+    if (r < 0)
+        return r;
+    k->exec_vm_fd = k->vm_fd;
+    return 0;
+}
+
+void vfiocpr_kvm_rollback(vfiocpr *ctx)
+{
+    vfiocpr_kvm *k = vfiocpr_ctx_kvm(ctx);
+    g_autoptr(GError) err = NULL;
+
+    if (k->exec_vm_fd < 0)
+        return;
+    if (assign_all(k, k->exec_vm_fd, &err) < 0)
+        g_warning("kvm: rollback: re-attaching irqfds to VM fd %d failed: %s; interrupts now "
+                  "wait in their eventfds", k->exec_vm_fd, err->message);
+    k->exec_vm_fd = -1;
+}
