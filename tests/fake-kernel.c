@@ -244,7 +244,10 @@ static int new_object(const char *link, guint32 mode, guint64 rdev, int type, fk
 
     if (tmp < 0)
         return tmp;
-    /* fixed numbers from 950 up, so a golden state's fds can be recreated exactly */
+    /* fixed numbers from 950 up, so a golden state's fds can be recreated exactly;
+     * never one that is open (dup3 would silently replace it) */
+    while (fcntl(fk.next_fd, F_GETFD) >= 0)
+        fk.next_fd++;
     fd = dup3(tmp, fk.next_fd++, O_CLOEXEC);
     REAL->close(tmp);
     if (fd < 0)
