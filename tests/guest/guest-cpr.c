@@ -190,33 +190,9 @@ static int cfg_read(vmm *v, guint32 off, void *buf, size_t n)
     return pread(vfiocpr_device_fd(v->dev), buf, n, (off_t)(v->cfg_off + off)) == (ssize_t)n ? 0 : -1;
 }
 
-static int eventfd_for(vmm *v, const char *name, GError **error)
-{
-    int fd = vfiocpr_fd_find(v->ctx, name, 0, VFIOCPR_FD_EVENTFD, NULL);
-    if (fd >= 0)
-        return fd;
-    fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (fd < 0 || vfiocpr_fd_save(v->ctx, name, 0, fd, VFIOCPR_FD_EVENTFD, error) < 0)
-        return -1;
-    return fd;
-}
-
-static int set_irqs(vmm *v, unsigned index, unsigned action, int fd)
-{
-    char buf[sizeof(struct vfio_irq_set) + sizeof(int)];
-    struct vfio_irq_set *s = (struct vfio_irq_set *)buf;
-    s->argsz = sizeof(buf);
-    s->flags = VFIO_IRQ_SET_DATA_EVENTFD | action;
-    s->index = index;
-    s->start = 0;
-    s->count = 1;
-    memcpy(s->data, &fd, sizeof(int));
-    return ioctl(vfiocpr_device_fd(v->dev), VFIO_DEVICE_SET_IRQS, s);
-}
-
 /* What a VMM runs at start-up, cold or restarted: the same calls either way. The
- * interrupt wiring is the test's own (the interrupt issue moves it into the library):
- * on a restart it reuses the preserved eventfds and issues no SET_IRQS. */
+ * interrupt wiring goes through the library too: on a restart it hands back the
+ * preserved eventfds and issues no SET_IRQS. */
 static void vmm_start(vmm *v, GError **error)
 {
     struct vfio_region_info cfg = { .argsz = sizeof(cfg), .index = VFIO_PCI_CONFIG_REGION_INDEX };
@@ -267,17 +243,14 @@ static void vmm_start(vmm *v, GError **error)
     if (vfiocpr_dma_map(v->c, RAM_IOVA, RAM_SIZE, v->va, v->ram, 0,
                         VFIOCPR_DMA_READ | VFIOCPR_DMA_WRITE, error) < 0)
         bail("dma map: %s", (*error)->message);
-    v->trigger = eventfd_for(v, "irq-trigger", error);
-    v->unmask = v->irq == IRQ_INTX ? eventfd_for(v, "irq-unmask", error) : -1;
-    if (v->trigger < 0 || (v->irq == IRQ_INTX && v->unmask < 0))
-        bail("eventfds");
-    if (!restart) {
-        unsigned index = v->irq == IRQ_MSI ? VFIO_PCI_MSI_IRQ_INDEX :
-                         v->irq == IRQ_MSIX ? VFIO_PCI_MSIX_IRQ_INDEX : VFIO_PCI_INTX_IRQ_INDEX;
-        if (set_irqs(v, index, VFIO_IRQ_SET_ACTION_TRIGGER, v->trigger) < 0 ||
-            (v->irq == IRQ_INTX && set_irqs(v, index, VFIO_IRQ_SET_ACTION_UNMASK, v->unmask) < 0))
-            bail("VFIO_DEVICE_SET_IRQS: %s", g_strerror(errno));
-    }
+    /* cold: SET_IRQS; restart: the preserved eventfds, no ioctl */
+    if (vfiocpr_irq_enable(v->dev, v->irq == IRQ_MSI ? VFIOCPR_IRQ_MSI :
+                                   v->irq == IRQ_MSIX ? VFIOCPR_IRQ_MSIX : VFIOCPR_IRQ_INTX,
+                           0, 1, NULL, &v->trigger, error) < 0)
+        bail("irq enable: %s", (*error)->message);
+    v->unmask = -1;
+    if (v->irq == IRQ_INTX && (v->unmask = vfiocpr_irq_intx_unmask(v->dev, -1, error)) < 0)
+        bail("INTx unmask: %s", (*error)->message);
     if (vfiocpr_finish(v->ctx, &unclaimed, error) < 0)
         bail("finish: %s", (*error)->message);
     if (restart && unclaimed && unclaimed[0])
