@@ -52,8 +52,9 @@ static inline void golden_v1_pretend(void)
  * vaddrs as the old image's exec did, and restores the blob through the same code. */
 #define GOLDEN_V11_RAM_FD 899
 #define GOLDEN_V11_RAM_SIZE (8u << 20)
+#define GOLDEN_V12_EFD0 890
 
-static inline vfiocpr *golden_v11_cold_start(void)
+static inline vfiocpr *golden_cold_start(bool irqs)
 {
     g_autoptr(GError) err = NULL;
     g_autoptr(vfiocpr_container) c = NULL;
@@ -67,14 +68,39 @@ static inline vfiocpr *golden_v11_cold_start(void)
         vfiocpr_container_open(ctx, "c0", &c, &err) < 0 ||
         vfiocpr_container_add_group(c, 12, &err) < 0 ||
         vfiocpr_device_open(c, 12, "0000:00:03.0", &dev, &err) < 0)
-        g_error("golden 1.1 cold start: %s", err ? err->message : "?");
+        g_error("golden cold start: %s", err ? err->message : "?");
     /* two ranges; the vaddrs are whatever, the kernel model does not touch them */
     if (vfiocpr_dma_map(c, 0x100000, 0x200000, (void *)0x7f0000000000ull, GOLDEN_V11_RAM_FD, 0,
                         VFIOCPR_DMA_READ | VFIOCPR_DMA_WRITE, &err) < 0 ||
         vfiocpr_dma_map(c, 0x40000000, 0x600000, (void *)0x7f0000200000ull, GOLDEN_V11_RAM_FD,
                         0x200000, VFIOCPR_DMA_READ, &err) < 0)
-        g_error("golden 1.1 maps: %s", err->message);
+        g_error("golden maps: %s", err->message);
+    if (irqs) {
+        int fds[3];
+        for (int i = 0; i < 3; i++) {
+            fds[i] = GOLDEN_V12_EFD0 + i;
+            fake_kernel_pretend(fds[i], "anon_inode:[eventfd]", 0600, 10, 1039, 0);
+        }
+        if (vfiocpr_irq_enable(dev, VFIOCPR_IRQ_MSIX, 0, 3, fds, NULL, &err) < 0 ||
+            vfiocpr_irq_set_intx_gsi(dev, 10, &err) < 0)
+            g_error("golden irqs: %s", err->message);
+        for (unsigned i = 0; i < 3; i++)
+            vfiocpr_irq_set_msi(dev, VFIOCPR_IRQ_MSIX, i, 0xfee01000, 0x4040 + i, i == 2, &err);
+    }
     return ctx;
+}
+
+static inline vfiocpr *golden_v11_cold_start(void)
+{
+    return golden_cold_start(false);
+}
+
+/* Format 1.2 (tests/data/state-v1.2.bin): the same plus 3 MSI-X vectors on the VMM's
+ * own eventfds (pretended at 890..892), their MSI messages (vector 2 masked) and
+ * INTx GSI 10. */
+static inline vfiocpr *golden_v12_cold_start(void)
+{
+    return golden_cold_start(true);
 }
 
 #endif

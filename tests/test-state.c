@@ -4,6 +4,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <linux/kvm.h>
 #include <linux/vfio.h>
 #include <stdlib.h>
 #include <sys/timerfd.h>
@@ -310,6 +311,66 @@ static void test_golden_v1_every_truncation(void)
         assert_new_refuses(EBADMSG, "truncated or padded");
         close(sfd);
     }
+}
+
+/* ------------------------------------------------------------ golden blob v1.2 */
+
+static vfiocpr_msi_route seen_routes[8];
+static unsigned seen_n;
+
+static int keep_routes(void *user, const vfiocpr_msi_route *routes, unsigned n, GError **error)
+{
+    seen_n = MIN(n, G_N_ELEMENTS(seen_routes));
+    memcpy(seen_routes, routes, seen_n * sizeof(*routes));
+    return 0;
+}
+
+/* Interrupts from a 1.2 blob: the VMM's own eventfds come back without SET_IRQS and
+ * KVM routes are rebuilt from the MSI messages the blob holds. */
+static void test_golden_v12_restore(void)
+{
+    g_autoptr(GBytes) blob = tu_read_file("state-v1.2.bin");
+    struct vfio_iommu_type1_dma_unmap un = { .argsz = sizeof(un),
+                                             .flags = VFIO_DMA_UNMAP_FLAG_VADDR |
+                                                      VFIO_DMA_UNMAP_FLAG_ALL };
+    g_autoptr(vfiocpr) ctx = NULL;
+    g_autoptr(vfiocpr_container) c = NULL;
+    g_autoptr(vfiocpr_device) dev = NULL;
+    g_autoptr(GError) err = NULL;
+    g_autoptr(GVariant) payload = NULL;
+    guint16 minor = 0;
+    int fds[3], kvm, vm;
+
+    g_assert_cmpint(vfiocpr_state_decode(blob, &payload, NULL, &minor, &err), ==, 0);
+    g_assert_cmpuint(minor, ==, 2);
+    fake_kvm_enable();
+    vfiocpr_unref(golden_v12_cold_start());
+    g_assert_cmpuint(fake_vfio_ioctls(VFIO_DEVICE_SET_IRQS), ==, 1);
+    g_assert_cmpint(vfiocpr_kernel->ioctl(950, VFIO_IOMMU_UNMAP_DMA, &un), ==, 0);
+    set_state_env(tu_state_memfd(blob, true));
+    g_assert_cmpint(vfiocpr_new(0, &ctx, &err), ==, 0);
+    g_assert_no_error(err);
+    g_assert_cmpint(vfiocpr_fd_find(ctx, "guest-ram", 0, VFIOCPR_FD_MEMFD, &err), ==,
+                    GOLDEN_V11_RAM_FD);
+    g_assert_cmpint(vfiocpr_container_open(ctx, "c0", &c, &err), ==, 0);
+    g_assert_cmpint(vfiocpr_container_add_group(c, 12, &err), ==, 951);
+    g_assert_cmpint(vfiocpr_device_open(c, 12, "0000:00:03.0", &dev, &err), ==, 0);
+    g_assert_cmpint(vfiocpr_irq_enable(dev, VFIOCPR_IRQ_MSIX, 0, 3, NULL, fds, &err), ==, 0);
+    for (int i = 0; i < 3; i++)
+        g_assert_cmpint(fds[i], ==, GOLDEN_V12_EFD0 + i);
+    g_assert_cmpuint(fake_vfio_ioctls(VFIO_DEVICE_SET_IRQS), ==, 1); /* none in the new image */
+    kvm = vfiocpr_kernel->open("/dev/kvm", O_RDWR);
+    vm = vfiocpr_kernel->ioctl(kvm, KVM_CREATE_VM, NULL);
+    g_assert_cmpint(vfiocpr_kvm_attach(ctx, vm, 64, keep_routes, NULL, &err), ==, 0);
+    g_assert_cmpuint(seen_n, ==, 2); /* vector 2 was masked */
+    g_assert_cmphex(seen_routes[0].address, ==, 0xfee01000);
+    g_assert_cmphex(seen_routes[1].data, ==, 0x4041);
+    g_assert_cmpint(vfiocpr_dma_map(c, 0x100000, 0x200000, (void *)0x7e0000000000ull,
+                                    GOLDEN_V11_RAM_FD, 0, 3, &err), ==, 0);
+    g_assert_cmpint(vfiocpr_dma_map(c, 0x40000000, 0x600000, (void *)0x7e0000200000ull,
+                                    GOLDEN_V11_RAM_FD, 0x200000, 1, &err), ==, 0);
+    g_assert_cmpint(vfiocpr_finish(ctx, NULL, &err), ==, 0);
+    g_assert_no_error(err);
 }
 
 /* ------------------------------------------------------------ versioning */
@@ -634,6 +695,9 @@ int main(int argc, char **argv)
                          test_golden_every_byte_flip);
     g_test_add_data_func("/state/golden-v1.1/every-byte-flip", "state-v1.1.bin",
                          test_golden_every_byte_flip);
+    g_test_add_data_func("/state/golden-v1.2/every-byte-flip", "state-v1.2.bin",
+                         test_golden_every_byte_flip);
+    ADD("/state/golden-v1.2/restore", test_golden_v12_restore);
     ADD("/state/golden-v1.1/decode", test_golden_v11_decode);
     ADD("/state/golden-v1.1/restore", test_golden_v11_restore);
     ADD("/state/golden-v1/every-truncation", test_golden_v1_every_truncation);
