@@ -1,7 +1,7 @@
 #!/bin/sh
 # SPDX-License-Identifier: LGPL-2.1-or-later
-# Guest tier: boots each Debian kernel under QEMU TCG with edu and nvme bound to
-# vfio-pci and runs every type1 scenario (tests/guest/guest-suite.sh). Speaks TAP.
+# Guest tier: boots each Debian kernel under QEMU TCG with edu, nvme and e1000e bound
+# to vfio-pci and runs every scenario (tests/guest/guest-suite.sh). Speaks TAP.
 # A guest that cannot boot, or a scenario that dies, is a failure, never a skip.
 # VFIOCPR_GUEST_KERNELS (default "6.1 7.3") and VFIOCPR_GUEST_CYCLES (default 100)
 # narrow it down by hand.
@@ -13,8 +13,9 @@ tmp=$(mktemp -d "${TMPDIR:-/tmp}/vfiocpr-guest.XXXXXX")
 n=0
 for k in $kernels; do
     start=$(date +%s)
-    bash "$srcdir/run-guest.sh" --kernel "$k" --device edu --device nvme --timeout 900 \
-        --log "$tmp/console-$k.log" --extra "$builddir/guest-cpr" --extra "$builddir/guest-smoke" -- \
+    bash "$srcdir/run-guest.sh" --kernel "$k" --device edu --device nvme --device e1000e \
+        --timeout 900 --log "$tmp/console-$k.log" --extra "$builddir/guest-cpr" \
+        --extra "$builddir/guest-smoke" --extra "$builddir/guest-irq" -- \
         "$srcdir/guest-suite.sh" "$cycles" >"$tmp/out-$k" 2>"$tmp/err-$k"
     rc=$?
     echo "# kernel $k: $(( $(date +%s) - start )) s, rc=$rc"

@@ -1,10 +1,11 @@
 #!/bin/sh
 # SPDX-License-Identifier: LGPL-2.1-or-later
-# Runs inside the guest (busybox sh): every type1 scenario of guest-cpr, one process
-# each, in one boot. Each scenario's TAP is framed by "# scenario NAME" and
-# "# scenario-end NAME rc=N" so the host can renumber it and notice a scenario that
-# died without a plan. stderr (sanitizer reports, GLib warnings) is kept, as TAP
-# comments, so a failure explains itself in the host's log.
+# Runs inside the guest (busybox sh): every type1 scenario of guest-cpr and the
+# e1000e MSI-X scenarios of guest-irq, one process each, in one boot. Each
+# scenario's TAP is framed by "# scenario NAME" and "# scenario-end NAME rc=N" so
+# the host can renumber it and notice a scenario that died without a plan. stderr
+# (sanitizer reports, GLib warnings) is kept, as TAP comments, so a failure
+# explains itself in the host's log.
 cycles=${1:-100}
 run() {
     name=$1
@@ -18,6 +19,9 @@ run() {
 run smoke /bin/guest-smoke
 for s in edu-msi edu-intx edu-negative rollback group-busy nvme nvme-negative; do
     run "$s" /bin/guest-cpr "$s"
+done
+for s in msix-count msix-negative; do
+    run "$s" /bin/guest-irq "$s"
 done
 run cycles /bin/guest-cpr cycles "$cycles"
 exit 0
