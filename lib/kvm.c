@@ -157,8 +157,9 @@ VFIOCPR_EXPORT int vfiocpr_kvm_attach(vfiocpr *ctx, int vm_fd, uint32_t gsi_base
                             k->vm_fd);
     r = vfiocpr_kernel_fd_kind(vm_fd, &kind, NULL, desc, sizeof(desc));
     if (r < 0 || kind != VFIOCPR_FD_KVM || !g_str_has_prefix(desc, "anon_inode:kvm-vm"))
-        return vfiocpr_fail(error, r < 0 ? r : EBADFD, "kvm: attach: fd %d is not a KVM VM (%s)",
-                            vm_fd, r < 0 ? "not open" : desc);
+        return vfiocpr_fail(error, r < 0 ? r : EBADFD, "kvm: attach: fd %d %s (%s)", vm_fd,
+                            r < 0 ? "cannot be checked as a KVM VM" : "is not a KVM VM",
+                            r == -EBADF ? "not open" : r < 0 ? "fstat/readlink failed" : desc);
     devs = g_ptr_array_new();
     g_hash_table_iter_init(&it, vfiocpr_vfio_devices(vfiocpr_ctx_vfio(ctx)));
     while (g_hash_table_iter_next(&it, NULL, &v))

@@ -322,6 +322,51 @@ static void test_exec_fault_sweep(void)
     vmm_drop(&m);
 }
 
+/* Every kernel call of a KVM attach fails once: a clear error, nothing left
+ * attached, no eventfd closed; then a retry attaches everything. */
+static void test_attach_fault_sweep(void)
+{
+    vmm m = { 0 };
+    g_autoptr(GError) err = NULL;
+    unsigned before, total, fds;
+
+    g_assert_cmpint(vfiocpr_new(0, &m.ctx, &err), ==, 0);
+    g_assert_cmpint(vfiocpr_container_open(m.ctx, "c0", &m.c, &err), ==, 0);
+    g_assert_cmpint(vfiocpr_container_add_group(m.c, 12, &err), >=, 0);
+    g_assert_cmpint(vfiocpr_device_open(m.c, 12, BDF, &m.d, &err), ==, 0);
+    g_assert_cmpint(vfiocpr_irq_enable(m.d, VFIOCPR_IRQ_MSIX, 0, NVEC, NULL, m.fds, &err), ==, 0);
+    for (unsigned i = 0; i < NVEC; i++)
+        vfiocpr_irq_set_msi(m.d, VFIOCPR_IRQ_MSIX, i, 0xfee00000, 0x4020 + i, false, &err);
+    m.vm = kvm_vm();
+    before = fake_kernel_calls(FK_ANY);
+    g_assert_cmpint(vfiocpr_kvm_attach(m.ctx, m.vm, 32, NULL, NULL, &err), ==, 0);
+    total = fake_kernel_calls(FK_ANY) - before;
+    g_assert_cmpint(vfiocpr_kvm_detach(m.ctx, &err), ==, 0);
+    fds = tu_count_open_fds();
+    for (unsigned n = 1; n <= total; n++) {
+        unsigned base = fake_kernel_calls(FK_ANY);
+        int r;
+        fake_kernel_fail(FK_ANY, base + n, EIO);
+        r = vfiocpr_kvm_attach(m.ctx, m.vm, 32, NULL, NULL, &err);
+        g_test_message("failing call %u (%s): %s", n, fake_kernel_op_name(fake_kernel_call_op(base + n)),
+                       err ? err->message : "-");
+        if (fake_kernel_call_op(base + n) == FK_READABLE) {
+            /* only the pending count is affected: a vector it cannot poll is not counted */
+            g_assert_cmpint(r, >=, 0);
+            g_assert_cmpint(vfiocpr_kvm_detach(m.ctx, &err), ==, 0);
+        } else {
+            g_assert_cmpint(r, ==, -EIO);
+            g_assert_nonnull(strstr(err->message, "kvm"));
+            g_clear_error(&err);
+        }
+        g_assert_cmpuint(fake_kvm_irqfds(m.vm), ==, 0);
+        g_assert_cmpuint(tu_count_open_fds(), ==, fds);
+    }
+    g_assert_cmpint(vfiocpr_kvm_attach(m.ctx, m.vm, 32, NULL, NULL, &err), ==, 0);
+    g_assert_cmpuint(fake_kvm_irqfds(m.vm), ==, NVEC);
+    vmm_drop(&m);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -333,5 +378,6 @@ int main(int argc, char **argv)
     ADD("/irq/intx-resample", test_intx_resample);
     ADD("/irq/commit-callback", test_commit_callback);
     ADD("/irq/exec-fault-sweep", test_exec_fault_sweep);
+    ADD("/irq/attach-fault-sweep", test_attach_fault_sweep);
     return g_test_run();
 }
