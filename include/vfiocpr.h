@@ -253,6 +253,79 @@ VFIOCPR_EXPORT int vfiocpr_kvm_attach(vfiocpr *ctx, int vm_fd, uint32_t gsi_base
 /* Detaches every irqfd from the VM (KVM_IRQFD deassign). */
 VFIOCPR_EXPORT int vfiocpr_kvm_detach(vfiocpr *ctx, GError **error);
 
+/* ------------------------------------------------------------------ migration v2
+ *
+ * Device state through VFIO migration v2 (VFIO_DEVICE_FEATURE_MIGRATION), independent
+ * of exec: save a device's internal state to a file and load it back (snapshot,
+ * restore, live migration building blocks).
+ */
+typedef enum {
+    VFIOCPR_MIG_ERROR = 0,
+    VFIOCPR_MIG_STOP = 1,
+    VFIOCPR_MIG_RUNNING = 2,
+    VFIOCPR_MIG_STOP_COPY = 3,
+    VFIOCPR_MIG_RESUMING = 4,
+    VFIOCPR_MIG_RUNNING_P2P = 5,
+    VFIOCPR_MIG_PRE_COPY = 6,
+    VFIOCPR_MIG_PRE_COPY_P2P = 7,
+} vfiocpr_mig_state;
+
+#define VFIOCPR_MIG_FLAG_STOP_COPY (1u << 0)
+#define VFIOCPR_MIG_FLAG_P2P (1u << 1)
+#define VFIOCPR_MIG_FLAG_PRE_COPY (1u << 2)
+
+VFIOCPR_EXPORT const char *vfiocpr_mig_state_to_string(vfiocpr_mig_state state);
+/* The device's migration flags; 0 (and success) when it has no migration support. */
+VFIOCPR_EXPORT int vfiocpr_mig_flags(vfiocpr_device *d, uint32_t *flags, GError **error);
+/* The next single arc from cur toward target for a device with these flags, as the
+ * kernel defines it (states the device does not support are skipped). -EINVAL if
+ * target cannot be reached. */
+VFIOCPR_EXPORT int vfiocpr_mig_next_state(uint32_t flags, vfiocpr_mig_state cur,
+                                          vfiocpr_mig_state target, vfiocpr_mig_state *next);
+VFIOCPR_EXPORT int vfiocpr_mig_get_state(vfiocpr_device *d, vfiocpr_mig_state *state,
+                                         GError **error);
+/* Moves the device to target one arc at a time. If an arc fails, the device is moved
+ * to recovery (VFIOCPR_MIG_ERROR: none); if that fails too, it is reset
+ * (VFIO_DEVICE_RESET, back to RUNNING) and the error says so. The data fd of a data
+ * state (STOP_COPY, RESUMING, PRE_COPY*) is kept by the library. */
+VFIOCPR_EXPORT int vfiocpr_mig_set_state(vfiocpr_device *d, vfiocpr_mig_state target,
+                                         vfiocpr_mig_state recovery, GError **error);
+/* The data fd of the current data state, or -ENOENT. */
+VFIOCPR_EXPORT int vfiocpr_mig_data_fd(vfiocpr_device *d);
+
+/* Saves the device state: STOP -> STOP_COPY, the data drained to out_fd through a
+ * buffer sized from VFIO_DEVICE_FEATURE_MIG_DATA_SIZE, then STOP. The device must be
+ * in STOP (a VMM stops it, and its vCPUs, first). *bytes gets the size. */
+VFIOCPR_EXPORT int vfiocpr_mig_save(vfiocpr_device *d, int out_fd, uint64_t *bytes,
+                                    GError **error);
+/* Loads len bytes of device state from in_fd: STOP -> RESUMING, write, -> STOP.
+ * The device is then ready for RUNNING. */
+VFIOCPR_EXPORT int vfiocpr_mig_load(vfiocpr_device *d, int in_fd, uint64_t len, GError **error);
+/* Pre-copy: initial and dirty bytes (VFIO_MIG_GET_PRECOPY_INFO); then reads what is
+ * available now into out_fd (stops when the driver says "nothing now", ENOMSG). */
+VFIOCPR_EXPORT int vfiocpr_mig_precopy_info(vfiocpr_device *d, uint64_t *initial_bytes,
+                                            uint64_t *dirty_bytes, GError **error);
+VFIOCPR_EXPORT int vfiocpr_mig_precopy_read(vfiocpr_device *d, int out_fd, uint64_t *bytes,
+                                            GError **error);
+
+/* The device-state file: a header and one record per device (identity: name,
+ * PCI vendor/device, migration flags; length; CRC32C). save_file stops nothing: each
+ * device must be in STOP. load_file checks the whole file (every header and CRC) and
+ * that each record matches its device before the first device enters RESUMING. */
+VFIOCPR_EXPORT int vfiocpr_mig_save_file(vfiocpr_device *const *devices, unsigned int n,
+                                         int out_fd, GError **error);
+VFIOCPR_EXPORT int vfiocpr_mig_load_file(vfiocpr_device *const *devices, unsigned int n,
+                                         int in_fd, GError **error);
+
+/* What the VMM is about to do, for vfiocpr_mig_check(). */
+#define VFIOCPR_MIG_INTENT_BACKGROUND_SNAPSHOT (1u << 0)
+#define VFIOCPR_MIG_INTENT_POSTCOPY (1u << 1)
+#define VFIOCPR_MIG_INTENT_PRECOPY (1u << 2)
+/* Refuses, with the reason, an operation this device cannot take part in: no
+ * migration support, no STOP_COPY, background snapshot (device DMA writes would be
+ * missed), postcopy, pre-copy without VFIO_MIGRATION_PRE_COPY. */
+VFIOCPR_EXPORT int vfiocpr_mig_check(vfiocpr_device *d, uint32_t intent, GError **error);
+
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(vfiocpr, vfiocpr_unref)
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(vfiocpr_container, vfiocpr_container_unref)
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(vfiocpr_device, vfiocpr_device_unref)

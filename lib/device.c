@@ -25,6 +25,7 @@ struct vfiocpr_device {
     bool preserved;
     bool claimed;
     vfiocpr_irqs *irqs;
+    vfiocpr_mig *mig;
 };
 
 static vfiocpr_device *device_new(vfiocpr_container *c, int group, const char *name)
@@ -37,6 +38,7 @@ static vfiocpr_device *device_new(vfiocpr_container *c, int group, const char *n
     d->group = group;
     d->fd = -1;
     d->irqs = vfiocpr_irqs_new();
+    d->mig = vfiocpr_mig_new();
     return d;
 }
 
@@ -52,6 +54,7 @@ VFIOCPR_EXPORT void vfiocpr_device_unref(vfiocpr_device *d)
     if (!d || !g_atomic_int_dec_and_test(&d->ref))
         return;
     vfiocpr_irqs_free(d->irqs);
+    vfiocpr_mig_free(d->mig);
     g_free(d->name);
     g_free(d->reg_name);
     g_free(d);
@@ -70,6 +73,11 @@ VFIOCPR_EXPORT const char *vfiocpr_device_name(const vfiocpr_device *d)
 vfiocpr_container *vfiocpr_device_container(const vfiocpr_device *d)
 {
     return d->container;
+}
+
+vfiocpr_mig *vfiocpr_device_mig(vfiocpr_device *d)
+{
+    return d->mig;
 }
 
 vfiocpr_irqs *vfiocpr_device_irqs(vfiocpr_device *d)

@@ -201,6 +201,30 @@ static int real_readable(int fd)
     return r > 0 && (p.revents & POLLIN);
 }
 
+static ssize_t real_read(int fd, void *buf, size_t len)
+{
+    ssize_t n;
+    do {
+        n = read(fd, buf, len);
+    } while (n < 0 && errno == EINTR);
+    return n < 0 ? -errno : n;
+}
+
+static ssize_t real_write(int fd, const void *buf, size_t len)
+{
+    ssize_t n;
+    do {
+        n = write(fd, buf, len);
+    } while (n < 0 && errno == EINTR);
+    return n < 0 ? -errno : n;
+}
+
+static off_t real_lseek(int fd, off_t off)
+{
+    off_t r = lseek(fd, off, SEEK_SET);
+    return r < 0 ? -errno : r;
+}
+
 static const vfiocpr_kernel_ops real_ops = {
     .memfd_create = real_memfd_create,
     .pwrite = real_pwrite,
@@ -222,6 +246,9 @@ static const vfiocpr_kernel_ops real_ops = {
     .memlock = real_memlock,
     .eventfd = real_eventfd,
     .readable = real_readable,
+    .read = real_read,
+    .write = real_write,
+    .lseek = real_lseek,
 };
 
 const vfiocpr_kernel_ops *vfiocpr_kernel = &real_ops;

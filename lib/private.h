@@ -46,6 +46,10 @@ typedef struct vfiocpr_kernel_ops {
     /* RLIMIT_MEMLOCK soft limit (G_MAXUINT64 for unlimited) and CAP_IPC_LOCK */
     int (*memlock)(guint64 *limit, bool *cap_ipc_lock);
     int (*eventfd)(unsigned int initval, int flags);
+    /* streams (migration data fds, pipes): no offset */
+    ssize_t (*read)(int fd, void *buf, size_t len);
+    ssize_t (*write)(int fd, const void *buf, size_t len);
+    off_t (*lseek)(int fd, off_t off);
     /* 1 if fd is readable now (poll, no wait, nothing consumed), 0 if not */
     int (*readable)(int fd);
 } vfiocpr_kernel_ops;
@@ -192,3 +196,10 @@ void vfiocpr_kvm_free(vfiocpr_kvm *k);
 /* exec: detach irqfds so interrupts accumulate in the eventfds; undo re-attaches */
 int vfiocpr_kvm_prepare(vfiocpr *ctx, GError **error);
 void vfiocpr_kvm_rollback(vfiocpr *ctx);
+
+/* ---------------------------------------------------------------- migration */
+
+typedef struct vfiocpr_mig vfiocpr_mig;
+vfiocpr_mig *vfiocpr_mig_new(void);
+void vfiocpr_mig_free(vfiocpr_mig *m);
+vfiocpr_mig *vfiocpr_device_mig(vfiocpr_device *d);

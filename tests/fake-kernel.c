@@ -46,6 +46,8 @@ typedef struct {
     fk_group *group; /* groups and devices */
     guint live[FK_N_IRQ];  /* devices: vectors enabled per index */
     int unmask_fd;         /* devices: INTx unmask eventfd */
+    guint mig_state;       /* devices: migration state */
+    int data_fd;           /* devices: current migration data fd */
     GHashTable *irqfds;    /* VMs: eventfd -> gsi + 1 */
     unsigned routings;     /* VMs: KVM_SET_GSI_ROUTING calls */
     unsigned last_routes;  /* VMs: entries in the last one */
@@ -75,12 +77,25 @@ static struct {
     bool msix_noresize;
     unsigned irq_rerequests; /* SET_IRQS that hit an already live vector */
     bool fake_kvm;
+    /* migration model */
+    guint32 mig_flags;
+    GByteArray *mig_blob;      /* what STOP_COPY produces; RESUMING must get exactly this */
+    guint mig_precopy_initial; /* bytes of the blob PRE_COPY offers first */
+    GHashTable *streams;       /* data fd -> fk_stream* */
+    GArray *arcs;              /* every arc the device was asked to take, as cur << 8 | next */
 } fk;
+
+typedef struct {
+    GByteArray *buf;
+    gsize pos;
+    bool precopy; /* ENOMSG at the end instead of EOF */
+    bool resuming;
+} fk_stream;
 
 static const char *const names[] = {
     "memfd_create", "pwrite", "pread", "fstat", "fd_path", "get_cloexec", "set_cloexec",
     "cloexec_range", "get_seals", "add_seals", "close", "execve", "ioctl", "open", "readlink",
-    "mmap", "munmap", "memlock", "eventfd", "readable", "any",
+    "mmap", "munmap", "memlock", "eventfd", "readable", "read", "write", "lseek", "any",
 };
 
 const char *fake_kernel_op_name(fk_op op)
@@ -220,6 +235,8 @@ static int f_close(int fd)
 {
     pretend *p;
     ENTER(FK_CLOSE);
+    if (fk.streams && g_hash_table_remove(fk.streams, GINT_TO_POINTER(fd)))
+        return REAL->close(fd);
     if ((p = find_pretend(fd))) {
         bool owned = p->owned;
         obj_closed(fd);
@@ -263,6 +280,8 @@ static int new_object(const char *link, guint32 mode, guint64 rdev, int type, fk
     if (type == FK_VM)
         o->irqfds = g_hash_table_new(g_direct_hash, g_direct_equal);
     o->unmask_fd = -1;
+    o->mig_state = 2; /* RUNNING */
+    o->data_fd = -1;
     if (type == FK_CONTAINER) {
         o->dmas = g_array_new(FALSE, TRUE, sizeof(fk_dma));
         o->by_iova = g_hash_table_new_full(g_int64_hash, g_int64_equal, g_free, NULL);
@@ -448,6 +467,121 @@ static int group_ioctl(fk_obj *o, unsigned long request, void *arg)
     return -ENOTTY;
 }
 
+/* ---- migration v2 model ---- */
+#define M_STOP_COPY 1u
+#define M_P2P 2u
+#define M_PRE 4u
+
+/* The single arcs the uAPI defines, written from its text (not from the library's
+ * table, which is what these tests check): cur, next, flags needed, flags that must
+ * be absent. */
+static const struct { guint cur, next, need, absent; } uapi_arcs[] = {
+    { 1, 3, 0, 0 }, { 3, 1, 0, 0 },                 /* STOP <-> STOP_COPY */
+    { 1, 4, 0, 0 }, { 4, 1, 0, 0 },                 /* STOP <-> RESUMING */
+    { 1, 2, 0, M_P2P }, { 2, 1, 0, M_P2P },         /* STOP <-> RUNNING, without P2P */
+    { 1, 5, M_P2P, 0 }, { 5, 1, M_P2P, 0 },         /* STOP <-> RUNNING_P2P */
+    { 5, 2, M_P2P, 0 }, { 2, 5, M_P2P, 0 },         /* RUNNING_P2P <-> RUNNING */
+    { 2, 6, M_PRE, 0 }, { 6, 2, M_PRE, 0 },         /* RUNNING <-> PRE_COPY */
+    { 6, 3, M_PRE, M_P2P },                         /* PRE_COPY -> STOP_COPY, without P2P */
+    { 6, 7, M_PRE | M_P2P, 0 }, { 7, 6, M_PRE | M_P2P, 0 },  /* PRE_COPY <-> PRE_COPY_P2P */
+    { 5, 7, M_PRE | M_P2P, 0 }, { 7, 5, M_PRE | M_P2P, 0 },  /* RUNNING_P2P <-> PRE_COPY_P2P */
+    { 7, 3, M_PRE | M_P2P, 0 },                     /* PRE_COPY_P2P -> STOP_COPY */
+};
+
+static bool state_supported(guint s)
+{
+    switch (s) {
+    case 5: return fk.mig_flags & M_P2P;
+    case 6: return fk.mig_flags & M_PRE;
+    case 7: return (fk.mig_flags & (M_PRE | M_P2P)) == (M_PRE | M_P2P);
+    case 0: return false;
+    default: return true;
+    }
+}
+
+static bool legal_arc(guint cur, guint next)
+{
+    for (gsize i = 0; i < G_N_ELEMENTS(uapi_arcs); i++)
+        if (uapi_arcs[i].cur == cur && uapi_arcs[i].next == next &&
+            (fk.mig_flags & uapi_arcs[i].need) == uapi_arcs[i].need &&
+            !(fk.mig_flags & uapi_arcs[i].absent))
+            return true;
+    return false;
+}
+
+static void free_stream(gpointer p)
+{
+    fk_stream *st = p;
+    g_byte_array_unref(st->buf);
+    g_free(st);
+}
+
+static int new_stream(fk_obj *o, bool precopy, bool resuming)
+{
+    int fd = REAL->memfd_create("fake-mig-data", MFD_CLOEXEC);
+    fk_stream *st = g_new0(fk_stream, 1);
+    st->buf = g_byte_array_new();
+    st->precopy = precopy;
+    st->resuming = resuming;
+    if (!resuming && fk.mig_blob)
+        g_byte_array_append(st->buf, fk.mig_blob->data,
+                            precopy ? MIN(fk.mig_precopy_initial, fk.mig_blob->len) : fk.mig_blob->len);
+    g_hash_table_insert(fk.streams, GINT_TO_POINTER(fd), st);
+    o->data_fd = fd;
+    return fd;
+}
+
+static int mig_feature(fk_obj *o, struct vfio_device_feature *f)
+{
+    guint idx = f->flags & VFIO_DEVICE_FEATURE_MASK;
+    bool get = f->flags & VFIO_DEVICE_FEATURE_GET;
+
+    if (!fk.mig_flags)
+        return -ENOTTY;
+    if (idx == VFIO_DEVICE_FEATURE_MIGRATION && get) {
+        ((struct vfio_device_feature_migration *)(void *)f->data)->flags = fk.mig_flags;
+        return 0;
+    }
+    if (idx == 9 /* MIG_DATA_SIZE */ && get) {
+        guint64 len = fk.mig_blob ? fk.mig_blob->len : 0;
+        memcpy(f->data, &len, 8);
+        return 0;
+    }
+    if (idx == VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE) {
+        struct vfio_device_feature_mig_state *ms = (void *)f->data;
+        guint cur = o->mig_state, next = ms->device_state;
+        fk_stream *old = o->data_fd >= 0 ? g_hash_table_lookup(fk.streams, GINT_TO_POINTER(o->data_fd)) : NULL;
+        if (get) {
+            ms->device_state = cur;
+            return 0;
+        }
+        g_array_append_val(fk.arcs, ((guint){ cur << 8 | next }));
+        /* strict: one legal arc, into a supported state */
+        if (!state_supported(next) || !legal_arc(cur, next))
+            return -EINVAL;
+        if (cur == 4 && next == 1) {
+            /* the driver checks what it was given; nothing at all is "nothing loaded" */
+            if (old && old->buf->len &&
+                (!fk.mig_blob || old->buf->len != fk.mig_blob->len ||
+                 memcmp(old->buf->data, fk.mig_blob->data, old->buf->len) != 0))
+                return -EINVAL;
+        }
+        ms->data_fd = -1;
+        if (next == 3 && (cur == 6 || cur == 7) && old) {
+            /* the pre-copy stream goes on: the rest of the blob, then EOF */
+            old->precopy = false;
+            if (fk.mig_blob && old->buf->len < fk.mig_blob->len)
+                g_byte_array_append(old->buf, fk.mig_blob->data + old->buf->len,
+                                    fk.mig_blob->len - old->buf->len);
+        } else if (next == 3 || next == 4 || ((next == 6 || next == 7) && cur != 6 && cur != 7)) {
+            ms->data_fd = new_stream(o, next == 6 || next == 7, next == 4);
+        }
+        o->mig_state = next;
+        return 0;
+    }
+    return -ENOTTY;
+}
+
 static int device_ioctl(fk_obj *o, unsigned long request, void *arg)
 {
     switch (request) {
@@ -500,7 +634,10 @@ static int device_ioctl(fk_obj *o, unsigned long request, void *arg)
         return 0;
     }
     case VFIO_DEVICE_RESET:
+        o->mig_state = 2;
         return 0;
+    case VFIO_DEVICE_FEATURE:
+        return mig_feature(o, arg);
     }
     return -ENOTTY;
 }
@@ -539,6 +676,15 @@ static int f_ioctl(int fd, unsigned long request, void *arg)
     g_hash_table_insert(fk.ioctls, GSIZE_TO_POINTER(request), GSIZE_TO_POINTER(GPOINTER_TO_SIZE(n) + 1));
     if (fk.fail_req == request && fk.fail_req_nth && --fk.fail_req_nth == 0)
         return -fk.fail_req_err;
+    if (fk.streams && g_hash_table_contains(fk.streams, GINT_TO_POINTER(fd))) {
+        fk_stream *st = g_hash_table_lookup(fk.streams, GINT_TO_POINTER(fd));
+        guint64 *p = (guint64 *)((guint8 *)arg + 8); /* vfio_precopy_info: initial, dirty */
+        if (request != _IO(VFIO_TYPE, VFIO_BASE + 21) || !st->precopy)
+            return -EINVAL;
+        p[0] = st->buf->len - st->pos;
+        p[1] = 0;
+        return 0;
+    }
     o = g_hash_table_lookup(fk.objs, GINT_TO_POINTER(fd));
     if (!o)
         return REAL->ioctl(fd, request, arg); /* e.g. a real KVM VM in the host tests */
@@ -628,6 +774,43 @@ static int f_readable(int fd)
     return REAL->readable(fd);
 }
 
+static ssize_t f_read(int fd, void *buf, size_t len)
+{
+    fk_stream *st;
+    gsize n;
+    ENTER(FK_READ);
+    st = fk.streams ? g_hash_table_lookup(fk.streams, GINT_TO_POINTER(fd)) : NULL;
+    if (!st)
+        return REAL->read(fd, buf, len);
+    if (st->resuming)
+        return -EINVAL;
+    if (st->pos == st->buf->len)
+        return st->precopy ? -ENOMSG : 0;
+    n = MIN(len, st->buf->len - st->pos);
+    memcpy(buf, st->buf->data + st->pos, n);
+    st->pos += n;
+    return (ssize_t)n;
+}
+
+static ssize_t f_write(int fd, const void *buf, size_t len)
+{
+    fk_stream *st;
+    ENTER(FK_WRITE);
+    st = fk.streams ? g_hash_table_lookup(fk.streams, GINT_TO_POINTER(fd)) : NULL;
+    if (!st)
+        return REAL->write(fd, buf, len);
+    if (!st->resuming)
+        return -EINVAL;
+    g_byte_array_append(st->buf, buf, (guint)len);
+    return (ssize_t)len;
+}
+
+static off_t f_lseek(int fd, off_t off)
+{
+    ENTER(FK_LSEEK);
+    return REAL->lseek(fd, off);
+}
+
 static int f_memlock(guint64 *limit, bool *cap)
 {
     ENTER(FK_MEMLOCK);
@@ -659,6 +842,9 @@ static const vfiocpr_kernel_ops fake_ops = {
     .memlock = f_memlock,
     .eventfd = f_eventfd,
     .readable = f_readable,
+    .read = f_read,
+    .write = f_write,
+    .lseek = f_lseek,
 };
 
 static void free_pretend(gpointer p)
@@ -687,12 +873,26 @@ void fake_kernel_reset(void)
         g_hash_table_destroy(fk.groups);
     if (fk.ioctls)
         g_hash_table_destroy(fk.ioctls);
+    if (fk.streams) {
+        GHashTableIter it;
+        gpointer k;
+        g_hash_table_iter_init(&it, fk.streams);
+        while (g_hash_table_iter_next(&it, &k, NULL))
+            REAL->close(GPOINTER_TO_INT(k));
+        g_hash_table_destroy(fk.streams);
+    }
+    if (fk.mig_blob)
+        g_byte_array_unref(fk.mig_blob);
+    if (fk.arcs)
+        g_array_unref(fk.arcs);
     memset(&fk, 0, sizeof(fk));
     fk.log = g_array_new(FALSE, FALSE, sizeof(fk_op));
     fk.pretend = g_hash_table_new_full(g_direct_hash, g_direct_equal, NULL, free_pretend);
     fk.objs = g_hash_table_new_full(g_direct_hash, g_direct_equal, NULL, free_obj);
     fk.groups = g_hash_table_new_full(g_direct_hash, g_direct_equal, NULL, free_group);
     fk.ioctls = g_hash_table_new(g_direct_hash, g_direct_equal);
+    fk.streams = g_hash_table_new_full(g_direct_hash, g_direct_equal, NULL, free_stream);
+    fk.arcs = g_array_new(FALSE, FALSE, sizeof(guint));
     fk.locked_limit = G_MAXUINT64;
     fk.next_ino = 1000;
     fk.next_fd = 950;
@@ -916,4 +1116,39 @@ unsigned fake_kvm_routings(int vm_fd, unsigned *last_routes)
     if (last_routes)
         *last_routes = o ? o->last_routes : 0;
     return o ? o->routings : 0;
+}
+
+void fake_mig_setup(guint32 flags, const void *blob, gsize len, guint precopy_initial)
+{
+    fk.mig_flags = flags;
+    if (fk.mig_blob)
+        g_byte_array_unref(fk.mig_blob);
+    fk.mig_blob = g_byte_array_new();
+    g_byte_array_append(fk.mig_blob, blob, (guint)len);
+    fk.mig_precopy_initial = precopy_initial;
+}
+
+void fake_mig_force_state(int device_fd, guint state)
+{
+    fk_obj *o = obj(device_fd, FK_DEVICE);
+    if (!o)
+        return;
+    o->mig_state = state;
+    o->data_fd = -1; /* a forced state has no data stream */
+}
+
+guint fake_mig_state(int device_fd)
+{
+    fk_obj *o = obj(device_fd, FK_DEVICE);
+    return o ? o->mig_state : 0;
+}
+
+const GArray *fake_mig_arcs(void)
+{
+    return fk.arcs;
+}
+
+void fake_mig_clear_arcs(void)
+{
+    g_array_set_size(fk.arcs, 0);
 }

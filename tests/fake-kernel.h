@@ -28,6 +28,9 @@ typedef enum {
     FK_MEMLOCK,
     FK_EVENTFD,
     FK_READABLE,
+    FK_READ,
+    FK_WRITE,
+    FK_LSEEK,
     FK_N_OPS,
     FK_ANY = FK_N_OPS,
 } fk_op;
@@ -84,6 +87,15 @@ void fake_kvm_enable(void);
 int fake_kvm_irqfd_gsi(int vm_fd, int efd); /* -1 if not attached */
 unsigned fake_kvm_irqfds(int vm_fd);
 unsigned fake_kvm_routings(int vm_fd, unsigned *last_routes);
+/* ---- migration v2 model: the device has these migration flags (0: none); STOP_COPY
+ * yields blob; RESUMING -> STOP accepts exactly blob; PRE_COPY offers the first
+ * precopy_initial bytes, then ENOMSG. Every SET must be one legal uAPI arc into a
+ * supported state (else EINVAL); all requested arcs are logged. */
+void fake_mig_setup(guint32 flags, const void *blob, gsize len, guint precopy_initial);
+void fake_mig_force_state(int device_fd, guint state);
+guint fake_mig_state(int device_fd);
+const GArray *fake_mig_arcs(void); /* guint cur << 8 | next */
+void fake_mig_clear_arcs(void);
 
 /* Runs vfiocpr_exec() with a capturing execve and returns the state blob it would
  * have handed to the new image (the exec itself fails and rolls back). */
