@@ -86,7 +86,9 @@ static struct {
 } fk;
 
 typedef struct {
-    GByteArray *buf;
+    GByteArray *buf; /* RESUMING: what the library wrote */
+    const guint8 *src; /* otherwise: the blob, not copied */
+    gsize len;
     gsize pos;
     bool precopy; /* ENOMSG at the end instead of EOF */
     bool resuming;
@@ -523,9 +525,10 @@ static int new_stream(fk_obj *o, bool precopy, bool resuming)
     st->buf = g_byte_array_new();
     st->precopy = precopy;
     st->resuming = resuming;
-    if (!resuming && fk.mig_blob)
-        g_byte_array_append(st->buf, fk.mig_blob->data,
-                            precopy ? MIN(fk.mig_precopy_initial, fk.mig_blob->len) : fk.mig_blob->len);
+    if (!resuming && fk.mig_blob) {
+        st->src = fk.mig_blob->data;
+        st->len = precopy ? MIN(fk.mig_precopy_initial, fk.mig_blob->len) : fk.mig_blob->len;
+    }
     g_hash_table_insert(fk.streams, GINT_TO_POINTER(fd), st);
     o->data_fd = fd;
     return fd;
@@ -570,9 +573,8 @@ static int mig_feature(fk_obj *o, struct vfio_device_feature *f)
         if (next == 3 && (cur == 6 || cur == 7) && old) {
             /* the pre-copy stream goes on: the rest of the blob, then EOF */
             old->precopy = false;
-            if (fk.mig_blob && old->buf->len < fk.mig_blob->len)
-                g_byte_array_append(old->buf, fk.mig_blob->data + old->buf->len,
-                                    fk.mig_blob->len - old->buf->len);
+            if (fk.mig_blob)
+                old->len = fk.mig_blob->len;
         } else if (next == 3 || next == 4 || ((next == 6 || next == 7) && cur != 6 && cur != 7)) {
             ms->data_fd = new_stream(o, next == 6 || next == 7, next == 4);
         }
@@ -681,7 +683,7 @@ static int f_ioctl(int fd, unsigned long request, void *arg)
         guint64 *p = (guint64 *)((guint8 *)arg + 8); /* vfio_precopy_info: initial, dirty */
         if (request != _IO(VFIO_TYPE, VFIO_BASE + 21) || !st->precopy)
             return -EINVAL;
-        p[0] = st->buf->len - st->pos;
+        p[0] = st->len - st->pos;
         p[1] = 0;
         return 0;
     }
@@ -784,10 +786,10 @@ static ssize_t f_read(int fd, void *buf, size_t len)
         return REAL->read(fd, buf, len);
     if (st->resuming)
         return -EINVAL;
-    if (st->pos == st->buf->len)
+    if (st->pos == st->len)
         return st->precopy ? -ENOMSG : 0;
-    n = MIN(len, st->buf->len - st->pos);
-    memcpy(buf, st->buf->data + st->pos, n);
+    n = MIN(len, st->len - st->pos);
+    memcpy(buf, st->src + st->pos, n);
     st->pos += n;
     return (ssize_t)n;
 }
