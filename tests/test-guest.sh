@@ -1,22 +1,31 @@
 #!/bin/sh
 # SPDX-License-Identifier: LGPL-2.1-or-later
 # Guest tier: boots each Debian kernel under QEMU TCG with edu, nvme and e1000e bound
-# to vfio-pci and runs every scenario (tests/guest/guest-suite.sh). Speaks TAP.
+# to vfio-pci and runs every scenario (tests/guest/guest-suite.sh), then the 6.12
+# kernel with an mtty mdev for migration v2 (guest-mig-suite.sh). Speaks TAP.
 # A guest that cannot boot, or a scenario that dies, is a failure, never a skip.
-# VFIOCPR_GUEST_KERNELS (default "6.1 7.3") and VFIOCPR_GUEST_CYCLES (default 100)
-# narrow it down by hand.
+# VFIOCPR_GUEST_KERNELS (default "6.1 7.3"), VFIOCPR_GUEST_CYCLES (default 100) and
+# VFIOCPR_GUEST_MIG_KERNEL (default 6.12, empty: skip that boot) narrow it down by hand.
 srcdir=${top_srcdir:-.}/tests/guest
 builddir=${top_builddir:-.}/tests/guest
 kernels=${VFIOCPR_GUEST_KERNELS:-6.1 7.3}
 cycles=${VFIOCPR_GUEST_CYCLES:-100}
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/vfiocpr-guest.XXXXXX")
 n=0
-for k in $kernels; do
+# boot KERNEL SUITE DEVICE... : one guest, one suite, its TAP renumbered into ours
+boot() {
+    k=$1
+    suite=$2
+    shift 2
+    devs=""
+    for d in "$@"; do devs="$devs --device $d"; done
     start=$(date +%s)
-    bash "$srcdir/run-guest.sh" --kernel "$k" --device edu --device nvme --device e1000e \
-        --timeout 900 --log "$tmp/console-$k.log" --extra "$builddir/guest-cpr" \
-        --extra "$builddir/guest-smoke" --extra "$builddir/guest-irq" -- \
-        "$srcdir/guest-suite.sh" "$cycles" >"$tmp/out-$k" 2>"$tmp/err-$k"
+    # shellcheck disable=SC2086
+    bash "$srcdir/run-guest.sh" --kernel "$k" $devs --timeout 900 --log "$tmp/console-$k.log" \
+        --extra "$builddir/guest-cpr" --extra "$builddir/guest-smoke" \
+        --extra "$builddir/guest-irq" --extra "$builddir/guest-mig" \
+        --extra "$builddir/guest-mig-smoke" -- "$srcdir/$suite" "$cycles" \
+        >"$tmp/out-$k" 2>"$tmp/err-$k"
     rc=$?
     echo "# kernel $k: $(( $(date +%s) - start )) s, rc=$rc"
     # one TAP stream: renumbered, prefixed with the kernel; a scenario that exits
@@ -42,6 +51,14 @@ for k in $kernels; do
         tail -n 30 "$tmp/console-$k.log" 2>/dev/null | sed 's/^/#   /'
         sed 's/^/#   /' "$tmp/err-$k"
     fi
+}
+for k in $kernels; do
+    boot "$k" guest-suite.sh edu nvme e1000e
 done
+# migration v2 on a real driver: the mtty sample on bookworm-backports' 6.12
+case " ${VFIOCPR_GUEST_MIG_KERNEL-6.12} " in
+"  ") ;;
+*) boot "${VFIOCPR_GUEST_MIG_KERNEL-6.12}" guest-mig-suite.sh mtty ;;
+esac
 rm -rf "$tmp"
 echo "1..$n"

@@ -16,6 +16,9 @@
 # SPEC is a kernel version prefix, optionally with a suite:
 #     6.1                      newest linux-image-amd64 6.1.* (bookworm[-security])
 #     7.3                      newest linux-image-amd64 7.3.* (trixie-backports)
+#     6.12                     same as 6.12@bookworm-backports (trixie has 6.12 too,
+#                              but only bookworm-backports' headers build with the
+#                              host's gcc-12: see build-mtty.sh)
 #     6.12@bookworm-backports  only versions from that suite
 # The package names carry the kernel ABI and change when Debian updates a suite,
 # so they are resolved at run time from the metapackage linux-image-amd64.
@@ -56,6 +59,12 @@ case $SPEC in
     *@*) PREFIX=${SPEC%%@*}; SUITE=${SPEC#*@} ;;
     *) PREFIX=$SPEC; SUITE= ;;
 esac
+# Specs with a default suite (the cache link keeps the name as given).
+if [ -z "$SUITE" ]; then
+    case $PREFIX in
+        6.12) SUITE=bookworm-backports ;;
+    esac
+fi
 [[ $PREFIX =~ ^[0-9]+(\.[0-9]+)*$ ]] || die "bad kernel spec '$SPEC' (want e.g. 6.1, 7.3, 6.12@bookworm-backports)"
 [[ $SUITE =~ ^[a-z0-9.-]*$ ]] || die "bad suite in '$SPEC'"
 for m in "${EXTRA_MODULES[@]}"; do

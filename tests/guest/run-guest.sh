@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: LGPL-2.1-or-later
 #
-# run-guest.sh --kernel SPEC|DIR [--device edu|nvme|e1000e]... [--timeout SECS]
+# run-guest.sh --kernel SPEC|DIR [--device edu|nvme|e1000e|mtty]... [--timeout SECS]
 #              [--log FILE] [--extra PATH]... [--verbose] -- PROGRAM [ARGS...]
 #
 # Boots a QEMU q35 guest (TCG, emulated intel-iommu) with the given devices
@@ -10,7 +10,11 @@
 #
 #   --kernel SPEC|DIR   a kernel spec for fetch-kernel.sh (6.1, 7.3, ...) or a
 #                       directory that fetch-kernel.sh made
-#   --device NAME       edu, nvme or e1000e; repeatable (default: edu)
+#   --device NAME       edu, nvme, e1000e or mtty; repeatable (default: edu).
+#                       mtty is no PCI device: the kernel's mtty sample driver
+#                       (built by build-mtty.sh, kernels >= 6.7 for migration;
+#                       spec 6.12) and mdev.ko go into the initramfs and init
+#                       creates one mtty-2 mdev, UUID $MTTY_UUID below
 #   --timeout SECS      QEMU is killed after SECS seconds (default 240)
 #   --log FILE          console log file (default: a new /tmp/vfiocpr-guest-*.log)
 #   --extra PATH        another program or file for /bin; repeatable
@@ -27,6 +31,8 @@
 #
 # Runs as root (apt-get install of qemu-system-x86 when missing). Environment:
 # VFIOCPR_GUEST_CACHE (see fetch-kernel.sh).
+#
+# The mtty mdev's UUID is fixed: 83b8f4f2-509f-382f-3c1e-e6bfe0fa1001.
 # shellcheck disable=SC2054  # QEMU options are comma lists, not array separators
 set -euo pipefail
 
@@ -45,6 +51,8 @@ fail_hard() {
     exit 99
 }
 elapsed() { awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }'; }
+MTTY_UUID=83b8f4f2-509f-382f-3c1e-e6bfe0fa1001
+MTTY_TYPE=mtty-2
 
 KERNEL=
 DEVICES=()
@@ -73,6 +81,14 @@ PROGRAM=$1
 shift
 [ -f "$PROGRAM" ] || { say "no such program: $PROGRAM"; exit 2; }
 [ ${#DEVICES[@]} -gt 0 ] || DEVICES=(edu)
+WANT_MTTY=0
+for d in "${DEVICES[@]}"; do
+    case $d in
+        edu|nvme|e1000e) ;;
+        mtty) WANT_MTTY=1 ;;
+        *) say "unknown device $d (edu, nvme, e1000e, mtty)"; exit 2 ;;
+    esac
+done
 
 # ------------------------------------------------------------ the guest command line
 # vfiocpr.run="..." is one kernel parameter: words are single-quoted when needed;
@@ -122,11 +138,35 @@ trap 'exit 143' TERM
 t=$(date +%s.%N)
 if [ -d "$KERNEL" ]; then
     KDIR=$KERNEL
+elif [ "$WANT_MTTY" = 1 ]; then
+    KDIR=$("$HERE/fetch-kernel.sh" "$KERNEL" mdev) || fail_hard "cannot fetch kernel $KERNEL (with mdev)"
 else
     KDIR=$("$HERE/fetch-kernel.sh" "$KERNEL") || fail_hard "cannot fetch kernel $KERNEL"
 fi
 [ -f "$KDIR/vmlinuz" ] || fail_hard "no vmlinuz in $KDIR"
 T_FETCH=$(elapsed "$t")
+
+MDEVARG=
+if [ "$WANT_MTTY" = 1 ]; then
+    # mtty.ko from build-mtty.sh, loaded last; its parent module mdev must be in
+    # the kernel directory already (fetch-kernel.sh SPEC mdev) or built in
+    if ! grep -qx 'mdev.ko' "$KDIR/modules.load" && ! grep -qx 'mdev' "$KDIR/modules.builtin" 2>/dev/null; then
+        fail_hard "$KDIR has no mdev module: make it with fetch-kernel.sh SPEC mdev"
+    fi
+    t=$(date +%s.%N)
+    MTTY_KO=$("$HERE/build-mtty.sh" "$KDIR") || fail_hard "cannot build mtty.ko for $KDIR"
+    T_MTTY=$(elapsed "$t")
+    # a kernel directory of links: the fetched one plus mtty.ko at the end of the load order
+    mkdir -p "$WORK/kernel/modules"
+    for f in "$KDIR"/*; do
+        [ "${f##*/}" = modules ] || [ "${f##*/}" = modules.load ] || ln -s "$f" "$WORK/kernel/${f##*/}"
+    done
+    for f in "$KDIR"/modules/*.ko; do ln -s "$f" "$WORK/kernel/modules/${f##*/}"; done
+    ln -sf "$MTTY_KO" "$WORK/kernel/modules/mtty.ko"
+    { grep -vx 'mtty.ko' "$KDIR/modules.load" || true; echo mtty.ko; } >"$WORK/kernel/modules.load"
+    KDIR=$WORK/kernel
+    MDEVARG=" vfiocpr.mdev=mtty:$MTTY_TYPE:$MTTY_UUID"
+fi
 
 t=$(date +%s.%N)
 "$HERE/mkinitramfs.sh" "$WORK/initrd.gz" "$KDIR" "$PROGRAM" "${EXTRAS[@]}" ||
@@ -142,11 +182,11 @@ for d in "${DEVICES[@]}"; do
             truncate -s 16M "$WORK/nvme.img"
             DEVARGS+=(-drive "file=$WORK/nvme.img,if=none,id=nv,format=raw" -device nvme,serial=x,drive=nv) ;;
         e1000e) DEVARGS+=(-device e1000e,netdev=n0 -netdev user,id=n0,restrict=on) ;;
-        *) say "unknown device $d (edu, nvme, e1000e)"; exit 2 ;;
+        mtty) ;;    # an mdev made in the guest: no QEMU device
     esac
 done
 DEVLIST=$(printf '%s\n' "${DEVICES[@]}" | awk '!seen[$0]++' | paste -sd,)
-CMDLINE="console=ttyS0 intel_iommu=on panic=-1 vfiocpr.devices=$DEVLIST vfiocpr.run=\"$RUN\"${APPEND:+ $APPEND}"
+CMDLINE="console=ttyS0 intel_iommu=on panic=-1 vfiocpr.devices=$DEVLIST$MDEVARG vfiocpr.run=\"$RUN\"${APPEND:+ $APPEND}"
 
 if [ -z "$LOG" ]; then LOG=$(mktemp /tmp/vfiocpr-guest-XXXXXX.log); fi
 : >"$LOG"
@@ -186,7 +226,7 @@ prog_time=
 if [ -n "$T_SETUP" ] && [ -n "$T_END" ]; then
     prog_time=$(awk -v a="$T_SETUP" -v b="$T_END" 'BEGIN { printf "%.1f", b - a }')
 fi
-say "times: kernel ${T_FETCH}s, initramfs ${T_INITRD}s, qemu ${T_QEMU}s (guest: /init at ${T_INIT:-?}s, devices ready at ${T_SETUP:-?}s, program ${prog_time:-?}s), total $(elapsed "$T_START")s"
+say "times: kernel ${T_FETCH}s,${T_MTTY:+ mtty.ko ${T_MTTY}s,} initramfs ${T_INITRD}s, qemu ${T_QEMU}s (guest: /init at ${T_INIT:-?}s, devices ready at ${T_SETUP:-?}s, program ${prog_time:-?}s), total $(elapsed "$T_START")s"
 
 if [ -z "$END_RC" ]; then
     if [ "$QRC" -eq 124 ] || [ "$QRC" -eq 137 ]; then
