@@ -326,6 +326,22 @@ VFIOCPR_EXPORT int vfiocpr_mig_load_file(vfiocpr_device *const *devices, unsigne
  * missed), postcopy, pre-copy without VFIO_MIGRATION_PRE_COPY. */
 VFIOCPR_EXPORT int vfiocpr_mig_check(vfiocpr_device *d, uint32_t intent, GError **error);
 
+/* ------------------------------------------------------------------ seccomp
+ *
+ * A sandboxed VMM installs a filter whose default action kills; it must allow what
+ * the library itself does. vfiocpr_seccomp_add_rules() adds to the caller's libseccomp
+ * filter (a scmp_filter_ctx, passed as void * so this header needs no seccomp.h)
+ * exactly the system calls the library makes, with ioctl allowed only for the
+ * request numbers it issues.
+ */
+#define VFIOCPR_SECCOMP_KVM (1u << 0)       /* KVM_SET_GSI_ROUTING, KVM_IRQFD */
+#define VFIOCPR_SECCOMP_EXEC (1u << 1)      /* execve and the preparation of an exec */
+#define VFIOCPR_SECCOMP_MIGRATION (1u << 2) /* VFIO migration v2 */
+VFIOCPR_EXPORT int vfiocpr_seccomp_add_rules(void *scmp_filter_ctx, uint32_t flags,
+                                             GError **error);
+/* The list those rules allow, one per line, for documentation and audits. */
+VFIOCPR_EXPORT char *vfiocpr_seccomp_describe(uint32_t flags);
+
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(vfiocpr, vfiocpr_unref)
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(vfiocpr_container, vfiocpr_container_unref)
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(vfiocpr_device, vfiocpr_device_unref)
