@@ -26,6 +26,26 @@ static const char *const process_needs[] = {
     "madvise", "mremap",
 };
 
+/* A sanitizer runtime makes system calls of its own that no filter built for the
+ * library allows: under ASan the filter cases cannot run. */
+#if defined(__SANITIZE_ADDRESS__)
+#define SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define SANITIZED 1
+#endif
+#endif
+
+static bool skip_sanitized(void)
+{
+#ifdef SANITIZED
+    g_test_skip("built with sanitizers: their runtime needs syscalls the filter kills");
+    return true;
+#else
+    return false;
+#endif
+}
+
 static scmp_filter_ctx make_filter(void)
 {
     g_autoptr(GError) err = NULL;
@@ -81,6 +101,8 @@ static void test_exec_under_filter(void)
     char out[256] = { 0 };
     pid_t pid;
 
+    if (skip_sanitized())
+        return;
     g_assert_cmpint(pipe2(pipefd, O_CLOEXEC), ==, 0);
     pid = fork();
     if (pid == 0) {
@@ -116,8 +138,11 @@ static void test_exec_under_filter(void)
 static void test_other_ioctl_killed(void)
 {
     int status;
-    pid_t pid = fork();
+    pid_t pid;
 
+    if (skip_sanitized())
+        return;
+    pid = fork();
     if (pid == 0) {
         struct winsize ws;
         scmp_filter_ctx f = make_filter();
