@@ -24,7 +24,10 @@ boot() {
     bash "$srcdir/run-guest.sh" --kernel "$k" $devs --timeout 900 --log "$tmp/console-$k.log" \
         --extra "$builddir/guest-cpr" --extra "$builddir/guest-smoke" \
         --extra "$builddir/guest-irq" --extra "$builddir/guest-mig" \
-        --extra "$builddir/guest-mig-smoke" -- "$srcdir/$suite" "$cycles" \
+        --extra "$builddir/guest-mig-smoke" \
+        --extra "${top_builddir:-.}/examples/minivmm/minivmm" \
+        --extra "${top_srcdir:-.}/examples/minivmm/minivmm-suite.sh" \
+        -- "$srcdir/$suite" "$cycles" \
         >"$tmp/out-$k" 2>"$tmp/err-$k"
     rc=$?
     echo "# kernel $k: $(( $(date +%s) - start )) s, rc=$rc"

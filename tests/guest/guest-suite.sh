@@ -23,5 +23,6 @@ done
 for s in msix-count msix-negative; do
     run "$s" /bin/guest-irq "$s"
 done
+run minivmm /bin/minivmm-suite.sh edu 20
 run cycles /bin/guest-cpr cycles "$cycles"
 exit 0

@@ -1,0 +1,1423 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * minivmm: the shape of a VMM that upgrades itself in place with exec() while its
+ * passthrough PCI device keeps running, built on libvfiocpr.
+ *
+ *   minivmm --device BDF [--kvm] [--control PATH] [--upgrades N] [--self-test]
+ *   minivmm --control PATH --send "upgrade [PATH]" | status | quit
+ *
+ * There is no guest: the "device model" is this program driving the device itself,
+ * as a guest driver would, so that every upgrade can be checked end to end.
+ *
+ *  - QEMU's edu (1234:11e8): a DMA round trip guest RAM -> device -> guest RAM with
+ *    a pattern check, then an MSI raised on request; every DMA completion is an MSI
+ *    too. One vector.
+ *  - e1000e (8086:10d3): MSI-X shots round-robin over its 5 vectors (no DMA is
+ *    driven; guest RAM is still mapped, so its mapping crosses every exec).
+ *
+ * Every interrupt the device is asked to raise is counted as "fired", every one
+ * read from an eventfd as "received"; the counters live in a memfd registered with
+ * libvfiocpr, so they cross exec and must balance after every upgrade.
+ *
+ * Upgrade: SIGHUP, "upgrade [PATH]" on the control socket, or --upgrades N
+ * (automatic, one after every ~200 ms of device work, then exit 0 if all of them
+ * were good). The running image hands over at a quiet point: it leaves a known
+ * pattern in the device (edu) and fires one interrupt it does not read, then calls
+ * vfiocpr_exec(). The new image runs the very same start-up code as a cold start
+ * (libvfiocpr turns it into a restore), then checks that the pattern comes back by
+ * DMA into guest RAM at its new address, that the unread interrupt is waiting on
+ * the inherited eventfd, and that the device was not reset, and prints a timeline.
+ * If vfiocpr_exec() fails, it has rolled everything back and the old image simply
+ * keeps running.
+ *
+ * --kvm: the interrupts go to a KVM VM through irqfds (vfiocpr_kvm_attach()); each
+ * image makes its own VM. Without a usable /dev/kvm minivmm says so and carries on
+ * with the eventfds. minivmm-suite.sh beside this file is the guest test.
+ *
+ * Build against the installed library:
+ *   cc -O2 -o minivmm minivmm.c $(pkg-config --cflags --libs vfiocpr)
+ * Needs root (VFIO, locked memory) and the device bound to vfio-pci.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* memfd_create, accept4 */
+#endif
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <linux/kvm.h>
+#include <linux/pci_regs.h>
+#include <linux/vfio.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/timerfd.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <glib.h>
+#include <vfiocpr.h>
+
+/* ------------------------------------------------------------------ constants */
+
+#define RAM_SIZE (2u << 20)  /* guest RAM: a 2 MiB memfd */
+#define RAM_IOVA 0x100000ull /* where the device sees it; edu's DMA mask is 28 bits */
+#define RAM_SRC 0x0000u      /* offset in guest RAM of what goes to the device */
+#define RAM_DST 0x1000u      /* ... and of what comes back */
+#define XFER 2048u           /* edu's buffer is 4 KiB; QEMU 7.2 aborts on a full one */
+#define STATE_SIZE 4096u     /* the VMM's own state memfd */
+
+#define MAX_VECTORS 5
+#define TICK_MS 10           /* the main loop's timer */
+#define WORK_MS 200          /* --upgrades: device work between two upgrades */
+#define VERIFY_QUIET_MS 50   /* e1000e: quiet time after a restart before counting */
+#define DMA_TIMEOUT_MS 3000
+#define SETTLE_MS 1000       /* how long a checkpoint waits for interrupts in flight */
+#define KVM_GSI_BASE 24      /* our MSI routes, above the 24 IOAPIC pins */
+
+/* edu (QEMU hw/misc/edu.c) */
+#define EDU_IRQ_STATUS 0x24
+#define EDU_IRQ_RAISE 0x60
+#define EDU_IRQ_ACK 0x64
+#define EDU_DMA_SRC 0x80
+#define EDU_DMA_DST 0x88
+#define EDU_DMA_COUNT 0x90
+#define EDU_DMA_CMD 0x98
+#define EDU_DMA_START 0x1u
+#define EDU_DMA_TO_RAM 0x2u
+#define EDU_DMA_IRQ 0x4u
+#define EDU_BUF 0x40000u
+#define EDU_IRQ_DMA 0x100u /* status bit edu sets when a DMA with EDU_DMA_IRQ is done */
+#define EDU_IRQ_USER 0x1u  /* the bit we raise ourselves */
+
+/* e1000e (82574 datasheet; QEMU hw/net/e1000_regs.h) */
+#define E1000_ICR 0xC0
+#define E1000_ICS 0xC8
+#define E1000_IMS 0xD0
+#define E1000_IMC 0xD8
+#define E1000_EIAC 0xDC
+#define E1000_IVAR 0xE4
+#define E1000_CAUSE_RXQ0 (1u << 20)
+#define E1000_IVAR_VALID 0x8u
+#define E1000_SHOT_GAP_US 2000 /* EITR throttles at 128 us: keep shots well apart */
+
+/* ------------------------------------------------------------------ the VMM's state */
+
+/*
+ * What the VMM carries from one image to the next, besides what libvfiocpr keeps:
+ * its device-model counters and the facts of the upgrade in flight. It lives in a
+ * memfd registered with libvfiocpr, mapped shared, and the VMM updates it in place:
+ * there is no "save" step at exec time and nothing to parse. A memfd rather than
+ * argv: argv is visible in ps, limited in size and text only; the registry also
+ * checks that the new image gets the very same file.
+ *
+ * The format is the VMM's own business: magic, version and size let a newer binary
+ * accept (or convert, or refuse) what an older one wrote.
+ */
+#define STATE_MAGIC 0x4d564d4du /* "MVMM" */
+#define STATE_VERSION 1u
+
+typedef struct {
+    uint32_t magic, version, size;
+    uint32_t generation; /* 1 on a cold start, +1 per exec */
+
+    /* interrupt accounting, per vector, across every image */
+    uint64_t fired[MAX_VECTORS], received[MAX_VECTORS];
+    int64_t deficit;      /* fired - received at the last checkpoint */
+    uint64_t last_shot_us; /* e1000e shot spacing holds across an exec too */
+    uint32_t seed;        /* edu: the last pattern sent to the device */
+
+    /* the upgrade in flight, written by the old image (CLOCK_MONOTONIC, us) */
+    uint64_t t_requested, t_handover, t_exec;
+    char requested_by[32];
+    char exec_path[128];
+    uint32_t handover_vector; /* the interrupt fired and left unread */
+    uint16_t cmd_before, irq_ctrl_before;
+
+    /* --upgrades and results */
+    uint32_t upgrades_wanted; /* 0: only on request */
+    uint32_t upgrades_done, upgrades_good, rollbacks;
+    uint64_t blackout_sum, blackout_min, blackout_max;
+    int64_t lost_total;
+    uint32_t dma_checks, dma_bad;
+} vmm_state;
+
+G_STATIC_ASSERT(sizeof(vmm_state) <= STATE_SIZE);
+
+/* ------------------------------------------------------------------ the VMM */
+
+typedef enum { DEV_EDU, DEV_E1000E } device_kind;
+
+/* Where the device work is. HANDOVER and VERIFY frame an upgrade. */
+typedef enum {
+    WORK_IDLE,
+    WORK_TO_DEVICE,   /* edu: DMA guest RAM -> device in flight */
+    WORK_FROM_DEVICE, /* edu: DMA device -> guest RAM in flight */
+    WORK_HANDOVER,    /* edu: the pattern for the next image is on its way to the device */
+    WORK_VERIFY,      /* after a restart: checking what the old image left */
+} work_phase;
+
+/* Evidence that the device was neither reset nor closed, from the host kernel's
+ * view: sysfs config is the physical config space (VFIO's config region
+ * virtualizes MSI enable), sysfs enable counts the kernel's users. */
+typedef struct {
+    uint16_t cmd, irq_ctrl;
+    bool bus_master, irq_enabled, sysfs_enabled;
+} liveness;
+
+typedef struct {
+    /* command line */
+    const char *bdf;
+    bool want_kvm;
+    const char *control_path;
+    unsigned upgrades;
+    bool self_test;
+    char **argv; /* handed to the next image as is */
+
+    /* libvfiocpr */
+    vfiocpr *ctx;
+    vfiocpr_container *container;
+    vfiocpr_device *dev;
+    bool restart;
+
+    /* the device */
+    device_kind kind;
+    uint16_t vendor, device;
+    int group;
+    volatile uint32_t *bar;
+    uint64_t bar_size;
+    uint64_t cfg_offset;
+    vfiocpr_irq_index irq_index;
+    unsigned n_vectors;
+    int irq_fd[MAX_VECTORS];
+
+    /* guest RAM and the VMM's state */
+    int ram_fd, state_fd;
+    uint8_t *ram;
+    vmm_state *st;
+
+    /* KVM, optional */
+    int kvm_fd, vm_fd;
+    int kvm_pending; /* vectors with interrupts waiting when the irqfds were attached */
+    bool kvm_live;   /* the new VM took an interrupt fired after the attach */
+
+    /* main loop */
+    int timer_fd, signal_fd, listen_fd, client_fd;
+    bool client_waiting; /* the client asked for an upgrade: it gets the result */
+    char client_buf[256];
+    size_t client_len;
+    bool quit;
+    int exit_status;
+
+    /* device work */
+    work_phase phase;
+    uint64_t phase_since;
+    uint64_t image_start; /* when this image's start-up finished */
+    unsigned cycles;      /* edu round trips / e1000e rounds over all vectors in this image */
+    unsigned shots;
+    uint32_t expect_seed;
+
+    /* upgrade */
+    bool upgrade_pending;
+    char *upgrade_path;
+
+    /* this image's restart, measured */
+    uint64_t t_main, t_new, t_ctx, t_devices, t_finish;
+    bool handover_waiting;
+    unsigned inherited_fds;
+    liveness live_after;
+
+    /* --self-test */
+    bool rollback_seen, rollback_ok;
+} vmm;
+
+/* ------------------------------------------------------------------ helpers */
+
+static uint64_t now_us(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t); /* the same clock on both sides of exec */
+    return (uint64_t)t.tv_sec * 1000000u + (uint64_t)t.tv_nsec / 1000u;
+}
+
+static void die(const char *fmt, ...) G_GNUC_PRINTF(1, 2) __attribute__((noreturn));
+static void die(const char *fmt, ...)
+{
+    va_list ap;
+    fflush(stdout);
+    fprintf(stderr, "minivmm: error: ");
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "\n");
+    exit(1);
+}
+
+static void say(const char *fmt, ...) G_GNUC_PRINTF(1, 2);
+static void say(const char *fmt, ...)
+{
+    va_list ap;
+    printf("minivmm: ");
+    va_start(ap, fmt);
+    vprintf(fmt, ap);
+    va_end(ap);
+    printf("\n");
+}
+
+static uint32_t rd32(vmm *v, uint32_t off)
+{
+    return v->bar[off / 4];
+}
+
+static void wr32(vmm *v, uint32_t off, uint32_t val)
+{
+    v->bar[off / 4] = val;
+}
+
+static const char *device_label(const vmm *v)
+{
+    return v->kind == DEV_EDU ? "edu" : "e1000e";
+}
+
+static const char *irq_label(const vmm *v)
+{
+    return v->irq_index == VFIOCPR_IRQ_MSI ? "MSI" : "MSI-X";
+}
+
+/* ------------------------------------------------------------------ the fd registry */
+
+/*
+ * The pattern every preserved fd follows, the same on a cold start and a restart:
+ * ask the registry first (a restart hands back the inherited fd and claims it),
+ * otherwise create the object and register it so that the next exec keeps it.
+ */
+static int claim_memfd(vmm *v, const char *name, size_t size)
+{
+    g_autoptr(GError) err = NULL;
+    struct stat sb;
+    int fd = vfiocpr_fd_find(v->ctx, name, 0, VFIOCPR_FD_MEMFD, &err);
+
+    if (fd >= 0) {
+        if (fstat(fd, &sb) < 0 || (size_t)sb.st_size != size)
+            die("inherited memfd '%s' has the wrong size", name);
+        return fd;
+    }
+    if (fd != -ENOENT)
+        die("%s", err->message);
+    fd = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    if (fd < 0 || ftruncate(fd, (off_t)size) < 0)
+        die("memfd '%s': %s", name, g_strerror(errno));
+    /* It is mapped (and DMA-mapped) for its whole life: it must never shrink. */
+    if (fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW) < 0)
+        die("memfd '%s': sealing: %s", name, g_strerror(errno));
+    if (vfiocpr_fd_save(v->ctx, name, 0, fd, VFIOCPR_FD_MEMFD, &err) < 0)
+        die("%s", err->message);
+    return fd;
+}
+
+static void *map_shared(int fd, size_t size, const char *what)
+{
+    /* a new image maps everything at new addresses: DMA follows via MAP_DMA(VADDR) */
+    void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (p == MAP_FAILED)
+        die("mmap %s: %s", what, g_strerror(errno));
+    return p;
+}
+
+/* The VMM's state: fresh on a cold start, inherited as is on a restart. */
+static void state_start(vmm *v)
+{
+    v->state_fd = claim_memfd(v, "minivmm-state", STATE_SIZE);
+    v->st = map_shared(v->state_fd, STATE_SIZE, "VMM state");
+    if (!v->restart) {
+        memset(v->st, 0, STATE_SIZE);
+        *v->st = (vmm_state){ .magic = STATE_MAGIC, .version = STATE_VERSION,
+                              .size = sizeof(vmm_state), .generation = 1,
+                              .upgrades_wanted = v->upgrades, .blackout_min = UINT64_MAX };
+        return;
+    }
+    if (v->st->magic != STATE_MAGIC || v->st->version != STATE_VERSION ||
+        v->st->size != sizeof(vmm_state))
+        die("the previous image wrote VMM state this binary does not understand "
+            "(magic 0x%08x, version %u, size %u)", v->st->magic, v->st->version, v->st->size);
+    v->st->generation++;
+}
+
+/* ------------------------------------------------------------------ the device */
+
+static uint16_t cfg_read16(vmm *v, unsigned off)
+{
+    uint16_t val = 0;
+    if (pread(vfiocpr_device_fd(v->dev), &val, 2, (off_t)(v->cfg_offset + off)) != 2)
+        die("%s: config read at 0x%x: %s", v->bdf, off, g_strerror(errno));
+    return val;
+}
+
+static void cfg_write16(vmm *v, unsigned off, uint16_t val)
+{
+    if (pwrite(vfiocpr_device_fd(v->dev), &val, 2, (off_t)(v->cfg_offset + off)) != 2)
+        die("%s: config write at 0x%x: %s", v->bdf, off, g_strerror(errno));
+}
+
+/* edu has no reset: a cold start can find a DMA of the previous VMM still running
+ * (edu ignores DMA register writes until it is done), so wait for it, then drop
+ * stale interrupt status. Also what a VMM does before it exits. */
+static void edu_wait_idle(vmm *v)
+{
+    for (int i = 0; i < DMA_TIMEOUT_MS && (rd32(v, EDU_DMA_CMD) & EDU_DMA_START); i++)
+        usleep(1000);
+    wr32(v, EDU_IRQ_ACK, rd32(v, EDU_IRQ_STATUS));
+}
+
+/* Cold start only: every cause masked, RXQ0 auto-cleared after its MSI-X message
+ * and routed to vector 0, stale causes dropped (ICR is read-to-clear). The OTHER
+ * cause stays masked: the link timer raises it. */
+static void e1000e_init(vmm *v)
+{
+    wr32(v, E1000_IMC, 0xffffffffu);
+    wr32(v, E1000_EIAC, E1000_CAUSE_RXQ0);
+    wr32(v, E1000_IVAR, E1000_IVAR_VALID | 0);
+    (void)rd32(v, E1000_ICR);
+}
+
+/*
+ * Container, group, device, BAR. On a restart the library resolves each call to
+ * what the previous image preserved: no SET_CONTAINER, no SET_IOMMU, no
+ * GET_DEVICE_FD, no reset. What the VMM itself does to the device (bus master,
+ * device registers) is a cold-start step: the device still has it.
+ */
+static void device_start(vmm *v)
+{
+    g_autoptr(GError) err = NULL;
+    struct vfio_region_info cfg = { .argsz = sizeof(cfg), .index = VFIO_PCI_CONFIG_REGION_INDEX };
+    void *bar;
+
+    v->group = vfiocpr_device_group_id(v->bdf, &err);
+    if (v->group < 0)
+        die("%s", err->message);
+    if (vfiocpr_container_open(v->ctx, "container0", &v->container, &err) < 0 ||
+        vfiocpr_container_add_group(v->container, v->group, &err) < 0 ||
+        vfiocpr_device_open(v->container, v->group, v->bdf, &v->dev, &err) < 0 ||
+        vfiocpr_device_map_region(v->dev, VFIO_PCI_BAR0_REGION_INDEX, &bar, &v->bar_size,
+                                  &err) < 0)
+        die("%s", err->message);
+    v->bar = bar;
+    if (ioctl(vfiocpr_device_fd(v->dev), VFIO_DEVICE_GET_REGION_INFO, &cfg) < 0)
+        die("%s: config region: %s", v->bdf, g_strerror(errno));
+    v->cfg_offset = cfg.offset;
+
+    v->vendor = cfg_read16(v, PCI_VENDOR_ID);
+    v->device = cfg_read16(v, PCI_DEVICE_ID);
+    if (v->vendor == 0x1234 && v->device == 0x11e8) {
+        v->kind = DEV_EDU;
+        v->irq_index = VFIOCPR_IRQ_MSI;
+        v->n_vectors = 1;
+    } else if (v->vendor == 0x8086 && v->device == 0x10d3) {
+        v->kind = DEV_E1000E;
+        v->irq_index = VFIOCPR_IRQ_MSIX;
+        v->n_vectors = 5;
+    } else {
+        die("%s is %04x:%04x; minivmm drives edu (1234:11e8) or e1000e (8086:10d3)", v->bdf,
+            v->vendor, v->device);
+    }
+
+    if (!v->restart) {
+        cfg_write16(v, PCI_COMMAND,
+                    cfg_read16(v, PCI_COMMAND) | PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER);
+        if (v->kind == DEV_EDU)
+            edu_wait_idle(v);
+        else
+            e1000e_init(v);
+    }
+}
+
+/* Guest RAM is what the device DMAs to. The memfd and its offset are what make the
+ * mapping preservable: the new image maps the same memfd elsewhere and the library
+ * re-points the IOMMU mapping at the new address (MAP_DMA with VADDR). */
+static void ram_start(vmm *v)
+{
+    g_autoptr(GError) err = NULL;
+
+    v->ram_fd = claim_memfd(v, "guest-ram", RAM_SIZE);
+    v->ram = map_shared(v->ram_fd, RAM_SIZE, "guest RAM");
+    if (vfiocpr_dma_map(v->container, RAM_IOVA, RAM_SIZE, v->ram, v->ram_fd, 0,
+                        VFIOCPR_DMA_READ | VFIOCPR_DMA_WRITE, &err) < 0)
+        die("%s", err->message);
+}
+
+/* Cold start: VFIO_DEVICE_SET_IRQS with library-made eventfds. Restart: the
+ * preserved eventfds, no ioctl at all; the kernel kept signalling them during
+ * the exec, so whatever arrived meanwhile is in their counters. */
+static void irq_start(vmm *v)
+{
+    g_autoptr(GError) err = NULL;
+
+    if (vfiocpr_irq_enable(v->dev, v->irq_index, 0, v->n_vectors, NULL, v->irq_fd, &err) < 0)
+        die("%s", err->message);
+    /* Look (without consuming) for the interrupt the old image fired and left
+     * unread, before anything, KVM included, can read it. */
+    if (v->restart)
+        v->handover_waiting =
+            vfiocpr_irq_pending(v->dev, v->irq_index, v->st->handover_vector) == 1;
+}
+
+/*
+ * --kvm: the interrupts go to a VM through irqfds instead of to this program. A VM
+ * belongs to the process that made it, so every image makes its own and attaches
+ * it; vfiocpr_exec() detached the old one's irqfds, so whatever fired during the
+ * exec waits in the eventfd counters and KVM injects it on attach. Without a usable
+ * /dev/kvm (a TCG guest has none) minivmm says so and keeps the eventfds itself.
+ */
+static void kvm_start(vmm *v)
+{
+    g_autoptr(GError) err = NULL;
+
+    v->kvm_fd = v->vm_fd = -1;
+    if (!v->want_kvm)
+        return;
+    v->kvm_fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+    if (v->kvm_fd < 0) {
+        say("--kvm: /dev/kvm: %s; continuing without KVM, interrupts stay on the eventfds",
+            g_strerror(errno));
+        return;
+    }
+    v->vm_fd = ioctl(v->kvm_fd, KVM_CREATE_VM, 0);
+    if (v->vm_fd < 0 || ioctl(v->vm_fd, KVM_CREATE_IRQCHIP, 0) < 0) {
+        say("--kvm: cannot create a VM with an in-kernel irqchip (%s); continuing without KVM",
+            g_strerror(errno));
+        if (v->vm_fd >= 0)
+            close(v->vm_fd);
+        close(v->kvm_fd);
+        v->kvm_fd = v->vm_fd = -1;
+        return;
+    }
+    /* What a guest would have written into the MSI capability / MSI-X table: here
+     * APIC 0, vector 0x30 + n. The library keeps it in its state across exec; a VMM
+     * records it again whenever the guest reprograms a vector. */
+    for (unsigned i = 0; i < v->n_vectors; i++)
+        if (vfiocpr_irq_set_msi(v->dev, v->irq_index, i, 0xfee00000u, 0x30 + i, false, &err) < 0)
+            die("%s", err->message);
+    /* NULL commit: the library installs the routing table itself. A VMM with routes
+     * of its own (IOAPIC pins...) passes a callback that merges them. */
+    v->kvm_pending = vfiocpr_kvm_attach(v->ctx, v->vm_fd, KVM_GSI_BASE, NULL, NULL, &err);
+    if (v->kvm_pending < 0)
+        die("%s", err->message);
+}
+
+static bool using_kvm(const vmm *v)
+{
+    return v->vm_fd >= 0;
+}
+
+/* ------------------------------------------------------------------ control socket */
+
+/* The listening socket is preserved too: a client connecting during the exec waits
+ * in the backlog instead of being refused. */
+static void control_start(vmm *v)
+{
+    g_autoptr(GError) err = NULL;
+    struct sockaddr_un addr = { .sun_family = AF_UNIX };
+    int fd;
+
+    v->listen_fd = v->client_fd = -1;
+    if (!v->control_path)
+        return;
+    fd = vfiocpr_fd_find(v->ctx, "control-listen", 0, VFIOCPR_FD_OTHER, &err);
+    if (fd == -ENOENT) {
+        g_clear_error(&err);
+        if (strlen(v->control_path) >= sizeof(addr.sun_path))
+            die("control socket path too long: %s", v->control_path);
+        strcpy(addr.sun_path, v->control_path);
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        unlink(v->control_path); /* a stale socket of an earlier run */
+        if (fd < 0 || bind(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0 || listen(fd, 8) < 0)
+            die("control socket %s: %s", v->control_path, g_strerror(errno));
+        if (vfiocpr_fd_save(v->ctx, "control-listen", 0, fd, VFIOCPR_FD_OTHER, &err) < 0)
+            die("%s", err->message);
+    } else if (fd < 0) {
+        die("%s", err->message);
+    }
+    v->listen_fd = fd;
+
+    /* The client that asked for the upgrade that started this image: it is owed an
+     * answer. It crossed the exec for that only, so it leaves the registry now. */
+    fd = vfiocpr_fd_find(v->ctx, "control-client", 0, VFIOCPR_FD_OTHER, NULL);
+    if (fd >= 0) {
+        vfiocpr_fd_forget(v->ctx, "control-client", 0);
+        v->client_fd = fd;
+        v->client_waiting = true;
+    }
+}
+
+static void reply(int fd, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
+static void reply(int fd, const char *fmt, ...)
+{
+    g_autofree char *s = NULL;
+    va_list ap;
+
+    va_start(ap, fmt);
+    s = g_strdup_vprintf(fmt, ap);
+    va_end(ap);
+    /* MSG_NOSIGNAL: a client that went away must not kill the VMM with SIGPIPE */
+    if (send(fd, s, strlen(s), MSG_NOSIGNAL) < 0)
+        return;
+}
+
+static void client_close(vmm *v)
+{
+    if (v->client_fd >= 0)
+        close(v->client_fd);
+    v->client_fd = -1;
+    v->client_waiting = false;
+    v->client_len = 0;
+}
+
+/* ------------------------------------------------------------------ start-up */
+
+/*
+ * What the VMM runs at start-up. The same code serves a cold start and a restart:
+ * vfiocpr_new() tells which, and the library calls resolve to what was preserved.
+ * The only differences are the VMM's own: its state is inherited instead of fresh,
+ * and it does not program a device that is already programmed.
+ */
+static void vmm_start(vmm *v)
+{
+    g_autoptr(GError) err = NULL;
+    g_auto(GStrv) unclaimed = NULL;
+    int n;
+
+    v->t_new = now_us();
+    if (vfiocpr_new(VFIOCPR_NEW_DEFAULT, &v->ctx, &err) < 0)
+        die("%s", err->message);
+    v->restart = vfiocpr_is_restart(v->ctx);
+    v->inherited_fds = vfiocpr_fd_count(v->ctx);
+    v->t_ctx = now_us();
+
+    state_start(v);
+    device_start(v);
+    ram_start(v);
+    irq_start(v);
+    kvm_start(v);
+    v->t_devices = now_us();
+    control_start(v);
+
+    /* Ends restart mode: every preserved DMA range must have been re-mapped (else it
+     * fails, naming the range). Inherited fds nobody claimed are reported, never
+     * closed behind the VMM's back. On a cold start this is a no-op. */
+    n = vfiocpr_finish(v->ctx, &unclaimed, &err);
+    if (n < 0)
+        die("%s", err->message);
+    for (char **u = unclaimed; u && *u; u++)
+        say("warning: inherited but never claimed: %s", *u);
+    v->t_finish = now_us();
+}
+
+/* ------------------------------------------------------------------ evidence */
+
+static liveness read_liveness(const vmm *v)
+{
+    liveness l = { 0 };
+    char path[PATH_MAX], buf[8] = "";
+    uint8_t cfg[256] = { 0 };
+    uint8_t want = v->irq_index == VFIOCPR_IRQ_MSI ? PCI_CAP_ID_MSI : PCI_CAP_ID_MSIX;
+    FILE *f;
+    int fd;
+
+    snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/config", v->bdf);
+    if ((fd = open(path, O_RDONLY | O_CLOEXEC)) >= 0) {
+        if (pread(fd, cfg, sizeof(cfg), 0) == (ssize_t)sizeof(cfg)) {
+            uint8_t pos = cfg[PCI_CAPABILITY_LIST];
+            memcpy(&l.cmd, cfg + PCI_COMMAND, 2);
+            for (int guard = 0; pos && pos < 0xff && guard < 48; guard++) {
+                if (cfg[pos] == want) {
+                    memcpy(&l.irq_ctrl, cfg + pos + 2, 2);
+                    break;
+                }
+                pos = cfg[pos + 1];
+            }
+        }
+        close(fd);
+    }
+    l.bus_master = l.cmd & PCI_COMMAND_MASTER;
+    l.irq_enabled = want == PCI_CAP_ID_MSI ? (l.irq_ctrl & PCI_MSI_FLAGS_ENABLE)
+                                           : (l.irq_ctrl & PCI_MSIX_FLAGS_ENABLE);
+    snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/enable", v->bdf);
+    if ((f = fopen(path, "r"))) {
+        l.sysfs_enabled = fgets(buf, sizeof(buf), f) && buf[0] != '0';
+        fclose(f);
+    }
+    return l;
+}
+
+static bool liveness_ok(const liveness *l)
+{
+    return l->bus_master && l->irq_enabled && l->sysfs_enabled;
+}
+
+/* ------------------------------------------------------------------ interrupt accounting */
+
+/* One read of a non-blocking eventfd takes its whole count. */
+static void irq_collect(vmm *v, unsigned vector)
+{
+    uint64_t n;
+    if (read(v->irq_fd[vector], &n, sizeof(n)) == (ssize_t)sizeof(n))
+        v->st->received[vector] += n;
+}
+
+static uint64_t total(const uint64_t *a, unsigned n)
+{
+    uint64_t s = 0;
+    for (unsigned i = 0; i < n; i++)
+        s += a[i];
+    return s;
+}
+
+/* Under KVM the eventfds are read by KVM, not by us: nothing to count. */
+static const char *received_text(const vmm *v, char *buf, size_t len)
+{
+    if (using_kvm(v))
+        return "by KVM";
+    snprintf(buf, len, "%" PRIu64, total(v->st->received, v->n_vectors));
+    return buf;
+}
+
+static int64_t irq_deficit(const vmm *v)
+{
+    return (int64_t)(total(v->st->fired, v->n_vectors) - total(v->st->received, v->n_vectors));
+}
+
+/* A checkpoint: waits (bounded) for interrupts still on their way, then returns
+ * fired - received. 0 means none lost; negative would mean extra ones. */
+static int64_t irq_settle(vmm *v)
+{
+    uint64_t deadline = now_us() + SETTLE_MS * 1000u;
+    struct pollfd p[MAX_VECTORS];
+
+    while (irq_deficit(v) > 0 && now_us() < deadline) {
+        for (unsigned i = 0; i < v->n_vectors; i++)
+            p[i] = (struct pollfd){ .fd = v->irq_fd[i], .events = POLLIN };
+        if (poll(p, v->n_vectors, 10) > 0)
+            for (unsigned i = 0; i < v->n_vectors; i++)
+                if (p[i].revents & POLLIN)
+                    irq_collect(v, i);
+    }
+    return irq_deficit(v);
+}
+
+/* ------------------------------------------------------------------ edu work */
+
+static void pattern(uint8_t *p, uint32_t seed)
+{
+    for (size_t i = 0; i < XFER; i++)
+        p[i] = (uint8_t)(seed * 31 + i * 7 + (i >> 8));
+}
+
+static bool pattern_ok(const uint8_t *p, uint32_t seed)
+{
+    uint8_t want[XFER];
+    pattern(want, seed);
+    return memcmp(p, want, XFER) == 0;
+}
+
+/* The device raises one MSI when a DMA with EDU_DMA_IRQ completes: counted as fired
+ * before the device is told to go, so a fast delivery never looks like an extra. */
+static void edu_dma(vmm *v, work_phase phase, bool to_ram)
+{
+    wr32(v, EDU_DMA_SRC, (uint32_t)(to_ram ? EDU_BUF : RAM_IOVA + RAM_SRC));
+    wr32(v, EDU_DMA_DST, (uint32_t)(to_ram ? RAM_IOVA + RAM_DST : EDU_BUF));
+    wr32(v, EDU_DMA_COUNT, XFER);
+    v->st->fired[0]++;
+    wr32(v, EDU_DMA_CMD, EDU_DMA_START | EDU_DMA_IRQ | (to_ram ? EDU_DMA_TO_RAM : 0));
+    v->phase = phase;
+    v->phase_since = now_us();
+}
+
+/* Guest RAM -> device: a fresh pattern, the next one of the sequence. */
+static void edu_send(vmm *v, work_phase phase)
+{
+    v->st->seed++;
+    pattern(v->ram + RAM_SRC, v->st->seed);
+    edu_dma(v, phase, false);
+}
+
+/* Device -> guest RAM, to be compared with expect_seed. */
+static void edu_fetch(vmm *v, work_phase phase, uint32_t expect_seed)
+{
+    memset(v->ram + RAM_DST, 0, XFER);
+    v->expect_seed = expect_seed;
+    edu_dma(v, phase, true);
+}
+
+/* e1000e: one MSI-X message on `vector`: IVAR routes RXQ0 there, IMS unmasks it, ICS
+ * sets it; EIAC clears it again after the message. */
+static void e1000e_shot(vmm *v, unsigned vector)
+{
+    uint64_t gap = now_us() - v->st->last_shot_us;
+    if (gap < E1000_SHOT_GAP_US) /* a throttled shot would merge with the previous one */
+        usleep((useconds_t)(E1000_SHOT_GAP_US - gap));
+    wr32(v, E1000_IVAR, E1000_IVAR_VALID | vector);
+    v->st->fired[vector]++;
+    wr32(v, E1000_IMS, E1000_CAUSE_RXQ0);
+    wr32(v, E1000_ICS, E1000_CAUSE_RXQ0);
+    v->st->last_shot_us = now_us();
+}
+
+/* One interrupt on purpose, not tied to any work. */
+static void fire(vmm *v, unsigned vector)
+{
+    if (v->kind == DEV_EDU) {
+        v->st->fired[0]++;
+        wr32(v, EDU_IRQ_RAISE, EDU_IRQ_USER);
+    } else {
+        e1000e_shot(v, vector);
+    }
+}
+
+/* ------------------------------------------------------------------ upgrade */
+
+static void request_upgrade(vmm *v, const char *path, const char *by)
+{
+    if (v->upgrade_pending) {
+        say("upgrade requested by %s: one is already on its way", by);
+        return;
+    }
+    v->upgrade_pending = true;
+    g_free(v->upgrade_path);
+    v->upgrade_path = g_strdup(path && *path ? path : "/proc/self/exe");
+    v->st->t_requested = now_us();
+    g_strlcpy(v->st->requested_by, by, sizeof(v->st->requested_by));
+    /* the actual exec waits for a quiet point of the device work: see work_idle() */
+}
+
+static void upgrade_finished(vmm *v, bool good); /* below: tallies, ends --upgrades */
+
+/*
+ * The exec. The device is at a quiet point: for edu the pattern the new image must
+ * find is in the device's buffer. One more interrupt is fired and deliberately not
+ * read: the kernel puts it in the eventfd counter and the new image must find it
+ * there. From here the library detaches KVM irqfds, invalidates the DMA vaddrs
+ * (device DMA to guest RAM now waits in the kernel: the blackout starts), seals
+ * its state in a memfd and exec()s.
+ */
+static void do_upgrade(vmm *v)
+{
+    g_autoptr(GError) err = NULL;
+    vmm_state *st = v->st;
+    liveness before = read_liveness(v);
+    uint64_t t_fail;
+    int r;
+
+    v->upgrade_pending = false;
+    st->handover_vector = v->kind == DEV_EDU ? 0 : st->generation % v->n_vectors;
+    st->cmd_before = before.cmd;
+    st->irq_ctrl_before = before.irq_ctrl;
+    g_strlcpy(st->exec_path, v->upgrade_path, sizeof(st->exec_path));
+    /* Under KVM an interrupt fired now would go straight into this image's VM (the
+     * irqfd reads the eventfd at once). The handover interrupt must arrive while no
+     * VM listens, as one arriving during the exec does: detach the irqfds a moment
+     * before vfiocpr_exec() would (it is its first step), then fire. */
+    if (using_kvm(v) && vfiocpr_kvm_detach(v->ctx, &err) < 0) {
+        say("KVM: detaching the irqfds: %s", err->message);
+        g_clear_error(&err);
+    }
+    fire(v, st->handover_vector);
+    st->t_handover = now_us();
+
+    /* The client that asked waits for the answer across the exec. */
+    if (v->client_waiting &&
+        vfiocpr_fd_save(v->ctx, "control-client", 0, v->client_fd, VFIOCPR_FD_OTHER, &err) < 0) {
+        say("the control client cannot cross the exec (%s); it gets no answer", err->message);
+        g_clear_error(&err);
+        client_close(v);
+    }
+    fflush(stdout); /* stdio buffers do not survive exec */
+    fflush(stderr);
+
+    st->t_exec = now_us();
+    r = vfiocpr_exec(v->ctx, v->upgrade_path, v->argv, NULL, &err);
+
+    /* Only a failure returns, after a full rollback: DMA vaddrs, FD_CLOEXEC and KVM
+     * irqfds are as they were. The VMM just keeps running; the interrupt fired above
+     * is still in its eventfd and is counted by the main loop as usual. */
+    t_fail = now_us();
+    st->rollbacks++;
+    say("upgrade to %s FAILED after %" PRIu64 " us and was rolled back; still running: %s",
+        v->upgrade_path, t_fail - st->t_exec, err ? err->message : g_strerror(-r));
+    vfiocpr_fd_forget(v->ctx, "control-client", 0);
+    if (using_kvm(v)) {
+        /* we detached them ourselves, so the rollback did not re-attach them */
+        g_autoptr(GError) kerr = NULL;
+        int pending = vfiocpr_kvm_attach(v->ctx, v->vm_fd, KVM_GSI_BASE, NULL, NULL, &kerr);
+        if (pending < 0)
+            say("KVM: re-attaching the irqfds: %s", kerr->message);
+    }
+    if (v->client_waiting) {
+        reply(v->client_fd, "upgrade failed, rolled back, still running: %s\n",
+              err ? err->message : g_strerror(-r));
+        client_close(v);
+    }
+    if (v->self_test && !v->rollback_seen) {
+        v->rollback_seen = true;
+        v->rollback_ok = r == -ENOENT && err && strstr(err->message, "rolled back");
+    } else if (st->upgrades_wanted) {
+        st->upgrades_done++; /* an automatic upgrade that failed is a failed upgrade */
+        upgrade_finished(v, false);
+    }
+    v->phase = WORK_IDLE;
+}
+
+/* ------------------------------------------------------------------ after a restart */
+
+/* "3" or, with --upgrades, "3/20" */
+static const char *upgrade_number(const vmm_state *st, char *buf, size_t len)
+{
+    if (st->upgrades_wanted)
+        snprintf(buf, len, "%u/%u", st->upgrades_done, st->upgrades_wanted);
+    else
+        snprintf(buf, len, "%u", st->upgrades_done);
+    return buf;
+}
+
+static void print_timeline(vmm *v, int64_t lost, bool dma_ok, bool good)
+{
+    vmm_state *st = v->st;
+    const liveness *a = &v->live_after;
+    int64_t t0 = (int64_t)st->t_exec;
+    char num[32], irqs[64];
+#define REL(t) ((int64_t)(t)-t0)
+
+    upgrade_number(st, num, sizeof(num));
+    say("---- upgrade %s, generation %u, pid %d; times from vfiocpr_exec() ----", num,
+        st->generation, (int)getpid());
+    say("  old image %8" PRId64 " us  upgrade requested by %s", REL(st->t_requested),
+        st->requested_by);
+    say("  old image %8" PRId64 " us  handover: %s%s fired on vector %u and left %s",
+        REL(st->t_handover), v->kind == DEV_EDU ? "pattern in the device's buffer, " : "",
+        irq_label(v), st->handover_vector, using_kvm(v) ? "to no VM" : "unread");
+    say("  old image %8" PRId64 " us  vfiocpr_exec(\"%s\")", REL(st->t_exec), st->exec_path);
+    say("  new image %8" PRId64 " us  main() entered      prepare + execve + load %7" PRId64
+        " us", REL(v->t_main), (int64_t)(v->t_main - st->t_exec));
+    say("  new image %8" PRId64 " us  options parsed      program start-up        %7" PRId64
+        " us", REL(v->t_new), (int64_t)(v->t_new - v->t_main));
+    say("  new image %8" PRId64 " us  vfiocpr_new()       restore: state          %7" PRId64
+        " us  (%u fds inherited)", REL(v->t_ctx), (int64_t)(v->t_ctx - v->t_new),
+        v->inherited_fds);
+    say("  new image %8" PRId64 " us  devices back        restore: devices        %7" PRId64
+        " us  (container, device, DMA vaddr, %s%s)", REL(v->t_devices),
+        (int64_t)(v->t_devices - v->t_ctx), irq_label(v), using_kvm(v) ? ", KVM" : "");
+    say("  new image %8" PRId64 " us  vfiocpr_finish()    finish                  %7" PRId64
+        " us", REL(v->t_finish), (int64_t)(v->t_finish - v->t_devices));
+    say("  blackout (vfiocpr_exec -> vfiocpr_finish): %" PRIu64 " us", v->t_finish - st->t_exec);
+    if (using_kvm(v))
+        say("  interrupt fired with the irqfds detached: %s on the inherited eventfd; the new VM "
+            "found %d vector(s) pending on attach; one fired now %s (KVM reads the eventfds: "
+            "no count here)", v->handover_waiting ? "waiting" : "NOT waiting", v->kvm_pending,
+            v->kvm_live ? "was taken by the new VM" : "was NOT taken by the new VM");
+    else
+        say("  interrupt fired before the exec: %s on the inherited eventfd; since the cold "
+            "start fired %" PRIu64 ", received %" PRIu64 "; lost in this upgrade: %" PRId64,
+            v->handover_waiting ? "waiting" : "NOT waiting", total(st->fired, v->n_vectors),
+            total(st->received, v->n_vectors), lost);
+    if (v->kind == DEV_EDU)
+        say("  DMA device -> guest RAM, now mapped at %p: %u bytes, pattern %u %s", (void *)v->ram,
+            XFER, v->expect_seed, dma_ok ? "intact" : "WRONG");
+    else
+        say("  DMA: not driven on e1000e; guest RAM mapping re-pointed to %p", (void *)v->ram);
+    say("  not reset: PCI_COMMAND 0x%04x -> 0x%04x (bus master %s), %s control 0x%04x -> 0x%04x "
+        "(%s), sysfs enable %s", st->cmd_before, a->cmd, a->bus_master ? "on" : "OFF",
+        irq_label(v), st->irq_ctrl_before, a->irq_ctrl, a->irq_enabled ? "enabled" : "DISABLED",
+        a->sysfs_enabled ? "1" : "0");
+    if (using_kvm(v))
+        snprintf(irqs, sizeof(irqs), "handover interrupt %s by KVM",
+                 v->handover_waiting && v->kvm_pending >= 1 ? "injected" : "NOT injected");
+    else
+        snprintf(irqs, sizeof(irqs), "lost %" PRId64 " interrupts", lost);
+    say("upgrade %s: %s: %s, DMA %s, blackout %" PRIu64 " us", num, good ? "ok" : "FAILED", irqs,
+        v->kind != DEV_EDU ? "n/a" : dma_ok ? "ok" : "BAD", v->t_finish - st->t_exec);
+#undef REL
+}
+
+static void print_summary(vmm *v)
+{
+    vmm_state *st = v->st;
+    uint32_t n = st->upgrades_done;
+    g_autofree char *irqs = NULL, *dma = NULL;
+
+    if (using_kvm(v))
+        irqs = g_strdup_printf("interrupts fired %" PRIu64 ", received by KVM",
+                               total(st->fired, v->n_vectors));
+    else
+        irqs = g_strdup_printf("%" PRId64 " interrupts lost (fired %" PRIu64 ", received %" PRIu64
+                               ")", st->lost_total, total(st->fired, v->n_vectors),
+                               total(st->received, v->n_vectors));
+    dma = v->kind == DEV_EDU ? g_strdup_printf("DMA checks %u ok of %u",
+                                               st->dma_checks - st->dma_bad, st->dma_checks)
+                             : g_strdup("DMA n/a");
+    say("summary: %u/%u upgrades good, %s, %s, blackout min %" PRIu64 " / mean %" PRIu64
+        " / max %" PRIu64 " us, rollbacks %u", st->upgrades_good, n, irqs, dma,
+        n ? st->blackout_min : 0, n ? st->blackout_sum / n : 0, st->blackout_max, st->rollbacks);
+}
+
+/* Called when an upgrade's outcome is known (checked, or failed to exec). */
+static void upgrade_finished(vmm *v, bool good)
+{
+    vmm_state *st = v->st;
+
+    st->upgrades_good += good;
+    if (!st->upgrades_wanted || st->upgrades_done < st->upgrades_wanted)
+        return;
+    /* --upgrades N: the last one is done; everything fired must have arrived */
+    if (!using_kvm(v)) {
+        int64_t d = irq_settle(v);
+        st->lost_total += d - st->deficit;
+        st->deficit = d;
+    }
+    print_summary(v);
+    v->exit_status = st->upgrades_good == st->upgrades_wanted && st->lost_total == 0 &&
+                     st->dma_bad == 0 ? 0 : 1;
+    v->quit = true;
+}
+
+/* Under KVM: one more interrupt, which the new VM's irqfd must take at once (KVM
+ * reads the eventfd when it is signalled), so the eventfd ends up empty. */
+static bool kvm_takes_interrupt(vmm *v)
+{
+    unsigned vector = v->st->handover_vector;
+
+    fire(v, vector);
+    for (int i = 0; i < 100; i++) {
+        if (vfiocpr_irq_pending(v->dev, v->irq_index, vector) == 0)
+            return true;
+        usleep(2000);
+    }
+    return false;
+}
+
+/*
+ * The new image has done its first work: everything about the upgrade is known.
+ * For edu that is the DMA of the pattern the old image left in the device, into
+ * guest RAM at its new address; for e1000e a short quiet time.
+ */
+static void upgrade_checkpoint(vmm *v, bool dma_ok)
+{
+    vmm_state *st = v->st;
+    uint64_t blackout = v->t_finish - st->t_exec;
+    int64_t lost = 0;
+    bool irq_ok, good;
+
+    v->live_after = read_liveness(v);
+    if (using_kvm(v)) {
+        v->kvm_live = kvm_takes_interrupt(v);
+        irq_ok = v->handover_waiting && v->kvm_pending >= 1 && v->kvm_live;
+    } else {
+        int64_t d = irq_settle(v);
+        lost = d - st->deficit; /* what went missing since the previous checkpoint */
+        st->deficit = d;
+        st->lost_total += lost;
+        irq_ok = v->handover_waiting && lost == 0;
+    }
+    good = irq_ok && dma_ok && liveness_ok(&v->live_after);
+    st->upgrades_done++;
+    st->blackout_sum += blackout;
+    st->blackout_min = MIN(st->blackout_min, blackout);
+    st->blackout_max = MAX(st->blackout_max, blackout);
+    print_timeline(v, lost, dma_ok, good);
+    if (v->client_waiting) {
+        reply(v->client_fd, "upgraded: generation %u, pid %d, blackout %" PRIu64 " us, "
+              "lost %" PRId64 " interrupts, DMA %s: %s\n", st->generation, (int)getpid(), blackout,
+              lost, v->kind != DEV_EDU ? "n/a" : dma_ok ? "ok" : "BAD", good ? "ok" : "FAILED");
+        client_close(v);
+    }
+    v->phase = WORK_IDLE;
+    upgrade_finished(v, good);
+}
+
+/* ------------------------------------------------------------------ device work */
+
+static void dma_result(vmm *v, bool ok)
+{
+    v->st->dma_checks++;
+    if (!ok) {
+        v->st->dma_bad++;
+        say("DMA check FAILED: pattern %u did not come back intact", v->expect_seed);
+    }
+}
+
+/* edu: an interrupt arrived (or a tick came, under KVM or as a fallback): read the
+ * device's interrupt status to see what happened and move the work along. */
+static void edu_service(vmm *v)
+{
+    uint32_t status = rd32(v, EDU_IRQ_STATUS);
+    bool ok;
+
+    if (status)
+        wr32(v, EDU_IRQ_ACK, status);
+    if (!(status & EDU_IRQ_DMA)) {
+        if (v->phase != WORK_IDLE && now_us() - v->phase_since > DMA_TIMEOUT_MS * 1000u) {
+            say("DMA timed out in phase %d", (int)v->phase);
+            dma_result(v, false);
+            if (v->phase == WORK_VERIFY)
+                upgrade_checkpoint(v, false);
+            v->phase = WORK_IDLE;
+        }
+        return;
+    }
+    switch (v->phase) {
+    case WORK_TO_DEVICE:
+        edu_fetch(v, WORK_FROM_DEVICE, v->st->seed);
+        break;
+    case WORK_FROM_DEVICE:
+        dma_result(v, pattern_ok(v->ram + RAM_DST, v->expect_seed));
+        fire(v, 0); /* the "MSI raise" of every cycle */
+        v->cycles++;
+        v->phase = WORK_IDLE;
+        break;
+    case WORK_HANDOVER:
+        do_upgrade(v); /* returns only if the exec failed */
+        break;
+    case WORK_VERIFY:
+        ok = pattern_ok(v->ram + RAM_DST, v->expect_seed);
+        dma_result(v, ok);
+        upgrade_checkpoint(v, ok);
+        break;
+    case WORK_IDLE:
+        break;
+    }
+}
+
+/* Nothing in flight: start the next piece of work, or the pending upgrade. */
+static void work_idle(vmm *v)
+{
+    if (v->upgrade_pending) {
+        if (v->kind == DEV_EDU)
+            edu_send(v, WORK_HANDOVER); /* the pattern the next image must find */
+        else
+            do_upgrade(v);
+        return;
+    }
+    if (v->kind == DEV_EDU) {
+        edu_send(v, WORK_TO_DEVICE);
+    } else {
+        e1000e_shot(v, v->shots % v->n_vectors);
+        if (++v->shots % v->n_vectors == 0)
+            v->cycles++;
+    }
+}
+
+/* What --upgrades and --self-test want next. */
+static void script(vmm *v)
+{
+    vmm_state *st = v->st;
+    bool worked = v->cycles >= 1 && now_us() - v->image_start >= WORK_MS * 1000u;
+
+    if (v->phase != WORK_IDLE || v->upgrade_pending || v->quit)
+        return;
+    if (st->upgrades_wanted && st->upgrades_done < st->upgrades_wanted && worked)
+        request_upgrade(v, NULL, "--upgrades");
+    if (v->self_test) {
+        if (!v->rollback_seen && v->cycles >= 2) {
+            /* a binary that does not exist: vfiocpr_exec() must fail and roll back */
+            request_upgrade(v, "/nonexistent/minivmm", "--self-test");
+        } else if (v->rollback_seen && v->cycles >= 4) {
+            /* after the rollback the interrupts still reach us, or the re-attached VM */
+            bool irq_good = using_kvm(v) ? kvm_takes_interrupt(v) : irq_settle(v) == 0;
+            bool dma_good = v->kind != DEV_EDU || (st->dma_checks > 0 && st->dma_bad == 0);
+            bool good = v->rollback_ok && irq_good && dma_good;
+            char received[32], dma[48] = "DMA n/a";
+            if (v->kind == DEV_EDU)
+                snprintf(dma, sizeof(dma), "DMA checks %u ok of %u", st->dma_checks - st->dma_bad,
+                         st->dma_checks);
+            say("self-test: %s: rollback %s; after it %u cycles, interrupts fired %" PRIu64
+                ", received %s, %s", good ? "ok" : "FAILED", v->rollback_ok ? "ok" : "WRONG",
+                v->cycles, total(st->fired, v->n_vectors),
+                received_text(v, received, sizeof(received)), dma);
+            v->exit_status = good ? 0 : 1;
+            v->quit = true;
+        }
+    }
+}
+
+static void on_tick(vmm *v)
+{
+    uint64_t expirations;
+
+    if (read(v->timer_fd, &expirations, sizeof(expirations)) < 0)
+        return;
+    if (v->kind == DEV_EDU && v->phase != WORK_IDLE)
+        edu_service(v); /* under KVM the only way to see a DMA finish; else a timeout check */
+    else if (v->phase == WORK_VERIFY &&
+             now_us() - v->t_finish >= VERIFY_QUIET_MS * 1000u)
+        upgrade_checkpoint(v, true); /* e1000e */
+    script(v);
+    if (v->phase == WORK_IDLE && !v->quit)
+        work_idle(v);
+}
+
+/* ------------------------------------------------------------------ control commands */
+
+static void control_command(vmm *v, char *line)
+{
+    vmm_state *st = v->st;
+
+    g_strstrip(line);
+    if (strcmp(line, "upgrade") == 0 || g_str_has_prefix(line, "upgrade ")) {
+        const char *path = g_strstrip(line + strlen("upgrade"));
+        reply(v->client_fd, "upgrading to %s\n", *path ? path : "/proc/self/exe");
+        v->client_waiting = true; /* answered by whichever image finds out how it went */
+        request_upgrade(v, path, "the control socket");
+    } else if (strcmp(line, "status") == 0) {
+        char received[32];
+        reply(v->client_fd, "generation %u, pid %d, %s %s, upgrades %u (good %u), rollbacks %u, "
+              "interrupts fired %" PRIu64 " received %s, DMA checks %u (bad %u)\n",
+              st->generation, (int)getpid(), device_label(v), v->bdf, st->upgrades_done,
+              st->upgrades_good, st->rollbacks, total(st->fired, v->n_vectors),
+              received_text(v, received, sizeof(received)), st->dma_checks, st->dma_bad);
+        client_close(v);
+    } else if (strcmp(line, "quit") == 0) {
+        reply(v->client_fd, "bye\n");
+        client_close(v);
+        v->quit = true;
+    } else {
+        reply(v->client_fd, "unknown command '%s' (upgrade [PATH] | status | quit)\n", line);
+        client_close(v);
+    }
+}
+
+static void on_listen(vmm *v)
+{
+    int fd = accept4(v->listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+
+    if (fd < 0)
+        return;
+    if (v->client_fd >= 0) {
+        reply(fd, "busy: one command at a time\n");
+        close(fd);
+        return;
+    }
+    v->client_fd = fd;
+    v->client_len = 0;
+}
+
+static void on_client(vmm *v)
+{
+    ssize_t n = read(v->client_fd, v->client_buf + v->client_len,
+                     sizeof(v->client_buf) - 1 - v->client_len);
+    char *nl;
+
+    if (n < 0 && errno == EAGAIN)
+        return;
+    if (n <= 0) {
+        client_close(v);
+        return;
+    }
+    v->client_len += (size_t)n;
+    v->client_buf[v->client_len] = '\0';
+    if ((nl = strchr(v->client_buf, '\n'))) {
+        *nl = '\0';
+        control_command(v, v->client_buf);
+    } else if (v->client_len == sizeof(v->client_buf) - 1) {
+        reply(v->client_fd, "line too long\n");
+        client_close(v);
+    }
+}
+
+/* minivmm --control PATH --send LINE: the client side, for scripts. */
+static int control_send(const char *path, const char *line)
+{
+    struct sockaddr_un addr = { .sun_family = AF_UNIX };
+    g_autofree char *msg = g_strdup_printf("%s\n", line);
+    char buf[512];
+    int fd = -1, tries;
+
+    if (strlen(path) >= sizeof(addr.sun_path))
+        die("control socket path too long: %s", path);
+    strcpy(addr.sun_path, path);
+    for (tries = 0; tries < 100; tries++) { /* the VMM may still be starting */
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+            die("socket: %s", g_strerror(errno));
+        if (connect(fd, (struct sockaddr *)&addr, sizeof(addr)) == 0)
+            break;
+        close(fd);
+        fd = -1;
+        usleep(50000);
+    }
+    if (fd < 0)
+        die("cannot connect to %s: %s", path, g_strerror(errno));
+    if (write(fd, msg, strlen(msg)) != (ssize_t)strlen(msg))
+        die("write to %s: %s", path, g_strerror(errno));
+    for (;;) {
+        struct pollfd p = { .fd = fd, .events = POLLIN };
+        ssize_t n;
+        if (poll(&p, 1, 60000) != 1)
+            die("no answer from %s within 60 s", path);
+        n = read(fd, buf, sizeof(buf));
+        if (n <= 0)
+            break;
+        fwrite(buf, 1, (size_t)n, stdout);
+    }
+    close(fd);
+    return 0;
+}
+
+/* ------------------------------------------------------------------ main loop */
+
+static void on_signal(vmm *v)
+{
+    struct signalfd_siginfo si;
+
+    if (read(v->signal_fd, &si, sizeof(si)) != (ssize_t)sizeof(si))
+        return;
+    if (si.ssi_signo == SIGHUP)
+        request_upgrade(v, NULL, "SIGHUP");
+    else
+        v->quit = true;
+}
+
+static void loop_start(vmm *v)
+{
+    struct itimerspec period = { .it_interval = { 0, TICK_MS * 1000000L },
+                                 .it_value = { 0, TICK_MS * 1000000L } };
+    sigset_t set;
+
+    /* Signals as fds. The mask survives exec, and so does a signal that arrives
+     * during it: a SIGHUP sent mid-upgrade is read by the new image, not lost. */
+    sigemptyset(&set);
+    sigaddset(&set, SIGHUP);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    if (sigprocmask(SIG_BLOCK, &set, NULL) < 0 ||
+        (v->signal_fd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK)) < 0)
+        die("signalfd: %s", g_strerror(errno));
+    v->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+    if (v->timer_fd < 0 || timerfd_settime(v->timer_fd, 0, &period, NULL) < 0)
+        die("timerfd: %s", g_strerror(errno));
+}
+
+static int main_loop(vmm *v)
+{
+    enum { FD_TIMER, FD_SIGNAL, FD_LISTEN, FD_CLIENT, FD_IRQ0, N_FDS = FD_IRQ0 + MAX_VECTORS };
+    struct pollfd p[N_FDS];
+
+    while (!v->quit) {
+        for (unsigned i = 0; i < N_FDS; i++)
+            p[i] = (struct pollfd){ .fd = -1, .events = POLLIN }; /* fd -1: ignored */
+        p[FD_TIMER].fd = v->timer_fd;
+        p[FD_SIGNAL].fd = v->signal_fd;
+        p[FD_LISTEN].fd = v->listen_fd;
+        p[FD_CLIENT].fd = v->client_waiting ? -1 : v->client_fd;
+        /* Under KVM the eventfds are KVM's: reading them would steal interrupts. */
+        for (unsigned i = 0; i < v->n_vectors && !using_kvm(v); i++)
+            p[FD_IRQ0 + i].fd = v->irq_fd[i];
+        if (poll(p, N_FDS, -1) < 0) {
+            if (errno == EINTR)
+                continue;
+            die("poll: %s", g_strerror(errno));
+        }
+        for (unsigned i = 0; i < v->n_vectors; i++)
+            if (p[FD_IRQ0 + i].revents & POLLIN) {
+                irq_collect(v, i);
+                if (v->kind == DEV_EDU)
+                    edu_service(v);
+            }
+        if (p[FD_SIGNAL].revents & POLLIN)
+            on_signal(v);
+        if (p[FD_LISTEN].revents & POLLIN)
+            on_listen(v);
+        if (p[FD_CLIENT].revents & (POLLIN | POLLHUP) && v->client_fd >= 0)
+            on_client(v);
+        if (p[FD_TIMER].revents & POLLIN && !v->quit)
+            on_tick(v);
+    }
+    /* Leave the device quiet for whoever opens it next: no DMA in flight. */
+    if (v->kind == DEV_EDU && v->phase != WORK_IDLE)
+        edu_wait_idle(v);
+    if (v->control_path)
+        unlink(v->control_path);
+    return v->exit_status;
+}
+
+/* ------------------------------------------------------------------ main */
+
+static void print_cold_start(vmm *v)
+{
+    say("cold start, pid %d: %s %s (%04x:%04x), IOMMU group %d, container fd %d, device fd %d",
+        (int)getpid(), device_label(v), v->bdf, v->vendor, v->device, v->group,
+        vfiocpr_container_fd(v->container), vfiocpr_device_fd(v->dev));
+    say("guest RAM: %u MiB memfd at %p, DMA-mapped at IOVA 0x%llx; %s: %u vector(s), eventfd %d%s",
+        RAM_SIZE >> 20, (void *)v->ram, (unsigned long long)RAM_IOVA, irq_label(v), v->n_vectors,
+        v->irq_fd[0], v->n_vectors > 1 ? "..." : "");
+    if (using_kvm(v))
+        say("KVM: VM fd %d, %u irqfd(s) from GSI %d", v->vm_fd, v->n_vectors, KVM_GSI_BASE);
+    if (v->control_path)
+        say("control socket %s: \"upgrade [PATH]\", \"status\", \"quit\"", v->control_path);
+    say("%u fds registered for the next exec; SIGHUP upgrades in place", vfiocpr_fd_count(v->ctx));
+}
+
+int main(int argc, char **argv)
+{
+    uint64_t t_main = now_us(); /* first: after a restart the clock is running */
+    g_autoptr(GOptionContext) opts = NULL;
+    g_autoptr(GError) err = NULL;
+    gchar *device = NULL, *control = NULL, *send_line = NULL;
+    gboolean kvm = FALSE, self_test = FALSE;
+    gint upgrades = 0;
+    GOptionEntry entries[] = {
+        { "device", 'd', 0, G_OPTION_ARG_STRING, &device, "PCI device bound to vfio-pci", "BDF" },
+        { "kvm", 0, 0, G_OPTION_ARG_NONE, &kvm, "deliver the interrupts to a KVM VM", NULL },
+        { "control", 'c', 0, G_OPTION_ARG_FILENAME, &control, "UNIX control socket", "PATH" },
+        { "upgrades", 'u', 0, G_OPTION_ARG_INT, &upgrades,
+          "upgrade N times, then exit (0: all good)", "N" },
+        { "self-test", 0, 0, G_OPTION_ARG_NONE, &self_test,
+          "check a failed upgrade rolls back, then exit", NULL },
+        { "send", 0, 0, G_OPTION_ARG_STRING, &send_line, "client: send LINE to --control", "LINE" },
+        { NULL },
+    };
+    char **saved_argv = g_strdupv(argv); /* GOption edits argv; the next image needs it whole */
+    vmm v = { .t_main = t_main, .argv = saved_argv, .ram_fd = -1, .state_fd = -1, .kvm_fd = -1,
+              .vm_fd = -1, .timer_fd = -1, .signal_fd = -1, .listen_fd = -1, .client_fd = -1 };
+
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    opts = g_option_context_new("- a VMM that upgrades itself while its VFIO device runs");
+    g_option_context_add_main_entries(opts, entries, NULL);
+    if (!g_option_context_parse(opts, &argc, &argv, &err))
+        die("%s", err->message);
+    if (send_line) {
+        if (!control)
+            die("--send needs --control PATH");
+        return control_send(control, send_line);
+    }
+    if (!device || upgrades < 0)
+        die("usage: minivmm --device BDF [--kvm] [--control PATH] [--upgrades N] [--self-test]");
+    v.bdf = device;
+    v.want_kvm = kvm;
+    v.control_path = control;
+    v.upgrades = (unsigned)upgrades;
+    v.self_test = self_test;
+
+    vmm_start(&v);
+    loop_start(&v);
+    v.image_start = now_us();
+    if (!v.restart) {
+        print_cold_start(&v);
+    } else if (v.kind == DEV_EDU) {
+        /* the first work of a new image: fetch what the old one left in the device */
+        edu_fetch(&v, WORK_VERIFY, v.st->seed);
+    } else {
+        v.phase = WORK_VERIFY; /* e1000e: a quiet time, then the count */
+        v.phase_since = now_us();
+    }
+    return main_loop(&v);
+}
