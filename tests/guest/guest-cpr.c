@@ -36,6 +36,7 @@
 #include <unistd.h>
 
 #include "vfiocpr.h"
+#include "guest-util.h"
 
 #define RAM_SIZE (2u << 20)
 #define RAM_IOVA 0x100000ull /* edu's DMA mask is 28 bits */
@@ -65,77 +66,6 @@
 #define NVME_CQ_OFF 0x11000
 #define NVME_DATA_OFF 0x12000
 #define NVME_META_OFF 0x13000 /* sq tail, cq head, phase: driver state in guest RAM */
-
-static unsigned tap_n;
-static unsigned tap_failed;
-
-static bool ok(bool cond, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
-static bool ok(bool cond, const char *fmt, ...)
-{
-    va_list ap;
-    printf("%s %u - ", cond ? "ok" : "not ok", ++tap_n);
-    va_start(ap, fmt);
-    vprintf(fmt, ap);
-    va_end(ap);
-    printf("\n");
-    fflush(stdout);
-    tap_failed += !cond;
-    return cond;
-}
-
-static void G_GNUC_NORETURN bail(const char *fmt, ...)
-{
-    va_list ap;
-    printf("Bail out! ");
-    va_start(ap, fmt);
-    vprintf(fmt, ap);
-    va_end(ap);
-    printf("\n");
-    fflush(stdout);
-    exit(1);
-}
-
-static guint64 now_us(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (guint64)t.tv_sec * 1000000u + (guint64)t.tv_nsec / 1000u;
-}
-
-static int find_pci(unsigned vendor, unsigned device, char *bdf, size_t len)
-{
-    DIR *d = opendir("/sys/bus/pci/devices");
-    struct dirent *e;
-    int found = -1;
-
-    while (d && (e = readdir(d))) {
-        char path[PATH_MAX];
-        unsigned v = 0, dv = 0;
-        FILE *f;
-        if (e->d_name[0] == '.')
-            continue;
-        snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/vendor", e->d_name);
-        if ((f = fopen(path, "r"))) {
-            if (fscanf(f, "%x", &v) != 1)
-                v = 0;
-            fclose(f);
-        }
-        snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/device", e->d_name);
-        if ((f = fopen(path, "r"))) {
-            if (fscanf(f, "%x", &dv) != 1)
-                dv = 0;
-            fclose(f);
-        }
-        if (v == vendor && dv == device) {
-            g_strlcpy(bdf, e->d_name, len);
-            found = 0;
-            break;
-        }
-    }
-    if (d)
-        closedir(d);
-    return found;
-}
 
 static guint64 eventfd_wait(int fd, int timeout_ms)
 {

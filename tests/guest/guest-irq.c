@@ -42,6 +42,7 @@
 #include <unistd.h>
 
 #include "vfiocpr.h"
+#include "guest-util.h"
 
 /* e1000e registers (82574 datasheet; QEMU hw/net/e1000_regs.h) */
 #define E1000_ICR 0xC0
@@ -63,77 +64,6 @@
 /* how often the old image fires vector N, and the new image after the exec */
 static unsigned fired_before(unsigned n) { return n + 2; }
 static unsigned fired_after(unsigned n) { return 2 * n + 1; }
-
-static unsigned tap_n;
-static unsigned tap_failed;
-
-static bool ok(bool cond, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
-static bool ok(bool cond, const char *fmt, ...)
-{
-    va_list ap;
-    printf("%s %u - ", cond ? "ok" : "not ok", ++tap_n);
-    va_start(ap, fmt);
-    vprintf(fmt, ap);
-    va_end(ap);
-    printf("\n");
-    fflush(stdout);
-    tap_failed += !cond;
-    return cond;
-}
-
-static void G_GNUC_NORETURN bail(const char *fmt, ...)
-{
-    va_list ap;
-    printf("Bail out! ");
-    va_start(ap, fmt);
-    vprintf(fmt, ap);
-    va_end(ap);
-    printf("\n");
-    fflush(stdout);
-    exit(1);
-}
-
-static guint64 now_us(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (guint64)t.tv_sec * 1000000u + (guint64)t.tv_nsec / 1000u;
-}
-
-static int find_pci(unsigned vendor, unsigned device, char *bdf, size_t len)
-{
-    DIR *d = opendir("/sys/bus/pci/devices");
-    struct dirent *e;
-    int found = -1;
-
-    while (d && (e = readdir(d))) {
-        char path[PATH_MAX];
-        unsigned v = 0, dv = 0;
-        FILE *f;
-        if (e->d_name[0] == '.')
-            continue;
-        snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/vendor", e->d_name);
-        if ((f = fopen(path, "r"))) {
-            if (fscanf(f, "%x", &v) != 1)
-                v = 0;
-            fclose(f);
-        }
-        snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/device", e->d_name);
-        if ((f = fopen(path, "r"))) {
-            if (fscanf(f, "%x", &dv) != 1)
-                dv = 0;
-            fclose(f);
-        }
-        if (v == vendor && dv == device) {
-            g_strlcpy(bdf, e->d_name, len);
-            found = 0;
-            break;
-        }
-    }
-    if (d)
-        closedir(d);
-    return found;
-}
 
 static const char *arg(char **args, const char *key)
 {

@@ -22,30 +22,9 @@
 #include <unistd.h>
 
 #include "vfiocpr.h"
+#include "guest-util.h"
 
 #define UUID2 "83b8f4f2-509f-382f-3c1e-e6bfe0fa1002"
-
-static unsigned tap_n, tap_failed;
-
-static bool ok(bool cond, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
-static bool ok(bool cond, const char *fmt, ...)
-{
-    va_list ap;
-    printf("%s %u - ", cond ? "ok" : "not ok", ++tap_n);
-    va_start(ap, fmt);
-    vprintf(fmt, ap);
-    va_end(ap);
-    printf("\n");
-    fflush(stdout);
-    tap_failed += !cond;
-    return cond;
-}
-
-static void G_GNUC_NORETURN bail(const char *what, GError *err)
-{
-    printf("Bail out! %s: %s\n", what, err ? err->message : g_strerror(errno));
-    exit(1);
-}
 
 /* The first mdev instance, or the one that is not `not`. */
 static bool find_mdev(char *uuid, size_t len, const char *not)
@@ -98,12 +77,12 @@ int main(void)
 
     setvbuf(stdout, NULL, _IOLBF, 0);
     if (!find_mdev(uuid, sizeof(uuid), NULL))
-        bail("no mdev device (is mtty loaded and an instance created?)", NULL);
+        bail("no mdev device (is mtty loaded and an instance created?): %s", g_strerror(errno));
     if (vfiocpr_new(0, &ctx, &err) < 0 || vfiocpr_container_open(ctx, "c0", &c, &err) < 0 ||
         (group = vfiocpr_device_group_id(uuid, &err)) < 0 ||
         vfiocpr_container_add_group(c, group, &err) < 0 ||
         vfiocpr_device_open(c, group, uuid, &d, &err) < 0)
-        bail("open the mtty mdev", err);
+        bail("open the mtty mdev: %s", err ? err->message : g_strerror(errno));
     ok(true, "mtty mdev %s in group %d opened through the library", uuid, group);
 
     r = vfiocpr_mig_flags(d, &flags, &err);
@@ -188,7 +167,7 @@ int main(void)
             group2 = vfiocpr_device_group_id(uuid2, &err);
             if (group2 < 0 || vfiocpr_container_add_group(c, group2, &err) < 0 ||
                 vfiocpr_device_open(c, group2, uuid2, &d2, &err) < 0)
-                bail("open the second mtty", err);
+                bail("open the second mtty: %s", err ? err->message : g_strerror(errno));
             vfiocpr_mig_set_state(d2, VFIOCPR_MIG_STOP, VFIOCPR_MIG_RUNNING, NULL);
             one[0] = d2;
             r = vfiocpr_mig_load_file(one, 1, f, &err);
@@ -210,12 +189,12 @@ int main(void)
         int ext = ioctl(vfiocpr_container_fd(c), VFIO_CHECK_EXTENSION, 10 /* VFIO_UPDATE_VADDR */);
         ok(ext == 0, "VFIO_CHECK_EXTENSION(VFIO_UPDATE_VADDR) = %d with the mdev attached", ext);
         if (ftruncate(ram, 1 << 20) < 0)
-            bail("ftruncate", NULL);
+            bail("ftruncate: %s", g_strerror(errno));
         va = mmap(NULL, 1 << 20, PROT_READ | PROT_WRITE, MAP_SHARED, ram, 0);
         if (vfiocpr_fd_save(ctx, "ram", 0, ram, VFIOCPR_FD_MEMFD, &err) < 0 ||
             vfiocpr_dma_map(c, 0x100000, 1 << 20, va, ram, 0, VFIOCPR_DMA_READ | VFIOCPR_DMA_WRITE,
                             &err) < 0)
-            bail("dma map", err);
+            bail("dma map: %s", err ? err->message : g_strerror(errno));
         r = vfiocpr_exec(ctx, "/proc/self/exe", argv, NULL, &err);
         ok(r == -ENOTSUP && strstr(err->message, "VFIO_UPDATE_VADDR"), "CPR exec is refused "
            "before any side effect: %s", err ? err->message : "?");
