@@ -20,12 +20,15 @@ boot() {
     devs=""
     for d in "$@"; do devs="$devs --device $d"; done
     start=$(date +%s)
+    # LD_LIBRARY_PATH (absolute): mkinitramfs's ldd must find libvfiocpr.so.0 for vfiocpr-exec
     # shellcheck disable=SC2086
+    LD_LIBRARY_PATH="$(cd "${top_builddir:-.}/lib/.libs" && pwd)${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" \
     bash "$srcdir/run-guest.sh" --kernel "$k" $devs --timeout 900 --log "$tmp/console-$k.log" \
         --extra "$builddir/guest-cpr" --extra "$builddir/guest-smoke" \
         --extra "$builddir/guest-irq" --extra "$builddir/guest-mig" \
         --extra "$builddir/guest-mig-smoke" \
         --extra "${top_builddir:-.}/examples/minivmm/minivmm" \
+        --extra "${top_builddir:-.}/examples/vfiocpr-exec/vfiocpr-exec" \
         --extra "${top_srcdir:-.}/examples/minivmm/minivmm-suite.sh" \
         -- "$srcdir/$suite" "$cycles" \
         >"$tmp/out-$k" 2>"$tmp/err-$k"

@@ -12,11 +12,21 @@
 #      upgrade to a missing binary (rolled back), SIGHUP, quit; same pid throughout;
 #   4. --kvm --upgrades 3 if the guest has a working /dev/kvm (a kernel directory from
 #      `tests/guest/fetch-kernel.sh 7.3 kvm kvm_amd`: QEMU's TCG emulates SVM), else
-#      minivmm says it runs without KVM and the test is a SKIP.
+#      minivmm says it runs without KVM and the test is a SKIP;
+#   5-7. through the exec wrapper /bin/vfiocpr-exec (SKIP when it is not in the guest):
+#      5. fallback: --upgrades 2 to a missing binary, --wrapper-arg --summary=json: the
+#         wrapper falls back to /bin/minivmm each time, which restores; its JSON summary
+#         must list exactly the fds minivmm registered, with their kinds and numbers;
+#      6. seccomp: --upgrades 2 under --seccomp with the allow list below: the second
+#         upgrade starts from inside the filtered image (the filter is inherited);
+#      7. the control: the same with --forbidden-ioctl, killed by SIGSYS after the
+#         restore (and the audit log, if the kernel prints it, names ioctl).
 # The device (default edu) is found through sysfs by its PCI ids.
 #
 #   tests/guest/run-guest.sh --kernel 7.3 --device edu --extra examples/minivmm/minivmm \
-#       -- examples/minivmm/minivmm-suite.sh
+#       --extra examples/vfiocpr-exec/vfiocpr-exec -- examples/minivmm/minivmm-suite.sh
+# (the wrapper is linked to libvfiocpr.so.0: in the build tree run it with
+# LD_LIBRARY_PATH=$PWD/lib/.libs, absolute, so that ldd finds it for the initramfs)
 #   tests/guest/run-guest.sh --kernel 6.1 --device e1000e --extra examples/minivmm/minivmm \
 #       -- examples/minivmm/minivmm-suite.sh e1000e
 kind=${1:-edu}
@@ -149,6 +159,155 @@ elif [ "$rc" -eq 0 ]; then
 else
     result NOTOK "--kvm: exit $rc"
     comment /tmp/kvm.out
+fi
+
+# ------------------------------------------------------------ 5-7. the exec wrapper
+W=/bin/vfiocpr-exec
+# What minivmm needs under `vfiocpr-exec --seccomp` beyond libvfiocpr's rules and the
+# wrapper's start-up list, found by trial with the audit log (type=1326 names the
+# syscall that killed): its event loop (signalfd4; timerfd_create, timerfd_settime),
+# and, for an upgrade from inside the filtered image, the wrapper loading its filter
+# again (prctl: PR_SET_NO_NEW_PRIVS; seccomp: SECCOMP_SET_MODE_FILTER). Minimal (each
+# one dropped gets SIGSYS) for edu without --control or --kvm; those would need more.
+allow=signalfd4,timerfd_create,timerfd_settime,prctl,seccomp
+# audit_last: the last seccomp kill in the kernel log, "COMM SYSCALL", or nothing
+audit_count() { dmesg | grep -c 'type=1326'; }
+audit_last() { dmesg | sed -n 's/.*type=1326.* comm="\([^"]*\)".* sig=31 .* syscall=\([0-9]*\) .*/\1 \2/p' | tail -n 1; }
+
+wrapper=yes
+if [ ! -x "$W" ]; then
+    wrapper="no $W in this guest (run-guest.sh --extra .../examples/vfiocpr-exec/vfiocpr-exec)"
+elif ! ver=$($W --version 2>&1); then
+    # built in a libtool tree: libvfiocpr.so.0 sits at the host's build path
+    lib=$(find / -xdev -name libvfiocpr.so.0 2>/dev/null | head -n 1)
+    if [ -n "$lib" ] && ver=$(LD_LIBRARY_PATH=${lib%/*} $W --version 2>&1); then
+        export LD_LIBRARY_PATH="${lib%/*}"
+        result OK "the wrapper runs: $ver (libvfiocpr.so.0 from $LD_LIBRARY_PATH)"
+    else
+        result NOTOK "the wrapper does not run: $ver"
+        wrapper="$W does not run"
+    fi
+else
+    result OK "the wrapper runs: $ver"
+fi
+
+if [ "$wrapper" != yes ]; then
+    case $wrapper in
+        "no "*) for s in fallback seccomp "seccomp control"; do result OK "wrapper: $s # SKIP $wrapper"; done ;;
+        *) for s in fallback seccomp "seccomp control"; do result NOTOK "wrapper: $s: $wrapper"; done ;;
+    esac
+    echo "1..$t"
+    exit 0
+fi
+
+# ---- 5. fallback, and the JSON summary against what minivmm registered
+group=$(readlink "/sys/bus/pci/devices/$bdf/iommu_group")
+group=${group##*/}
+sock=/tmp/minivmm-fb.sock
+$M --device "$bdf" --control "$sock" --upgrades 2 --wrapper "$W" --wrapper-arg --summary=json \
+    --upgrade-to /nonexistent/minivmm-new >/tmp/fb.out 2>&1 &
+pid=$!
+wait "$pid"
+rc=$?
+summary=$(sed -n 's/^minivmm: summary: //p' /tmp/fb.out)
+ups=$(grep -c '^minivmm: upgrade [12]/2: ok: .*, the wrapper fell back to the old binary$' /tmp/fb.out)
+why=$(grep -c '^minivmm:   new image  *the wrapper fell back to this binary: exec-failed: /nonexistent/minivmm-new: No such file or directory$' /tmp/fb.out)
+case $summary in
+    "2/2 upgrades good, 0 interrupts lost "*"fallbacks 2") sum_ok=yes ;;
+    *) sum_ok=no ;;
+esac
+if [ "$rc" -eq 0 ] && [ "$ups" -eq 2 ] && [ "$why" -eq 2 ] && [ "$sum_ok" = yes ]; then
+    result OK "wrapper: fallback: 2 upgrades to /nonexistent/minivmm-new, the wrapper fell back to $M (same pid $pid) and it restored: $summary"
+else
+    result NOTOK "wrapper: fallback: exit $rc, $ups upgrade(s) ok after a fallback, $why reason(s) seen: ${summary:-no summary}"
+    comment /tmp/fb.out
+fi
+# What minivmm registered, from its cold start: fd numbers of the container, the device,
+# the MSI eventfd (the others are checked by name and kind).
+cfd=$(sed -n 's/^minivmm: cold start, .*, container fd \([0-9]*\), device fd \([0-9]*\)$/\1/p' /tmp/fb.out)
+dfd=$(sed -n 's/^minivmm: cold start, .*, container fd \([0-9]*\), device fd \([0-9]*\)$/\2/p' /tmp/fb.out)
+efd=$(sed -n 's/^minivmm: guest RAM: .*, eventfd \([0-9]*\)$/\1/p' /tmp/fb.out)
+grep '^{"schema":' /tmp/fb.out >/tmp/fb.json
+n=0
+while read -r jl; do
+    n=$((n + 1))
+    bad=
+    need() { case $jl in *"$1"*) ;; *) bad="$bad; no $1" ;; esac; }
+    need '{"schema":1,"state":"valid","state_fd":"'
+    need '"format_version":"1.2",'
+    need '"writer":{"name":"libvfiocpr '
+    need "\"pid\":$pid,"
+    need '"complete":true,"fd_total":7,"fd_counts":{"other":1,"memfd":2,"eventfd":1,"vfio-container":1,"vfio-group":1,"vfio-device":1,"kvm":0},'
+    need '{"name":"control-listen","id":0,"kind":"other","fd":'
+    need '{"name":"guest-ram","id":0,"kind":"memfd","fd":'
+    need '{"name":"minivmm-state","id":0,"kind":"memfd","fd":'
+    need "{\"name\":\"irq:$bdf:1\",\"id\":0,\"kind\":\"eventfd\",\"fd\":${efd:-?}}"
+    need "{\"name\":\"vfio-container:container0\",\"id\":0,\"kind\":\"vfio-container\",\"fd\":${cfd:-?}}"
+    need "{\"name\":\"vfio-group\",\"id\":$group,\"kind\":\"vfio-group\",\"fd\":"
+    need "{\"name\":\"vfio-device:$bdf\",\"id\":0,\"kind\":\"vfio-device\",\"fd\":${dfd:-?}}"
+    need '"containers":[{"name":"container0","groups":1,"dma_ranges":1,"dma_bytes":2097152,"remap_pending":true}],'
+    need "\"devices\":[{\"name\":\"$bdf\",\"vectors\":1}],\"dma_ranges\":1,\"dma_bytes\":2097152,\"vectors\":1,"
+    need '"new":"/nonexistent/minivmm-new","fallback":"/bin/minivmm","seccomp":false}'
+    kinds=$(printf '%s\n' "$jl" | grep -o '"kind":"' | wc -l)
+    [ "$kinds" -eq 7 ] || bad="$bad; $kinds fds listed, not 7"
+    if [ -z "$bad" ]; then
+        result OK "wrapper: fallback: JSON summary $n: valid, pid $pid, 7 fds: memfd 2 (guest-ram, minivmm-state), vfio-container fd $cfd, vfio-group $group, vfio-device fd $dfd, eventfd fd $efd (irq:$bdf:1), other 1 (control-listen); container0: 1 DMA range, 2 MiB, re-map pending; 1 vector"
+    else
+        result NOTOK "wrapper: fallback: JSON summary $n:${bad#;}"
+        echo "#   $jl"
+    fi
+done </tmp/fb.json
+[ "$n" -eq 2 ] || result NOTOK "wrapper: fallback: $n JSON summaries on stdout, not 2 (one per upgrade)"
+
+# ---- 6. seccomp: the new image under the wrapper's filter, and an upgrade from it
+audits=$(audit_count)
+t0=$(now)
+$M --device "$bdf" --upgrades 2 --wrapper "$W" --wrapper-arg --seccomp \
+    --wrapper-arg "--seccomp-allow=$allow" >/tmp/sc.out 2>&1
+rc=$?
+t1=$(now)
+summary=$(sed -n 's/^minivmm: summary: //p' /tmp/sc.out)
+f1=$(awk '/---- upgrade 1\/2,/ { on = 1 } on && /seccomp in this image:/ { sub(/.*seccomp in this image: /, ""); print; exit }' /tmp/sc.out)
+f2=$(awk '/---- upgrade 2\/2,/ { on = 1 } on && /seccomp in this image:/ { sub(/.*seccomp in this image: /, ""); print; exit }' /tmp/sc.out)
+ups=$(grep -c '^minivmm: upgrade [12]/2: ok: lost 0 interrupts, DMA ok, .*, through the wrapper$' /tmp/sc.out)
+if [ "$rc" -eq 0 ] && [ "$ups" -eq 2 ] && [ "$f1" = "filter mode, 1 filter(s)" ] &&
+   [ "$f2" = "filter mode, 2 filter(s)" ]; then
+    case $summary in
+        "2/2 upgrades good, 0 interrupts lost "*"fallbacks 0") sc_ok=yes ;;
+        *) sc_ok=no ;;
+    esac
+else
+    sc_ok=no
+fi
+if [ "$sc_ok" = yes ]; then
+    result OK "wrapper: seccomp: 2 upgrades in $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }') s, generation 2 under $f1, generation 3 (upgraded from inside the filter) under $f2; --seccomp-allow=$allow: $summary"
+else
+    killed=
+    [ "$(audit_count)" -gt "$audits" ] && killed=" (audit: killed $(audit_last))"
+    result NOTOK "wrapper: seccomp: exit $rc$killed, $ups upgrade(s) ok, filters '$f1' then '$f2': ${summary:-no summary}"
+    comment /tmp/sc.out
+fi
+
+# ---- 7. the control: an ioctl outside the lists after the restore is killed
+audits=$(audit_count)
+{ $M --device "$bdf" --upgrades 1 --wrapper "$W" --wrapper-arg --seccomp \
+    --wrapper-arg "--seccomp-allow=$allow" --forbidden-ioctl >/tmp/fi.out 2>&1; } 2>/dev/null
+rc=$?
+last=$(grep '^minivmm: ' /tmp/fi.out | tail -n 1)
+restored=$(grep -c '^minivmm: upgrade 1/1: ok: .*, through the wrapper$' /tmp/fi.out)
+audit=
+[ "$(audit_count)" -gt "$audits" ] && audit=$(audit_last)
+case $last in
+    "minivmm: --forbidden-ioctl: seccomp filter mode, 1 filter(s); ioctl(0, TIOCGWINSZ) now"*) last_ok=yes ;;
+    *) last_ok=no ;;
+esac
+if [ "$rc" -eq 159 ] && [ "$restored" -eq 1 ] && [ "$last_ok" = yes ] &&
+   { [ -z "$audit" ] || [ "$audit" = "minivmm 16" ]; }; then
+    if [ -n "$audit" ]; then audit="comm minivmm, syscall 16 (ioctl)"; else audit="no record in the kernel log"; fi
+    result OK "wrapper: seccomp control: restored under the filter, then ioctl TIOCGWINSZ: killed by SIGSYS (exit $rc), nothing printed after it; audit: $audit"
+else
+    result NOTOK "wrapper: seccomp control: exit $rc (want 159, SIGSYS), restored $restored, audit '${audit:-none}', last line: $last"
+    comment /tmp/fi.out
 fi
 
 echo "1..$t"

@@ -4,6 +4,7 @@
  * passthrough PCI device keeps running, built on libvfiocpr.
  *
  *   minivmm --device BDF [--kvm] [--control PATH] [--upgrades N] [--self-test]
+ *           [--upgrade-to PATH] [--wrapper PATH [--wrapper-arg ARG]...] [--forbidden-ioctl]
  *   minivmm --control PATH --send "upgrade [PATH]" | status | quit
  *
  * There is no guest: the "device model" is this program driving the device itself,
@@ -33,6 +34,22 @@
  * --kvm: the interrupts go to a KVM VM through irqfds (vfiocpr_kvm_attach()); each
  * image makes its own VM. Without a usable /dev/kvm minivmm says so and carries on
  * with the eventfds. minivmm-suite.sh beside this file is the guest test.
+ *
+ * --upgrade-to PATH: the binary an upgrade without an explicit path execs (SIGHUP,
+ * --upgrades, "upgrade" on the control socket); default: this binary.
+ * --wrapper PATH: every upgrade execs an exec wrapper such as vfiocpr-exec instead,
+ * through vfiocpr_exec() as always, with
+ *   { PATH, ARG..., "--fallback", <this binary>, "--", <target>, <our arguments> }
+ * (ARG: each --wrapper-arg; <this binary>: readlink /proc/self/exe just before the
+ * exec). The wrapper checks the state, then execs the target, or this binary again
+ * if the target cannot be exec'd: the restarted image then says it is the fallback
+ * (VFIOCPR_EXEC_FALLBACK) and restores just the same. With --wrapper-arg --seccomp
+ * the new image runs under the wrapper's filter; the timeline shows the filters
+ * from /proc/self/status. --forbidden-ioctl (a test) makes a restarted image issue
+ * an ioctl outside libvfiocpr's seccomp list (TIOCGWINSZ on stdin) once the upgrade
+ * is checked: under such a filter the kernel kills it with SIGSYS; if the ioctl
+ * returns, minivmm says there was no filter and exits 1. --self-test always execs
+ * directly: it tests vfiocpr_exec()'s own rollback.
  *
  * Build against the installed library:
  *   cc -O2 -o minivmm minivmm.c $(pkg-config --cflags --libs vfiocpr)
@@ -127,7 +144,7 @@
  * accept (or convert, or refuse) what an older one wrote.
  */
 #define STATE_MAGIC 0x4d564d4du /* "MVMM" */
-#define STATE_VERSION 1u
+#define STATE_VERSION 2u /* 2: via, fallbacks */
 
 typedef struct {
     uint32_t magic, version, size;
@@ -142,13 +159,15 @@ typedef struct {
     /* the upgrade in flight, written by the old image (CLOCK_MONOTONIC, us) */
     uint64_t t_requested, t_handover, t_exec;
     char requested_by[32];
-    char exec_path[128];
+    char exec_path[128];     /* the upgrade's target */
+    char via[128];           /* the exec wrapper it went through, or "" */
     uint32_t handover_vector; /* the interrupt fired and left unread */
     uint16_t cmd_before, irq_ctrl_before;
 
     /* --upgrades and results */
     uint32_t upgrades_wanted; /* 0: only on request */
     uint32_t upgrades_done, upgrades_good, rollbacks;
+    uint32_t fallbacks;       /* restarts of this binary by the wrapper, as OLD */
     uint64_t blackout_sum, blackout_min, blackout_max;
     int64_t lost_total;
     uint32_t dma_checks, dma_bad;
@@ -184,7 +203,12 @@ typedef struct {
     const char *control_path;
     unsigned upgrades;
     bool self_test;
+    const char *upgrade_to;   /* NULL: this binary */
+    const char *wrapper;      /* NULL: exec the target directly */
+    char **wrapper_args;      /* NULL-terminated, may be NULL */
+    bool forbidden_ioctl;
     char **argv; /* handed to the next image as is */
+    char *fallback_reason; /* VFIOCPR_EXEC_FALLBACK: the wrapper started us as OLD */
 
     /* libvfiocpr */
     vfiocpr *ctx;
@@ -231,6 +255,7 @@ typedef struct {
 
     /* upgrade */
     bool upgrade_pending;
+    bool upgrade_direct; /* --self-test: no wrapper */
     char *upgrade_path;
 
     /* this image's restart, measured */
@@ -296,6 +321,49 @@ static const char *irq_label(const vmm *v)
     return v->irq_index == VFIOCPR_IRQ_MSI ? "MSI" : "MSI-X";
 }
 
+/* This binary's absolute path, for whoever must exec it again (the wrapper's
+ * fallback): /proc/self/exe itself would name the wrapper by then. A binary replaced
+ * on disk since it started reads "PATH (deleted)": that PATH is the replacement. */
+static char *self_path(void)
+{
+    char buf[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", buf, sizeof(buf) - 1);
+
+    if (n <= 0)
+        return NULL;
+    buf[n] = '\0';
+    if (g_str_has_suffix(buf, " (deleted)")) {
+        buf[n - strlen(" (deleted)")] = '\0';
+        say("warning: this binary was replaced on disk; %s is no longer the one running", buf);
+    }
+    return g_strdup(buf);
+}
+
+/* "Seccomp: 2" and "Seccomp_filters: N" of /proc/self/status: evidence of the
+ * wrapper's filter in the image that runs under it. */
+static const char *seccomp_text(char *buf, size_t len)
+{
+    FILE *f = fopen("/proc/self/status", "re");
+    char line[128];
+    int mode = -1, filters = -1;
+
+    if (f) {
+        while (fgets(line, sizeof(line), f)) {
+            if (g_str_has_prefix(line, "Seccomp:"))
+                mode = atoi(line + strlen("Seccomp:"));
+            else if (g_str_has_prefix(line, "Seccomp_filters:"))
+                filters = atoi(line + strlen("Seccomp_filters:"));
+        }
+        fclose(f);
+    }
+    if (mode == 2 && filters >= 0)
+        snprintf(buf, len, "filter mode, %d filter(s)", filters);
+    else
+        snprintf(buf, len, "%s", mode == 0 ? "none" : mode == 1 ? "strict mode" :
+                                 mode == 2 ? "filter mode" : "unknown");
+    return buf;
+}
+
 /* ------------------------------------------------------------------ the fd registry */
 
 /*
@@ -353,6 +421,8 @@ static void state_start(vmm *v)
         die("the previous image wrote VMM state this binary does not understand "
             "(magic 0x%08x, version %u, size %u)", v->st->magic, v->st->version, v->st->size);
     v->st->generation++;
+    if (v->fallback_reason)
+        v->st->fallbacks++;
 }
 
 /* ------------------------------------------------------------------ the device */
@@ -787,6 +857,19 @@ static void fire(vmm *v, unsigned vector)
 
 /* ------------------------------------------------------------------ upgrade */
 
+/* Where an upgrade without an explicit path goes: --upgrade-to, else this binary.
+ * Through a wrapper that must be a real path (/proc/self/exe would be the wrapper). */
+static char *default_target(const vmm *v)
+{
+    char *self;
+
+    if (v->upgrade_to)
+        return g_strdup(v->upgrade_to);
+    if (v->wrapper && (self = self_path()))
+        return self;
+    return g_strdup("/proc/self/exe");
+}
+
 static void request_upgrade(vmm *v, const char *path, const char *by)
 {
     if (v->upgrade_pending) {
@@ -794,8 +877,9 @@ static void request_upgrade(vmm *v, const char *path, const char *by)
         return;
     }
     v->upgrade_pending = true;
+    v->upgrade_direct = false;
     g_free(v->upgrade_path);
-    v->upgrade_path = g_strdup(path && *path ? path : "/proc/self/exe");
+    v->upgrade_path = path && *path ? g_strdup(path) : default_target(v);
     v->st->t_requested = now_us();
     g_strlcpy(v->st->requested_by, by, sizeof(v->st->requested_by));
     /* the actual exec waits for a quiet point of the device work: see work_idle() */
@@ -814,8 +898,12 @@ static void upgrade_finished(vmm *v, bool good); /* below: tallies, ends --upgra
 static void do_upgrade(vmm *v)
 {
     g_autoptr(GError) err = NULL;
+    g_autoptr(GPtrArray) wargs = NULL;
+    g_autofree char *self = NULL;
     vmm_state *st = v->st;
     liveness before = read_liveness(v);
+    const char *path = v->upgrade_path;
+    char *const *argv = v->argv;
     uint64_t t_fail;
     int r;
 
@@ -824,6 +912,32 @@ static void do_upgrade(vmm *v)
     st->cmd_before = before.cmd;
     st->irq_ctrl_before = before.irq_ctrl;
     g_strlcpy(st->exec_path, v->upgrade_path, sizeof(st->exec_path));
+    st->via[0] = '\0';
+    /* Through the wrapper: { WRAPPER, ARG..., --fallback, SELF, --, TARGET, our args }.
+     * The wrapper execs TARGET with our arguments, or SELF with them if it cannot. */
+    if (v->wrapper && !v->upgrade_direct) {
+        self = self_path();
+        if (!self)
+            say("readlink /proc/self/exe: %s; upgrading without a fallback",
+                g_strerror(errno));
+        wargs = g_ptr_array_new();
+        g_ptr_array_add(wargs, (gpointer)v->wrapper);
+        for (char **a = v->wrapper_args; a && *a; a++)
+            g_ptr_array_add(wargs, *a);
+        if (self) {
+            g_ptr_array_add(wargs, "--fallback");
+            g_ptr_array_add(wargs, self);
+        }
+        g_ptr_array_add(wargs, "--");
+        g_ptr_array_add(wargs, v->upgrade_path);
+        for (char **a = v->argv + 1; *a; a++)
+            g_ptr_array_add(wargs, *a);
+        g_ptr_array_add(wargs, NULL);
+        path = v->wrapper;
+        argv = (char *const *)wargs->pdata;
+        g_strlcpy(st->via, v->wrapper, sizeof(st->via));
+    }
+    v->upgrade_direct = false;
     /* Under KVM an interrupt fired now would go straight into this image's VM (the
      * irqfd reads the eventfd at once). The handover interrupt must arrive while no
      * VM listens, as one arriving during the exec does: detach the irqfds a moment
@@ -846,15 +960,17 @@ static void do_upgrade(vmm *v)
     fflush(stderr);
 
     st->t_exec = now_us();
-    r = vfiocpr_exec(v->ctx, v->upgrade_path, v->argv, NULL, &err);
+    r = vfiocpr_exec(v->ctx, path, argv, NULL, &err);
 
     /* Only a failure returns, after a full rollback: DMA vaddrs, FD_CLOEXEC and KVM
      * irqfds are as they were. The VMM just keeps running; the interrupt fired above
      * is still in its eventfd and is counted by the main loop as usual. */
     t_fail = now_us();
     st->rollbacks++;
-    say("upgrade to %s FAILED after %" PRIu64 " us and was rolled back; still running: %s",
-        v->upgrade_path, t_fail - st->t_exec, err ? err->message : g_strerror(-r));
+    say("upgrade to %s%s%s FAILED after %" PRIu64 " us and was rolled back; still running: %s",
+        v->upgrade_path, path != v->upgrade_path ? " through " : "",
+        path != v->upgrade_path ? path : "", t_fail - st->t_exec,
+        err ? err->message : g_strerror(-r));
     vfiocpr_fd_forget(v->ctx, "control-client", 0);
     if (using_kvm(v)) {
         /* we detached them ourselves, so the rollback did not re-attach them */
@@ -895,7 +1011,7 @@ static void print_timeline(vmm *v, int64_t lost, bool dma_ok, bool good)
     vmm_state *st = v->st;
     const liveness *a = &v->live_after;
     int64_t t0 = (int64_t)st->t_exec;
-    char num[32], irqs[64];
+    char num[32], irqs[64], sc[64];
 #define REL(t) ((int64_t)(t)-t0)
 
     upgrade_number(st, num, sizeof(num));
@@ -906,9 +1022,16 @@ static void print_timeline(vmm *v, int64_t lost, bool dma_ok, bool good)
     say("  old image %8" PRId64 " us  handover: %s%s fired on vector %u and left %s",
         REL(st->t_handover), v->kind == DEV_EDU ? "pattern in the device's buffer, " : "",
         irq_label(v), st->handover_vector, using_kvm(v) ? "to no VM" : "unread");
-    say("  old image %8" PRId64 " us  vfiocpr_exec(\"%s\")", REL(st->t_exec), st->exec_path);
+    if (st->via[0])
+        say("  old image %8" PRId64 " us  vfiocpr_exec(\"%s\"), the wrapper: new %s, fallback "
+            "this binary", REL(st->t_exec), st->via, st->exec_path);
+    else
+        say("  old image %8" PRId64 " us  vfiocpr_exec(\"%s\")", REL(st->t_exec), st->exec_path);
     say("  new image %8" PRId64 " us  main() entered      prepare + execve + load %7" PRId64
-        " us", REL(v->t_main), (int64_t)(v->t_main - st->t_exec));
+        " us%s", REL(v->t_main), (int64_t)(v->t_main - st->t_exec),
+        st->via[0] ? "  (+ the wrapper and its execve)" : "");
+    if (v->fallback_reason)
+        say("  new image            the wrapper fell back to this binary: %s", v->fallback_reason);
     say("  new image %8" PRId64 " us  options parsed      program start-up        %7" PRId64
         " us", REL(v->t_new), (int64_t)(v->t_new - v->t_main));
     say("  new image %8" PRId64 " us  vfiocpr_new()       restore: state          %7" PRId64
@@ -939,13 +1062,16 @@ static void print_timeline(vmm *v, int64_t lost, bool dma_ok, bool good)
         "(%s), sysfs enable %s", st->cmd_before, a->cmd, a->bus_master ? "on" : "OFF",
         irq_label(v), st->irq_ctrl_before, a->irq_ctrl, a->irq_enabled ? "enabled" : "DISABLED",
         a->sysfs_enabled ? "1" : "0");
+    say("  seccomp in this image: %s", seccomp_text(sc, sizeof(sc)));
     if (using_kvm(v))
         snprintf(irqs, sizeof(irqs), "handover interrupt %s by KVM",
                  v->handover_waiting && v->kvm_pending >= 1 ? "injected" : "NOT injected");
     else
         snprintf(irqs, sizeof(irqs), "lost %" PRId64 " interrupts", lost);
-    say("upgrade %s: %s: %s, DMA %s, blackout %" PRIu64 " us", num, good ? "ok" : "FAILED", irqs,
-        v->kind != DEV_EDU ? "n/a" : dma_ok ? "ok" : "BAD", v->t_finish - st->t_exec);
+    say("upgrade %s: %s: %s, DMA %s, blackout %" PRIu64 " us%s", num, good ? "ok" : "FAILED", irqs,
+        v->kind != DEV_EDU ? "n/a" : dma_ok ? "ok" : "BAD", v->t_finish - st->t_exec,
+        v->fallback_reason ? ", the wrapper fell back to the old binary" :
+        st->via[0] ? ", through the wrapper" : "");
 #undef REL
 }
 
@@ -966,8 +1092,9 @@ static void print_summary(vmm *v)
                                                st->dma_checks - st->dma_bad, st->dma_checks)
                              : g_strdup("DMA n/a");
     say("summary: %u/%u upgrades good, %s, %s, blackout min %" PRIu64 " / mean %" PRIu64
-        " / max %" PRIu64 " us, rollbacks %u", st->upgrades_good, n, irqs, dma,
-        n ? st->blackout_min : 0, n ? st->blackout_sum / n : 0, st->blackout_max, st->rollbacks);
+        " / max %" PRIu64 " us, rollbacks %u, fallbacks %u", st->upgrades_good, n, irqs, dma,
+        n ? st->blackout_min : 0, n ? st->blackout_sum / n : 0, st->blackout_max, st->rollbacks,
+        st->fallbacks);
 }
 
 /* Called when an upgrade's outcome is known (checked, or failed to exec). */
@@ -1005,6 +1132,24 @@ static bool kvm_takes_interrupt(vmm *v)
     return false;
 }
 
+/* --forbidden-ioctl: a request outside libvfiocpr's seccomp rules and the wrapper's
+ * start-up list. Under the wrapper's filter (default action: kill the process) the
+ * kernel kills us with SIGSYS before the ioctl runs: nothing after this line is
+ * printed. If it returns, there was no such filter. */
+static void forbidden_ioctl(void)
+{
+    struct winsize ws;
+    char sc[64];
+    int r;
+
+    say("--forbidden-ioctl: seccomp %s; ioctl(0, TIOCGWINSZ) now, which no rule allows",
+        seccomp_text(sc, sizeof(sc)));
+    fflush(stdout);
+    r = ioctl(STDIN_FILENO, TIOCGWINSZ, &ws);
+    die("--forbidden-ioctl: ioctl(TIOCGWINSZ) returned %d (%s): NOT blocked, no seccomp filter",
+        r, r < 0 ? g_strerror(errno) : "success");
+}
+
 /*
  * The new image has done its first work: everything about the upgrade is known.
  * For edu that is the DMA of the pattern the old image left in the device, into
@@ -1036,11 +1181,15 @@ static void upgrade_checkpoint(vmm *v, bool dma_ok)
     print_timeline(v, lost, dma_ok, good);
     if (v->client_waiting) {
         reply(v->client_fd, "upgraded: generation %u, pid %d, blackout %" PRIu64 " us, "
-              "lost %" PRId64 " interrupts, DMA %s: %s\n", st->generation, (int)getpid(), blackout,
-              lost, v->kind != DEV_EDU ? "n/a" : dma_ok ? "ok" : "BAD", good ? "ok" : "FAILED");
+              "lost %" PRId64 " interrupts, DMA %s%s: %s\n", st->generation, (int)getpid(),
+              blackout, lost, v->kind != DEV_EDU ? "n/a" : dma_ok ? "ok" : "BAD",
+              v->fallback_reason ? ", the wrapper fell back to the old binary" : "",
+              good ? "ok" : "FAILED");
         client_close(v);
     }
     v->phase = WORK_IDLE;
+    if (v->forbidden_ioctl)
+        forbidden_ioctl();
     upgrade_finished(v, good);
 }
 
@@ -1130,6 +1279,7 @@ static void script(vmm *v)
         if (!v->rollback_seen && v->cycles >= 2) {
             /* a binary that does not exist: vfiocpr_exec() must fail and roll back */
             request_upgrade(v, "/nonexistent/minivmm", "--self-test");
+            v->upgrade_direct = true; /* vfiocpr_exec() itself must fail: no wrapper */
         } else if (v->rollback_seen && v->cycles >= 4) {
             /* after the rollback the interrupts still reach us, or the re-attached VM */
             bool irq_good = using_kvm(v) ? kvm_takes_interrupt(v) : irq_settle(v) == 0;
@@ -1174,9 +1324,11 @@ static void control_command(vmm *v, char *line)
     g_strstrip(line);
     if (strcmp(line, "upgrade") == 0 || g_str_has_prefix(line, "upgrade ")) {
         const char *path = g_strstrip(line + strlen("upgrade"));
-        reply(v->client_fd, "upgrading to %s\n", *path ? path : "/proc/self/exe");
+        g_autofree char *target = *path ? g_strdup(path) : default_target(v);
+        reply(v->client_fd, "upgrading to %s%s%s\n", target, v->wrapper ? " through " : "",
+              v->wrapper ? v->wrapper : "");
         v->client_waiting = true; /* answered by whichever image finds out how it went */
-        request_upgrade(v, path, "the control socket");
+        request_upgrade(v, target, "the control socket");
     } else if (strcmp(line, "status") == 0) {
         char received[32];
         reply(v->client_fd, "generation %u, pid %d, %s %s, upgrades %u (good %u), rollbacks %u, "
@@ -1353,6 +1505,8 @@ static int main_loop(vmm *v)
 
 static void print_cold_start(vmm *v)
 {
+    char sc[64];
+
     say("cold start, pid %d: %s %s (%04x:%04x), IOMMU group %d, container fd %d, device fd %d",
         (int)getpid(), device_label(v), v->bdf, v->vendor, v->device, v->group,
         vfiocpr_container_fd(v->container), vfiocpr_device_fd(v->dev));
@@ -1363,6 +1517,17 @@ static void print_cold_start(vmm *v)
         say("KVM: VM fd %d, %u irqfd(s) from GSI %d", v->vm_fd, v->n_vectors, KVM_GSI_BASE);
     if (v->control_path)
         say("control socket %s: \"upgrade [PATH]\", \"status\", \"quit\"", v->control_path);
+    if (v->wrapper) {
+        g_autofree char *args = v->wrapper_args ? g_strjoinv(" ", v->wrapper_args) : NULL;
+        g_autofree char *target = default_target(v);
+        say("upgrades go through %s%s%s, to %s, falling back to this binary", v->wrapper,
+            args ? " " : "", args ? args : "", target);
+    } else if (v->upgrade_to) {
+        say("upgrades go to %s", v->upgrade_to);
+    }
+    if (v->fallback_reason)
+        say("started as the wrapper's fallback (%s) without incoming state", v->fallback_reason);
+    say("seccomp: %s", seccomp_text(sc, sizeof(sc)));
     say("%u fds registered for the next exec; SIGHUP upgrades in place", vfiocpr_fd_count(v->ctx));
 }
 
@@ -1371,8 +1536,10 @@ int main(int argc, char **argv)
     uint64_t t_main = now_us(); /* first: after a restart the clock is running */
     g_autoptr(GOptionContext) opts = NULL;
     g_autoptr(GError) err = NULL;
-    gchar *device = NULL, *control = NULL, *send_line = NULL;
-    gboolean kvm = FALSE, self_test = FALSE;
+    g_autofree gchar *device = NULL, *control = NULL, *send_line = NULL, *upgrade_to = NULL,
+                     *wrapper = NULL;
+    g_auto(GStrv) wrapper_args = NULL;
+    gboolean kvm = FALSE, self_test = FALSE, forbidden = FALSE;
     gint upgrades = 0;
     GOptionEntry entries[] = {
         { "device", 'd', 0, G_OPTION_ARG_STRING, &device, "PCI device bound to vfio-pci", "BDF" },
@@ -1382,10 +1549,20 @@ int main(int argc, char **argv)
           "upgrade N times, then exit (0: all good)", "N" },
         { "self-test", 0, 0, G_OPTION_ARG_NONE, &self_test,
           "check a failed upgrade rolls back, then exit", NULL },
+        { "upgrade-to", 0, 0, G_OPTION_ARG_FILENAME, &upgrade_to,
+          "the binary an upgrade execs (default: this one)", "PATH" },
+        { "wrapper", 0, 0, G_OPTION_ARG_FILENAME, &wrapper,
+          "upgrade through this exec wrapper (vfiocpr-exec), with --fallback this binary",
+          "PATH" },
+        { "wrapper-arg", 0, 0, G_OPTION_ARG_FILENAME_ARRAY, &wrapper_args,
+          "an option for the wrapper, before --fallback (repeatable)", "ARG" },
+        { "forbidden-ioctl", 0, 0, G_OPTION_ARG_NONE, &forbidden,
+          "test: after a restart, issue an ioctl no seccomp rule allows (SIGSYS under "
+          "the wrapper's --seccomp)", NULL },
         { "send", 0, 0, G_OPTION_ARG_STRING, &send_line, "client: send LINE to --control", "LINE" },
         { NULL },
     };
-    char **saved_argv = g_strdupv(argv); /* GOption edits argv; the next image needs it whole */
+    g_auto(GStrv) saved_argv = g_strdupv(argv); /* GOption edits argv; the next image needs it */
     vmm v = { .t_main = t_main, .argv = saved_argv, .ram_fd = -1, .state_fd = -1, .kvm_fd = -1,
               .vm_fd = -1, .timer_fd = -1, .signal_fd = -1, .listen_fd = -1, .client_fd = -1 };
 
@@ -1400,12 +1577,26 @@ int main(int argc, char **argv)
         return control_send(control, send_line);
     }
     if (!device || upgrades < 0)
-        die("usage: minivmm --device BDF [--kvm] [--control PATH] [--upgrades N] [--self-test]");
+        die("usage: minivmm --device BDF [--kvm] [--control PATH] [--upgrades N] [--self-test] "
+            "[--upgrade-to PATH] [--wrapper PATH [--wrapper-arg ARG]...] [--forbidden-ioctl]");
+    if (wrapper_args && !wrapper)
+        die("--wrapper-arg without --wrapper");
+    if ((wrapper && !*wrapper) || (upgrade_to && !*upgrade_to))
+        die("--wrapper and --upgrade-to need a path");
     v.bdf = device;
     v.want_kvm = kvm;
     v.control_path = control;
     v.upgrades = (unsigned)upgrades;
     v.self_test = self_test;
+    v.upgrade_to = upgrade_to;
+    v.wrapper = wrapper;
+    v.wrapper_args = wrapper_args;
+    v.forbidden_ioctl = forbidden;
+    /* Started by the wrapper as OLD: why. Not for our own next image. */
+    if (g_getenv("VFIOCPR_EXEC_FALLBACK")) {
+        v.fallback_reason = g_strdup(g_getenv("VFIOCPR_EXEC_FALLBACK"));
+        g_unsetenv("VFIOCPR_EXEC_FALLBACK");
+    }
 
     vmm_start(&v);
     loop_start(&v);
@@ -1419,5 +1610,14 @@ int main(int argc, char **argv)
         v.phase = WORK_VERIFY; /* e1000e: a quiet time, then the count */
         v.phase_since = now_us();
     }
-    return main_loop(&v);
+    {
+        int rc = main_loop(&v);
+        /* quitting: drop the handles (never closes a VFIO fd: process exit does) */
+        vfiocpr_device_unref(v.dev);
+        vfiocpr_container_unref(v.container);
+        vfiocpr_unref(v.ctx);
+        g_free(v.fallback_reason);
+        g_free(v.upgrade_path); /* the last requested upgrade, if it failed */
+        return rc;
+    }
 }
