@@ -63,9 +63,12 @@ cp "$KDIR"/modules/*.ko "$S/lib/modules/vfiocpr/"
 cp "$KDIR/modules.load" "$S/lib/modules/vfiocpr/"
 if [ -f "$KDIR/modules.builtin" ]; then cp "$KDIR/modules.builtin" "$S/lib/modules/vfiocpr/"; fi
 
-# copy_libs PROGRAM: the shared libraries of PROGRAM, at their host paths
+# copy_libs PROGRAM: the shared libraries of PROGRAM, at their host paths; a library
+# from outside the system directories (a build tree's lib/.libs) goes to /usr/lib,
+# where the loader finds it with no environment, and never under /tmp, which init
+# mounts over
 copy_libs() {
-    local out lib
+    local out lib dest
     if ! out=$(LC_ALL=C ldd "$1" 2>&1); then
         case $out in
             *"not a dynamic executable"*|*"statically linked"*) return 0 ;;
@@ -76,9 +79,14 @@ copy_libs() {
     if grep -q 'not found' <<<"$out"; then die "ldd $1: missing libraries: $out"; fi
     while read -r lib; do
         [ -n "$lib" ] || continue
-        [ -e "$S$lib" ] && continue
-        mkdir -p "$S$(dirname "$lib")"
-        cp -L "$lib" "$S$lib"
+        dest=$lib
+        case $lib in
+            /lib/*|/lib64/*|/usr/lib/*|/usr/lib64/*) ;;
+            *) dest=/usr/lib/${lib##*/} ;;
+        esac
+        [ -e "$S$dest" ] && continue
+        mkdir -p "$S$(dirname "$dest")"
+        cp -L "$lib" "$S$dest"
     done < <(awk '$2 == "=>" && $3 ~ /^\// { print $3; next }
                   $1 ~ /^\// { print $1 }' <<<"$out")
 }
