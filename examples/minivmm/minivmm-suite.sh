@@ -259,6 +259,13 @@ while read -r jl; do
 done </tmp/fb.json
 [ "$n" -eq 2 ] || result NOTOK "wrapper: fallback: $n JSON summaries on stdout, not 2 (one per upgrade)"
 
+# A sanitizer runtime makes system calls of its own that no filter built for the
+# library and minivmm allows (LeakSanitizer opens files at exit): an instrumented
+# minivmm cannot run under the filter, so sections 6 and 7 are skipped for it.
+if grep -q 'libasan' "$M" 2>/dev/null; then
+    result OK "wrapper: seccomp # SKIP minivmm is built with sanitizers: their runtime's syscalls are killed by the filter"
+    result OK "wrapper: seccomp control # SKIP minivmm is built with sanitizers"
+else
 # ---- 6. seccomp: the new image under the wrapper's filter, and an upgrade from it
 audits=$(audit_count)
 t0=$(now)
@@ -308,6 +315,8 @@ if [ "$rc" -eq 159 ] && [ "$restored" -eq 1 ] && [ "$last_ok" = yes ] &&
 else
     result NOTOK "wrapper: seccomp control: exit $rc (want 159, SIGSYS), restored $restored, audit '${audit:-none}', last line: $last"
     comment /tmp/fi.out
+fi
+
 fi
 
 echo "1..$t"
