@@ -7,30 +7,10 @@
 #include "config.h"
 
 #include <errno.h>
-#include <linux/vfio.h>
 #include <string.h>
 
 #include "private.h"
-
-/* What the host's uapi header may predate (values from include/uapi/linux/vfio.h). */
-#ifndef VFIO_MIGRATION_PRE_COPY
-#define VFIO_MIGRATION_PRE_COPY (1 << 2)
-#endif
-#ifndef VFIO_DEVICE_FEATURE_MIG_DATA_SIZE
-#define VFIO_DEVICE_FEATURE_MIG_DATA_SIZE 9
-struct vfio_device_feature_mig_data_size {
-    __aligned_u64 stop_copy_length;
-};
-#endif
-#ifndef VFIO_MIG_GET_PRECOPY_INFO
-struct vfio_precopy_info {
-    __u32 argsz;
-    __u32 flags;
-    __aligned_u64 initial_bytes;
-    __aligned_u64 dirty_bytes;
-};
-#define VFIO_MIG_GET_PRECOPY_INFO _IO(VFIO_TYPE, VFIO_BASE + 21)
-#endif
+#include "vfio-compat.h"
 
 #define N_STATES 8
 #define S(x) VFIOCPR_MIG_##x

@@ -13,6 +13,7 @@
 #include <seccomp.h>
 
 #include "private.h"
+#include "vfio-compat.h"
 
 #ifndef F_ADD_SEALS
 #define F_ADD_SEALS 1033
@@ -64,7 +65,7 @@ static const ioctl_rule ioctls[] = {
     /* migration: recovery's last resort and the feature interface */
     IO(VFIO_DEVICE_RESET, VFIOCPR_SECCOMP_MIGRATION),
     IO(VFIO_DEVICE_FEATURE, VFIOCPR_SECCOMP_MIGRATION),
-    { "VFIO_MIG_GET_PRECOPY_INFO", _IO(VFIO_TYPE, VFIO_BASE + 21), VFIOCPR_SECCOMP_MIGRATION },
+    IO(VFIO_MIG_GET_PRECOPY_INFO, VFIOCPR_SECCOMP_MIGRATION),
     IO(KVM_SET_GSI_ROUTING, VFIOCPR_SECCOMP_KVM),
     IO(KVM_IRQFD, VFIOCPR_SECCOMP_KVM),
 };

@@ -12,6 +12,7 @@
 #include <sys/sysmacros.h>
 
 #include "fake-kernel.h"
+#include "vfio-compat.h"
 
 typedef struct {
     char *link;
@@ -545,7 +546,7 @@ static int mig_feature(fk_obj *o, struct vfio_device_feature *f)
         ((struct vfio_device_feature_migration *)(void *)f->data)->flags = fk.mig_flags;
         return 0;
     }
-    if (idx == 9 /* MIG_DATA_SIZE */ && get) {
+    if (idx == VFIO_DEVICE_FEATURE_MIG_DATA_SIZE && get) {
         guint64 len = fk.mig_blob ? fk.mig_blob->len : 0;
         memcpy(f->data, &len, 8);
         return 0;
@@ -681,7 +682,7 @@ static int f_ioctl(int fd, unsigned long request, void *arg)
     if (fk.streams && g_hash_table_contains(fk.streams, GINT_TO_POINTER(fd))) {
         fk_stream *st = g_hash_table_lookup(fk.streams, GINT_TO_POINTER(fd));
         guint64 *p = (guint64 *)((guint8 *)arg + 8); /* vfio_precopy_info: initial, dirty */
-        if (request != _IO(VFIO_TYPE, VFIO_BASE + 21) || !st->precopy)
+        if (request != VFIO_MIG_GET_PRECOPY_INFO || !st->precopy)
             return -EINVAL;
         p[0] = st->len - st->pos;
         p[1] = 0;

@@ -45,41 +45,7 @@
 
 #include <linux/vfio.h>
 
-/* Values from include/uapi/linux/vfio.h, for older headers (the host's may be 6.1). */
-#ifndef VFIO_UNMAP_ALL
-#define VFIO_UNMAP_ALL 9
-#endif
-#ifndef VFIO_UPDATE_VADDR
-#define VFIO_UPDATE_VADDR 10
-#endif
-#ifndef VFIO_DMA_UNMAP_FLAG_ALL
-#define VFIO_DMA_UNMAP_FLAG_ALL (1 << 1)
-#endif
-#ifndef VFIO_DMA_UNMAP_FLAG_VADDR
-#define VFIO_DMA_UNMAP_FLAG_VADDR (1 << 2)
-#endif
-/* Linux >= 6.2: PRE_COPY, MIG_DATA_SIZE and the pre-copy info ioctl. The new
- * states extend enum vfio_device_mig_state, so test the flag's macro. */
-#ifndef VFIO_MIGRATION_PRE_COPY
-#define VFIO_MIGRATION_PRE_COPY (1 << 2)
-#define VFIO_DEVICE_STATE_PRE_COPY 6
-#define VFIO_DEVICE_STATE_PRE_COPY_P2P 7
-#endif
-#ifndef VFIO_DEVICE_FEATURE_MIG_DATA_SIZE
-struct vfio_device_feature_mig_data_size {
-    __aligned_u64 stop_copy_length;
-};
-#define VFIO_DEVICE_FEATURE_MIG_DATA_SIZE 9
-#endif
-#ifndef VFIO_MIG_GET_PRECOPY_INFO
-struct vfio_precopy_info {
-    __u32 argsz;
-    __u32 flags;
-    __aligned_u64 initial_bytes;
-    __aligned_u64 dirty_bytes;
-};
-#define VFIO_MIG_GET_PRECOPY_INFO _IO(VFIO_TYPE, VFIO_BASE + 21)
-#endif
+#include "vfio-compat.h"
 
 #define UART_SCR 7 /* 16550 scratch register: mtty keeps it, per port, in its migration data */
 #define BLOB_MAX 65536

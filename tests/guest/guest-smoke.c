@@ -36,24 +36,8 @@
 #include <linux/pci_regs.h>
 #include <linux/vfio.h>
 
-/* Values from include/uapi/linux/vfio.h (Linux >= 5.12), for older headers. */
-#ifndef VFIO_UNMAP_ALL
-#define VFIO_UNMAP_ALL 9
-#endif
-#ifndef VFIO_UPDATE_VADDR
-#define VFIO_UPDATE_VADDR 10
-#endif
-#ifndef VFIO_DMA_MAP_FLAG_VADDR
-#define VFIO_DMA_MAP_FLAG_VADDR (1 << 2)
-#endif
-#ifndef VFIO_DMA_UNMAP_FLAG_ALL
-#define VFIO_DMA_UNMAP_FLAG_ALL (1 << 1)
-#endif
-#ifndef VFIO_DMA_UNMAP_FLAG_VADDR
-#define VFIO_DMA_UNMAP_FLAG_VADDR (1 << 2)
-#endif
+#include "vfio-compat.h"
 
-/* edu (QEMU hw/misc/edu.c) BAR0 registers */
 #define EDU_ID 0x00
 #define EDU_LIVENESS 0x04
 #define EDU_IRQ_STATUS 0x24
