@@ -160,22 +160,35 @@ static void test_negative_control_device_closed(void)
     vmm_drop(&m);
 }
 
-static void test_finish_names_unmapped_ranges(void)
+/* A cold start, an exec, and the new image up to the point where it has its context,
+ * guest RAM found and mapped at a new address, every preserved range still pending:
+ * where a test takes over the VMM's restore. */
+static vfiocpr *restart_pending(guint64 locked_limit, int *ram, guint8 **va)
 {
     vmm old = { 0 };
     g_autoptr(GError) err = NULL;
-    g_autoptr(vfiocpr) ctx = NULL;
+    vfiocpr *ctx = NULL;
+
+    g_assert_cmpint(vmm_start(&old, false, &err), ==, 0);
+    set_env_fd(fake_kernel_exec_ok(old.ctx, locked_limit));
+    vmm_drop(&old);
+    g_assert_cmpint(vfiocpr_new(0, &ctx, &err), ==, 0);
+    *ram = vfiocpr_fd_find(ctx, "guest-ram", 0, VFIOCPR_FD_MEMFD, &err);
+    g_assert_cmpint(*ram, >=, 0);
+    *va = mmap(NULL, RAM_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, *ram, 0);
+    g_assert_true(*va != MAP_FAILED);
+    return ctx;
+}
+
+static void test_finish_names_unmapped_ranges(void)
+{
+    g_autoptr(GError) err = NULL;
     g_autoptr(vfiocpr_container) c = NULL;
     g_autoptr(vfiocpr_device) dev = NULL;
     guint8 *va;
     int ram;
+    g_autoptr(vfiocpr) ctx = restart_pending(G_MAXUINT64, &ram, &va);
 
-    g_assert_cmpint(vmm_start(&old, false, &err), ==, 0);
-    set_env_fd(fake_kernel_exec_ok(old.ctx, G_MAXUINT64));
-    vmm_drop(&old);
-    g_assert_cmpint(vfiocpr_new(0, &ctx, &err), ==, 0);
-    ram = vfiocpr_fd_find(ctx, "guest-ram", 0, VFIOCPR_FD_MEMFD, &err);
-    va = mmap(NULL, RAM_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, ram, 0);
     g_assert_cmpint(vfiocpr_container_open(ctx, "c0", &c, &err), ==, 0);
     g_assert_cmpint(vfiocpr_container_add_group(c, 12, &err), >=, 0);
     g_assert_cmpint(vfiocpr_device_open(c, 12, "0000:00:03.0", &dev, &err), ==, 0);
@@ -208,26 +221,20 @@ static void test_finish_names_unmapped_ranges(void)
 /* Restart-mode bad input: nothing unmapped, nothing closed, a clear error each. */
 static void test_restart_bad_input(void)
 {
-    vmm old = { 0 };
     g_autoptr(GError) err = NULL;
-    g_autoptr(vfiocpr) ctx = NULL;
     g_autoptr(vfiocpr_container) c = NULL;
     g_autoptr(vfiocpr_device) dev = NULL;
     guint8 *va;
     int ram, other, cfd;
+    g_autoptr(vfiocpr) ctx = NULL;
 
     fake_vfio_add_group(13, "0000:00:04.0", false);
-    g_assert_cmpint(vmm_start(&old, false, &err), ==, 0);
-    cfd = vfiocpr_container_fd(old.c);
-    set_env_fd(fake_kernel_exec_ok(old.ctx, G_MAXUINT64));
-    vmm_drop(&old);
-    g_assert_cmpint(vfiocpr_new(0, &ctx, &err), ==, 0);
-    ram = vfiocpr_fd_find(ctx, "guest-ram", 0, VFIOCPR_FD_MEMFD, &err);
-    va = mmap(NULL, RAM_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, ram, 0);
+    ctx = restart_pending(G_MAXUINT64, &ram, &va);
     other = memfd_create("other", MFD_CLOEXEC);
     g_assert_cmpint(ftruncate(other, RAM_SIZE), ==, 0);
     g_assert_cmpint(vfiocpr_fd_save(ctx, "other", 0, other, VFIOCPR_FD_MEMFD, &err), ==, 0);
     g_assert_cmpint(vfiocpr_container_open(ctx, "c0", &c, &err), ==, 0);
+    cfd = vfiocpr_container_fd(c); /* the preserved one */
     g_assert_cmpint(vfiocpr_container_add_group(c, 12, &err), >=, 0);
 
     /* a group the state does not know, while ranges are invalid: the kernel's EBUSY */
@@ -330,19 +337,12 @@ static void test_blocker_memlock(void)
  * RLIMIT_MEMLOCK, leaves the range pending, and a retry works. */
 static void test_restore_enomem(void)
 {
-    vmm old = { 0 };
     g_autoptr(GError) err = NULL;
-    g_autoptr(vfiocpr) ctx = NULL;
     g_autoptr(vfiocpr_container) c = NULL;
     guint8 *va;
     int ram;
+    g_autoptr(vfiocpr) ctx = restart_pending(MAP_SIZE, &ram, &va); /* room for one range */
 
-    g_assert_cmpint(vmm_start(&old, false, &err), ==, 0);
-    set_env_fd(fake_kernel_exec_ok(old.ctx, MAP_SIZE)); /* room for one range only */
-    vmm_drop(&old);
-    g_assert_cmpint(vfiocpr_new(0, &ctx, &err), ==, 0);
-    ram = vfiocpr_fd_find(ctx, "guest-ram", 0, VFIOCPR_FD_MEMFD, &err);
-    va = mmap(NULL, RAM_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, ram, 0);
     g_assert_cmpint(vfiocpr_container_open(ctx, "c0", &c, &err), ==, 0);
     g_assert_cmpint(vfiocpr_dma_map(c, IOVA0, MAP_SIZE, va, ram, 0, 3, &err), ==, 0);
     g_assert_cmpint(vfiocpr_dma_map(c, IOVA0 + MAP_SIZE, MAP_SIZE, va + MAP_SIZE, ram, MAP_SIZE,
