@@ -47,4 +47,88 @@ struct vfio_precopy_info {
 #define VFIO_MIG_GET_PRECOPY_INFO _IO(VFIO_TYPE, VFIO_BASE + 21)
 #endif
 
+/* vfio cdev + iommufd: Linux 6.6 (cdev), MAP_FILE and CHANGE_PROCESS 6.14. A
+ * Debian 12 host has no <linux/iommufd.h> at all. Only what the library issues. */
+#ifndef VFIO_DEVICE_BIND_IOMMUFD
+struct vfio_device_bind_iommufd {
+    __u32 argsz;
+    __u32 flags;
+    __s32 iommufd;
+    __u32 out_devid;
+};
+#define VFIO_DEVICE_BIND_IOMMUFD _IO(VFIO_TYPE, VFIO_BASE + 18)
+struct vfio_device_attach_iommufd_pt {
+    __u32 argsz;
+    __u32 flags;
+    __u32 pt_id;
+};
+#define VFIO_DEVICE_ATTACH_IOMMUFD_PT _IO(VFIO_TYPE, VFIO_BASE + 19)
+struct vfio_device_detach_iommufd_pt {
+    __u32 argsz;
+    __u32 flags;
+};
+#define VFIO_DEVICE_DETACH_IOMMUFD_PT _IO(VFIO_TYPE, VFIO_BASE + 20)
+#endif
+
+#if defined(__has_include)
+#if __has_include(<linux/iommufd.h>)
+#include <linux/iommufd.h>
+#endif
+#endif
+#ifndef IOMMUFD_TYPE
+#define IOMMUFD_TYPE (';')
+struct iommu_destroy {
+    __u32 size;
+    __u32 id;
+};
+#define IOMMU_DESTROY _IO(IOMMUFD_TYPE, 0x80)
+struct iommu_ioas_alloc {
+    __u32 size;
+    __u32 flags;
+    __u32 out_ioas_id;
+};
+#define IOMMU_IOAS_ALLOC _IO(IOMMUFD_TYPE, 0x81)
+enum iommufd_ioas_map_flags {
+    IOMMU_IOAS_MAP_FIXED_IOVA = 1 << 0,
+    IOMMU_IOAS_MAP_WRITEABLE = 1 << 1,
+    IOMMU_IOAS_MAP_READABLE = 1 << 2,
+};
+struct iommu_ioas_map {
+    __u32 size;
+    __u32 flags;
+    __u32 ioas_id;
+    __u32 __reserved;
+    __aligned_u64 user_va;
+    __aligned_u64 length;
+    __aligned_u64 iova;
+};
+#define IOMMU_IOAS_MAP _IO(IOMMUFD_TYPE, 0x85)
+struct iommu_ioas_unmap {
+    __u32 size;
+    __u32 ioas_id;
+    __aligned_u64 iova;
+    __aligned_u64 length;
+};
+#define IOMMU_IOAS_UNMAP _IO(IOMMUFD_TYPE, 0x86)
+#endif
+#ifndef IOMMU_IOAS_MAP_FILE
+struct iommu_ioas_map_file {
+    __u32 size;
+    __u32 flags;
+    __u32 ioas_id;
+    __s32 fd;
+    __aligned_u64 start;
+    __aligned_u64 length;
+    __aligned_u64 iova;
+};
+#define IOMMU_IOAS_MAP_FILE _IO(IOMMUFD_TYPE, 0x8f)
+#endif
+#ifndef IOMMU_IOAS_CHANGE_PROCESS
+struct iommu_ioas_change_process {
+    __u32 size;
+    __u32 __reserved;
+};
+#define IOMMU_IOAS_CHANGE_PROCESS _IO(IOMMUFD_TYPE, 0x92)
+#endif
+
 #endif
