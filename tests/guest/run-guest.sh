@@ -8,8 +8,10 @@
 # bound to vfio-pci and runs PROGRAM (a host path, copied into the initramfs as
 # /bin/NAME with its shared libraries) in it with ARGS.
 #
-#   --kernel SPEC|DIR   a kernel spec for fetch-kernel.sh (6.1, 7.3, ...) or a
-#                       directory that fetch-kernel.sh made
+#   --kernel SPEC|DIR   a kernel spec for fetch-kernel.sh (6.1, 7.3, ...), iommufd
+#                       or iommufd-X.Y (the kernel build-kernel.sh builds from
+#                       Debian's linux-source-X.Y, default 7.3: iommufd, the vfio
+#                       cdev and mtty built in), or a directory one of them made
 #   --device NAME       edu, nvme, e1000e or mtty; repeatable (default: edu).
 #                       mtty is no PCI device: the kernel's mtty sample driver
 #                       (built by build-mtty.sh, kernels >= 6.7 for migration;
@@ -138,6 +140,10 @@ trap 'exit 143' TERM
 t=$(date +%s.%N)
 if [ -d "$KERNEL" ]; then
     KDIR=$KERNEL
+elif [[ $KERNEL =~ ^iommufd(-([0-9]+\.[0-9]+))?$ ]]; then
+    # built, not fetched: minutes the first time, then cached
+    KDIR=$("$HERE/build-kernel.sh" ${BASH_REMATCH[2]:+"${BASH_REMATCH[2]}"}) ||
+        fail_hard "cannot build the iommufd kernel ($KERNEL) with build-kernel.sh"
 elif [ "$WANT_MTTY" = 1 ]; then
     KDIR=$("$HERE/fetch-kernel.sh" "$KERNEL" mdev) || fail_hard "cannot fetch kernel $KERNEL (with mdev)"
 else
@@ -147,7 +153,10 @@ fi
 T_FETCH=$(elapsed "$t")
 
 MDEVARG=
-if [ "$WANT_MTTY" = 1 ]; then
+if [ "$WANT_MTTY" = 1 ] && grep -qx 'mtty' "$KDIR/modules.builtin" 2>/dev/null; then
+    # the sample driver is in the kernel: nothing to build or load
+    MDEVARG=" vfiocpr.mdev=mtty:$MTTY_TYPE:$MTTY_UUID"
+elif [ "$WANT_MTTY" = 1 ]; then
     # mtty.ko from build-mtty.sh, loaded last; its parent module mdev must be in
     # the kernel directory already (fetch-kernel.sh SPEC mdev) or built in
     if ! grep -qx 'mdev.ko' "$KDIR/modules.load" && ! grep -qx 'mdev' "$KDIR/modules.builtin" 2>/dev/null; then
@@ -215,7 +224,7 @@ if [ "$VERBOSE" = 1 ]; then sleep 0.2; kill "$TAIL_PID" 2>/dev/null || true; wai
 CLEAN=$WORK/console
 tr -d '\r' <"$LOG" >"$CLEAN"
 
-grep -E '^VFIOCPR-(DEV|INFO|ERROR) ' "$CLEAN" | sed 's/^/# /' || true
+grep -E '^VFIOCPR-(DEV|CDEV|INFO|ERROR) ' "$CLEAN" | sed 's/^/# /' || true
 awk '/^VFIOCPR-END rc=/ { exit } inside { print } /^VFIOCPR-BEGIN$/ { inside = 1 }' "$CLEAN"
 
 END_RC=$(sed -n 's/^VFIOCPR-END rc=\([0-9][0-9]*\)$/\1/p' "$CLEAN" | head -n1)
