@@ -1,18 +1,24 @@
 #!/bin/sh
 # SPDX-License-Identifier: LGPL-2.1-or-later
 # Guest tier: boots each Debian kernel under QEMU TCG with edu, nvme and e1000e bound
-# to vfio-pci and runs every scenario (tests/guest/guest-suite.sh), then the 6.12
-# kernel with an mtty mdev for migration v2 (guest-mig-suite.sh). Speaks TAP.
+# to vfio-pci and runs every scenario (tests/guest/guest-suite.sh); boots the kernel
+# build-kernel.sh makes (spec "iommufd": iommufd, the vfio cdev and mtty built in)
+# with the same devices plus an mtty mdev and runs the same type1 scenarios, the
+# iommufd ones and the migration ones; then the 6.12 kernel with an mtty mdev for
+# migration v2 on a Debian kernel (guest-mig-suite.sh). Speaks TAP.
 # A guest that cannot boot, or a scenario that dies, is a failure, never a skip.
-# VFIOCPR_GUEST_KERNELS (default "6.1 7.3"), VFIOCPR_GUEST_CYCLES (default 100) and
-# VFIOCPR_GUEST_MIG_KERNEL (default 6.12, empty: skip that boot) narrow it down by hand.
+# VFIOCPR_GUEST_KERNELS (default "6.1 7.3 iommufd"), VFIOCPR_GUEST_CYCLES (default
+# 100) and VFIOCPR_GUEST_MIG_KERNEL (default 6.12, empty: skip that boot) narrow it
+# down by hand. The iommufd kernel is built once (minutes; .ci/run does it in a step
+# of its own before make check) and cached.
 srcdir=${top_srcdir:-.}/tests/guest
 builddir=${top_builddir:-.}/tests/guest
-kernels=${VFIOCPR_GUEST_KERNELS:-6.1 7.3}
+kernels=${VFIOCPR_GUEST_KERNELS:-6.1 7.3 iommufd}
 cycles=${VFIOCPR_GUEST_CYCLES:-100}
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/vfiocpr-guest.XXXXXX")
 n=0
-# boot KERNEL SUITE DEVICE... : one guest, one suite, its TAP renumbered into ours
+# boot KERNEL "SUITE [ARG...]" DEVICE... : one guest, one suite, its TAP renumbered
+# into ours
 boot() {
     k=$1
     suite=$2
@@ -26,11 +32,11 @@ boot() {
     bash "$srcdir/run-guest.sh" --kernel "$k" $devs --timeout 900 --log "$tmp/console-$k.log" \
         --extra "$builddir/guest-cpr" --extra "$builddir/guest-smoke" \
         --extra "$builddir/guest-irq" --extra "$builddir/guest-mig" \
-        --extra "$builddir/guest-mig-smoke" \
+        --extra "$builddir/guest-mig-smoke" --extra "$builddir/guest-iommufd-smoke" \
         --extra "${top_builddir:-.}/examples/minivmm/minivmm" \
         --extra "${top_builddir:-.}/examples/vfiocpr-exec/vfiocpr-exec" \
         --extra "${top_srcdir:-.}/examples/minivmm/minivmm-suite.sh" \
-        -- "$srcdir/$suite" "$cycles" \
+        -- "$srcdir/${suite%% *}" "$cycles" ${suite#"${suite%% *}"} \
         >"$tmp/out-$k" 2>"$tmp/err-$k"
     rc=$?
     echo "# kernel $k: $(( $(date +%s) - start )) s, rc=$rc"
@@ -59,7 +65,10 @@ boot() {
     fi
 }
 for k in $kernels; do
-    boot "$k" guest-suite.sh edu nvme e1000e
+    case $k in
+    iommufd*) boot "$k" "guest-suite.sh iommufd mig" edu nvme e1000e mtty ;;
+    *) boot "$k" guest-suite.sh edu nvme e1000e ;;
+    esac
 done
 # migration v2 on a real driver: the mtty sample on bookworm-backports' 6.12
 case " ${VFIOCPR_GUEST_MIG_KERNEL-6.12} " in

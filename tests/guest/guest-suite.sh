@@ -6,7 +6,24 @@
 # the host can renumber it and notice a scenario that died without a plan. stderr
 # (sanitizer reports, GLib warnings) is kept, as TAP comments, so a failure
 # explains itself in the host's log.
+#
+#   guest-suite.sh [CYCLES [iommufd] [mig]]
+# iommufd: also the iommufd scenarios (the raw smoke test, then guest-cpr's
+# scenarios on the iommufd backend), for the kernel build-kernel.sh makes; the
+# type1 ones run there too since that kernel keeps the legacy container.
+# mig: also the mtty migration scenarios of guest-mig-suite.sh (mtty built in).
+# A feature asked for that the kernel lacks fails in its scenarios, never skips.
 cycles=${1:-100}
+shift
+iommufd=0
+mig=0
+for f in "$@"; do
+    case $f in
+        iommufd) iommufd=1 ;;
+        mig) mig=1 ;;
+        *) echo "Bail out! guest-suite.sh: unknown feature '$f' (iommufd, mig)"; exit 1 ;;
+    esac
+done
 run() {
     name=$1
     shift
@@ -25,4 +42,11 @@ for s in msix-count msix-negative; do
 done
 run minivmm /bin/minivmm-suite.sh edu 20
 run cycles /bin/guest-cpr cycles "$cycles"
+if [ "$iommufd" = 1 ]; then
+    run iommufd-smoke /bin/guest-iommufd-smoke
+fi
+if [ "$mig" = 1 ]; then
+    run mig-smoke /bin/guest-mig-smoke
+    run mig /bin/guest-mig
+fi
 exit 0
