@@ -11,10 +11,39 @@
 # 100) and VFIOCPR_GUEST_MIG_KERNEL (default 6.12, empty: skip that boot) narrow it
 # down by hand. The iommufd kernel is built once (minutes; .ci/run does it in a step
 # of its own before make check) and cached.
+#
+# test-guest.sh --prepare: only fetches (and builds) every kernel, mtty.ko included,
+# that the same settings would boot, so that the first, long iommufd kernel build is
+# not inside make check's time (.ci/run runs this as a step of its own). Exit status
+# non-zero if any kernel could not be had.
 srcdir=${top_srcdir:-.}/tests/guest
 builddir=${top_builddir:-.}/tests/guest
 kernels=${VFIOCPR_GUEST_KERNELS:-6.1 7.3 iommufd}
 cycles=${VFIOCPR_GUEST_CYCLES:-100}
+mig_kernel=${VFIOCPR_GUEST_MIG_KERNEL-6.12}
+if [ "${1:-}" = --prepare ]; then
+    rc=0
+    for k in $kernels; do
+        start=$(date +%s)
+        case $k in
+        iommufd) d=$(bash "$srcdir/build-kernel.sh") ;;
+        iommufd-*) d=$(bash "$srcdir/build-kernel.sh" "${k#iommufd-}") ;;
+        *) d=$(bash "$srcdir/fetch-kernel.sh" "$k") ;;
+        esac || { echo "test-guest: cannot get kernel $k" >&2; rc=1; continue; }
+        echo "kernel $k: $d ($(( $(date +%s) - start )) s)"
+    done
+    if [ -n "$mig_kernel" ]; then
+        start=$(date +%s)
+        if d=$(bash "$srcdir/fetch-kernel.sh" "$mig_kernel" mdev) &&
+           m=$(bash "$srcdir/build-mtty.sh" "$d"); then
+            echo "kernel $mig_kernel + mdev: $d, $m ($(( $(date +%s) - start )) s)"
+        else
+            echo "test-guest: cannot get kernel $mig_kernel with mdev and mtty.ko" >&2
+            rc=1
+        fi
+    fi
+    exit $rc
+fi
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/vfiocpr-guest.XXXXXX")
 n=0
 # boot KERNEL "SUITE [ARG...]" DEVICE... : one guest, one suite, its TAP renumbered
@@ -71,9 +100,9 @@ for k in $kernels; do
     esac
 done
 # migration v2 on a real driver: the mtty sample on bookworm-backports' 6.12
-case " ${VFIOCPR_GUEST_MIG_KERNEL-6.12} " in
+case " $mig_kernel " in
 "  ") ;;
-*) boot "${VFIOCPR_GUEST_MIG_KERNEL-6.12}" guest-mig-suite.sh mtty ;;
+*) boot "$mig_kernel" guest-mig-suite.sh mtty ;;
 esac
 rm -rf "$tmp"
 echo "1..$n"
