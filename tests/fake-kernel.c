@@ -748,8 +748,11 @@ static int iommufd_ioctl(fk_obj *o, unsigned long request, void *arg)
         char link[256];
         if (!(m->flags & IOMMU_IOAS_MAP_FIXED_IOVA))
             return -EINVAL;
-        /* shmem or hugetlbfs only: a memfd */
-        if (REAL->fstat(m->fd, &st, NULL) < 0 || REAL->fd_path(m->fd, link, sizeof(link)) < 0)
+        /* shmem or hugetlbfs only: a memfd (as this fake shows fds; no call counted) */
+        pretend *p = find_pretend(m->fd);
+        if (p)
+            g_strlcpy(link, p->link, sizeof(link));
+        else if (REAL->fstat(m->fd, &st, NULL) < 0 || REAL->fd_path(m->fd, link, sizeof(link)) < 0)
             return -EBADF;
         if (!g_str_has_prefix(link, "/memfd:"))
             return -EINVAL;
