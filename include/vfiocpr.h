@@ -35,9 +35,11 @@ extern "C" {
 /* The state format this library writes. Readers accept every older format.
  * 1.0: fd registry. 1.1: VFIO type1 containers, groups, devices, DMA ranges
  * (required feature "vfio-type1" whenever a container exists). 1.2: interrupt
- * vectors (MSI messages, INTx GSI); optional: their eventfds are in the registry. */
+ * vectors (MSI messages, INTx GSI); optional: their eventfds are in the registry.
+ * 1.3: iommufd containers (IOAS), cdev devices and their mappings by file
+ * (required feature "iommufd" whenever one exists). */
 #define VFIOCPR_STATE_FORMAT_MAJOR 1
-#define VFIOCPR_STATE_FORMAT_MINOR 2
+#define VFIOCPR_STATE_FORMAT_MINOR 3
 
 #define VFIOCPR_ERROR (vfiocpr_error_quark())
 VFIOCPR_EXPORT GQuark vfiocpr_error_quark(void);
@@ -54,6 +56,8 @@ typedef enum {
     VFIOCPR_FD_VFIO_GROUP = 4,
     VFIOCPR_FD_VFIO_DEVICE = 5,
     VFIOCPR_FD_KVM = 6,         /* /dev/kvm or a KVM anon inode (VM, vCPU) */
+    VFIOCPR_FD_IOMMUFD = 7,     /* /dev/iommu (since 0.2) */
+    VFIOCPR_FD_VFIO_CDEV = 8,   /* a vfio device cdev, /dev/vfio/devices/vfioN (since 0.2) */
 } vfiocpr_fd_kind;
 
 /* Flags for vfiocpr_new(). */
@@ -164,6 +168,56 @@ VFIOCPR_EXPORT int vfiocpr_dma_unmap(vfiocpr_container *c, uint64_t iova, uint64
                                      GError **error);
 /* Explicitly closes the container and its group fds and forgets them. */
 VFIOCPR_EXPORT int vfiocpr_container_close(vfiocpr_container *c, GError **error);
+
+/* ------------------------------------------------------------------ IOMMU backends
+ * (since 0.2)
+ *
+ * A container is one IOMMU address space behind one of two backends:
+ *  - type1: the legacy VFIO container (/dev/vfio/vfio) and IOMMU groups. Across an
+ *    upgrade every DMA vaddr is invalidated (DMA to guest RAM blocks in the kernel
+ *    until the new image re-maps it at its new address).
+ *  - iommufd: /dev/iommu with one IOAS, devices through their vfio cdev
+ *    (/dev/vfio/devices/vfioN). Guest RAM is mapped by file (IOMMU_IOAS_MAP_FILE of
+ *    the registered memfd), so nothing is invalidated: device DMA never blocks. The
+ *    new image issues no BIND/ATTACH/ALLOC; vfiocpr_finish() moves the pinned-page
+ *    accounting to it with one IOMMU_IOAS_CHANGE_PROCESS per container. That needs
+ *    RLIMIT_MEMLOCK >= the pinned bytes or CAP_IPC_LOCK in the new image; on
+ *    -ENOMEM nothing changed, restart mode goes on and finish can be retried.
+ * The VMM's start-up code is the same for both, cold start and restart:
+ *     vfiocpr_container_open_backend(ctx, "c0", VFIOCPR_BACKEND_AUTO, &c, &err);
+ *     vfiocpr_device_attach(c, "0000:00:03.0", &dev, &err);
+ *     vfiocpr_dma_map(c, iova, size, vaddr, memfd, offset, flags, &err);
+ * In restart mode the backend is the one the state records (AUTO accepts it, an
+ * explicit other one is refused). vfiocpr_container_open() stays type1.
+ */
+typedef enum {
+    /* iommufd when /dev/iommu and vfio cdevs (/dev/vfio/devices) exist, else type1 */
+    VFIOCPR_BACKEND_AUTO = 0,
+    VFIOCPR_BACKEND_TYPE1 = 1,
+    VFIOCPR_BACKEND_IOMMUFD = 2,
+} vfiocpr_backend;
+
+VFIOCPR_EXPORT const char *vfiocpr_backend_to_string(vfiocpr_backend backend);
+/* Opens container `name` with backend (iommufd: opens /dev/iommu and allocates an
+ * IOAS), or in restart mode finds the preserved one. */
+VFIOCPR_EXPORT int vfiocpr_container_open_backend(vfiocpr *ctx, const char *name,
+                                                  vfiocpr_backend backend,
+                                                  vfiocpr_container **out, GError **error);
+/* The backend actually in use (never AUTO). */
+VFIOCPR_EXPORT vfiocpr_backend vfiocpr_container_backend(const vfiocpr_container *c);
+/* iommufd: the IOAS id (> 0); type1: -ENOTTY. */
+VFIOCPR_EXPORT int vfiocpr_container_ioas_id(const vfiocpr_container *c);
+/* Opens device `name` (PCI BDF or mdev UUID) into the container whatever the backend.
+ * type1: finds its IOMMU group in sysfs, adds the group if it is not attached yet,
+ * then VFIO_GROUP_GET_DEVICE_FD. iommufd: opens its cdev (sysfs DEVICE/vfio-dev/),
+ * VFIO_DEVICE_BIND_IOMMUFD, VFIO_DEVICE_ATTACH_IOMMUFD_PT to the IOAS. Restart: the
+ * preserved fd, none of these ioctls. Never resets the device. */
+VFIOCPR_EXPORT int vfiocpr_device_attach(vfiocpr_container *c, const char *name,
+                                         vfiocpr_device **out, GError **error);
+/* iommufd devices: the device id and the attached HWPT id from BIND/ATTACH (kept
+ * across upgrades); type1: -ENOTTY. */
+VFIOCPR_EXPORT int vfiocpr_device_iommufd_ids(const vfiocpr_device *d, uint32_t *devid,
+                                              uint32_t *hwpt_id);
 
 /* IOMMU group of a PCI device (BDF like "0000:00:03.0") or mdev (UUID), from sysfs. */
 VFIOCPR_EXPORT int vfiocpr_device_group_id(const char *name, GError **error);

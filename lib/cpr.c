@@ -33,6 +33,8 @@ static const char *const kind_names[] = {
     [VFIOCPR_FD_VFIO_GROUP] = "vfio-group",
     [VFIOCPR_FD_VFIO_DEVICE] = "vfio-device",
     [VFIOCPR_FD_KVM] = "kvm",
+    [VFIOCPR_FD_IOMMUFD] = "iommufd",
+    [VFIOCPR_FD_VFIO_CDEV] = "vfio-cdev",
 };
 
 VFIOCPR_EXPORT const char *vfiocpr_fd_kind_to_string(vfiocpr_fd_kind kind)
@@ -189,13 +191,14 @@ static GVariant *build_payload(vfiocpr *ctx)
     g_variant_dict_insert(&d, "writer-pid", "u", (guint32)getpid());
     g_variant_dict_insert(&d, "created-usec", "x", g_get_real_time());
     vfiocpr_fdreg_serialize(ctx->fdreg, &d);
-    /* A reader that ignored these sections would never re-map the preserved DMA
-     * ranges: DMA would block. Make older readers refuse instead. */
+    /* A reader that ignored the VFIO sections would never take the preserved DMA
+     * ranges over (type1: DMA would block): make older readers refuse instead. */
     {
-        const char *vfio[] = { VFIOCPR_FEATURE_VFIO_TYPE1, NULL };
-        bool has_vfio = vfiocpr_vfio_serialize(ctx, &d);
+        g_autoptr(GPtrArray) features = g_ptr_array_new();
+        vfiocpr_vfio_serialize(ctx, &d, features);
         g_variant_dict_insert_value(&d, "required-features",
-                                    g_variant_new_strv(has_vfio ? vfio : NULL, has_vfio ? 1 : 0));
+                                    g_variant_new_strv((const char *const *)features->pdata,
+                                                       features->len));
     }
     return g_variant_dict_end(&d);
 }
@@ -217,16 +220,17 @@ static void undo_detach_irqfds(vfiocpr *ctx, exec_op *op G_GNUC_UNUSED)
     vfiocpr_kvm_rollback(ctx);
 }
 
-/* From here until the new image re-maps, DMA to the ranges blocks in the kernel:
- * the blackout starts. Everything that can fail without side effects ran before. */
-static int phase_invalidate(vfiocpr *ctx, exec_op *op G_GNUC_UNUSED, GError **error)
+/* type1: from here until the new image re-maps, DMA to the ranges blocks in the
+ * kernel: the blackout starts (iommufd: nothing to do, DMA goes on). Everything
+ * that can fail without side effects ran before. */
+static int phase_prepare_dma(vfiocpr *ctx, exec_op *op G_GNUC_UNUSED, GError **error)
 {
-    return vfiocpr_vfio_invalidate(ctx, error);
+    return vfiocpr_vfio_prepare(ctx, error);
 }
 
-static void undo_invalidate(vfiocpr *ctx, exec_op *op G_GNUC_UNUSED)
+static void undo_prepare_dma(vfiocpr *ctx, exec_op *op G_GNUC_UNUSED)
 {
-    vfiocpr_vfio_revalidate(ctx);
+    vfiocpr_vfio_unprepare(ctx);
 }
 
 static int phase_write_state(vfiocpr *ctx, exec_op *op, GError **error)
@@ -298,7 +302,7 @@ static const struct {
 } exec_phases[] = {
     { "check", phase_check, NULL },
     { "detach KVM irqfds", phase_detach_irqfds, undo_detach_irqfds },
-    { "invalidate DMA vaddrs", phase_invalidate, undo_invalidate },
+    { "prepare DMA (type1: invalidate vaddrs)", phase_prepare_dma, undo_prepare_dma },
     { "write state", phase_write_state, undo_write_state },
     { "preserve fds", phase_preserve_fds, undo_preserve_fds },
     { "execve", phase_execve, NULL },

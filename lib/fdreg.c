@@ -129,7 +129,7 @@ int vfiocpr_fdreg_save(vfiocpr_fdreg *reg, const char *name, guint64 id, int fd,
 
     if (!name || !*name)
         return vfiocpr_fail(error, EINVAL, "fd registry: save: empty name");
-    if ((unsigned)kind > VFIOCPR_FD_KVM)
+    if ((unsigned)kind > VFIOCPR_FD_KIND_LAST)
         return vfiocpr_fail(error, EINVAL, "fd registry: save '%s'/%" G_GUINT64_FORMAT
                             ": unknown kind %d", name, id, (int)kind);
     if (fd < 0)
@@ -145,7 +145,7 @@ int vfiocpr_fdreg_save(vfiocpr_fdreg *reg, const char *name, guint64 id, int fd,
     if (r < 0)
         return vfiocpr_fail(error, r, "fd registry: save '%s'/%" G_GUINT64_FORMAT
                             ": fd %d is not open", name, id, fd);
-    if (found != kind)
+    if (!vfiocpr_kind_matches(kind, found))
         return vfiocpr_fail(error, EBADFD, "fd registry: save '%s'/%" G_GUINT64_FORMAT
                             ": fd %d is %s (%s), not %s", name, id, fd,
                             vfiocpr_fd_kind_to_string(found), desc,
@@ -184,7 +184,7 @@ static int claim(entry *e, GError **error)
             return vfiocpr_fail(error, r, "fd registry: find '%s'/%" G_GUINT64_FORMAT
                                 ": inherited fd %d is not open", e->name, e->id, e->fd);
         found = vfiocpr_kernel_kind_from_link(desc, &e->st);
-        if (found != e->kind)
+        if (!vfiocpr_kind_matches(e->kind, found))
             return vfiocpr_fail(error, EBADFD, "fd registry: find '%s'/%" G_GUINT64_FORMAT
                                 ": inherited fd %d is %s (%s), the state says %s", e->name,
                                 e->id, e->fd, vfiocpr_fd_kind_to_string(found), desc,
@@ -341,7 +341,7 @@ int vfiocpr_fdreg_deserialize(vfiocpr_fdreg *reg, GVariant *payload, GError **er
         e->id = w[i].id;
         e->fd = w[i].fd;
         /* A kind from a newer minor is checked by identity only, like OTHER. */
-        e->kind = w[i].kind <= VFIOCPR_FD_KVM ? (vfiocpr_fd_kind)w[i].kind : VFIOCPR_FD_OTHER;
+        e->kind = w[i].kind <= VFIOCPR_FD_KIND_LAST ? (vfiocpr_fd_kind)w[i].kind : VFIOCPR_FD_OTHER;
         e->st = (vfiocpr_fd_stat){ .dev = w[i].dev, .ino = w[i].ino, .rdev = w[i].rdev,
                                    .mode = w[i].mode };
         e->inherited = true;
@@ -373,7 +373,8 @@ int vfiocpr_fdreg_validate(vfiocpr_fdreg *reg, int state_fd, GError **error)
             return vfiocpr_fail(error, EBADFD, "state: fd registry: '%s'/%" G_GUINT64_FORMAT
                                 ": fd %d recorded as memfd but is not a regular file",
                                 e->name, e->id, e->fd);
-        if ((e->kind == VFIOCPR_FD_VFIO_CONTAINER || e->kind == VFIOCPR_FD_VFIO_GROUP) &&
+        if ((e->kind == VFIOCPR_FD_VFIO_CONTAINER || e->kind == VFIOCPR_FD_VFIO_GROUP ||
+             e->kind == VFIOCPR_FD_IOMMUFD || e->kind == VFIOCPR_FD_VFIO_CDEV) &&
             !S_ISCHR(e->st.mode))
             return vfiocpr_fail(error, EBADFD, "state: fd registry: '%s'/%" G_GUINT64_FORMAT
                                 ": fd %d recorded as %s but is not a character device",
@@ -493,13 +494,13 @@ guint vfiocpr_fdreg_finish(vfiocpr_fdreg *reg, GPtrArray *out)
 void vfiocpr_fdreg_describe(vfiocpr_fdreg *reg, GString *out)
 {
     g_autoptr(GPtrArray) all = sorted(reg);
-    guint per_kind[VFIOCPR_FD_KVM + 1] = { 0 };
+    guint per_kind[VFIOCPR_FD_KIND_LAST + 1] = { 0 };
     bool first = true;
 
     for (guint i = 0; i < all->len; i++)
         per_kind[((entry *)all->pdata[i])->kind]++;
     g_string_append_printf(out, "fds: %u", all->len);
-    for (int k = 0; k <= VFIOCPR_FD_KVM; k++)
+    for (int k = 0; k <= VFIOCPR_FD_KIND_LAST; k++)
         if (per_kind[k]) {
             g_string_append_printf(out, "%s%s %u", first ? " (" : ", ",
                                    vfiocpr_fd_kind_to_string(k), per_kind[k]);

@@ -6,6 +6,7 @@
  */
 #include "config.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -225,6 +226,23 @@ static off_t real_lseek(int fd, off_t off)
     return r < 0 ? -errno : r;
 }
 
+static int real_dir_entry(const char *path, const char *prefix, char *buf, size_t len)
+{
+    DIR *dir = opendir(path);
+    struct dirent *de;
+    int r = -ENOENT;
+
+    if (!dir)
+        return -errno;
+    while ((de = readdir(dir)))
+        if (g_str_has_prefix(de->d_name, prefix)) {
+            r = g_strlcpy(buf, de->d_name, len) < len ? 0 : -ENAMETOOLONG;
+            break;
+        }
+    closedir(dir);
+    return r;
+}
+
 static const vfiocpr_kernel_ops real_ops = {
     .memfd_create = real_memfd_create,
     .pwrite = real_pwrite,
@@ -249,6 +267,7 @@ static const vfiocpr_kernel_ops real_ops = {
     .read = real_read,
     .write = real_write,
     .lseek = real_lseek,
+    .dir_entry = real_dir_entry,
 };
 
 const vfiocpr_kernel_ops *vfiocpr_kernel = &real_ops;
@@ -273,6 +292,11 @@ bool vfiocpr_kind_shares_inode(vfiocpr_fd_kind kind)
            kind == VFIOCPR_FD_KVM;
 }
 
+bool vfiocpr_kind_matches(vfiocpr_fd_kind want, vfiocpr_fd_kind found)
+{
+    return want == found || (want == VFIOCPR_FD_VFIO_DEVICE && found == VFIOCPR_FD_VFIO_CDEV);
+}
+
 vfiocpr_fd_kind vfiocpr_kernel_kind_from_link(const char *link, const vfiocpr_fd_stat *st)
 {
     if (S_ISREG(st->mode))
@@ -283,7 +307,9 @@ vfiocpr_fd_kind vfiocpr_kernel_kind_from_link(const char *link, const vfiocpr_fd
         if (major(st->rdev) == MISC_MAJOR_NR && minor(st->rdev) == KVM_MINOR_NR)
             return VFIOCPR_FD_KVM;
         if (g_str_has_prefix(link, "/dev/vfio/devices/"))
-            return VFIOCPR_FD_VFIO_DEVICE;
+            return VFIOCPR_FD_VFIO_CDEV;
+        if (strcmp(link, "/dev/iommu") == 0)
+            return VFIOCPR_FD_IOMMUFD;
         if (g_str_has_prefix(link, "/dev/vfio/"))
             return VFIOCPR_FD_VFIO_GROUP;
         return VFIOCPR_FD_OTHER;

@@ -33,9 +33,18 @@ typedef struct {
     bool mdev;
     int fd;        /* open group fd, -1 if closed (groups are single-open) */
     int container; /* container fd, -1 if none */
+    int bound;     /* iommufd fd the device's cdev is bound to, -1 if none */
 } fk_group;
 
-enum { FK_CONTAINER = 1, FK_GROUP, FK_DEVICE, FK_KVM, FK_VM };
+enum { FK_CONTAINER = 1, FK_GROUP, FK_DEVICE, FK_KVM, FK_VM, FK_IOMMUFD };
+
+/* ---- iommufd model ---- */
+typedef struct {
+    guint32 ioas;
+    guint64 iova, length;
+    bool by_file;
+    unsigned gen; /* the process its pins are charged to */
+} fk_iomap;
 
 #define FK_N_IRQ 5
 
@@ -52,6 +61,12 @@ typedef struct {
     GHashTable *irqfds;    /* VMs: eventfd -> gsi + 1 */
     unsigned routings;     /* VMs: KVM_SET_GSI_ROUTING calls */
     unsigned last_routes;  /* VMs: entries in the last one */
+    bool cdev;             /* devices: opened as /dev/vfio/devices/vfioN */
+    int bound_to;          /* cdevs: iommufd fd after BIND, else -1 */
+    guint32 devid, pt;     /* cdevs: from BIND and ATTACH */
+    GArray *iomaps;        /* iommufd: fk_iomap */
+    guint32 next_id;       /* iommufd: object ids */
+    GHashTable *ioas;      /* iommufd: IOAS ids */
 } fk_obj;
 
 static struct {
@@ -78,6 +93,9 @@ static struct {
     bool msix_noresize;
     unsigned irq_rerequests; /* SET_IRQS that hit an already live vector */
     bool fake_kvm;
+    bool iommufd;              /* /dev/iommu and the cdevs exist */
+    bool no_change_process;    /* a kernel before 6.14 */
+    unsigned gen;              /* the current process, for iommufd pin accounting */
     /* migration model */
     guint32 mig_flags;
     GByteArray *mig_blob;      /* what STOP_COPY produces; RESUMING must get exactly this */
@@ -98,7 +116,8 @@ typedef struct {
 static const char *const names[] = {
     "memfd_create", "pwrite", "pread", "fstat", "fd_path", "get_cloexec", "set_cloexec",
     "cloexec_range", "get_seals", "add_seals", "close", "execve", "ioctl", "open", "readlink",
-    "mmap", "munmap", "memlock", "eventfd", "readable", "read", "write", "lseek", "any",
+    "mmap", "munmap", "memlock", "eventfd", "readable", "read", "write", "lseek", "dir_entry",
+    "any",
 };
 
 const char *fake_kernel_op_name(fk_op op)
@@ -231,6 +250,16 @@ static void obj_closed(int fd)
     }
     if (o->type == FK_DEVICE)
         fk.device_closes++; /* the real kernel resets the device here */
+    if (o->type == FK_DEVICE && o->cdev && o->bound_to >= 0 && o->group)
+        o->group->bound = -1;
+    if (o->type == FK_IOMMUFD) {
+        /* the last close of the iommufd unpins everything of this process */
+        for (guint i = 0; i < o->iomaps->len; i++) {
+            fk_iomap *m = &g_array_index(o->iomaps, fk_iomap, i);
+            if (m->gen == fk.gen)
+                fk.locked -= m->length;
+        }
+    }
     g_hash_table_remove(fk.objs, GINT_TO_POINTER(fd));
 }
 
@@ -285,6 +314,12 @@ static int new_object(const char *link, guint32 mode, guint64 rdev, int type, fk
     o->unmask_fd = -1;
     o->mig_state = 2; /* RUNNING */
     o->data_fd = -1;
+    o->bound_to = -1;
+    if (type == FK_IOMMUFD) {
+        o->iomaps = g_array_new(FALSE, TRUE, sizeof(fk_iomap));
+        o->ioas = g_hash_table_new(g_direct_hash, g_direct_equal);
+        o->next_id = 1;
+    }
     if (type == FK_CONTAINER) {
         o->dmas = g_array_new(FALSE, TRUE, sizeof(fk_dma));
         o->by_iova = g_hash_table_new_full(g_int64_hash, g_int64_equal, g_free, NULL);
@@ -302,6 +337,10 @@ static void free_obj(gpointer p)
     }
     if (o->irqfds)
         g_hash_table_destroy(o->irqfds);
+    if (o->iomaps) {
+        g_array_unref(o->iomaps);
+        g_hash_table_destroy(o->ioas);
+    }
     g_free(o);
 }
 
@@ -669,6 +708,120 @@ static int kvm_ioctl(int fd, fk_obj *o, unsigned long request, void *arg)
     return -ENOTTY;
 }
 
+static int iomap_add(fk_obj *o, guint32 ioas, guint64 iova, guint64 length, bool by_file)
+{
+    if (!g_hash_table_contains(o->ioas, GUINT_TO_POINTER(ioas)) || !length ||
+        iova + length < iova)
+        return -EINVAL;
+    for (guint i = 0; i < o->iomaps->len; i++) {
+        fk_iomap *m = &g_array_index(o->iomaps, fk_iomap, i);
+        if (m->ioas == ioas && iova < m->iova + m->length && m->iova < iova + length)
+            return -EEXIST;
+    }
+    if (fk.locked + length > fk.locked_limit)
+        return -ENOMEM;
+    fk.locked += length;
+    g_array_append_val(o->iomaps, ((fk_iomap){ ioas, iova, length, by_file, fk.gen }));
+    return 0;
+}
+
+static int iommufd_ioctl(fk_obj *o, unsigned long request, void *arg)
+{
+    switch (request) {
+    case IOMMU_IOAS_ALLOC: {
+        struct iommu_ioas_alloc *a = arg;
+        if (a->size < sizeof(*a) || a->flags)
+            return -EINVAL;
+        a->out_ioas_id = o->next_id++;
+        g_hash_table_add(o->ioas, GUINT_TO_POINTER(a->out_ioas_id));
+        return 0;
+    }
+    case IOMMU_IOAS_MAP: {
+        struct iommu_ioas_map *m = arg;
+        if (!(m->flags & IOMMU_IOAS_MAP_FIXED_IOVA) || !m->user_va)
+            return -EINVAL; /* the model only knows the form the library uses */
+        return iomap_add(o, m->ioas_id, m->iova, m->length, false);
+    }
+    case IOMMU_IOAS_MAP_FILE: {
+        struct iommu_ioas_map_file *m = arg;
+        vfiocpr_fd_stat st;
+        char link[256];
+        if (!(m->flags & IOMMU_IOAS_MAP_FIXED_IOVA))
+            return -EINVAL;
+        /* shmem or hugetlbfs only: a memfd (as this fake shows fds; no call counted) */
+        pretend *p = find_pretend(m->fd);
+        if (p)
+            g_strlcpy(link, p->link, sizeof(link));
+        else if (REAL->fstat(m->fd, &st, NULL) < 0 || REAL->fd_path(m->fd, link, sizeof(link)) < 0)
+            return -EBADF;
+        if (!g_str_has_prefix(link, "/memfd:"))
+            return -EINVAL;
+        return iomap_add(o, m->ioas_id, m->iova, m->length, true);
+    }
+    case IOMMU_IOAS_UNMAP: {
+        struct iommu_ioas_unmap *u = arg;
+        for (guint i = 0; i < o->iomaps->len; i++) {
+            fk_iomap *m = &g_array_index(o->iomaps, fk_iomap, i);
+            if (m->ioas == u->ioas_id && m->iova == u->iova && m->length == u->length) {
+                if (m->gen == fk.gen)
+                    fk.locked -= m->length;
+                g_array_remove_index_fast(o->iomaps, i);
+                return 0;
+            }
+        }
+        return -ENOENT;
+    }
+    case IOMMU_IOAS_CHANGE_PROCESS: {
+        guint64 move = 0;
+        if (fk.no_change_process)
+            return -ENOTTY;
+        for (guint i = 0; i < o->iomaps->len; i++) {
+            fk_iomap *m = &g_array_index(o->iomaps, fk_iomap, i);
+            if (!m->by_file)
+                return -EINVAL;
+            if (m->gen != fk.gen)
+                move += m->length;
+        }
+        /* all or nothing */
+        if (fk.locked + move > fk.locked_limit)
+            return -ENOMEM;
+        fk.locked += move;
+        for (guint i = 0; i < o->iomaps->len; i++)
+            g_array_index(o->iomaps, fk_iomap, i).gen = fk.gen;
+        return 0;
+    }
+    }
+    return -ENOTTY;
+}
+
+static int cdev_ioctl(fk_obj *o, unsigned long request, void *arg)
+{
+    switch (request) {
+    case VFIO_DEVICE_BIND_IOMMUFD: {
+        struct vfio_device_bind_iommufd *b = arg;
+        fk_obj *ictx = obj(b->iommufd, FK_IOMMUFD);
+        if (!ictx)
+            return -EBADF;
+        if (o->bound_to >= 0 || o->group->bound >= 0)
+            return -EINVAL; /* a cdev is bound once */
+        o->bound_to = b->iommufd;
+        o->group->bound = b->iommufd;
+        o->devid = b->out_devid = ictx->next_id++;
+        return 0;
+    }
+    case VFIO_DEVICE_ATTACH_IOMMUFD_PT: {
+        struct vfio_device_attach_iommufd_pt *a = arg;
+        fk_obj *ictx = o->bound_to >= 0 ? obj(o->bound_to, FK_IOMMUFD) : NULL;
+        if (!ictx || !g_hash_table_contains(ictx->ioas, GUINT_TO_POINTER(a->pt_id)))
+            return -EINVAL;
+        o->pt = a->pt_id = ictx->next_id++; /* the automatic HWPT */
+        return 0;
+    }
+    }
+    /* until bound, the device refuses everything (vfio_device_fops) */
+    return o->bound_to >= 0 ? device_ioctl(o, request, arg) : -EINVAL;
+}
+
 static int f_ioctl(int fd, unsigned long request, void *arg)
 {
     gpointer n;
@@ -697,7 +850,9 @@ static int f_ioctl(int fd, unsigned long request, void *arg)
     case FK_GROUP:
         return group_ioctl(o, request, arg);
     case FK_DEVICE:
-        return device_ioctl(o, request, arg);
+        return o->cdev ? cdev_ioctl(o, request, arg) : device_ioctl(o, request, arg);
+    case FK_IOMMUFD:
+        return iommufd_ioctl(o, request, arg);
     default:
         return kvm_ioctl(fd, o, request, arg);
     }
@@ -713,6 +868,31 @@ static int f_open(const char *path, int flags)
         return new_object(path, S_IFCHR | 0666, makedev(10, 232), FK_KVM, NULL);
     if (strcmp(path, "/dev/vfio/vfio") == 0)
         return new_object(path, S_IFCHR | 0666, makedev(10, 196), FK_CONTAINER, NULL);
+    if (strcmp(path, "/dev/iommu") == 0)
+        return fk.iommufd ? new_object(path, S_IFCHR | 0660, makedev(10, 257), FK_IOMMUFD, NULL)
+                          : -ENOENT;
+    if (strcmp(path, "/dev/vfio/devices") == 0)
+        return fk.iommufd ? REAL->open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -ENOENT;
+    if (g_str_has_prefix(path, "/dev/vfio/devices/vfio")) {
+        fk_group *g;
+        fk_obj *o;
+        pretend *p;
+        int fd;
+        id = (int)strtol(path + strlen("/dev/vfio/devices/vfio"), &end, 10);
+        g = *end || !fk.iommufd ? NULL : g_hash_table_lookup(fk.groups, GINT_TO_POINTER(id));
+        if (!g)
+            return -ENOENT;
+        fd = new_object(path, 0, 0, FK_DEVICE, g);
+        if (fd < 0)
+            return fd;
+        o = obj(fd, FK_DEVICE);
+        o->cdev = true;
+        /* a real character device: its own inode and rdev, unlike a group's device fd */
+        p = find_pretend(fd);
+        p->st = (vfiocpr_fd_stat){ .dev = 5, .ino = ++fk.next_ino, .rdev = makedev(235, (unsigned)id),
+                                   .mode = S_IFCHR | 0600 };
+        return fd;
+    }
     if (g_str_has_prefix(path, "/dev/vfio/")) {
         fk_group *g;
         id = (int)strtol(path + strlen("/dev/vfio/"), &end, 10);
@@ -746,11 +926,34 @@ static int f_readlink(const char *path, char *buf, size_t len)
     return REAL->readlink(path, buf, len);
 }
 
+static int f_dir_entry(const char *dir, const char *prefix, char *buf, size_t len)
+{
+    GHashTableIter it;
+    gpointer v;
+
+    ENTER(FK_DIR_ENTRY);
+    g_hash_table_iter_init(&it, fk.groups);
+    while (fk.iommufd && g_hash_table_iter_next(&it, NULL, &v)) {
+        fk_group *g = v;
+        g_autofree char *d = g_strdup_printf("/sys/bus/%s/devices/%s/vfio-dev",
+                                             g->mdev ? "mdev" : "pci", g->device);
+        g_autofree char *name = g_strdup_printf("vfio%d", g->id);
+        if (strcmp(dir, d) == 0 && g_str_has_prefix(name, prefix))
+            return g_strlcpy(buf, name, len) < len ? 0 : -ENAMETOOLONG;
+    }
+    if (g_str_has_prefix(dir, "/sys/"))
+        return -ENOENT;
+    return REAL->dir_entry(dir, prefix, buf, len);
+}
+
 static int f_mmap(int fd, size_t len, int prot, off_t off, void **addr)
 {
     ENTER(FK_MMAP);
     if (obj(fd, FK_DEVICE)) {
-        void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        void *p;
+        if (obj(fd, FK_DEVICE)->cdev && obj(fd, FK_DEVICE)->bound_to < 0)
+            return -EINVAL;
+        p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
         if (p == MAP_FAILED)
             return -errno;
         *addr = p;
@@ -848,6 +1051,7 @@ static const vfiocpr_kernel_ops fake_ops = {
     .read = f_read,
     .write = f_write,
     .lseek = f_lseek,
+    .dir_entry = f_dir_entry,
 };
 
 static void free_pretend(gpointer p)
@@ -915,6 +1119,7 @@ void fake_vfio_add_group(int id, const char *device, bool mdev)
     g->mdev = mdev;
     g->fd = -1;
     g->container = -1;
+    g->bound = -1;
     g_hash_table_insert(fk.groups, GINT_TO_POINTER(id), g);
 }
 
@@ -956,6 +1161,7 @@ unsigned fake_vfio_dma_count(int container_fd)
 
 void fake_vfio_new_process(guint64 locked_limit)
 {
+    fk.gen++;
     fk.locked = 0;
     fk.locked_limit = locked_limit;
 }
@@ -1154,4 +1360,58 @@ const GArray *fake_mig_arcs(void)
 void fake_mig_clear_arcs(void)
 {
     g_array_set_size(fk.arcs, 0);
+}
+
+void fake_iommufd_enable(bool change_process)
+{
+    fk.iommufd = true;
+    fk.no_change_process = !change_process;
+}
+
+guint64 fake_kernel_locked(void)
+{
+    return fk.locked;
+}
+
+void fake_kernel_set_locked_limit(guint64 limit)
+{
+    fk.locked_limit = limit;
+}
+
+unsigned fake_iommufd_maps(int iommufd_fd, guint64 *pinned_here)
+{
+    fk_obj *o = obj(iommufd_fd, FK_IOMMUFD);
+    guint64 here = 0;
+    if (!o)
+        return 0;
+    for (guint i = 0; i < o->iomaps->len; i++)
+        if (g_array_index(o->iomaps, fk_iomap, i).gen == fk.gen)
+            here += g_array_index(o->iomaps, fk_iomap, i).length;
+    if (pinned_here)
+        *pinned_here = here;
+    return o->iomaps->len;
+}
+
+bool fake_iommufd_mapped(int iommufd_fd, guint64 iova, bool *by_file)
+{
+    fk_obj *o = obj(iommufd_fd, FK_IOMMUFD);
+    for (guint i = 0; o && i < o->iomaps->len; i++)
+        if (g_array_index(o->iomaps, fk_iomap, i).iova == iova) {
+            if (by_file)
+                *by_file = g_array_index(o->iomaps, fk_iomap, i).by_file;
+            return true;
+        }
+    return false;
+}
+
+int fake_iommufd_cdev_binding(int cdev_fd, guint32 *devid, guint32 *pt)
+{
+    fk_obj *o = obj(cdev_fd, FK_DEVICE);
+    if (!o || !o->cdev)
+        return -ENOENT;
+    if (devid)
+        *devid = o->devid;
+    if (pt)
+        *pt = o->pt;
+    return o->bound_to;
 }

@@ -103,4 +103,25 @@ static inline vfiocpr *golden_v12_cold_start(void)
     return golden_cold_start(true);
 }
 
+/* Format 1.3 (tests/data/state-v1.3.bin): the 1.2 VMM plus an iommufd container
+ * "i0" (IOAS 1) with device 0000:00:04.0 through its cdev (devid 2, HWPT 3) and one
+ * range mapped by file: 0x100000-0x1fffff from the guest RAM memfd at offset 0. */
+static inline vfiocpr *golden_v13_cold_start(void)
+{
+    g_autoptr(GError) err = NULL;
+    g_autoptr(vfiocpr_container) i = NULL;
+    g_autoptr(vfiocpr_device) dev = NULL;
+    vfiocpr *ctx;
+
+    fake_iommufd_enable(true);
+    fake_vfio_add_group(13, "0000:00:04.0", false);
+    ctx = golden_cold_start(true);
+    if (vfiocpr_container_open_backend(ctx, "i0", VFIOCPR_BACKEND_IOMMUFD, &i, &err) < 0 ||
+        vfiocpr_device_attach(i, "0000:00:04.0", &dev, &err) < 0 ||
+        vfiocpr_dma_map(i, 0x100000, 0x100000, (void *)0x7f0000800000ull, GOLDEN_V11_RAM_FD, 0,
+                        VFIOCPR_DMA_READ | VFIOCPR_DMA_WRITE, &err) < 0)
+        g_error("golden iommufd: %s", err->message);
+    return ctx;
+}
+
 #endif
