@@ -34,7 +34,8 @@ run() {
     echo "# scenario-end $name rc=$rc"
 }
 run smoke /bin/guest-smoke
-for s in edu-msi edu-intx edu-negative rollback group-busy nvme nvme-negative; do
+for s in edu-msi edu-intx edu-negative rollback group-busy nvme nvme-negative two-ioas \
+         exec-window exec-window-negative nvme-busy; do
     run "$s" /bin/guest-cpr "$s"
 done
 for s in msix-count msix-negative; do
@@ -44,6 +45,12 @@ run minivmm /bin/minivmm-suite.sh edu 20
 run cycles /bin/guest-cpr cycles "$cycles"
 if [ "$iommufd" = 1 ]; then
     run iommufd-smoke /bin/guest-iommufd-smoke
+    # the same scenario code on the other backend, plus what only iommufd has
+    for s in edu-msi edu-intx edu-negative rollback nvme nvme-negative two-ioas exec-window \
+             exec-window-negative nvme-busy pin uva-refused; do
+        run "iommufd-$s" /bin/guest-cpr --backend=iommufd "$s"
+    done
+    run iommufd-cycles /bin/guest-cpr --backend=iommufd cycles "$cycles"
 fi
 if [ "$mig" = 1 ]; then
     run mig-smoke /bin/guest-mig-smoke
