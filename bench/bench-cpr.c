@@ -6,12 +6,18 @@
  *
  *   bench-cpr                 fake kernel: the library's own cost (ioctls ~free)
  *   bench-cpr --device BDF    real kernel (in the guest), device bound to vfio-pci
+ *   --backend iommufd         either of them on the iommufd backend (the real kernel:
+ *                             run-guest.sh --kernel iommufd)
  *
  * prepare = everything vfiocpr_exec() does before execve with DMA live: blockers,
  *           one UNMAP_DMA(VADDR|ALL) per container, state written and sealed, fds
  *           made inheritable. Floor: the one UNMAP_DMA ioctl.
  * restore = what the new image does: vfiocpr_new() + open container/group/device +
  *           N vfiocpr_dma_map() + vfiocpr_finish(). Floor: N MAP_DMA(VADDR) ioctls.
+ * iommufd: nothing is invalidated, so prepare has no DMA ioctl at all (its floor is
+ *           empty: no ratio), and restore re-maps nothing: its floor is the one
+ *           IOMMU_IOAS_CHANGE_PROCESS that vfiocpr_finish() issues (here in the same
+ *           process, where the kernel finds nothing to move).
  * Both run in this process: execve is replaced by a hook that stops the clock and
  * reports success, leaving vaddrs invalid and fds inheritable as a real exec does;
  * the restart path then runs against the preserved kernel objects.
@@ -29,11 +35,13 @@
 #include <string.h>
 
 #include "../tests/fake-kernel.h"
+#include "vfio-compat.h"
 
 #define PAGE 4096ull
 #define IOVA0 0x100000ull
 
 static bool real;
+static bool iommufd;
 static const char *bdf = "0000:00:03.0";
 static int group_id = 12;
 
@@ -109,10 +117,15 @@ static void vmm_start(vmm *m, unsigned n)
     m->va = mmap(NULL, n * PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, m->ram, 0);
     if (m->va == MAP_FAILED)
         die(NULL, "mmap");
-    if (vfiocpr_container_open(m->ctx, "c0", &m->c, &err) < 0 ||
-        vfiocpr_container_add_group(m->c, group_id, &err) < 0 ||
-        vfiocpr_device_open(m->c, group_id, bdf, &m->d, &err) < 0)
+    if (iommufd) {
+        if (vfiocpr_container_open_backend(m->ctx, "c0", VFIOCPR_BACKEND_IOMMUFD, &m->c, &err) < 0 ||
+            vfiocpr_device_attach(m->c, bdf, &m->d, &err) < 0)
+            die(err, "open (iommufd)");
+    } else if (vfiocpr_container_open(m->ctx, "c0", &m->c, &err) < 0 ||
+               vfiocpr_container_add_group(m->c, group_id, &err) < 0 ||
+               vfiocpr_device_open(m->c, group_id, bdf, &m->d, &err) < 0) {
         die(err, "open");
+    }
     for (unsigned i = 0; i < n; i++)
         if (vfiocpr_dma_map(m->c, IOVA0 + i * PAGE, PAGE, m->va + i * PAGE, m->ram, i * PAGE, 3,
                             &err) < 0)
@@ -151,6 +164,8 @@ static void run(unsigned n, result *res)
 
     if (!real) {
         fake_kernel_reset();
+        if (iommufd)
+            fake_iommufd_enable(true);
         fake_vfio_add_group(group_id, bdf, false);
         fake_kernel_set_memlock(G_MAXUINT64, true);
         install();
@@ -160,13 +175,22 @@ static void run(unsigned n, result *res)
     cfd = vfiocpr_container_fd(m.c);
 
     /* the floor: the same kernel work with nothing around it */
-    t = now_us();
-    if (base->ioctl(cfd, VFIO_IOMMU_UNMAP_DMA, &un) < 0)
-        die(NULL, "raw UNMAP_DMA(VADDR|ALL)");
-    res->raw_prep = now_us() - t;
-    t = now_us();
-    raw_remap(cfd, m.va, n);
-    res->raw_rest = now_us() - t;
+    if (iommufd) {
+        struct iommu_ioas_change_process cp = { .size = sizeof(cp) };
+        res->raw_prep = 0; /* nothing to invalidate */
+        t = now_us();
+        if (base->ioctl(cfd, IOMMU_IOAS_CHANGE_PROCESS, &cp) < 0)
+            die(NULL, "raw IOMMU_IOAS_CHANGE_PROCESS");
+        res->raw_rest = now_us() - t;
+    } else {
+        t = now_us();
+        if (base->ioctl(cfd, VFIO_IOMMU_UNMAP_DMA, &un) < 0)
+            die(NULL, "raw UNMAP_DMA(VADDR|ALL)");
+        res->raw_prep = now_us() - t;
+        t = now_us();
+        raw_remap(cfd, m.va, n);
+        res->raw_rest = now_us() - t;
+    }
 
     /* the library: prepare up to execve... */
     n_ioctl = 0;
@@ -210,6 +234,7 @@ static int cmp_double(const void *a, const void *b)
 int main(int argc, char **argv)
 {
     const unsigned sizes[] = { 1, 100, 10000 };
+    unsigned io_prep0 = 0, io_rest0 = 0;
     bool ok = true;
 
     for (int i = 1; i < argc; i++) {
@@ -220,15 +245,19 @@ int main(int argc, char **argv)
             group_id = vfiocpr_device_group_id(bdf, &err);
             if (group_id < 0)
                 die(err, "group");
+        } else if (strcmp(argv[i], "--backend") == 0 && i + 1 < argc &&
+                   (strcmp(argv[i + 1], "iommufd") == 0 || strcmp(argv[i + 1], "type1") == 0)) {
+            iommufd = strcmp(argv[++i], "iommufd") == 0;
         } else {
-            fprintf(stderr, "usage: %s [--device BDF]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--device BDF] [--backend type1|iommufd]\n", argv[0]);
             return 2;
         }
     }
     if (real)
         install();
-    printf("libvfiocpr %s: DMA prepare + restore, library vs raw ioctl floor (%s kernel%s%s)\n",
-           PACKAGE_VERSION, real ? "real" : "fake", real ? ", device " : "", real ? bdf : "");
+    printf("libvfiocpr %s: DMA prepare + restore, library vs raw ioctl floor (%s kernel, %s%s%s)\n",
+           PACKAGE_VERSION, real ? "real" : "fake", iommufd ? "iommufd" : "type1",
+           real ? ", device " : "", real ? bdf : "");
     printf("median of 5 runs; times in microseconds\n");
     printf("%8s %12s %12s %8s %12s %12s %8s %9s %9s\n", "mappings", "lib prep", "raw prep",
            "ratio", "lib restore", "raw restore", "ratio", "ioctl/prep", "ioctl/rest");
@@ -246,16 +275,33 @@ int main(int argc, char **argv)
         qsort(rp, 5, sizeof(double), cmp_double);
         qsort(lr, 5, sizeof(double), cmp_double);
         qsort(rr, 5, sizeof(double), cmp_double);
-        printf("%8u %12.1f %12.1f %8.2f %12.1f %12.1f %8.2f %9u %9u\n", sizes[s], lp[2], rp[2],
-               lp[2] / rp[2], lr[2], rr[2], lr[2] / rr[2], r.io_prep, r.io_rest);
+        if (iommufd)
+            printf("%8u %12.1f %12s %8s %12.1f %12.1f %8.2f %9u %9u\n", sizes[s], lp[2], "none",
+                   "-", lr[2], rr[2], lr[2] / rr[2], r.io_prep, r.io_rest);
+        else
+            printf("%8u %12.1f %12.1f %8.2f %12.1f %12.1f %8.2f %9u %9u\n", sizes[s], lp[2],
+                   rp[2], lp[2] / rp[2], lr[2], rr[2], lr[2] / rr[2], r.io_prep, r.io_rest);
         tot_lib = lp[2] + lr[2];
         tot_raw = rp[2] + rr[2];
         printf("%8s prepare+restore: library %.1f us, floor %.1f us, ratio %.3f\n", "", tot_lib,
                tot_raw, tot_lib / tot_raw);
-        /* one DMA ioctl per container in prepare, whatever the mapping count */
-        ok &= r.io_prep == 3; /* 2 extension probes + 1 UNMAP_DMA(VADDR|ALL) */
+        if (iommufd) {
+            /* neither side may grow with the mapping count: no per-range ioctl at all */
+            if (s == 0) {
+                io_prep0 = r.io_prep;
+                io_rest0 = r.io_rest;
+            }
+            ok &= r.io_prep == io_prep0 && r.io_rest == io_rest0;
+        } else {
+            /* one DMA ioctl per container in prepare, whatever the mapping count */
+            ok &= r.io_prep == 3; /* 2 extension probes + 1 UNMAP_DMA(VADDR|ALL) */
+        }
     }
-    printf("prepare issues %s DMA ioctl per container (plus 2 extension probes) at every size\n",
-           ok ? "one" : "NOT one");
+    if (iommufd)
+        printf("prepare issues %u and restore %u ioctls at every size: %s\n", io_prep0, io_rest0,
+               ok ? "none per mapping" : "NOT constant");
+    else
+        printf("prepare issues %s DMA ioctl per container (plus 2 extension probes) at every "
+               "size\n", ok ? "one" : "NOT one");
     return ok ? 0 : 1;
 }
