@@ -50,6 +50,9 @@ if [ "$iommufd" = 1 ]; then
              exec-window-negative nvme-busy pin uva-refused; do
         run "iommufd-$s" /bin/guest-cpr --backend=iommufd "$s"
     done
+    for s in msix-count msix-negative; do
+        run "iommufd-$s" /bin/guest-irq --backend=iommufd "$s"
+    done
     run iommufd-cycles /bin/guest-cpr --backend=iommufd cycles "$cycles"
 fi
 if [ "$mig" = 1 ]; then
