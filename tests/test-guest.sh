@@ -21,27 +21,32 @@ builddir=${top_builddir:-.}/tests/guest
 kernels=${VFIOCPR_GUEST_KERNELS:-6.1 7.3 iommufd}
 cycles=${VFIOCPR_GUEST_CYCLES:-100}
 mig_kernel=${VFIOCPR_GUEST_MIG_KERNEL-6.12}
+# devices KERNEL: what the boot of KERNEL has (the iommufd kernel has mtty built in)
+devices() {
+    case $1 in
+    iommufd*) echo edu nvme e1000e mtty ;;
+    *) echo edu nvme e1000e ;;
+    esac
+}
 if [ "${1:-}" = --prepare ]; then
+    # run-guest.sh itself gets each kernel, so the modules and mtty.ko are the ones
+    # the boot will ask for
     rc=0
-    for k in $kernels; do
-        start=$(date +%s)
+    for k in $kernels ${mig_kernel:+"$mig_kernel:mtty"}; do
+        devs=""
         case $k in
-        iommufd) d=$(bash "$srcdir/build-kernel.sh") ;;
-        iommufd-*) d=$(bash "$srcdir/build-kernel.sh" "${k#iommufd-}") ;;
-        *) d=$(bash "$srcdir/fetch-kernel.sh" "$k") ;;
-        esac || { echo "test-guest: cannot get kernel $k" >&2; rc=1; continue; }
-        echo "kernel $k: $d ($(( $(date +%s) - start )) s)"
-    done
-    if [ -n "$mig_kernel" ]; then
+        *:mtty) k=${k%:mtty}; devs="--device mtty" ;;
+        *) for d in $(devices "$k"); do devs="$devs --device $d"; done ;;
+        esac
         start=$(date +%s)
-        if d=$(bash "$srcdir/fetch-kernel.sh" "$mig_kernel" mdev) &&
-           m=$(bash "$srcdir/build-mtty.sh" "$d"); then
-            echo "kernel $mig_kernel + mdev: $d, $m ($(( $(date +%s) - start )) s)"
+        # shellcheck disable=SC2086
+        if d=$(bash "$srcdir/run-guest.sh" --kernel "$k" $devs --prepare); then
+            echo "kernel $k ($devs ): $d, $(( $(date +%s) - start )) s"
         else
-            echo "test-guest: cannot get kernel $mig_kernel with mdev and mtty.ko" >&2
+            echo "test-guest: cannot get kernel $k ($devs )" >&2
             rc=1
         fi
-    fi
+    done
     exit $rc
 fi
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/vfiocpr-guest.XXXXXX")
@@ -95,9 +100,11 @@ boot() {
 }
 for k in $kernels; do
     case $k in
-    iommufd*) boot "$k" "guest-suite.sh iommufd mig" edu nvme e1000e mtty ;;
-    *) boot "$k" guest-suite.sh edu nvme e1000e ;;
+    iommufd*) suite="guest-suite.sh iommufd mig" ;;
+    *) suite=guest-suite.sh ;;
     esac
+    # shellcheck disable=SC2046
+    boot "$k" "$suite" $(devices "$k")
 done
 # migration v2 on a real driver: the mtty sample on bookworm-backports' 6.12
 case " $mig_kernel " in

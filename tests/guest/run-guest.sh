@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: LGPL-2.1-or-later
 #
-# run-guest.sh --kernel SPEC|DIR [--device edu|nvme|e1000e|mtty]... [--timeout SECS]
-#              [--log FILE] [--extra PATH]... [--verbose] -- PROGRAM [ARGS...]
+# run-guest.sh --kernel SPEC|iommufd|DIR [--device edu|nvme|e1000e|mtty]... [--timeout SECS]
+#              [--log FILE] [--extra PATH]... [--verbose] -- PROGRAM [ARGS...] | --prepare
 #
 # Boots a QEMU q35 guest (TCG, emulated intel-iommu) with the given devices
 # bound to vfio-pci and runs PROGRAM (a host path, copied into the initramfs as
@@ -22,6 +22,9 @@
 #   --extra PATH        another program or file for /bin; repeatable
 #   --append ARGS       more kernel command line arguments
 #   --verbose           copy the console to stderr as it comes
+#   --prepare           only get the kernel (fetch or build) and mtty.ko for these
+#                       options, print the kernel directory and exit: no PROGRAM,
+#                       no QEMU (tests/test-guest.sh --prepare, before make check)
 #
 # stdout: the inventory as TAP comments ("# VFIOCPR-DEV name BDF group"), then
 # the program's output (expected to be TAP): the lines between VFIOCPR-BEGIN and
@@ -57,12 +60,14 @@ MTTY_UUID=83b8f4f2-509f-382f-3c1e-e6bfe0fa1001
 MTTY_TYPE=mtty-2
 
 KERNEL=
+KDIR_REAL=
 DEVICES=()
 TIMEOUT=240
 LOG=
 EXTRAS=()
 APPEND=
 VERBOSE=0
+PREPARE=0
 while [ $# -gt 0 ]; do
     case $1 in
         --kernel) KERNEL=${2:?}; shift 2 ;;
@@ -72,16 +77,18 @@ while [ $# -gt 0 ]; do
         --extra) EXTRAS+=("${2:?}"); shift 2 ;;
         --append) APPEND=${2:?}; shift 2 ;;
         --verbose) VERBOSE=1; shift ;;
+        --prepare) PREPARE=1; shift ;;
         --) shift; break ;;
         -h|--help) usage ;;
         *) say "unknown option $1"; usage ;;
     esac
 done
-[ -n "$KERNEL" ] && [ $# -ge 1 ] || usage
+[ -n "$KERNEL" ] || usage
+[ "$PREPARE" = 1 ] || [ $# -ge 1 ] || usage
 [[ $TIMEOUT =~ ^[0-9]+$ ]] || { say "bad --timeout $TIMEOUT"; usage; }
-PROGRAM=$1
-shift
-[ -f "$PROGRAM" ] || { say "no such program: $PROGRAM"; exit 2; }
+PROGRAM=${1:-}
+[ $# -eq 0 ] || shift
+[ "$PREPARE" = 1 ] || [ -f "$PROGRAM" ] || { say "no such program: $PROGRAM"; exit 2; }
 [ ${#DEVICES[@]} -gt 0 ] || DEVICES=(edu)
 WANT_MTTY=0
 for d in "${DEVICES[@]}"; do
@@ -172,9 +179,17 @@ elif [ "$WANT_MTTY" = 1 ]; then
     done
     for f in "$KDIR"/modules/*.ko; do ln -s "$f" "$WORK/kernel/modules/${f##*/}"; done
     ln -sf "$MTTY_KO" "$WORK/kernel/modules/mtty.ko"
+    KDIR_REAL=$KDIR
     { grep -vx 'mtty.ko' "$KDIR/modules.load" || true; echo mtty.ko; } >"$WORK/kernel/modules.load"
     KDIR=$WORK/kernel
     MDEVARG=" vfiocpr.mdev=mtty:$MTTY_TYPE:$MTTY_UUID"
+fi
+
+if [ "$PREPARE" = 1 ]; then
+    say "kernel ready in ${T_FETCH}s${T_MTTY:+, mtty.ko in ${T_MTTY}s}: ${KDIR_REAL:-$KDIR}"
+    # $KDIR may be the link directory in $WORK: name what stays
+    echo "${KDIR_REAL:-$KDIR}"
+    exit 0
 fi
 
 t=$(date +%s.%N)
