@@ -37,9 +37,10 @@ extern "C" {
  * (required feature "vfio-type1" whenever a container exists). 1.2: interrupt
  * vectors (MSI messages, INTx GSI); optional: their eventfds are in the registry.
  * 1.3: iommufd containers (IOAS), cdev devices and their mappings by file
- * (required feature "iommufd" whenever one exists). */
+ * (required feature "iommufd" whenever one exists). 1.4: a transfer's state names
+ * each fd by its index in the fds sent with it (required feature "fd-index"). */
 #define VFIOCPR_STATE_FORMAT_MAJOR 1
-#define VFIOCPR_STATE_FORMAT_MINOR 3
+#define VFIOCPR_STATE_FORMAT_MINOR 4
 
 #define VFIOCPR_ERROR (vfiocpr_error_quark())
 VFIOCPR_EXPORT GQuark vfiocpr_error_quark(void);
@@ -121,6 +122,53 @@ VFIOCPR_EXPORT char *vfiocpr_dump(vfiocpr *ctx);
 /* Validates the state held in state_fd without consuming it (nothing is closed, the
  * environment is untouched) and describes it. For exec wrappers and debugging. */
 VFIOCPR_EXPORT int vfiocpr_state_describe(int state_fd, char **text, GError **error);
+
+/* ------------------------------------------------------------------ transfer
+ * (since 0.2)
+ *
+ * Instead of exec'ing in place, hand everything to a separately started process
+ * (a new container image, another cgroup, a process a supervisor started) over a
+ * connected UNIX socket. The old process keeps every fd until the new one commits,
+ * so a new process that dies, hangs or refuses leaves the old one running with its
+ * devices never reset.
+ *
+ * Old process: vfiocpr_transfer() runs the same preparation as vfiocpr_exec()
+ * (blockers, KVM irqfds detached, type1 vaddrs invalidated, the state written and
+ * sealed), sends the state memfd and every registered fd (SCM_RIGHTS, in batches),
+ * then waits for the commit. On success (0) the devices belong to the new process:
+ * this process must not touch them again. It may close its fds (the new process
+ * holds the same open files, so no last close resets a device), unmap guest RAM and
+ * exit; the library refuses (-EBUSY) every call that would touch a device. On a
+ * timeout, a peer that closed the socket or died, or a refusal, everything is taken
+ * back: DMA valid at the old addresses again (type1: ranges the new process already
+ * re-mapped are invalidated and re-mapped; iommufd: the pinned memory accounting
+ * moved back with IOMMU_IOAS_CHANGE_PROCESS), irqfds re-attached, the socket shut
+ * down; the error names the last step the peer reported (received, validated,
+ * restoring, finishing). The socket stays the caller's to close.
+ *
+ * New process: vfiocpr_new_incoming() instead of vfiocpr_new(): it checks the
+ * peer, receives and validates the state exactly as an exec restore does, and
+ * returns a context in restart mode; the VMM runs its normal start-up, and
+ * vfiocpr_finish() commits and waits until the old process has let go. Until then
+ * the new process must change nothing the old one could not take back: the library
+ * refuses (-EBUSY) new DMA mappings, unmaps, closes, new groups, devices and
+ * vectors, vectors disabled and migration state changes; it allows what it undoes
+ * itself (type1 vaddr updates, claiming preserved objects, KVM routes and irqfds on
+ * the new process's own VM). If finish's commit is not answered, the old process
+ * took the devices back and this process must exit without touching them. Dropping
+ * the context before finish tells the old process to take over at once.
+ *
+ * Both sides accept one peer running as the same effective uid (SO_PEERCRED),
+ * unless VFIOCPR_TRANSFER_ANY_UID; timeout_ms 0 means
+ * VFIOCPR_TRANSFER_TIMEOUT_MS. VMM-private data in registered memfds travels the
+ * same way as every other registered fd.
+ */
+#define VFIOCPR_TRANSFER_ANY_UID (1u << 0)
+#define VFIOCPR_TRANSFER_TIMEOUT_MS 30000
+VFIOCPR_EXPORT int vfiocpr_transfer(vfiocpr *ctx, int sock, unsigned int timeout_ms,
+                                    unsigned int flags, GError **error);
+VFIOCPR_EXPORT int vfiocpr_new_incoming(int sock, unsigned int timeout_ms, unsigned int flags,
+                                        vfiocpr **out, GError **error);
 
 /* ------------------------------------------------------------------ VFIO type1
  *

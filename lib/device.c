@@ -144,7 +144,10 @@ int vfiocpr_device_add(vfiocpr_container *c, int group, const char *name, int fd
                        vfiocpr_fd_kind kind, vfiocpr_device **out, GError **error)
 {
     vfiocpr_device *d = device_new(c, group, name, kind);
-    int r = vfiocpr_fdreg_save(vfiocpr_ctx_fdreg(vfiocpr_container_ctx(c)), d->reg_name, 0, fd,
+    int r = vfiocpr_ctx_may_change(vfiocpr_container_ctx(c), "device open", error);
+
+    if (r == 0)
+        r = vfiocpr_fdreg_save(vfiocpr_ctx_fdreg(vfiocpr_container_ctx(c)), d->reg_name, 0, fd,
                                kind, error);
 
     if (r < 0) {
@@ -178,6 +181,7 @@ int vfiocpr_device_claim(vfiocpr_container *c, const char *name, vfiocpr_device 
         return r;
     d->fd = r;
     d->claimed = true;
+    vfiocpr_ctx_step(vfiocpr_container_ctx(c), "restoring");
     *out = vfiocpr_device_ref(d);
     return 1;
 }
@@ -244,6 +248,8 @@ VFIOCPR_EXPORT int vfiocpr_device_open(vfiocpr_container *c, int group_id, const
         return vfiocpr_fail(error, ENOENT, "device '%s': not in the preserved state of container "
                             "'%s': new devices can be opened once every preserved DMA range is "
                             "re-mapped", name, vfiocpr_container_name(c));
+    if ((gfd = vfiocpr_ctx_may_change(vfiocpr_container_ctx(c), "device open", error)) < 0)
+        return gfd;
     gfd = vfiocpr_fdreg_find(reg, "vfio-group", (guint64)group_id, VFIOCPR_FD_VFIO_GROUP, error);
     if (gfd < 0)
         return gfd;
@@ -288,6 +294,11 @@ VFIOCPR_EXPORT int vfiocpr_device_close(vfiocpr_device *d, GError **error)
     if (!d || d->fd < 0)
         return vfiocpr_fail(error, EINVAL, "device: close: not open");
     ctx = vfiocpr_container_ctx(d->container);
+    {
+        int r = vfiocpr_ctx_may_change(ctx, "device close", error);
+        if (r < 0)
+            return r;
+    }
     vfiocpr_fdreg_forget(vfiocpr_ctx_fdreg(ctx), d->reg_name, 0);
     VK(close, d->fd);
     d->fd = -1;

@@ -284,6 +284,11 @@ int vfiocpr_fdreg_check(vfiocpr_fdreg *reg, GError **error)
 
 void vfiocpr_fdreg_serialize(vfiocpr_fdreg *reg, GVariantDict *payload)
 {
+    vfiocpr_fdreg_serialize_for(reg, payload, NULL);
+}
+
+void vfiocpr_fdreg_serialize_for(vfiocpr_fdreg *reg, GVariantDict *payload, GArray *transfer_fds)
+{
     guint n = g_hash_table_size(reg->entries), i = 0;
     g_autoptr(GHashTable) name_idx = g_hash_table_new(g_direct_hash, g_direct_equal);
     g_autoptr(GPtrArray) names = g_ptr_array_new();
@@ -300,9 +305,14 @@ void vfiocpr_fdreg_serialize(vfiocpr_fdreg *reg, GVariantDict *payload)
             g_hash_table_insert(name_idx, (gpointer)e->name, idx);
             g_ptr_array_add(names, (gpointer)e->name);
         }
+        /* a transfer renumbers every fd in transit: records name the fd by its
+         * place in the list that travels with the state */
         w[i] = (wire_fd){ .name = GPOINTER_TO_UINT(idx), .kind = e->kind, .id = e->id,
-                          .fd = e->fd, .mode = e->st.mode, .dev = e->st.dev,
-                          .ino = e->st.ino, .rdev = e->st.rdev };
+                          .fd = transfer_fds ? (gint32)transfer_fds->len : e->fd,
+                          .mode = e->st.mode, .dev = e->st.dev, .ino = e->st.ino,
+                          .rdev = e->st.rdev };
+        if (transfer_fds)
+            g_array_append_val(transfer_fds, e->fd);
         i++;
     }
     g_variant_dict_insert_value(payload, "fd-names",
@@ -314,8 +324,15 @@ void vfiocpr_fdreg_serialize(vfiocpr_fdreg *reg, GVariantDict *payload)
 
 int vfiocpr_fdreg_deserialize(vfiocpr_fdreg *reg, GVariant *payload, GError **error)
 {
+    return vfiocpr_fdreg_deserialize_received(reg, payload, NULL, 0, error);
+}
+
+int vfiocpr_fdreg_deserialize_received(vfiocpr_fdreg *reg, GVariant *payload,
+                                       const int *received, guint n_received, GError **error)
+{
     g_autoptr(GVariant) vnames = NULL, vfds = NULL;
     g_autofree const char **names = NULL;
+    g_autofree guint8 *used = received ? g_new0(guint8, n_received ? n_received : 1) : NULL;
     const wire_fd *w;
     gsize n_names, n;
 
@@ -336,10 +353,15 @@ int vfiocpr_fdreg_deserialize(vfiocpr_fdreg *reg, GVariant *payload, GError **er
         if (lookup_pooled(reg, names[w[i].name], w[i].id))
             return vfiocpr_fail(error, EBADMSG, "state: fd registry: record %zu: '%s'/%"
                                 G_GUINT64_FORMAT " appears twice", i, names[w[i].name], w[i].id);
+        if (received && ((guint32)w[i].fd >= n_received || used[w[i].fd]++))
+            return vfiocpr_fail(error, EBADMSG, "state: fd registry: record %zu ('%s'/%"
+                                G_GUINT64_FORMAT "): fd index %d is out of the %u fds received "
+                                "or used twice", i, names[w[i].name], w[i].id, w[i].fd,
+                                n_received);
         e = g_new0(entry, 1);
         e->name = names[w[i].name];
         e->id = w[i].id;
-        e->fd = w[i].fd;
+        e->fd = received ? received[w[i].fd] : w[i].fd;
         /* A kind from a newer minor is checked by identity only, like OTHER. */
         e->kind = w[i].kind <= VFIOCPR_FD_KIND_LAST ? (vfiocpr_fd_kind)w[i].kind : VFIOCPR_FD_OTHER;
         e->st = (vfiocpr_fd_stat){ .dev = w[i].dev, .ino = w[i].ino, .rdev = w[i].rdev,
@@ -349,6 +371,9 @@ int vfiocpr_fdreg_deserialize(vfiocpr_fdreg *reg, GVariant *payload, GError **er
         g_hash_table_add(reg->entries, e);
         g_hash_table_insert(reg->by_fd, GINT_TO_POINTER(e->fd), e);
     }
+    if (received && n != n_received)
+        return vfiocpr_fail(error, EBADMSG, "state: fd registry: %zu records for %u fds "
+                            "received", n, n_received);
     return 0;
 }
 

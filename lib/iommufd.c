@@ -96,6 +96,8 @@ static int io_attach(vfiocpr_container *c, const char *name, vfiocpr_device **ou
     r = vfiocpr_device_claim(c, name, out, error);
     if (r != 0)
         return r < 0 ? r : 0;
+    if ((r = vfiocpr_ctx_may_change(c->ctx, "device attach", error)) < 0)
+        return r;
     r = cdev_path(name, path, sizeof(path), error);
     if (r < 0)
         return r;
@@ -223,8 +225,14 @@ static int io_prepare(vfiocpr_container *c G_GNUC_UNUSED, GError **error G_GNUC_
     return 0; /* nothing to invalidate: DMA goes on through the exec */
 }
 
-static void io_undo(vfiocpr_container *c G_GNUC_UNUSED)
+/* After a transfer the new process may have taken the pins already: take them back
+ * (a no-op when they never left, as after a failed execve). */
+static void io_undo(vfiocpr_container *c)
 {
+    int r = change_process(c);
+    if (r < 0)
+        g_warning("container '%s': rollback: IOMMU_IOAS_CHANGE_PROCESS: %s; the pinned "
+                  "memory stays charged to the other process", c->name, g_strerror(-r));
 }
 
 static int io_finish(vfiocpr_container *c, GError **error)

@@ -54,6 +54,20 @@ typedef struct vfiocpr_kernel_ops {
     int (*readable)(int fd);
     /* the first entry of directory dir whose name starts with prefix, into buf */
     int (*dir_entry)(const char *dir, const char *prefix, char *buf, size_t len);
+    /* UNIX sockets for a transfer handover. send_msg: one sendmsg of buf with the
+     * n_fds fds as SCM_RIGHTS (MSG_NOSIGNAL). recv_msg: one recvmsg into buf; received
+     * fds (MSG_CMSG_CLOEXEC) into fds, their count into *n_fds; -EMSGSIZE (every fd
+     * that did arrive closed) when more than max_fds came or the control data was cut. */
+    ssize_t (*send_msg)(int sock, const void *buf, size_t len, const int *fds, unsigned n_fds);
+    ssize_t (*recv_msg)(int sock, void *buf, size_t len, int *fds, unsigned max_fds,
+                        unsigned *n_fds);
+    /* 1 when fd is readable (or hung up) within timeout_ms, 0 on timeout */
+    int (*wait_readable)(int fd, int timeout_ms);
+    /* SO_PEERCRED of a connected UNIX socket, and this process's effective uid */
+    int (*peer_cred)(int sock, guint32 *pid, guint32 *uid, guint32 *my_uid);
+    int (*shutdown)(int sock);
+    guint32 (*getpid)(void);
+    gint64 (*monotonic_ms)(void);
 } vfiocpr_kernel_ops;
 
 /* Installs ops (NULL: the real kernel); returns the previous table. */
@@ -105,6 +119,30 @@ int vfiocpr_state_read_fd(int fd, GBytes **blob_out, GError **error);
 /* Parses the environment variable's value. */
 int vfiocpr_state_parse_env(const char *value, int *fd_out, GError **error);
 
+/* ---------------------------------------------------------------- transfer wire */
+
+enum {
+    VFIOCPR_XFER_OFFER = 1,
+    VFIOCPR_XFER_FDS,
+    VFIOCPR_XFER_STEP,
+    VFIOCPR_XFER_REFUSE,
+    VFIOCPR_XFER_COMMIT,
+    VFIOCPR_XFER_RELEASED,
+};
+#define VFIOCPR_XFER_BATCH 250        /* fds a message, under SCM_MAX_FD (253) */
+#define VFIOCPR_XFER_MAX_FDS 65536    /* fds a transfer */
+#define VFIOCPR_XFER_MAX_PAYLOAD 4096 /* bytes a message */
+
+const char *vfiocpr_xfer_type_name(guint type);
+/* SO_PEERCRED: same effective uid unless flags has VFIOCPR_TRANSFER_ANY_UID */
+int vfiocpr_xfer_check_peer(int sock, unsigned flags, guint32 *peer_pid, GError **error);
+int vfiocpr_xfer_send(int sock, guint type, const char *text, GError **error);
+int vfiocpr_xfer_send_state(int sock, int state_fd, const int *fds, guint n, GError **error);
+/* deadline in monotonic ms; a message with fds where none belong is a protocol error */
+int vfiocpr_xfer_recv(int sock, gint64 deadline, guint *type, char **text, GError **error);
+int vfiocpr_xfer_recv_state(int sock, gint64 deadline, int *state_fd, GArray **fds,
+                            GError **error);
+
 /* ---------------------------------------------------------------- fd registry */
 
 typedef struct vfiocpr_fdreg vfiocpr_fdreg;
@@ -121,6 +159,13 @@ guint vfiocpr_fdreg_count(const vfiocpr_fdreg *reg);
 int vfiocpr_fdreg_check(vfiocpr_fdreg *reg, GError **error);
 /* Adds the registry's sections to a payload under construction. */
 void vfiocpr_fdreg_serialize(vfiocpr_fdreg *reg, GVariantDict *payload);
+/* The same; with transfer_fds, every record names its fd by its index in
+ * transfer_fds (appended in record order) instead of by number. */
+void vfiocpr_fdreg_serialize_for(vfiocpr_fdreg *reg, GVariantDict *payload, GArray *transfer_fds);
+/* Loads the records of a transfer state: each names its fd by index into
+ * received (every index used exactly once). */
+int vfiocpr_fdreg_deserialize_received(vfiocpr_fdreg *reg, GVariant *payload,
+                                       const int *received, guint n_received, GError **error);
 /* Loads inherited entries from a decoded payload: structural checks only. */
 int vfiocpr_fdreg_deserialize(vfiocpr_fdreg *reg, GVariant *payload, GError **error);
 /* Checks every inherited fd against the kernel (open, same identity); none may be
@@ -146,6 +191,13 @@ int vfiocpr_fdreg_peek(vfiocpr_fdreg *reg, const char *name, guint64 id);
 typedef struct vfiocpr_vfio vfiocpr_vfio;
 vfiocpr_fdreg *vfiocpr_ctx_fdreg(vfiocpr *ctx);
 vfiocpr_vfio *vfiocpr_ctx_vfio(vfiocpr *ctx);
+/* 0 if the process may change what it holds (what: the call, for the message);
+ * -EBUSY after a committed transfer (the devices belong to the new process) and, in
+ * a process restoring from a transfer, before it committed (the old process could
+ * not take the change back). */
+int vfiocpr_ctx_may_change(vfiocpr *ctx, const char *what, GError **error);
+/* A transfer restore reached a step the old process should hear of (best effort). */
+void vfiocpr_ctx_step(vfiocpr *ctx, const char *step);
 
 /* ---------------------------------------------------------------- VFIO containers
  *
@@ -220,6 +272,8 @@ extern const vfiocpr_backend_ops vfiocpr_type1_ops;
 extern const vfiocpr_backend_ops vfiocpr_iommufd_ops;
 #define VFIOCPR_FEATURE_VFIO_TYPE1 "vfio-type1"
 #define VFIOCPR_FEATURE_IOMMUFD "iommufd"
+/* a transfer state: fd records hold indexes into the fds that travel with it */
+#define VFIOCPR_FEATURE_FD_INDEX "fd-index"
 
 vfiocpr_vfio *vfiocpr_vfio_new(void);
 void vfiocpr_vfio_free(vfiocpr_vfio *v);

@@ -118,6 +118,8 @@ VFIOCPR_EXPORT int vfiocpr_container_add_group(vfiocpr_container *c, int group_i
     if (c->prepared)
         return vfiocpr_fail(error, EBUSY, "container '%s': add group %d: DMA vaddrs are "
                             "invalid during exec", c->name, group_id);
+    if ((r = vfiocpr_ctx_may_change(c->ctx, "add group", error)) < 0)
+        return r;
     if (vfiocpr_fdreg_find(reg, "vfio-group", (guint64)group_id, VFIOCPR_FD_VFIO_GROUP, NULL) >= 0)
         return vfiocpr_fail(error, EEXIST, "container '%s': add group %d: the group is already "
                             "attached to another container", c->name, group_id);
@@ -300,6 +302,9 @@ static int t1_prepare(vfiocpr_container *c, GError **error)
     return 0;
 }
 
+/* Back to the old vaddrs. After a transfer the new process may have re-mapped some
+ * ranges to its own addresses already (the kernel then refuses MAP|VADDR on them as
+ * valid): those are invalidated one by one first. */
 static void t1_undo(vfiocpr_container *c)
 {
     GHashTableIter it;
@@ -309,6 +314,14 @@ static void t1_undo(vfiocpr_container *c)
     while (g_hash_table_iter_next(&it, &k, NULL)) {
         vfiocpr_mapping *m = k;
         int r = map_vaddr(c, m, m->vaddr);
+        if (r == -EINVAL) {
+            struct vfio_iommu_type1_dma_unmap un = { .argsz = sizeof(un),
+                                                     .flags = VFIO_DMA_UNMAP_FLAG_VADDR,
+                                                     .iova = m->iova, .size = m->size };
+            r = VK(ioctl, c->fd, VFIO_IOMMU_UNMAP_DMA, &un);
+            if (r == 0)
+                r = map_vaddr(c, m, m->vaddr);
+        }
         if (r < 0)
             g_warning("container '%s': rollback: VFIO_IOMMU_MAP_DMA(VADDR) of 0x%" PRIx64 "-0x%"
                       PRIx64 " to its old vaddr failed: %s; DMA to it blocks", c->name, m->iova,

@@ -295,6 +295,7 @@ VFIOCPR_EXPORT int vfiocpr_dma_map(vfiocpr_container *c, uint64_t iova, uint64_t
                                 " ino %" G_GUINT64_FORMAT " offset 0x%" PRIx64 ", given fd %d "
                                 "offset 0x%" PRIx64 ")", c->name, iova, iova + size - 1,
                                 m->mem_dev, m->mem_ino, m->offset, memfd, offset);
+        vfiocpr_ctx_step(c->ctx, "restoring");
         r = c->ops->remap(c, m, vaddr, error);
         if (r < 0)
             return r;
@@ -309,6 +310,8 @@ VFIOCPR_EXPORT int vfiocpr_dma_map(vfiocpr_container *c, uint64_t iova, uint64_t
                             ": already mapped", c->name, iova, iova + size - 1);
     if (c->prepared)
         return vfiocpr_fail(error, EBUSY, "container '%s': dma map: exec in progress", c->name);
+    if ((r = vfiocpr_ctx_may_change(c->ctx, "dma map", error)) < 0)
+        return r;
     m = g_new0(vfiocpr_mapping, 1);
     *m = (vfiocpr_mapping){ .iova = iova, .size = size, .offset = offset, .flags = flags,
                             .vaddr = vaddr, .memfd = backed ? memfd : -1, .mem_dev = mem.dev,
@@ -338,6 +341,8 @@ VFIOCPR_EXPORT int vfiocpr_dma_unmap(vfiocpr_container *c, uint64_t iova, uint64
     if (c->prepared)
         return vfiocpr_fail(error, EBUSY, "container '%s': dma unmap 0x%" PRIx64 "-0x%" PRIx64
                             ": exec in progress", c->name, iova, iova + size - 1);
+    if ((r = vfiocpr_ctx_may_change(c->ctx, "dma unmap", error)) < 0)
+        return r;
     r = c->ops->unmap(c, m, error);
     if (r < 0)
         return r;
@@ -359,6 +364,8 @@ VFIOCPR_EXPORT int vfiocpr_container_close(vfiocpr_container *c, GError **error)
 
     if (!c || c->fd < 0)
         return vfiocpr_fail(error, EINVAL, "container: close: not open");
+    if ((r = vfiocpr_ctx_may_change(c->ctx, "container close", error)) < 0)
+        return r;
     v = vfiocpr_ctx_vfio(c->ctx);
     g_hash_table_iter_init(&it, v->devices);
     while (g_hash_table_iter_next(&it, NULL, &k))
@@ -505,8 +512,6 @@ void vfiocpr_vfio_serialize(vfiocpr *ctx, GVariantDict *d, GPtrArray *features)
                                                             g_free, dma));
         g_ptr_array_add(features, (gpointer)ops->feature);
     }
-    if (g_hash_table_size(v->devices))
-        vfiocpr_irqs_serialize(v->devices, d);
 }
 
 static int deserialize_dma(vfiocpr *ctx G_GNUC_UNUSED, const vfiocpr_backend_ops *ops,
@@ -555,8 +560,6 @@ static int deserialize_dma(vfiocpr *ctx G_GNUC_UNUSED, const vfiocpr_backend_ops
 
 int vfiocpr_vfio_deserialize(vfiocpr *ctx, GVariant *payload, GError **error)
 {
-    vfiocpr_vfio *v = vfiocpr_ctx_vfio(ctx);
-
     for (gsize b = 0; b < G_N_ELEMENTS(backends); b++) {
         g_autoptr(GPtrArray) byidx = g_ptr_array_new();
         int r = backends[b]->deserialize(ctx, payload, byidx, error);
@@ -575,9 +578,7 @@ int vfiocpr_vfio_deserialize(vfiocpr *ctx, GVariant *payload, GError **error)
         if (r < 0)
             return r;
     }
-    if (!g_hash_table_size(v->devices))
-        return 0;
-    return vfiocpr_irqs_deserialize(v->devices, vfiocpr_ctx_fdreg(ctx), payload, error);
+    return 0;
 }
 
 int vfiocpr_vfio_finish(vfiocpr *ctx, GError **error)

@@ -94,6 +94,8 @@ static struct {
     unsigned irq_rerequests; /* SET_IRQS that hit an already live vector */
     bool fake_kvm;
     bool iommufd;              /* /dev/iommu and the cdevs exist */
+    bool peer_uid_set;         /* SO_PEERCRED reports this uid */
+    guint32 peer_uid;
     bool no_change_process;    /* a kernel before 6.14 */
     unsigned gen;              /* the current process, for iommufd pin accounting */
     /* migration model */
@@ -117,7 +119,7 @@ static const char *const names[] = {
     "memfd_create", "pwrite", "pread", "fstat", "fd_path", "get_cloexec", "set_cloexec",
     "cloexec_range", "get_seals", "add_seals", "close", "execve", "ioctl", "open", "readlink",
     "mmap", "munmap", "memlock", "eventfd", "readable", "read", "write", "lseek", "dir_entry",
-    "any",
+    "send_msg", "recv_msg", "wait_readable", "peer_cred", "shutdown", "any",
 };
 
 const char *fake_kernel_op_name(fk_op op)
@@ -439,9 +441,18 @@ static int container_ioctl(int fd, fk_obj *c, unsigned long request, void *arg)
     }
     case VFIO_IOMMU_UNMAP_DMA: {
         struct vfio_iommu_type1_dma_unmap *u = arg;
+        if (u->flags == VFIO_DMA_UNMAP_FLAG_VADDR) {
+            /* one whole, valid range: invalid ones are refused as by the kernel */
+            guint idx = GPOINTER_TO_UINT(g_hash_table_lookup(c->by_iova, &u->iova));
+            fk_dma *d = idx ? &g_array_index(c->dmas, fk_dma, idx - 1) : NULL;
+            if (!d || d->size != u->size || d->invalid)
+                return -EINVAL;
+            d->invalid = true;
+            return 0;
+        }
         if (u->flags & VFIO_DMA_UNMAP_FLAG_VADDR) {
             if (!(u->flags & VFIO_DMA_UNMAP_FLAG_ALL) || u->iova || u->size)
-                return -EINVAL; /* the model only knows the form the library uses */
+                return -EINVAL; /* the model only knows the forms the library uses */
             if (container_has_invalid(c))
                 return -EINVAL;
             for (guint i = 0; i < c->dmas->len; i++)
@@ -946,6 +957,51 @@ static int f_dir_entry(const char *dir, const char *prefix, char *buf, size_t le
     return REAL->dir_entry(dir, prefix, buf, len);
 }
 
+static ssize_t f_send_msg(int sock, const void *buf, size_t len, const int *fds, unsigned n_fds)
+{
+    ENTER(FK_SEND_MSG);
+    return REAL->send_msg(sock, buf, len, fds, n_fds);
+}
+
+static ssize_t f_recv_msg(int sock, void *buf, size_t len, int *fds, unsigned max_fds,
+                          unsigned *n_fds)
+{
+    ENTER(FK_RECV_MSG);
+    return REAL->recv_msg(sock, buf, len, fds, max_fds, n_fds);
+}
+
+static int f_wait_readable(int fd, int timeout_ms)
+{
+    ENTER(FK_WAIT_READABLE);
+    return REAL->wait_readable(fd, timeout_ms);
+}
+
+static int f_peer_cred(int sock, guint32 *pid, guint32 *uid, guint32 *my_uid)
+{
+    int r;
+    ENTER(FK_PEER_CRED);
+    r = REAL->peer_cred(sock, pid, uid, my_uid);
+    if (r == 0 && fk.peer_uid_set)
+        *uid = fk.peer_uid;
+    return r;
+}
+
+static int f_shutdown(int sock)
+{
+    ENTER(FK_SHUTDOWN);
+    return REAL->shutdown(sock);
+}
+
+static guint32 f_getpid(void)
+{
+    return REAL->getpid();
+}
+
+static gint64 f_monotonic_ms(void)
+{
+    return REAL->monotonic_ms();
+}
+
 static int f_mmap(int fd, size_t len, int prot, off_t off, void **addr)
 {
     ENTER(FK_MMAP);
@@ -1052,6 +1108,13 @@ static const vfiocpr_kernel_ops fake_ops = {
     .write = f_write,
     .lseek = f_lseek,
     .dir_entry = f_dir_entry,
+    .send_msg = f_send_msg,
+    .recv_msg = f_recv_msg,
+    .wait_readable = f_wait_readable,
+    .peer_cred = f_peer_cred,
+    .shutdown = f_shutdown,
+    .getpid = f_getpid,
+    .monotonic_ms = f_monotonic_ms,
 };
 
 static void free_pretend(gpointer p)
@@ -1414,4 +1477,10 @@ int fake_iommufd_cdev_binding(int cdev_fd, guint32 *devid, guint32 *pt)
     if (pt)
         *pt = o->pt;
     return o->bound_to;
+}
+
+void fake_kernel_set_peer_uid(guint32 uid)
+{
+    fk.peer_uid_set = true;
+    fk.peer_uid = uid;
 }

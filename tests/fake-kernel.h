@@ -32,6 +32,11 @@ typedef enum {
     FK_WRITE,
     FK_LSEEK,
     FK_DIR_ENTRY,
+    FK_SEND_MSG,
+    FK_RECV_MSG,
+    FK_WAIT_READABLE,
+    FK_PEER_CRED,
+    FK_SHUTDOWN,
     FK_N_OPS,
     FK_ANY = FK_N_OPS,
 } fk_op;
@@ -113,6 +118,9 @@ unsigned fake_iommufd_maps(int iommufd_fd, guint64 *pinned_here);
 bool fake_iommufd_mapped(int iommufd_fd, guint64 iova, bool *by_file);
 /* the iommufd fd a cdev is bound to (-1: none), its devid and attached pt */
 int fake_iommufd_cdev_binding(int cdev_fd, guint32 *devid, guint32 *pt);
+
+/* SO_PEERCRED reports uid for every peer from now on (a foreign peer, as root). */
+void fake_kernel_set_peer_uid(guint32 uid);
 
 /* Runs vfiocpr_exec() with a capturing execve and returns the state blob it would
  * have handed to the new image (the exec itself fails and rolls back). */
