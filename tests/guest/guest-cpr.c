@@ -787,9 +787,11 @@ static int scenario_two(char **args)
         two_start(&e, &n, &err);
         /* a container is one /dev/iommu fd with one IOAS: ids are per fd, so both may be 1 */
         ok(vfiocpr_container_fd(e.c) != vfiocpr_container_fd(n.c) &&
-           (!IOMMUFD || (vfiocpr_container_ioas_id(e.c) > 0 && vfiocpr_container_ioas_id(n.c) > 0)),
-           "two-ioas: edu in container fd %d (IOAS %d), nvme in container fd %d (IOAS %d)",
-           vfiocpr_container_fd(e.c), vfiocpr_container_ioas_id(e.c), vfiocpr_container_fd(n.c),
+           (IOMMUFD ? vfiocpr_container_ioas_id(e.c) > 0 && vfiocpr_container_ioas_id(n.c) > 0
+                    : vfiocpr_container_ioas_id(e.c) == -ENOTTY),
+           "two-ioas: edu in container fd %d, nvme in container fd %d (%s: IOAS ids %d, %d)",
+           vfiocpr_container_fd(e.c), vfiocpr_container_fd(n.c),
+           vfiocpr_backend_to_string(backend), vfiocpr_container_ioas_id(e.c),
            vfiocpr_container_ioas_id(n.c));
         r = edu_to_device(&e, 21);
         ok(r, "two-ioas: edu DMA RAM -> device before exec");
