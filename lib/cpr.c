@@ -97,7 +97,7 @@ int vfiocpr_ctx_may_change(vfiocpr *ctx, const char *what, GError **error)
 
 void vfiocpr_ctx_step(vfiocpr *ctx, const char *step)
 {
-    if (!uncommitted(ctx) || ctx->xfer_last_step == step)
+    if (!uncommitted(ctx) || (ctx->xfer_last_step && strcmp(ctx->xfer_last_step, step) == 0))
         return;
     ctx->xfer_last_step = step;
     if (vfiocpr_xfer_send(ctx->xfer_sock, VFIOCPR_XFER_STEP, step, NULL) < 0)
@@ -348,9 +348,14 @@ VFIOCPR_EXPORT int vfiocpr_fd_save(vfiocpr *ctx, const char *name, uint64_t id, 
 VFIOCPR_EXPORT int vfiocpr_fd_find(vfiocpr *ctx, const char *name, uint64_t id,
                                    vfiocpr_fd_kind kind, GError **error)
 {
+    int r;
+
     if (!ctx)
         return vfiocpr_fail(error, EINVAL, "fd registry: find: NULL context");
-    return vfiocpr_fdreg_find(ctx->fdreg, name, id, kind, error);
+    r = vfiocpr_fdreg_find(ctx->fdreg, name, id, kind, error);
+    if (r >= 0)
+        vfiocpr_ctx_step(ctx, "restoring"); /* the VMM's start-up takes things over */
+    return r;
 }
 
 VFIOCPR_EXPORT int vfiocpr_fd_forget(vfiocpr *ctx, const char *name, uint64_t id)
