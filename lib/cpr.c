@@ -97,7 +97,7 @@ int vfiocpr_ctx_may_change(vfiocpr *ctx, const char *what, GError **error)
 
 void vfiocpr_ctx_step(vfiocpr *ctx, const char *step)
 {
-    if (!uncommitted(ctx) || ctx->xfer_last_step == step)
+    if (!uncommitted(ctx) || (ctx->xfer_last_step && strcmp(ctx->xfer_last_step, step) == 0))
         return;
     ctx->xfer_last_step = step;
     if (vfiocpr_xfer_send(ctx->xfer_sock, VFIOCPR_XFER_STEP, step, NULL) < 0)
@@ -348,9 +348,14 @@ VFIOCPR_EXPORT int vfiocpr_fd_save(vfiocpr *ctx, const char *name, uint64_t id, 
 VFIOCPR_EXPORT int vfiocpr_fd_find(vfiocpr *ctx, const char *name, uint64_t id,
                                    vfiocpr_fd_kind kind, GError **error)
 {
+    int r;
+
     if (!ctx)
         return vfiocpr_fail(error, EINVAL, "fd registry: find: NULL context");
-    return vfiocpr_fdreg_find(ctx->fdreg, name, id, kind, error);
+    r = vfiocpr_fdreg_find(ctx->fdreg, name, id, kind, error);
+    if (r >= 0)
+        vfiocpr_ctx_step(ctx, "restoring"); /* the VMM's start-up takes things over */
+    return r;
 }
 
 VFIOCPR_EXPORT int vfiocpr_fd_forget(vfiocpr *ctx, const char *name, uint64_t id)
@@ -548,7 +553,7 @@ static int phase_wait_commit(vfiocpr *ctx, handover_op *op, GError **error)
             ctx->replaced = true;
             ctx->replaced_by = op->peer;
             if (vfiocpr_xfer_send(op->sock, VFIOCPR_XFER_RELEASED, NULL, &local) < 0)
-                g_warning("transfer: committed by pid %u but the release could not be sent "
+                g_message("transfer: committed by pid %u but the release could not be sent "
                           "(%s); it will time out and exit without touching the devices",
                           op->peer, local->message);
             return 0;
@@ -696,6 +701,16 @@ VFIOCPR_EXPORT int vfiocpr_finish(vfiocpr *ctx, char ***unclaimed, GError **erro
         return vfiocpr_ctx_may_change(ctx, "finish", error);
     if (!ctx->restart)
         return 0;
+    /* A transfer whose old process gave up (it shut the socket down) must not take
+     * anything over, the pinned memory accounting included. The window between this
+     * look and the commit is the library's own few calls. */
+    if (uncommitted(ctx) && VK(wait_readable, ctx->xfer_sock, 0) != 0) {
+        ctx->xfer_failed = true;
+        ctx->xfer_sock = -1;
+        return vfiocpr_fail(error, EPIPE, "finish: the old process (pid %u) is no longer "
+                            "waiting for the commit (it timed out or died and keeps the "
+                            "devices): this process must not touch them", ctx->xfer_peer);
+    }
     vfiocpr_ctx_step(ctx, "finishing");
     /* in reverse: the registry last, once everything else took its fds over */
     for (gsize i = G_N_ELEMENTS(participants); i-- > 1;) {

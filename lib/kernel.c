@@ -307,7 +307,8 @@ static ssize_t real_recv_msg(int sock, void *buf, size_t len, int *fds, unsigned
         for (unsigned i = 0; i < got; i++)
             close(fds[i]);
         *n_fds = 0;
-        return -EMSGSIZE;
+        /* cut with room to spare: the kernel could not install them (RLIMIT_NOFILE) */
+        return bad ? -EMSGSIZE : -EMFILE;
     }
     *n_fds = got;
     return r;

@@ -56,8 +56,9 @@ typedef struct vfiocpr_kernel_ops {
     int (*dir_entry)(const char *dir, const char *prefix, char *buf, size_t len);
     /* UNIX sockets for a transfer handover. send_msg: one sendmsg of buf with the
      * n_fds fds as SCM_RIGHTS (MSG_NOSIGNAL). recv_msg: one recvmsg into buf; received
-     * fds (MSG_CMSG_CLOEXEC) into fds, their count into *n_fds; -EMSGSIZE (every fd
-     * that did arrive closed) when more than max_fds came or the control data was cut. */
+     * fds (MSG_CMSG_CLOEXEC) into fds, their count into *n_fds; -EMSGSIZE when more
+     * than max_fds came, -EMFILE when the kernel could not install them all (the
+     * control data was cut: RLIMIT_NOFILE); either way every fd that arrived is closed. */
     ssize_t (*send_msg)(int sock, const void *buf, size_t len, const int *fds, unsigned n_fds);
     ssize_t (*recv_msg)(int sock, void *buf, size_t len, int *fds, unsigned max_fds,
                         unsigned *n_fds);

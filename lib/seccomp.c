@@ -36,7 +36,8 @@ static const sys_rule syscalls[] = {
     { "openat", 0 },        { "mmap", 0 },        { "munmap", 0 },
     { "poll", 0 },          { "ppoll", 0 },       { "eventfd2", 0 },
     { "memfd_create", 0 },  { "prlimit64", 0 },   { "capget", 0 },
-    { "getdents64", 0 },
+    { "getdents64", 0 },    { "sendmsg", 0 },     { "recvmsg", 0 },
+    { "getsockopt", 0 },    { "shutdown", 0 },    { "getpid", 0 },
     { "execve", VFIOCPR_SECCOMP_EXEC },
 };
 

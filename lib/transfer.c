@@ -131,6 +131,9 @@ static int read_exact(int sock, void *buf, gsize len, gint64 deadline, int *fds,
         if (r == -EMSGSIZE)
             return vfiocpr_fail(error, EPROTO, "transfer: the peer sent more than %u fds in one "
                                 "message", max_fds);
+        if (r == -EMFILE)
+            return vfiocpr_fail(error, EMFILE, "transfer: the fds received do not fit under "
+                                "this process's RLIMIT_NOFILE (raise it)");
         if (r < 0)
             return vfiocpr_fail(error, (int)r, "transfer: receiving");
         if (done && got) { /* fds only on the first byte: the model never yields this */

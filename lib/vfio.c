@@ -308,10 +308,10 @@ VFIOCPR_EXPORT int vfiocpr_dma_map(vfiocpr_container *c, uint64_t iova, uint64_t
     if (m)
         return vfiocpr_fail(error, EEXIST, "container '%s': dma map 0x%" PRIx64 "-0x%" PRIx64
                             ": already mapped", c->name, iova, iova + size - 1);
-    if (c->prepared)
-        return vfiocpr_fail(error, EBUSY, "container '%s': dma map: exec in progress", c->name);
     if ((r = vfiocpr_ctx_may_change(c->ctx, "dma map", error)) < 0)
         return r;
+    if (c->prepared)
+        return vfiocpr_fail(error, EBUSY, "container '%s': dma map: exec in progress", c->name);
     m = g_new0(vfiocpr_mapping, 1);
     *m = (vfiocpr_mapping){ .iova = iova, .size = size, .offset = offset, .flags = flags,
                             .vaddr = vaddr, .memfd = backed ? memfd : -1, .mem_dev = mem.dev,
@@ -338,11 +338,11 @@ VFIOCPR_EXPORT int vfiocpr_dma_unmap(vfiocpr_container *c, uint64_t iova, uint64
     if (!m || m->size != size)
         return vfiocpr_fail(error, ENOENT, "container '%s': dma unmap 0x%" PRIx64 "-0x%" PRIx64
                             ": no mapping exactly there", c->name, iova, iova + size - 1);
+    if ((r = vfiocpr_ctx_may_change(c->ctx, "dma unmap", error)) < 0)
+        return r;
     if (c->prepared)
         return vfiocpr_fail(error, EBUSY, "container '%s': dma unmap 0x%" PRIx64 "-0x%" PRIx64
                             ": exec in progress", c->name, iova, iova + size - 1);
-    if ((r = vfiocpr_ctx_may_change(c->ctx, "dma unmap", error)) < 0)
-        return r;
     r = c->ops->unmap(c, m, error);
     if (r < 0)
         return r;

@@ -1,10 +1,12 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include "config.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/kvm.h>
 #include <linux/vfio.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -12,6 +14,7 @@
 #include <sys/sysmacros.h>
 
 #include "fake-kernel.h"
+#include "transfer-peer.h"
 #include "vfio-compat.h"
 
 typedef struct {
@@ -19,6 +22,7 @@ typedef struct {
     vfiocpr_fd_stat st;
     int cloexec;
     bool owned; /* backed by a real fd the fake opened: close it too */
+    guint64 real_ino; /* owned: the backing memfd, whose dups are this object too */
 } pretend;
 
 /* ---- VFIO type1 model ---- */
@@ -69,6 +73,26 @@ typedef struct {
     GHashTable *ioas;      /* iommufd: IOAS ids */
 } fk_obj;
 
+/* A process, for locked-memory accounting: the thread that runs the library is in
+ * one (a transfer test runs the new process in another thread). */
+typedef struct {
+    unsigned gen;
+    guint64 locked, limit;
+} fk_proc;
+#define FK_N_PROCS 8
+static fk_proc fk_procs[FK_N_PROCS];
+static unsigned fk_next_gen = 1;
+static __thread int fk_cur_proc; /* index into fk_procs */
+#define CUR (&fk_procs[fk_cur_proc])
+
+static fk_proc *proc_by_gen(unsigned gen)
+{
+    for (int i = 0; i < FK_N_PROCS; i++)
+        if (fk_procs[i].gen == gen)
+            return &fk_procs[i];
+    return NULL;
+}
+
 static struct {
     unsigned calls[FK_N_OPS + 1];
     GArray *log; /* fk_op per call */
@@ -77,6 +101,7 @@ static struct {
     int fail_err;
     fk_execve_fn execve;
     GHashTable *pretend; /* fd -> pretend* */
+    GHashTable *by_real; /* real ino of an owned object's memfd -> its fd */
     GHashTable *objs;    /* fd -> fk_obj* */
     GHashTable *groups;  /* id -> fk_group* */
     GHashTable *ioctls;  /* request -> count */
@@ -143,16 +168,53 @@ static int enter(fk_op op)
 }
 
 #define REAL (vfiocpr_kernel_real())
-#define ENTER(op)          \
-    do {                   \
-        int e_ = enter(op); \
-        if (e_)            \
-            return e_;     \
+/* Two threads may play the old and the new process of a transfer: every op that
+ * touches the model holds the lock for its whole body; the blocking socket ops only
+ * while counting. */
+static GRecMutex fk_lock;
+#define ENTER(op)                                                                   \
+    g_autoptr(GRecMutexLocker) locker_ G_GNUC_UNUSED = g_rec_mutex_locker_new(&fk_lock); \
+    do {                                                                            \
+        int e_ = enter(op);                                                         \
+        if (e_)                                                                     \
+            return e_;                                                              \
+    } while (0)
+#define ENTER_UNLOCKED(op)                         \
+    do {                                           \
+        int e_;                                    \
+        g_rec_mutex_lock(&fk_lock);                \
+        e_ = enter(op);                            \
+        g_rec_mutex_unlock(&fk_lock);              \
+        if (e_)                                    \
+            return e_;                             \
     } while (0)
 
+/* The pretend of exactly this fd number (per-fd state: FD_CLOEXEC). */
 static pretend *find_pretend(int fd)
 {
     return fk.pretend ? g_hash_table_lookup(fk.pretend, GINT_TO_POINTER(fd)) : NULL;
+}
+
+/* An object is an open file, as in the kernel, not an fd number: an fd that is a
+ * dup of a fake object's backing file (received over a socket) is that object.
+ * Returns the number the object is known by. */
+static int canonical(int fd)
+{
+    vfiocpr_fd_stat st;
+    gpointer c;
+
+    if (!fk.pretend || g_hash_table_contains(fk.pretend, GINT_TO_POINTER(fd)) ||
+        !fk.by_real || !g_hash_table_size(fk.by_real) || REAL->fstat(fd, &st, NULL) < 0)
+        return fd;
+    if (g_hash_table_lookup_extended(fk.by_real, &st.ino, NULL, &c))
+        return GPOINTER_TO_INT(c);
+    return fd;
+}
+
+/* The pretend of the object behind fd (an alias included). */
+static pretend *find_object_pretend(int fd)
+{
+    return find_pretend(canonical(fd));
 }
 
 static int f_memfd_create(const char *name, unsigned int flags)
@@ -177,7 +239,7 @@ static int f_fstat(int fd, vfiocpr_fd_stat *st, off_t *size)
 {
     pretend *p;
     ENTER(FK_FSTAT);
-    if ((p = find_pretend(fd))) {
+    if ((p = find_object_pretend(fd))) {
         *st = p->st;
         if (size)
             *size = 0;
@@ -190,7 +252,7 @@ static int f_fd_path(int fd, char *buf, size_t len)
 {
     pretend *p;
     ENTER(FK_FD_PATH);
-    if ((p = find_pretend(fd)))
+    if ((p = find_object_pretend(fd)))
         return (int)g_strlcpy(buf, p->link, len);
     return REAL->fd_path(fd, buf, len);
 }
@@ -231,7 +293,7 @@ static int f_cloexec_range(int first, int last)
 static int f_get_seals(int fd)
 {
     ENTER(FK_GET_SEALS);
-    return find_pretend(fd) ? -EINVAL : REAL->get_seals(fd);
+    return find_object_pretend(fd) ? -EINVAL : REAL->get_seals(fd);
 }
 
 static int f_add_seals(int fd, int seals)
@@ -258,11 +320,54 @@ static void obj_closed(int fd)
         /* the last close of the iommufd unpins everything of this process */
         for (guint i = 0; i < o->iomaps->len; i++) {
             fk_iomap *m = &g_array_index(o->iomaps, fk_iomap, i);
-            if (m->gen == fk.gen)
-                fk.locked -= m->length;
+            if (m->gen == CUR->gen)
+                CUR->locked -= m->length;
         }
     }
     g_hash_table_remove(fk.objs, GINT_TO_POINTER(fd));
+}
+
+/* Another open fd on the same backing file as fd, or -1. */
+static int other_holder(int fd, guint64 ino)
+{
+    DIR *d = opendir("/proc/self/fd");
+    struct dirent *de;
+    int found = -1;
+
+    while (d && (de = readdir(d))) {
+        vfiocpr_fd_stat st;
+        int n = atoi(de->d_name);
+        if (de->d_name[0] == '.' || n == fd || n == dirfd(d))
+            continue;
+        if (REAL->fstat(n, &st, NULL) == 0 && st.ino == ino && !find_pretend(n)) {
+            found = n;
+            break;
+        }
+    }
+    if (d)
+        closedir(d);
+    return found;
+}
+
+static void renumber(int from, int to)
+{
+    GHashTableIter it;
+    gpointer v;
+
+    g_hash_table_iter_init(&it, fk.groups);
+    while (g_hash_table_iter_next(&it, NULL, &v)) {
+        fk_group *g = v;
+        if (g->fd == from)
+            g->fd = to;
+        if (g->container == from)
+            g->container = to;
+        if (g->bound == from)
+            g->bound = to;
+    }
+    g_hash_table_iter_init(&it, fk.objs);
+    while (g_hash_table_iter_next(&it, NULL, &v))
+        if (((fk_obj *)v)->bound_to == from)
+            ((fk_obj *)v)->bound_to = to;
 }
 
 static int f_close(int fd)
@@ -271,8 +376,29 @@ static int f_close(int fd)
     ENTER(FK_CLOSE);
     if (fk.streams && g_hash_table_remove(fk.streams, GINT_TO_POINTER(fd)))
         return REAL->close(fd);
+    if (canonical(fd) != fd)
+        return REAL->close(fd); /* a dup: the object lives on */
     if ((p = find_pretend(fd))) {
         bool owned = p->owned;
+        if (owned && p->real_ino) {
+            int other = other_holder(fd, p->real_ino);
+            if (other >= 0) {
+                /* not the last close: the object now goes by the other number */
+                gpointer o = g_hash_table_lookup(fk.objs, GINT_TO_POINTER(fd));
+                g_hash_table_steal(fk.pretend, GINT_TO_POINTER(fd));
+                g_hash_table_insert(fk.pretend, GINT_TO_POINTER(other), p);
+                p->cloexec = REAL->get_cloexec(other);
+                if (o) {
+                    g_hash_table_steal(fk.objs, GINT_TO_POINTER(fd));
+                    g_hash_table_insert(fk.objs, GINT_TO_POINTER(other), o);
+                }
+                g_hash_table_insert(fk.by_real, g_memdup2(&p->real_ino, sizeof(guint64)),
+                                    GINT_TO_POINTER(other));
+                renumber(fd, other);
+                return REAL->close(fd);
+            }
+            g_hash_table_remove(fk.by_real, &p->real_ino);
+        }
         obj_closed(fd);
         g_hash_table_remove(fk.pretend, GINT_TO_POINTER(fd));
         return owned ? REAL->close(fd) : 0;
@@ -306,6 +432,14 @@ static int new_object(const char *link, guint32 mode, guint64 rdev, int type, fk
     fake_kernel_pretend(fd, link, mode, 5, type == FK_DEVICE ? 1039 : ++fk.next_ino, rdev);
     p = find_pretend(fd);
     p->owned = true;
+    {
+        vfiocpr_fd_stat real;
+        if (REAL->fstat(fd, &real, NULL) == 0) {
+            p->real_ino = real.ino;
+            g_hash_table_insert(fk.by_real, g_memdup2(&real.ino, sizeof(guint64)),
+                                GINT_TO_POINTER(fd));
+        }
+    }
     if (type == FK_DEVICE)
         p->st.dev = 10; /* the anon inode */
     o = g_new0(fk_obj, 1);
@@ -355,7 +489,7 @@ static void free_group(gpointer p)
 
 static fk_obj *obj(int fd, int type)
 {
-    fk_obj *o = g_hash_table_lookup(fk.objs, GINT_TO_POINTER(fd));
+    fk_obj *o = g_hash_table_lookup(fk.objs, GINT_TO_POINTER(canonical(fd)));
     return o && o->type == type ? o : NULL;
 }
 
@@ -417,9 +551,9 @@ static int container_ioctl(int fd, fk_obj *c, unsigned long request, void *arg)
                 return -EINVAL;
             if (!d || d->size != m->size || !d->invalid)
                 return -EINVAL;
-            if (fk.locked + d->size > fk.locked_limit)
+            if (CUR->locked + d->size > CUR->limit)
                 return -ENOMEM;
-            fk.locked += d->size;
+            CUR->locked += d->size;
             d->vaddr = m->vaddr;
             d->invalid = false;
             return 0;
@@ -431,9 +565,9 @@ static int container_ioctl(int fd, fk_obj *c, unsigned long request, void *arg)
             if (m->iova < d->iova + d->size && d->iova < m->iova + m->size)
                 return -EEXIST;
         }
-        if (fk.locked + m->size > fk.locked_limit)
+        if (CUR->locked + m->size > CUR->limit)
             return -ENOMEM;
-        fk.locked += m->size;
+        CUR->locked += m->size;
         g_array_append_val(c->dmas, ((fk_dma){ m->iova, m->size, m->vaddr, false }));
         g_hash_table_insert(c->by_iova, g_memdup2(&m->iova, sizeof(guint64)),
                             GUINT_TO_POINTER(c->dmas->len));
@@ -463,7 +597,7 @@ static int container_ioctl(int fd, fk_obj *c, unsigned long request, void *arg)
             fk_dma *d = &g_array_index(c->dmas, fk_dma, i);
             bool all = u->flags & VFIO_DMA_UNMAP_FLAG_ALL;
             if (all || (d->iova >= u->iova && d->iova + d->size <= u->iova + u->size)) {
-                fk.locked -= d->invalid ? 0 : d->size;
+                CUR->locked -= d->invalid ? 0 : d->size;
                 g_hash_table_remove(c->by_iova, &d->iova);
                 g_array_remove_index_fast(c->dmas, i);
                 if (i < c->dmas->len) /* the last one moved into slot i */
@@ -729,10 +863,10 @@ static int iomap_add(fk_obj *o, guint32 ioas, guint64 iova, guint64 length, bool
         if (m->ioas == ioas && iova < m->iova + m->length && m->iova < iova + length)
             return -EEXIST;
     }
-    if (fk.locked + length > fk.locked_limit)
+    if (CUR->locked + length > CUR->limit)
         return -ENOMEM;
-    fk.locked += length;
-    g_array_append_val(o->iomaps, ((fk_iomap){ ioas, iova, length, by_file, fk.gen }));
+    CUR->locked += length;
+    g_array_append_val(o->iomaps, ((fk_iomap){ ioas, iova, length, by_file, CUR->gen }));
     return 0;
 }
 
@@ -774,8 +908,8 @@ static int iommufd_ioctl(fk_obj *o, unsigned long request, void *arg)
         for (guint i = 0; i < o->iomaps->len; i++) {
             fk_iomap *m = &g_array_index(o->iomaps, fk_iomap, i);
             if (m->ioas == u->ioas_id && m->iova == u->iova && m->length == u->length) {
-                if (m->gen == fk.gen)
-                    fk.locked -= m->length;
+                if (m->gen == CUR->gen)
+                    CUR->locked -= m->length;
                 g_array_remove_index_fast(o->iomaps, i);
                 return 0;
             }
@@ -790,15 +924,20 @@ static int iommufd_ioctl(fk_obj *o, unsigned long request, void *arg)
             fk_iomap *m = &g_array_index(o->iomaps, fk_iomap, i);
             if (!m->by_file)
                 return -EINVAL;
-            if (m->gen != fk.gen)
+            if (m->gen != CUR->gen)
                 move += m->length;
         }
         /* all or nothing */
-        if (fk.locked + move > fk.locked_limit)
+        if (CUR->locked + move > CUR->limit)
             return -ENOMEM;
-        fk.locked += move;
-        for (guint i = 0; i < o->iomaps->len; i++)
-            g_array_index(o->iomaps, fk_iomap, i).gen = fk.gen;
+        CUR->locked += move;
+        for (guint i = 0; i < o->iomaps->len; i++) {
+            fk_iomap *m = &g_array_index(o->iomaps, fk_iomap, i);
+            fk_proc *was = m->gen != CUR->gen ? proc_by_gen(m->gen) : NULL;
+            if (was)
+                was->locked -= m->length;
+            m->gen = CUR->gen;
+        }
         return 0;
     }
     }
@@ -852,6 +991,7 @@ static int f_ioctl(int fd, unsigned long request, void *arg)
         p[1] = 0;
         return 0;
     }
+    fd = canonical(fd);
     o = g_hash_table_lookup(fk.objs, GINT_TO_POINTER(fd));
     if (!o)
         return REAL->ioctl(fd, request, arg); /* e.g. a real KVM VM in the host tests */
@@ -959,20 +1099,20 @@ static int f_dir_entry(const char *dir, const char *prefix, char *buf, size_t le
 
 static ssize_t f_send_msg(int sock, const void *buf, size_t len, const int *fds, unsigned n_fds)
 {
-    ENTER(FK_SEND_MSG);
+    ENTER_UNLOCKED(FK_SEND_MSG);
     return REAL->send_msg(sock, buf, len, fds, n_fds);
 }
 
 static ssize_t f_recv_msg(int sock, void *buf, size_t len, int *fds, unsigned max_fds,
                           unsigned *n_fds)
 {
-    ENTER(FK_RECV_MSG);
+    ENTER_UNLOCKED(FK_RECV_MSG);
     return REAL->recv_msg(sock, buf, len, fds, max_fds, n_fds);
 }
 
 static int f_wait_readable(int fd, int timeout_ms)
 {
-    ENTER(FK_WAIT_READABLE);
+    ENTER_UNLOCKED(FK_WAIT_READABLE);
     return REAL->wait_readable(fd, timeout_ms);
 }
 
@@ -1139,6 +1279,8 @@ void fake_kernel_reset(void)
     }
     if (fk.objs)
         g_hash_table_destroy(fk.objs);
+    if (fk.by_real)
+        g_hash_table_destroy(fk.by_real);
     if (fk.groups)
         g_hash_table_destroy(fk.groups);
     if (fk.ioctls)
@@ -1159,11 +1301,15 @@ void fake_kernel_reset(void)
     fk.log = g_array_new(FALSE, FALSE, sizeof(fk_op));
     fk.pretend = g_hash_table_new_full(g_direct_hash, g_direct_equal, NULL, free_pretend);
     fk.objs = g_hash_table_new_full(g_direct_hash, g_direct_equal, NULL, free_obj);
+    fk.by_real = g_hash_table_new_full(g_int64_hash, g_int64_equal, g_free, NULL);
     fk.groups = g_hash_table_new_full(g_direct_hash, g_direct_equal, NULL, free_group);
     fk.ioctls = g_hash_table_new(g_direct_hash, g_direct_equal);
     fk.streams = g_hash_table_new_full(g_direct_hash, g_direct_equal, NULL, free_stream);
     fk.arcs = g_array_new(FALSE, FALSE, sizeof(guint));
-    fk.locked_limit = G_MAXUINT64;
+    memset(fk_procs, 0, sizeof(fk_procs));
+    fk_cur_proc = 0;
+    CUR->gen = fk_next_gen++;
+    CUR->limit = G_MAXUINT64;
     fk.next_ino = 1000;
     fk.next_fd = 950;
     fk.irq_count[VFIO_PCI_INTX_IRQ_INDEX] = 1;
@@ -1224,9 +1370,9 @@ unsigned fake_vfio_dma_count(int container_fd)
 
 void fake_vfio_new_process(guint64 locked_limit)
 {
-    fk.gen++;
-    fk.locked = 0;
-    fk.locked_limit = locked_limit;
+    CUR->gen = fk_next_gen++;
+    CUR->locked = 0;
+    CUR->limit = locked_limit;
 }
 
 void fake_kernel_set_memlock(guint64 limit, bool cap_ipc_lock)
@@ -1433,12 +1579,12 @@ void fake_iommufd_enable(bool change_process)
 
 guint64 fake_kernel_locked(void)
 {
-    return fk.locked;
+    return CUR->locked;
 }
 
 void fake_kernel_set_locked_limit(guint64 limit)
 {
-    fk.locked_limit = limit;
+    CUR->limit = limit;
 }
 
 unsigned fake_iommufd_maps(int iommufd_fd, guint64 *pinned_here)
@@ -1448,7 +1594,7 @@ unsigned fake_iommufd_maps(int iommufd_fd, guint64 *pinned_here)
     if (!o)
         return 0;
     for (guint i = 0; i < o->iomaps->len; i++)
-        if (g_array_index(o->iomaps, fk_iomap, i).gen == fk.gen)
+        if (g_array_index(o->iomaps, fk_iomap, i).gen == CUR->gen)
             here += g_array_index(o->iomaps, fk_iomap, i).length;
     if (pinned_here)
         *pinned_here = here;
@@ -1483,4 +1629,73 @@ void fake_kernel_set_peer_uid(guint32 uid)
 {
     fk.peer_uid_set = true;
     fk.peer_uid = uid;
+}
+
+void fake_kernel_become_process(guint64 locked_limit)
+{
+    g_rec_mutex_lock(&fk_lock);
+    for (int i = 1; i < FK_N_PROCS; i++)
+        if (!fk_procs[i].gen) {
+            fk_cur_proc = i;
+            break;
+        }
+    g_assert_cmpint(fk_cur_proc, !=, 0);
+    CUR->gen = fk_next_gen++;
+    CUR->locked = 0;
+    CUR->limit = locked_limit;
+    g_rec_mutex_unlock(&fk_lock);
+}
+
+guint64 fake_kernel_locked_of_main(void)
+{
+    return fk_procs[0].locked;
+}
+
+void fake_kernel_alias_real(int fd)
+{
+    vfiocpr_fd_stat real;
+    pretend *p = find_pretend(fd);
+
+    g_assert_nonnull(p);
+    g_assert_cmpint(REAL->fstat(fd, &real, NULL), ==, 0);
+    p->real_ino = real.ino;
+    g_hash_table_insert(fk.by_real, g_memdup2(&real.ino, sizeof(guint64)), GINT_TO_POINTER(fd));
+}
+
+typedef struct {
+    int sock;
+    GBytes *blob;
+} capture_xfer;
+
+static gpointer capture_xfer_peer(gpointer p)
+{
+    capture_xfer *c = p;
+    peer_offer o;
+    struct stat st;
+
+    if (peer_recv_offer(c->sock, &o, 5000) == 0 && fstat(o.state_fd, &st) == 0) {
+        guint8 *buf = g_malloc(st.st_size);
+        g_assert_cmpint(pread(o.state_fd, buf, st.st_size, 0), ==, st.st_size);
+        c->blob = g_bytes_new_take(buf, st.st_size);
+    }
+    peer_offer_close(&o);
+    peer_send_text(c->sock, VFIOCPR_XFER_REFUSE, "captured");
+    return NULL;
+}
+
+GBytes *fake_kernel_capture_transfer(vfiocpr *ctx)
+{
+    capture_xfer c = { 0 };
+    int sv[2];
+    GThread *t;
+
+    g_assert_cmpint(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), ==, 0);
+    c.sock = sv[1];
+    t = g_thread_new("capture", capture_xfer_peer, &c);
+    g_assert_cmpint(vfiocpr_transfer(ctx, sv[0], 5000, 0, NULL), ==, -ECANCELED);
+    g_thread_join(t);
+    close(sv[0]);
+    close(sv[1]);
+    g_assert_nonnull(c.blob);
+    return c.blob;
 }

@@ -119,6 +119,17 @@ bool fake_iommufd_mapped(int iommufd_fd, guint64 iova, bool *by_file);
 /* the iommufd fd a cdev is bound to (-1: none), its devid and attached pt */
 int fake_iommufd_cdev_binding(int cdev_fd, guint32 *devid, guint32 *pt);
 
+/* The calling thread becomes a process of its own (a transfer's new process):
+ * locked memory from 0 with this limit. fake_kernel_locked() then reports it;
+ * fake_kernel_locked_of_main() reports the first thread's process. */
+void fake_kernel_become_process(guint64 locked_limit);
+guint64 fake_kernel_locked_of_main(void);
+/* fd is pretended and has a real file behind it: dups of that file (received over a
+ * socket) are the pretended object too. */
+void fake_kernel_alias_real(int fd);
+/* Runs vfiocpr_transfer() against a peer that takes the state and refuses: returns
+ * the state blob a new process would have received (the transfer rolls back). */
+GBytes *fake_kernel_capture_transfer(vfiocpr *ctx);
 /* SO_PEERCRED reports uid for every peer from now on (a foreign peer, as root). */
 void fake_kernel_set_peer_uid(guint32 uid);
 
