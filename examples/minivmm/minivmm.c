@@ -3,12 +3,15 @@
  * minivmm: the shape of a VMM that upgrades itself in place with exec() while its
  * passthrough PCI device keeps running, built on libvfiocpr.
  *
- *   minivmm --device BDF [--kvm] [--control PATH] [--upgrades N] [--self-test]
+ *   minivmm --device BDF [--control PATH] [--upgrades N] [--self-test]
  *           [--upgrade-to PATH] [--wrapper PATH [--wrapper-arg ARG]...] [--forbidden-ioctl]
+ *   minivmm --device BDF --kvm [--intx] [--guest-image PATH] [--negative NAME]
+ *           [--control PATH] [--upgrades N] [--upgrade-to PATH]
  *   minivmm --control PATH --send "upgrade [PATH]" | status | quit
  *
- * There is no guest: the "device model" is this program driving the device itself,
- * as a guest driver would, so that every upgrade can be checked end to end.
+ * Without --kvm there is no guest: the "device model" is this program driving the
+ * device itself, as a guest driver would, so that every upgrade can be checked end
+ * to end. With --kvm (edu only) it is a VMM: see below.
  *
  *  - QEMU's edu (1234:11e8): a DMA round trip guest RAM -> device -> guest RAM with
  *    a pattern check, then an MSI raised on request; every DMA completion is an MSI
@@ -31,9 +34,19 @@
  * If vfiocpr_exec() fails, it has rolled everything back and the old image simply
  * keeps running.
  *
- * --kvm: the interrupts go to a KVM VM through irqfds (vfiocpr_kvm_attach()); each
- * image makes its own VM. Without a usable /dev/kvm minivmm says so and carries on
- * with the eventfds. minivmm-suite.sh beside this file is the guest test.
+ * --kvm: a VM with an in-kernel irqchip and one vCPU running minivmm-guest.c (built
+ * as minivmm-guest.bin, looked for beside this binary, or --guest-image), which is
+ * the device's driver: it does the DMA both ways and takes the device's MSI (or, with
+ * --intx, its INTx through the IOAPIC) through KVM, and counts in its own RAM every
+ * interrupt its handler took. minivmm never touches the device while the guest
+ * runs. At an upgrade the old image saves the vCPU and irqchip state into a memfd of
+ * its own, a helper process keeps the device raising interrupts while no VM exists,
+ * and the new image restores the state into a new VM, lets libvfiocpr rebuild the
+ * routes and irqfds, and compares what the guest counted with what was raised.
+ * --negative NAME breaks one rule, for the tests: set-irqs (SET_IRQS re-issued),
+ * wrong-gsi, irqfd-before-routes (in the new image), keep-old-irqfds (the old
+ * image's VM keeps an irqfd and crosses the exec). No /dev/kvm is an error.
+ * minivmm-suite.sh beside this file is the guest test.
  *
  * --upgrade-to PATH: the binary an upgrade without an explicit path execs (SIGHUP,
  * --upgrades, "upgrade" on the control socket); default: this binary.
@@ -2096,6 +2109,7 @@ static void kvm_checkpoint(vmm *v)
     st->lib_sum += v->lib_us;
     kvm_print_timeline(v, good, why->len ? why->str + 2 : "");
     g_string_free(why, TRUE);
+    mbox(v)->max_gap = 0; /* the next "before the upgrade" is plain running */
     if (v->client_waiting) {
         reply(v->client_fd, "upgraded: generation %u, pid %d, blackout %" PRIu64 " us, guest "
               "pause %" PRIu64 " us: %s\n", st->generation, (int)getpid(),
