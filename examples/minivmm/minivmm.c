@@ -271,6 +271,7 @@ typedef struct {
     vfiocpr_msi_route *routes_late; /* negative irqfd-before-routes */
     unsigned n_routes_late;
     uint64_t t_vm, t_attach0, t_attach1, t_run;
+    uint64_t kvm_cycles_base; /* the guest's cycle count when this stretch of work began */
     uint64_t lib_us; /* this image's start-up time inside libvfiocpr calls */
 
     /* main loop */
@@ -2109,7 +2110,11 @@ static void kvm_checkpoint(vmm *v)
     st->lib_sum += v->lib_us;
     kvm_print_timeline(v, good, why->len ? why->str + 2 : "");
     g_string_free(why, TRUE);
-    mbox(v)->max_gap = 0; /* the next "before the upgrade" is plain running */
+    /* From here the next upgrade waits for a cycle of plain running, whose largest
+     * gap is the "before the upgrade" of its timeline. */
+    mbox(v)->max_gap = 0;
+    v->kvm_cycles_base = mbox(v)->cycles;
+    v->image_start = now_us();
     if (v->client_waiting) {
         reply(v->client_fd, "upgraded: generation %u, pid %d, blackout %" PRIu64 " us, guest "
               "pause %" PRIu64 " us: %s\n", st->generation, (int)getpid(),
@@ -2153,9 +2158,9 @@ static int kvm_loop(vmm *v)
 {
     vmm_state *st = v->st;
     mvg_mbox *mb = mbox(v);
-    uint64_t cycles_base = mb->cycles;
     struct pollfd p[4];
 
+    v->kvm_cycles_base = mb->cycles;
     while (!v->quit) {
         if (!v->t_run)
             v->t_run = now_us();
@@ -2165,7 +2170,7 @@ static int kvm_loop(vmm *v)
             die("KVM_RUN: %s", g_strerror(errno));
         }
         kvm_exit(v);
-        v->cycles = (unsigned)(mb->cycles - cycles_base);
+        v->cycles = (unsigned)(mb->cycles - v->kvm_cycles_base);
         p[0] = (struct pollfd){ .fd = v->timer_fd, .events = POLLIN };
         p[1] = (struct pollfd){ .fd = v->signal_fd, .events = POLLIN };
         p[2] = (struct pollfd){ .fd = v->listen_fd, .events = POLLIN };
