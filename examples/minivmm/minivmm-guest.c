@@ -36,6 +36,10 @@
 
 struct interrupt_frame;
 
+/* What the interrupt handlers call saves every register it uses: a plain call
+ * out of a handler would clobber registers the interrupted code owns. */
+#define ISR_SAFE static inline __attribute__((no_caller_saved_registers))
+
 static volatile mvg_mbox *const mb = (volatile mvg_mbox *)MVG_MBOX;
 static volatile uint32_t *const bar = (volatile uint32_t *)MVG_BAR0;
 static uint64_t last_heartbeat;
@@ -47,7 +51,7 @@ static inline uint64_t rdtsc(void)
     return (uint64_t)hi << 32 | lo;
 }
 
-static inline void outl(uint16_t port, uint32_t val)
+ISR_SAFE void outl(uint16_t port, uint32_t val)
 {
     __asm__ volatile("outl %0, %1" : : "a"(val), "Nd"(port) : "memory");
 }
@@ -57,7 +61,7 @@ static inline void outb(uint16_t port, uint8_t val)
     __asm__ volatile("outb %0, %1" : : "a"(val), "Nd"(port) : "memory");
 }
 
-static void lapic_write(uint32_t reg, uint32_t val)
+ISR_SAFE void lapic_write(uint32_t reg, uint32_t val)
 {
     *(volatile uint32_t *)(MVG_LAPIC + reg) = val;
 }
@@ -68,7 +72,7 @@ static void ioapic_write(uint32_t reg, uint32_t val)
     *(volatile uint32_t *)(MVG_IOAPIC + 0x10) = val;
 }
 
-static unsigned bits(uint32_t x)
+ISR_SAFE unsigned bits(uint32_t x)
 {
     unsigned n = 0;
     for (; x; x &= x - 1)
