@@ -29,6 +29,8 @@
 
 #define MVG_VEC_MSI 0x30   /* the device's MSI, through a KVM MSI route */
 #define MVG_VEC_INTX 0x31  /* the device's INTx, through an IOAPIC pin */
+#define MVG_VEC_MSIX0 0x40 /* e1000e's MSI-X vector n: MVG_VEC_MSIX0 + n */
+#define MVG_MSIX_VECTORS 5
 #define MVG_VEC_SPURIOUS 0xff
 
 #define MVG_PORT_HEARTBEAT 0x510 /* the guest's periodic exit: the VMM's chance to act */
@@ -36,6 +38,7 @@
 
 #define MVG_MODE_MSI 0
 #define MVG_MODE_INTX 1
+#define MVG_MODE_MSIX 2 /* e1000e: a shot on each MSI-X vector in turn, no DMA */
 
 #define MVG_HEADER_MAGIC 0x4d564731u /* "MVG1" */
 #define MVG_MBOX_MAGIC 0x4d42u
@@ -47,6 +50,7 @@ typedef struct {
     uint32_t irq_handler;       /* MSI and INTx vectors */
     uint32_t spurious_handler;
     uint32_t fault_handler;     /* exceptions 0-31 */
+    uint32_t msix_handler[MVG_MSIX_VECTORS];
 } mvg_header;
 
 /*
@@ -81,6 +85,11 @@ typedef struct {
     uint32_t pad;
 
     uint64_t done_raised, done_taken_own, done_taken_other, done_lone_runs, done_lone_events;
+
+    /* MVG_MODE_MSIX, per vector: e1000e has no status bit per shot, so every shot
+     * must come as an interrupt of its own */
+    uint64_t raised_v[MVG_MSIX_VECTORS], taken_v[MVG_MSIX_VECTORS];
+    uint64_t done_raised_v[MVG_MSIX_VECTORS], done_taken_v[MVG_MSIX_VECTORS];
 } mvg_mbox;
 
 #endif

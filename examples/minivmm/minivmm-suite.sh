@@ -18,6 +18,7 @@
 #      b. --intx --upgrades 3: INTx through the IOAPIC, the window delivered once;
 #      c. negative controls that must be caught: wrong-gsi (MSI and INTx),
 #         irqfd-before-routes, keep-old-irqfds; set-irqs reported as TODO;
+#      d. e1000e: --upgrades 3 with its 5 MSI-X vectors, and wrong-gsi;
 #      no /dev/kvm in the guest is a failure;
 #   5-7. through the exec wrapper /bin/vfiocpr-exec (SKIP when it is not in the guest):
 #      5. fallback: --upgrades 2 to a missing binary, --wrapper-arg --summary=json: the
@@ -29,7 +30,8 @@
 #         restore (and the audit log, if the kernel prints it, names ioctl).
 # The device (default edu) is found through sysfs by its PCI ids.
 #
-#   tests/guest/run-guest.sh --kernel 7.3 --device edu --extra examples/minivmm/minivmm \
+#   tests/guest/run-guest.sh --kernel 7.3 --device edu --device e1000e \
+#       --extra examples/minivmm/minivmm --extra examples/minivmm/minivmm-guest.bin \
 #       --extra examples/vfiocpr-exec/vfiocpr-exec -- examples/minivmm/minivmm-suite.sh
 # (the wrapper is linked to libvfiocpr.so.0: in the build tree run it with
 # LD_LIBRARY_PATH=$PWD/lib/.libs, absolute, so that ldd finds it for the initramfs)
@@ -152,14 +154,29 @@ fi
 # minivmm --kvm runs a VM whose guest program drives the device; the guest counts
 # in its own RAM the interrupts its handler took. A guest kernel without a working
 # /dev/kvm is a failure: run-guest.sh loads kvm and kvm_amd into every guest.
-# kvm_run NAME ARGS...: one minivmm --kvm run, its output in /tmp/kvm-NAME.out
+# The guest drives edu (4a-c) and e1000e (4d), whichever device the suite is for.
+kvm_edu=
+kvm_e1000e=
+for d in /sys/bus/pci/devices/*; do
+    read -r vendor <"$d/vendor"
+    read -r device <"$d/device"
+    case $vendor:$device in
+        0x1234:0x11e8) kvm_edu=${d##*/} ;;
+        0x8086:0x10d3) kvm_e1000e=${d##*/} ;;
+    esac
+done
+kvm_dev=$kvm_edu
+# kvm_run NAME ARGS...: one minivmm --kvm run on $kvm_dev, its output in /tmp/kvm-NAME.out
 kvm_run() {
     name=$1
     shift
-    $M --device "$bdf" --kvm "$@" >"/tmp/kvm-$name.out" 2>&1
+    $M --device "$kvm_dev" --kvm "$@" >"/tmp/kvm-$name.out" 2>&1
 }
 if [ ! -c /dev/kvm ]; then
     result NOTOK "--kvm: no /dev/kvm in this guest (kvm, kvm_amd not loaded?)"
+fi
+if [ -z "$kvm_edu" ] || [ -z "$kvm_e1000e" ]; then
+    result NOTOK "--kvm needs both edu and e1000e (run-guest.sh --device edu --device e1000e)"
 fi
 # 4a. KVM_UPGRADES upgrades with MSI: each one checked by what the guest counted
 kvm_up=${KVM_UPGRADES:-20}
@@ -216,27 +233,46 @@ fi
 negative() {
     neg=$1
     shift
-    kvm_run "neg-$neg$*" --upgrades 1 --negative "$neg" "$@"
+    what="--kvm --negative $neg${*:+ $*}"
+    [ "$kvm_dev" = "$kvm_e1000e" ] && what="--kvm e1000e --negative $neg"
+    kvm_run "neg-$neg$*-$kvm_dev" --upgrades 1 --negative "$neg" "$@"
     rc=$?
-    line=$(sed -n 's/^minivmm: upgrade 1\/1: //p' "/tmp/kvm-neg-$neg$*.out")
+    line=$(sed -n 's/^minivmm: upgrade 1\/1: //p' "/tmp/kvm-neg-$neg$*-$kvm_dev.out")
     busy=$(grep -c '^minivmm: error: kvm: KVM_IRQFD assign of eventfd .*(Device or resource busy)$' \
-           "/tmp/kvm-neg-$neg$*.out")
+           "/tmp/kvm-neg-$neg$*-$kvm_dev.out")
     # keep-old-irqfds: newer kernels refuse a second irqfd on the eventfd (the
     # new VM's), so the new image cannot start; older ones let the old VM steal
     if [ -z "$line" ] && [ "$neg" = keep-old-irqfds ] && [ "$busy" -eq 1 ] && [ "$rc" -ne 0 ]; then
         line="FAILED: refused by the kernel: the new VM's KVM_IRQFD on the eventfd the old VM still holds is EBUSY"
     fi
     case $line in
-        FAILED:*) result OK "--kvm --negative $neg $*: caught (exit $rc): ${line#FAILED: }" ;;
-        ok:*) result NOTOK "--kvm --negative $neg $*: NOT caught: $line" ;;
-        *) result NOTOK "--kvm --negative $neg $*: exit $rc, no result"
-           comment "/tmp/kvm-neg-$neg$*.out" ;;
+        FAILED:*) result OK "$what: caught (exit $rc): ${line#FAILED: }" ;;
+        ok:*) result NOTOK "$what: NOT caught: $line" ;;
+        *) result NOTOK "$what: exit $rc, no result"
+           comment "/tmp/kvm-neg-$neg$*-$kvm_dev.out" ;;
     esac
 }
 negative wrong-gsi
 negative wrong-gsi --intx
 negative irqfd-before-routes
 negative keep-old-irqfds
+# 4d. e1000e: MSI-X, 5 vectors, each with its own route and irqfd; the helper shoots
+# each vector once during the exec (e1000e has no status bit per shot)
+kvm_dev=$kvm_e1000e
+kvm_run msix --upgrades 3
+rc=$?
+good=$(grep -c '^minivmm: upgrade [123]/3: ok: MSI-X raised \([0-9]*\) = taken \1 by the guest, window 5, one per vector,' /tmp/kvm-msix.out)
+if [ "$rc" -eq 0 ] && [ "$good" -eq 3 ]; then
+    result OK "--kvm e1000e MSI-X: 3 upgrades, every vector's shots (one per vector in each window) taken exactly once: $(sed -n 's/^minivmm: summary: //p' /tmp/kvm-msix.out)"
+    sed -n 's/^minivmm:   the guest.s handlers, per MSI-X vector/#   per MSI-X vector/p' /tmp/kvm-msix.out | tail -n 1
+else
+    result NOTOK "--kvm e1000e MSI-X: exit $rc, $good of 3 upgrades good"
+    comment /tmp/kvm-msix.out
+fi
+# routes one GSI off their irqfds: every vector's interrupts land on the next vector
+negative wrong-gsi
+kvm_dev=$kvm_edu
+
 # Re-issuing SET_IRQS with the preserved eventfd is tolerated by the kernel except
 # for an interrupt raised between its free_irq() and request_irq(), whose message
 # is zeroed meanwhile (the host logs a DMA write fault at IOVA 0); the guest's

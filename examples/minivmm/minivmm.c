@@ -11,7 +11,7 @@
  *
  * Without --kvm there is no guest: the "device model" is this program driving the
  * device itself, as a guest driver would, so that every upgrade can be checked end
- * to end. With --kvm (edu only) it is a VMM: see below.
+ * to end. With --kvm it is a VMM: see below.
  *
  *  - QEMU's edu (1234:11e8): a DMA round trip guest RAM -> device -> guest RAM with
  *    a pattern check, then an MSI raised on request; every DMA completion is an MSI
@@ -36,9 +36,10 @@
  *
  * --kvm: a VM with an in-kernel irqchip and one vCPU running minivmm-guest.c (built
  * as minivmm-guest.bin, looked for beside this binary, or --guest-image), which is
- * the device's driver: it does the DMA both ways and takes the device's MSI (or, with
- * --intx, its INTx through the IOAPIC) through KVM, and counts in its own RAM every
- * interrupt its handler took. minivmm never touches the device while the guest
+ * the device's driver: on edu it does the DMA both ways and takes the device's MSI
+ * (or, with --intx, its INTx through the IOAPIC) through KVM; on e1000e it shoots
+ * each of the 5 MSI-X vectors in turn. It counts in its own RAM every interrupt its
+ * handlers took. minivmm never touches the device while the guest
  * runs. At an upgrade the old image saves the vCPU and irqchip state into a memfd of
  * its own, a helper process keeps the device raising interrupts while no VM exists,
  * and the new image restores the state into a new VM, lets libvfiocpr rebuild the
@@ -193,6 +194,8 @@ typedef struct {
     int32_t helper_pid;
     uint32_t helper_stop, helper_raised, window_raised;
     uint64_t helper_t_first, helper_t_last, helper_total;
+    uint32_t helper_v[MVG_MSIX_VECTORS], window_v[MVG_MSIX_VECTORS]; /* e1000e, per vector */
+    uint64_t helper_total_v[MVG_MSIX_VECTORS];
     uint64_t t_stop, t_saved, gap_before;
     mvg_mbox g;
     uint64_t pause_sum, pause_min, pause_max, stopped_sum, lib_sum;
@@ -550,8 +553,8 @@ static void device_start(vmm *v)
         die("%s is %04x:%04x; minivmm drives edu (1234:11e8) or e1000e (8086:10d3)", v->bdf,
             v->vendor, v->device);
     }
-    if (v->want_kvm && v->kind != DEV_EDU)
-        die("--kvm: the guest program drives edu only");
+    if (v->want_kvm && v->kind != DEV_EDU && v->intx)
+        die("--kvm --intx: edu only");
 
     if (!v->restart) {
         cfg_write16(v, PCI_COMMAND,
@@ -739,12 +742,14 @@ static void kvm_cold_boot(vmm *v)
     for (unsigned vec = 0; vec < 256; vec++) {
         uint32_t off = vec < 32 ? h.fault_handler
                      : vec == MVG_VEC_MSI || vec == MVG_VEC_INTX ? h.irq_handler
-                                                                  : h.spurious_handler;
+                     : vec >= MVG_VEC_MSIX0 && vec < MVG_VEC_MSIX0 + MVG_MSIX_VECTORS
+                         ? h.msix_handler[vec - MVG_VEC_MSIX0]
+                         : h.spurious_handler;
         /* 32-bit interrupt gate, present, DPL 0 */
         idt[vec] = (uint64_t)(off & 0xffff0000u) << 32 | 0x8e00ull << 32 |
                    (uint64_t)MVG_SEL_CODE << 16 | (off & 0xffffu);
     }
-    mb->mode = v->intx ? MVG_MODE_INTX : MVG_MODE_MSI;
+    mb->mode = v->kind == DEV_E1000E ? MVG_MODE_MSIX : v->intx ? MVG_MODE_INTX : MVG_MODE_MSI;
     mb->intx_pin = INTX_PIN;
     mb->dma_len = XFER;
     mb->heartbeat_cycles = v->tsc_khz;                    /* 1 ms */
@@ -852,6 +857,7 @@ static void helper_start(vmm *v)
 
     st->helper_stop = 0;
     st->helper_raised = 0;
+    memset(st->helper_v, 0, sizeof(st->helper_v));
     fflush(stdout);
     fflush(stderr);
     pid = fork();
@@ -860,8 +866,22 @@ static void helper_start(vmm *v)
     if (pid == 0) {
         for (int fd = 3; fd < 1024; fd++)
             close(fd);
-        for (unsigned k = 0; k < HELPER_MAX && !__atomic_load_n(&st->helper_stop, __ATOMIC_ACQUIRE);
-             k++) {
+        /* e1000e has no status bit per shot: one shot per vector, or KVM's merging
+         * of what waits in an eventfd would hide a count */
+        for (unsigned n = 0; v->kind == DEV_E1000E && n < v->n_vectors &&
+                             !__atomic_load_n(&st->helper_stop, __ATOMIC_ACQUIRE); n++) {
+            wr32(v, E1000_IVAR, E1000_IVAR_VALID | n);
+            st->helper_v[n]++;
+            __atomic_add_fetch(&st->helper_raised, 1, __ATOMIC_RELEASE);
+            if (n == 0)
+                st->helper_t_first = now_us();
+            st->helper_t_last = now_us();
+            wr32(v, E1000_IMS, E1000_CAUSE_RXQ0);
+            wr32(v, E1000_ICS, E1000_CAUSE_RXQ0);
+            usleep(2 * HELPER_GAP_US);
+        }
+        for (unsigned k = 0; v->kind == DEV_EDU && k < HELPER_MAX &&
+                             !__atomic_load_n(&st->helper_stop, __ATOMIC_ACQUIRE); k++) {
             uint32_t bit = k < 7 ? 1u << (k + 1) : 1u << (k + 2);
             __atomic_add_fetch(&st->helper_raised, 1, __ATOMIC_RELEASE);
             if (k == 0)
@@ -888,6 +908,7 @@ static void helper_stop(vmm *v)
         die("the interrupt helper (pid %d) did not finish cleanly", (int)st->helper_pid);
     st->helper_pid = 0;
     st->window_raised = st->helper_raised;
+    memcpy(st->window_v, st->helper_v, sizeof(st->window_v));
 }
 
 /* KVM_CAP_USER_MEMORY slots: 0 guest RAM, 1 BAR0 of the device. */
@@ -977,9 +998,12 @@ static void kvm_start(vmm *v)
         if (LIB(v, vfiocpr_irq_set_intx_gsi(v->dev, INTX_PIN + (negative(v, "wrong-gsi") ? 1 : 0),
                                             &err)) < 0)
             die("%s", err->message);
-    } else if (LIB(v, vfiocpr_irq_set_msi(v->dev, v->irq_index, 0, MVG_LAPIC, MVG_VEC_MSI,
-                                          false, &err)) < 0) {
-        die("%s", err->message);
+    } else {
+        for (unsigned i = 0; i < v->n_vectors; i++)
+            if (LIB(v, vfiocpr_irq_set_msi(v->dev, v->irq_index, i, MVG_LAPIC,
+                                           v->kind == DEV_E1000E ? MVG_VEC_MSIX0 + i : MVG_VEC_MSI,
+                                           false, &err)) < 0)
+                die("%s", err->message);
     }
     v->kvm_pending = LIB(v, vfiocpr_kvm_attach(v->ctx, v->vm_fd, KVM_GSI_BASE,
                                                kvm_commit_routes, v, &err));
@@ -1160,14 +1184,13 @@ static uint64_t total(const uint64_t *a, unsigned n)
     return s;
 }
 
+static uint64_t guest_taken(const vmm *v);
+
 /* Under KVM the eventfds are KVM's: the guest counts, in its RAM. */
 static const char *received_text(const vmm *v, char *buf, size_t len)
 {
-    const mvg_mbox *mb = mbox(v);
-
     if (using_kvm(v))
-        snprintf(buf, len, "%" PRIu64 " (counted by the guest)",
-                 mb->done_taken_own + mb->done_taken_other);
+        snprintf(buf, len, "%" PRIu64 " (counted by the guest)", guest_taken(v));
     else
         snprintf(buf, len, "%" PRIu64, total(v->st->received, v->n_vectors));
     return buf;
@@ -1175,8 +1198,29 @@ static const char *received_text(const vmm *v, char *buf, size_t len)
 
 static uint64_t fired_total(const vmm *v)
 {
-    return using_kvm(v) ? mbox(v)->done_raised + v->st->helper_total
-                        : total(v->st->fired, v->n_vectors);
+    const mvg_mbox *mb = mbox(v);
+    uint64_t n = 0;
+
+    if (!using_kvm(v))
+        return total(v->st->fired, v->n_vectors);
+    if (v->kind != DEV_E1000E)
+        return mb->done_raised + v->st->helper_total;
+    for (unsigned i = 0; i < v->n_vectors; i++)
+        n += mb->done_raised_v[i];
+    return n + v->st->helper_total;
+}
+
+/* What the guest's handlers counted, at the end of its last cycle. */
+static uint64_t guest_taken(const vmm *v)
+{
+    const mvg_mbox *mb = mbox(v);
+    uint64_t n = 0;
+
+    if (v->kind != DEV_E1000E)
+        return mb->done_taken_own + mb->done_taken_other;
+    for (unsigned i = 0; i < v->n_vectors; i++)
+        n += mb->done_taken_v[i];
+    return n;
 }
 
 static int64_t irq_deficit(const vmm *v)
@@ -1482,7 +1526,7 @@ static void print_summary(vmm *v)
             " us; vCPU stopped mean %" PRIu64 " us; blackout min %" PRIu64 " / mean %" PRIu64
             " / max %" PRIu64 " us, of it in library calls (new image) mean %" PRIu64 " us (%"
             PRIu64 "%%); rollbacks %u", st->upgrades_good, n, irq_label(v), fired_total(v),
-            mb->done_raised, st->helper_total, mb->done_taken_own + mb->done_taken_other,
+            fired_total(v) - st->helper_total, st->helper_total, guest_taken(v),
             mb->missed, mb->dma_ok, mb->dma_bad, n ? st->pause_min : 0,
             n ? st->pause_sum / n : 0, st->pause_max, n ? st->stopped_sum / n : 0,
             n ? st->blackout_min : 0, bo, st->blackout_max, n ? st->lib_sum / n : 0,
@@ -1514,7 +1558,7 @@ static void upgrade_finished(vmm *v, bool good)
         const mvg_mbox *mb = mbox(v);
         print_summary(v);
         v->exit_status = st->upgrades_good == st->upgrades_wanted && mb->dma_bad == 0 &&
-                         fired_total(v) == mb->done_taken_own + mb->done_taken_other ? 0 : 1;
+                         fired_total(v) == guest_taken(v) ? 0 : 1;
         v->quit = true;
         return;
     }
@@ -1972,6 +2016,8 @@ static void kvm_handover(vmm *v)
     vfiocpr_fd_forget(v->ctx, "old-vm", 0);
     helper_stop(v);
     st->helper_total += st->window_raised;
+    for (unsigned n = 0; n < MVG_MSIX_VECTORS; n++)
+        st->helper_total_v[n] += st->window_v[n];
     g_clear_error(&err);
     if (vfiocpr_kvm_attach(v->ctx, v->vm_fd, KVM_GSI_BASE, kvm_commit_routes, v, &err) < 0)
         die("KVM: re-attaching the irqfds: %s", err->message);
@@ -1991,7 +2037,7 @@ static void kvm_print_timeline(vmm *v, bool good, const char *why)
     const mvg_mbox *g = &st->g, *mb = mbox(v);
     const liveness *a = &v->live_after;
     int64_t t0 = (int64_t)st->t_exec;
-    char num[32];
+    char num[32], win[64];
 #define REL(t) ((int64_t)(t)-t0)
 
     upgrade_number(st, num, sizeof(num));
@@ -2004,8 +2050,9 @@ static void kvm_print_timeline(vmm *v, bool good, const char *why)
     say("  old image %8" PRId64 " us  vCPU and irqchip state saved (%zu bytes: registers, "
         "segments, control registers, FPU, TSC offset, LAPIC, PICs, IOAPIC, events, MP state)",
         REL(st->t_saved), sizeof(vcpu_save));
-    say("  old image %8" PRId64 " us  irqfds detached; the helper raises an interrupt every "
-        "%u ms", REL(st->t_handover), HELPER_GAP_US / 1000);
+    say("  old image %8" PRId64 " us  irqfds detached; the helper raises %s",
+        REL(st->t_handover), v->kind == DEV_E1000E ? "one MSI-X shot per vector, 10 ms apart"
+                                                   : "an interrupt every 5 ms");
     say("  old image %8" PRId64 " us  vfiocpr_exec(\"%s\")", REL(st->t_exec), st->exec_path);
     say("  new image %8" PRId64 " us  main() entered      prepare + execve + load %7" PRId64
         " us", REL(v->t_main), (int64_t)(v->t_main - st->t_exec));
@@ -2030,6 +2077,16 @@ static void kvm_print_timeline(vmm *v, bool good, const char *why)
         "of its ticks; before the upgrade at most %" PRIu64 " us); progress %" PRIu64 " -> %"
         PRIu64 ", cycle %" PRIu64 " -> %" PRIu64, tsc_us(v, mb->max_gap),
         tsc_us(v, st->gap_before), g->progress, mb->progress, g->cycles, mb->cycles);
+    if (v->kind == DEV_E1000E) {
+        GString *vs = g_string_new(NULL);
+        for (unsigned n = 0; n < v->n_vectors; n++)
+            g_string_append_printf(vs, "%s%u: raised %" PRIu64 " taken %" PRIu64 " (window %u)",
+                                   n ? ", " : "", n,
+                                   mb->done_raised_v[n] + st->helper_total_v[n],
+                                   mb->done_taken_v[n], st->window_v[n]);
+        say("  the guest's handlers, per MSI-X vector since the cold start: %s", vs->str);
+        g_string_free(vs, TRUE);
+    } else
     say("  the guest's handler: the window's %u interrupts arrived in %" PRIu64 " interrupt(s) "
         "of their own carrying %" PRIu64 " event(s), %" PRIu64 " more carried by later ones; "
         "its own: raised %" PRIu64 ", taken %" PRIu64 ", waited for in vain %" PRIu64,
@@ -2038,24 +2095,29 @@ static void kvm_print_timeline(vmm *v, bool good, const char *why)
         (mb->done_taken_other - g->done_taken_other) - (mb->done_lone_events - g->done_lone_events),
         mb->done_raised, mb->done_taken_own, mb->missed);
     say("  %s since the cold start: the device raised %" PRIu64 " (guest %" PRIu64 ", helper %"
-        PRIu64 "), the guest's handler took %" PRIu64, irq_label(v),
-        mb->done_raised + st->helper_total, mb->done_raised, st->helper_total,
-        mb->done_taken_own + mb->done_taken_other);
-    say("  the guest's DMA: %" PRIu64 " round trips checked since the upgrade, %" PRIu64
-        " bad since the cold start", mb->dma_ok + mb->dma_bad - g->dma_ok - g->dma_bad,
-        mb->dma_bad);
+        PRIu64 "), the guest's handlers took %" PRIu64, irq_label(v), fired_total(v),
+        fired_total(v) - st->helper_total, st->helper_total, guest_taken(v));
+    if (v->kind == DEV_EDU)
+        say("  the guest's DMA: %" PRIu64 " round trips checked since the upgrade, %" PRIu64
+            " bad since the cold start", mb->dma_ok + mb->dma_bad - g->dma_ok - g->dma_bad,
+            mb->dma_bad);
+    else
+        say("  the guest's DMA: none on e1000e (guest RAM is still DMA-mapped and re-pointed)");
     say("  not reset: PCI_COMMAND 0x%04x -> 0x%04x (bus master %s), %s control 0x%04x -> 0x%04x "
         "(%s), sysfs enable %s", st->cmd_before, a->cmd, a->bus_master ? "on" : "OFF",
         v->intx ? "MSI" : irq_label(v), st->irq_ctrl_before, a->irq_ctrl,
         v->intx ? "n/a for INTx" : a->irq_enabled ? "enabled" : "DISABLED",
         a->sysfs_enabled ? "1" : "0");
-    say("upgrade %s: %s: %s raised %" PRIu64 " = taken %" PRIu64 " by the guest%s, window %u "
-        "in %" PRIu64 " interrupt(s), guest pause %" PRIu64 " us, DMA %s, blackout %" PRIu64
-        " us%s%s", num, good ? "ok" : "FAILED", irq_label(v), mb->done_raised + st->helper_total,
-        mb->done_taken_own + mb->done_taken_other,
-        mb->done_raised + st->helper_total == mb->done_taken_own + mb->done_taken_other ? "" :
-        " NOT EQUAL", st->window_raised, mb->done_lone_runs - g->done_lone_runs,
-        tsc_us(v, mb->max_gap), mb->dma_bad ? "BAD" : "ok", v->t_finish - st->t_exec,
+    if (v->kind == DEV_E1000E)
+        snprintf(win, sizeof(win), "window %u, one per vector", st->window_raised);
+    else
+        snprintf(win, sizeof(win), "window %u in %" PRIu64 " interrupt(s)", st->window_raised,
+                 mb->done_lone_runs - g->done_lone_runs);
+    say("upgrade %s: %s: %s raised %" PRIu64 " = taken %" PRIu64 " by the guest%s, %s, guest "
+        "pause %" PRIu64 " us, DMA %s, blackout %" PRIu64 " us%s%s", num, good ? "ok" : "FAILED",
+        irq_label(v), fired_total(v), guest_taken(v),
+        fired_total(v) == guest_taken(v) ? "" : " NOT EQUAL", win, tsc_us(v, mb->max_gap),
+        v->kind != DEV_EDU ? "n/a" : mb->dma_bad ? "BAD" : "ok", v->t_finish - st->t_exec,
         why[0] ? ": " : "", why);
 #undef REL
 }
@@ -2076,17 +2138,32 @@ static void kvm_checkpoint(vmm *v)
 
     v->live_after = read_liveness(v);
     st->helper_total += win;
-    if (mb->done_raised != mb->done_taken_own || mb->missed)
+    if (v->kind == DEV_E1000E) {
+        /* per vector: the guest's own shots, and the window's one, each taken once */
+        for (unsigned n = 0; n < v->n_vectors; n++) {
+            uint64_t want = mb->done_raised_v[n] + st->helper_total_v[n] + st->window_v[n];
+            uint64_t win_taken = (mb->done_taken_v[n] - g->done_taken_v[n]) -
+                                 (mb->done_raised_v[n] - g->done_raised_v[n]);
+            st->helper_total_v[n] += st->window_v[n];
+            if (mb->done_taken_v[n] != want || win_taken != st->window_v[n])
+                g_string_append_printf(why, "; vector %u: raised %" PRIu64 ", taken %" PRIu64
+                                       " (the window's %u: %" PRId64 ")", n, want,
+                                       mb->done_taken_v[n], st->window_v[n], (int64_t)win_taken);
+        }
+        if (mb->missed)
+            g_string_append_printf(why, "; the guest waited in vain %" PRIu64 " times",
+                                   mb->missed);
+    } else if (mb->done_raised != mb->done_taken_own || mb->missed)
         g_string_append_printf(why, "; the guest's own interrupts: raised %" PRIu64 ", taken %"
                                PRIu64, mb->done_raised, mb->done_taken_own);
-    if (other != win || lone_events != win)
+    if (v->kind == DEV_EDU && (other != win || lone_events != win))
         g_string_append_printf(why, "; of the window's %" PRIu64 " the guest took %" PRIu64
                                " (%" PRIu64 " in interrupts of their own)", win, other,
                                lone_events);
-    if (lone_runs != (win ? 1u : 0u))
+    if (v->kind == DEV_EDU && lone_runs != (win ? 1u : 0u))
         g_string_append_printf(why, "; the window's interrupts came as %" PRIu64
                                " interrupts of their own, not 1", lone_runs);
-    if (mb->dma_bad || mb->dma_ok <= g->dma_ok)
+    if (v->kind == DEV_EDU && (mb->dma_bad || mb->dma_ok <= g->dma_ok))
         g_string_append_printf(why, "; DMA: %" PRIu64 " bad, %" PRIu64 " good since the upgrade",
                                mb->dma_bad, mb->dma_ok - g->dma_ok);
     if (mb->progress <= g->progress || mb->cycles <= g->cycles)
