@@ -1771,12 +1771,15 @@ static void control_command(vmm *v, char *line)
         v->client_waiting = true; /* answered by whichever image finds out how it went */
         request_upgrade(v, target, "the control socket");
     } else if (strcmp(line, "status") == 0) {
-        char received[32];
+        char received[48];
+        /* under --kvm the DMA is the guest's, counted in its RAM */
+        uint64_t dma_bad = using_kvm(v) ? mbox(v)->dma_bad : st->dma_bad;
+        uint64_t dma_checks = using_kvm(v) ? mbox(v)->dma_ok + dma_bad : st->dma_checks;
         reply(v->client_fd, "generation %u, pid %d, %s %s, upgrades %u (good %u), rollbacks %u, "
-              "interrupts fired %" PRIu64 " received %s, DMA checks %u (bad %u)\n",
-              st->generation, (int)getpid(), device_label(v), v->bdf, st->upgrades_done,
+              "interrupts fired %" PRIu64 " received %s, DMA checks %" PRIu64 " (bad %" PRIu64
+              ")\n", st->generation, (int)getpid(), device_label(v), v->bdf, st->upgrades_done,
               st->upgrades_good, st->rollbacks, fired_total(v),
-              received_text(v, received, sizeof(received)), st->dma_checks, st->dma_bad);
+              received_text(v, received, sizeof(received)), dma_checks, dma_bad);
         client_close(v);
     } else if (strcmp(line, "quit") == 0) {
         reply(v->client_fd, "bye\n");
