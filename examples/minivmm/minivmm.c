@@ -44,7 +44,9 @@
  * its own, a helper process keeps the device raising interrupts while no VM exists,
  * and the new image restores the state into a new VM, lets libvfiocpr rebuild the
  * routes and irqfds, and compares what the guest counted with what was raised.
- * --negative NAME breaks one rule, for the tests: set-irqs (SET_IRQS re-issued),
+ * --negative NAME breaks one rule, for the tests: set-irqs (the restart re-issues
+ * SET_IRQS with a new eventfd and wires that one), set-irqs-same (SET_IRQS re-issued
+ * with the preserved eventfd),
  * wrong-gsi, irqfd-before-routes (in the new image), keep-old-irqfds (the old
  * image's VM keeps an irqfd and crosses the exec), cold-guest (the new image boots
  * the guest afresh instead of restoring it). No /dev/kvm is an error.
@@ -89,6 +91,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/signalfd.h>
@@ -976,8 +979,8 @@ static void kvm_start(vmm *v)
         kvm_cold_boot(v);
     v->t_vm = now_us();
 
-    if (negative(v, "set-irqs")) {
-        /* what a VMM that ignores the rule would do while the helper raises */
+    if (negative(v, "set-irqs-same")) {
+        /* the rule broken as such, with the very eventfd, while the helper raises */
         struct { struct vfio_irq_set s; int32_t fd; } set = {
             .s = { .argsz = sizeof(set), .flags = VFIO_IRQ_SET_DATA_EVENTFD |
                    VFIO_IRQ_SET_ACTION_TRIGGER, .index = (uint32_t)v->irq_index,
@@ -1008,10 +1011,31 @@ static void kvm_start(vmm *v)
                                            false, &err)) < 0)
                 die("%s", err->message);
     }
-    v->kvm_pending = LIB(v, vfiocpr_kvm_attach(v->ctx, v->vm_fd, KVM_GSI_BASE,
-                                               kvm_commit_routes, v, &err));
-    if (v->kvm_pending < 0)
-        die("%s", err->message);
+    if (negative(v, "set-irqs") && !v->intx) {
+        /* A restart that runs the cold-start interrupt set-up: a new eventfd, SET_IRQS,
+         * and its own route and irqfd. What the device raised during the exec waits
+         * in the old eventfd, which no VM listens to any more. */
+        vfiocpr_msi_route route = { .gsi = KVM_GSI_BASE, .address = MVG_LAPIC,
+                                    .data = MVG_VEC_MSI };
+        int fresh = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        struct { struct vfio_irq_set s; int32_t fd; } set = {
+            .s = { .argsz = sizeof(set), .flags = VFIO_IRQ_SET_DATA_EVENTFD |
+                   VFIO_IRQ_SET_ACTION_TRIGGER, .index = (uint32_t)v->irq_index,
+                   .start = 0, .count = 1 },
+            .fd = fresh };
+        struct kvm_irqfd a = { .fd = (uint32_t)fresh, .gsi = KVM_GSI_BASE };
+        if (fresh < 0 || ioctl(vfiocpr_device_fd(v->dev), VFIO_DEVICE_SET_IRQS, &set) < 0 ||
+            kvm_commit_routes(v, &route, 1, &err) < 0 || ioctl(v->vm_fd, KVM_IRQFD, &a) < 0)
+            die("negative set-irqs: %s", err ? err->message : g_strerror(errno));
+        say("negative control: SET_IRQS re-issued with a new eventfd (fd %d), wired to the "
+            "new VM by the VMM itself", fresh);
+        v->kvm_pending = 0;
+    } else {
+        v->kvm_pending = LIB(v, vfiocpr_kvm_attach(v->ctx, v->vm_fd, KVM_GSI_BASE,
+                                                   kvm_commit_routes, v, &err));
+        if (v->kvm_pending < 0)
+            die("%s", err->message);
+    }
     v->t_attach1 = now_us();
     if (v->routes_late) {
         g_autoptr(GError) e2 = NULL;
@@ -2340,8 +2364,8 @@ int main(int argc, char **argv)
         { "guest-image", 0, 0, G_OPTION_ARG_FILENAME, &guest_image,
           "--kvm: the guest program (default: minivmm-guest.bin beside this binary)", "PATH" },
         { "negative", 0, 0, G_OPTION_ARG_STRING, &negative_name,
-          "--kvm test: break the upgrade: set-irqs, wrong-gsi, irqfd-before-routes, "
-          "keep-old-irqfds, cold-guest", "NAME" },
+          "--kvm test: break the upgrade: set-irqs, set-irqs-same, wrong-gsi, "
+          "irqfd-before-routes, keep-old-irqfds, cold-guest", "NAME" },
         { "control", 'c', 0, G_OPTION_ARG_FILENAME, &control, "UNIX control socket", "PATH" },
         { "upgrades", 'u', 0, G_OPTION_ARG_INT, &upgrades,
           "upgrade N times, then exit (0: all good)", "N" },
@@ -2387,6 +2411,7 @@ int main(int argc, char **argv)
     if (kvm && (self_test || wrapper || forbidden))
         die("--kvm runs without --self-test, --wrapper and --forbidden-ioctl");
     if (negative_name && strcmp(negative_name, "set-irqs") != 0 &&
+        strcmp(negative_name, "set-irqs-same") != 0 &&
         strcmp(negative_name, "wrong-gsi") != 0 && strcmp(negative_name, "irqfd-before-routes") != 0 &&
         strcmp(negative_name, "keep-old-irqfds") != 0 && strcmp(negative_name, "cold-guest") != 0)
         die("unknown --negative %s", negative_name);
