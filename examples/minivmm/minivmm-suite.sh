@@ -18,7 +18,8 @@
 #      b. --intx --upgrades 3: INTx through the IOAPIC, the window delivered once;
 #      c. negative controls that must be caught: wrong-gsi (MSI and INTx),
 #         irqfd-before-routes, keep-old-irqfds, cold-guest, set-irqs (a new
-#         eventfd); set-irqs-same (the preserved eventfd) reported as TODO;
+#         eventfd), ram-copy; set-irqs-same (the preserved eventfd) reported as
+#         TODO;
 #      d. e1000e: --upgrades 3 with its 5 MSI-X vectors, and wrong-gsi;
 #      no /dev/kvm in the guest is a failure;
 #   5-7. through the exec wrapper /bin/vfiocpr-exec (SKIP when it is not in the guest):
@@ -261,6 +262,8 @@ negative keep-old-irqfds
 negative cold-guest
 # the new image runs its cold-start interrupt set-up: SET_IRQS with a new eventfd
 negative set-irqs
+# the new VM's RAM is a copy: the device DMAs where the guest does not look
+negative ram-copy
 # 4d. e1000e: MSI-X, 5 vectors, each with its own route and irqfd; the helper shoots
 # each vector once during the exec (e1000e has no status bit per shot)
 kvm_dev=$kvm_e1000e

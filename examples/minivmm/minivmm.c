@@ -49,7 +49,8 @@
  * with the preserved eventfd),
  * wrong-gsi, irqfd-before-routes (in the new image), keep-old-irqfds (the old
  * image's VM keeps an irqfd and crosses the exec), cold-guest (the new image boots
- * the guest afresh instead of restoring it). No /dev/kvm is an error.
+ * the guest afresh instead of restoring it), ram-copy (the new VM's RAM is a copy of
+ * the DMA-mapped memfd). No /dev/kvm is an error.
  * minivmm-suite.sh beside this file is the guest test.
  *
  * --upgrade-to PATH: the binary an upgrade without an explicit path execs (SIGHUP,
@@ -264,6 +265,7 @@ typedef struct {
     /* guest RAM and the VMM's state */
     int ram_fd, state_fd;
     uint8_t *ram;
+    uint8_t *vm_ram; /* what the VM's memory slot maps: ram, but for a negative control */
     vmm_state *st;
 
     /* --kvm: the VM and its vCPU */
@@ -580,6 +582,7 @@ static void ram_start(vmm *v)
 
     v->ram_fd = claim_memfd(v, "guest-ram", RAM_SIZE);
     v->ram = map_shared(v->ram_fd, RAM_SIZE, "guest RAM");
+    v->vm_ram = v->ram;
     if (LIB(v, vfiocpr_dma_map(v->container, RAM_IOVA, RAM_SIZE, v->ram, v->ram_fd, 0,
                                VFIOCPR_DMA_READ | VFIOCPR_DMA_WRITE, &err)) < 0)
         die("%s", err->message);
@@ -670,7 +673,7 @@ static void kvm_ioctl(int fd, unsigned long req, void *arg, const char *what)
 
 static mvg_mbox *mbox(const vmm *v)
 {
-    return (mvg_mbox *)(void *)(v->ram + (MVG_MBOX - RAM_IOVA));
+    return (mvg_mbox *)(void *)(v->vm_ram + (MVG_MBOX - RAM_IOVA));
 }
 
 /* The VMM's routing table: the 24 IOAPIC pins as KVM_CREATE_IRQCHIP made them, plus
@@ -721,8 +724,8 @@ static void kvm_cold_boot(vmm *v)
     gsize len = 0;
     g_autoptr(GError) err = NULL;
     mvg_header h;
-    uint64_t *gdt = (uint64_t *)(void *)(v->ram + (MVG_GDT - RAM_IOVA));
-    uint64_t *idt = (uint64_t *)(void *)(v->ram + (MVG_IDT - RAM_IOVA));
+    uint64_t *gdt = (uint64_t *)(void *)(v->vm_ram + (MVG_GDT - RAM_IOVA));
+    uint64_t *idt = (uint64_t *)(void *)(v->vm_ram + (MVG_IDT - RAM_IOVA));
     mvg_mbox *mb = mbox(v);
     struct kvm_sregs sregs;
     struct kvm_regs regs = { 0 };
@@ -738,8 +741,8 @@ static void kvm_cold_boot(vmm *v)
     memcpy(&h, image, sizeof(h));
     if (h.magic != MVG_HEADER_MAGIC)
         die("%s is not a minivmm guest program (magic 0x%08x)", v->guest_image, h.magic);
-    memset(v->ram + (MVG_GDT - RAM_IOVA), 0, MVG_CODE + MVG_CODE_MAX - MVG_GDT);
-    memcpy(v->ram + (MVG_CODE - RAM_IOVA), image, len);
+    memset(v->vm_ram + (MVG_GDT - RAM_IOVA), 0, MVG_CODE + MVG_CODE_MAX - MVG_GDT);
+    memcpy(v->vm_ram + (MVG_CODE - RAM_IOVA), image, len);
 
     gdt[0] = 0;
     gdt[MVG_SEL_CODE / 8] = 0x00cf9a000000ffffull; /* 4 GiB, 32-bit, execute/read */
@@ -952,7 +955,17 @@ static void kvm_start(vmm *v)
     if (v->vm_fd < 0)
         die("--kvm: KVM_CREATE_VM: %s", g_strerror(errno));
     kvm_ioctl(v->vm_fd, KVM_CREATE_IRQCHIP, NULL, "KVM_CREATE_IRQCHIP");
-    kvm_slot(v, 0, RAM_IOVA, RAM_SIZE, v->ram);
+    if (negative(v, "ram-copy")) {
+        /* guest RAM from a copy, not the DMA-mapped memfd: the guest runs on, but the
+         * device's DMA goes where the guest does not look */
+        int fd = memfd_create("guest-ram-copy", MFD_CLOEXEC);
+        if (fd < 0 || ftruncate(fd, RAM_SIZE) < 0)
+            die("negative ram-copy: %s", g_strerror(errno));
+        v->vm_ram = map_shared(fd, RAM_SIZE, "guest RAM copy");
+        memcpy(v->vm_ram, v->ram, RAM_SIZE);
+        say("negative control: the new VM's RAM is a copy of the DMA-mapped memfd");
+    }
+    kvm_slot(v, 0, RAM_IOVA, RAM_SIZE, v->vm_ram);
     kvm_slot(v, 1, MVG_BAR0, v->bar_size, (void *)v->bar);
     v->vcpu_fd = ioctl(v->vm_fd, KVM_CREATE_VCPU, 0);
     if (v->vcpu_fd < 0)
@@ -2365,7 +2378,7 @@ int main(int argc, char **argv)
           "--kvm: the guest program (default: minivmm-guest.bin beside this binary)", "PATH" },
         { "negative", 0, 0, G_OPTION_ARG_STRING, &negative_name,
           "--kvm test: break the upgrade: set-irqs, set-irqs-same, wrong-gsi, "
-          "irqfd-before-routes, keep-old-irqfds, cold-guest", "NAME" },
+          "irqfd-before-routes, keep-old-irqfds, cold-guest, ram-copy", "NAME" },
         { "control", 'c', 0, G_OPTION_ARG_FILENAME, &control, "UNIX control socket", "PATH" },
         { "upgrades", 'u', 0, G_OPTION_ARG_INT, &upgrades,
           "upgrade N times, then exit (0: all good)", "N" },
@@ -2413,7 +2426,8 @@ int main(int argc, char **argv)
     if (negative_name && strcmp(negative_name, "set-irqs") != 0 &&
         strcmp(negative_name, "set-irqs-same") != 0 &&
         strcmp(negative_name, "wrong-gsi") != 0 && strcmp(negative_name, "irqfd-before-routes") != 0 &&
-        strcmp(negative_name, "keep-old-irqfds") != 0 && strcmp(negative_name, "cold-guest") != 0)
+        strcmp(negative_name, "keep-old-irqfds") != 0 && strcmp(negative_name, "cold-guest") != 0 &&
+        strcmp(negative_name, "ram-copy") != 0)
         die("unknown --negative %s", negative_name);
     if (kvm && !guest_image) {
         g_autofree char *self = self_path();
