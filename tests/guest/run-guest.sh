@@ -135,13 +135,16 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 # ------------------------------------------------------------ kernel + initramfs
+# Every guest gets KVM: QEMU's TCG -cpu max emulates SVM, so kvm_amd loads and nested
+# VMs run (minivmm --kvm). Built-in ones are skipped by fetch-kernel.sh.
+KVM_MODULES=(kvm kvm_amd)
 t=$(date +%s.%N)
 if [ -d "$KERNEL" ]; then
     KDIR=$KERNEL
 elif [ "$WANT_MTTY" = 1 ]; then
-    KDIR=$("$HERE/fetch-kernel.sh" "$KERNEL" mdev) || fail_hard "cannot fetch kernel $KERNEL (with mdev)"
+    KDIR=$("$HERE/fetch-kernel.sh" "$KERNEL" mdev "${KVM_MODULES[@]}") || fail_hard "cannot fetch kernel $KERNEL (with mdev)"
 else
-    KDIR=$("$HERE/fetch-kernel.sh" "$KERNEL") || fail_hard "cannot fetch kernel $KERNEL"
+    KDIR=$("$HERE/fetch-kernel.sh" "$KERNEL" "${KVM_MODULES[@]}") || fail_hard "cannot fetch kernel $KERNEL"
 fi
 [ -f "$KDIR/vmlinuz" ] || fail_hard "no vmlinuz in $KDIR"
 T_FETCH=$(elapsed "$t")
