@@ -68,6 +68,7 @@ boot() {
         --extra "$builddir/guest-irq" --extra "$builddir/guest-mig" \
         --extra "$builddir/guest-mig-smoke" --extra "$builddir/guest-iommufd-smoke" \
         --extra "${top_builddir:-.}/examples/minivmm/minivmm" \
+        --extra "${top_builddir:-.}/examples/minivmm/minivmm-guest.bin" \
         --extra "${top_builddir:-.}/examples/vfiocpr-exec/vfiocpr-exec" \
         --extra "${top_srcdir:-.}/examples/minivmm/minivmm-suite.sh" \
         -- "$srcdir/${suite%% *}" "$cycles" ${suite#"${suite%% *}"} \

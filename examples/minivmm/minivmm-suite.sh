@@ -10,9 +10,18 @@
 #      DMA, blackout), the summary, and the timeline of the last upgrade as comments;
 #   3. the control socket and SIGHUP: status, upgrade (answered by the new image),
 #      upgrade to a missing binary (rolled back), SIGHUP, quit; same pid throughout;
-#   4. --kvm --upgrades 3 if the guest has a working /dev/kvm (a kernel directory from
-#      `tests/guest/fetch-kernel.sh 7.3 kvm kvm_amd`: QEMU's TCG emulates SVM), else
-#      minivmm says it runs without KVM and the test is a SKIP;
+#   4. --kvm, a real VM whose guest program drives edu and counts in its own RAM:
+#      a. --upgrades KVM_UPGRADES (default 20) with MSI: one TAP line per upgrade
+#         (device raised == taken by the guest's handler, the window's interrupts in
+#         one interrupt of their own, the guest's DMA, its pause), the summary, the
+#         guest's progress counter monotonic, the timeline of the last upgrade;
+#      b. --intx --upgrades 3: INTx through the IOAPIC, the window delivered once;
+#      c. negative controls that must be caught: wrong-gsi (MSI and INTx),
+#         irqfd-before-routes, keep-old-irqfds, cold-guest, set-irqs (a new
+#         eventfd), ram-copy; set-irqs-same (the preserved eventfd) reported as
+#         TODO;
+#      d. e1000e: --upgrades 3 with its 5 MSI-X vectors, and wrong-gsi;
+#      no /dev/kvm in the guest is a failure;
 #   5-7. through the exec wrapper /bin/vfiocpr-exec (SKIP when it is not in the guest):
 #      5. fallback: --upgrades 2 to a missing binary, --wrapper-arg --summary=json: the
 #         wrapper falls back to /bin/minivmm each time, which restores; its JSON summary
@@ -23,7 +32,8 @@
 #         restore (and the audit log, if the kernel prints it, names ioctl).
 # The device (default edu) is found through sysfs by its PCI ids.
 #
-#   tests/guest/run-guest.sh --kernel 7.3 --device edu --extra examples/minivmm/minivmm \
+#   tests/guest/run-guest.sh --kernel 7.3 --device edu --device e1000e \
+#       --extra examples/minivmm/minivmm --extra examples/minivmm/minivmm-guest.bin \
 #       --extra examples/vfiocpr-exec/vfiocpr-exec -- examples/minivmm/minivmm-suite.sh
 # (the wrapper is linked to libvfiocpr.so.0: in the build tree run it with
 # LD_LIBRARY_PATH=$PWD/lib/.libs, absolute, so that ldd finds it for the initramfs)
@@ -142,24 +152,150 @@ else
     comment /tmp/ctl.out
 fi
 
-# ------------------------------------------------------------ 4. KVM
-$M --device "$bdf" --kvm --upgrades 3 >/tmp/kvm.out 2>&1
-rc=$?
-why=$(sed -n 's/^minivmm: --kvm: //p' /tmp/kvm.out | head -n 1)
-if [ -n "$why" ]; then
-    if [ "$rc" -eq 0 ]; then
-        result OK "--kvm # SKIP no KVM in this guest, ran without it: $why"
-    else
-        result NOTOK "--kvm: without KVM, exit $rc"
-        comment /tmp/kvm.out
-    fi
-elif [ "$rc" -eq 0 ]; then
-    result OK "--kvm: $(sed -n 's/^minivmm: summary: //p' /tmp/kvm.out)"
-    grep 'interrupt fired with the irqfds detached' /tmp/kvm.out | tail -n 1 | sed 's/^minivmm: */#   /'
-else
-    result NOTOK "--kvm: exit $rc"
-    comment /tmp/kvm.out
+# ------------------------------------------------------------ 4. KVM: a real VM
+# minivmm --kvm runs a VM whose guest program drives the device; the guest counts
+# in its own RAM the interrupts its handler took. A guest kernel without a working
+# /dev/kvm is a failure: run-guest.sh loads kvm and kvm_amd into every guest.
+# The guest drives edu (4a-c) and e1000e (4d), whichever device the suite is for.
+kvm_edu=
+kvm_e1000e=
+for d in /sys/bus/pci/devices/*; do
+    read -r vendor <"$d/vendor"
+    read -r device <"$d/device"
+    case $vendor:$device in
+        0x1234:0x11e8) kvm_edu=${d##*/} ;;
+        0x8086:0x10d3) kvm_e1000e=${d##*/} ;;
+    esac
+done
+kvm_dev=$kvm_edu
+# kvm_run NAME ARGS...: one minivmm --kvm run on $kvm_dev, its output in /tmp/kvm-NAME.out
+kvm_run() {
+    name=$1
+    shift
+    $M --device "$kvm_dev" --kvm "$@" >"/tmp/kvm-$name.out" 2>&1
+}
+if [ ! -c /dev/kvm ]; then
+    result NOTOK "--kvm: no /dev/kvm in this guest (kvm, kvm_amd not loaded?)"
 fi
+if [ -z "$kvm_edu" ] || [ -z "$kvm_e1000e" ]; then
+    result NOTOK "--kvm needs both edu and e1000e (run-guest.sh --device edu --device e1000e)"
+fi
+# 4a. KVM_UPGRADES upgrades with MSI: each one checked by what the guest counted
+kvm_up=${KVM_UPGRADES:-20}
+t0=$(now)
+kvm_run msi --upgrades "$kvm_up"
+rc=$?
+t1=$(now)
+seen=0
+grep "^minivmm: upgrade [0-9]*/$kvm_up: " /tmp/kvm-msi.out >/tmp/kvm.lines
+while read -r _ _ num status rest; do
+    seen=$((seen + 1))
+    if [ "$status" = "ok:" ]; then
+        result OK "--kvm upgrade ${num%:} $rest"
+    else
+        result NOTOK "--kvm upgrade ${num%:} $status $rest"
+    fi
+done </tmp/kvm.lines
+summary=$(sed -n 's/^minivmm: summary: //p' /tmp/kvm-msi.out)
+# the guest's progress counter, read back at every upgrade: strictly increasing
+mono=$(sed -n 's/.*the guest saw: .*; progress \([0-9]*\) -> \([0-9]*\) (first heartbeat) -> \([0-9]*\), .*/\1 \2 \3/p' /tmp/kvm-msi.out |
+       awk 'BEGIN { ok = 1; last = -1 } { if ($1 < last || $2 <= $1 || $3 <= $2) ok = 0; last = $3; n++ }
+            END { print (ok && n > 0) ? "monotonic over " n " upgrades" : "NOT monotonic" }')
+if [ "$rc" -eq 0 ] && [ "$seen" -eq "$kvm_up" ] && [ -n "$summary" ]; then
+    result OK "--kvm: $kvm_up upgrades in $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }') s: $summary"
+else
+    result NOTOK "--kvm --upgrades $kvm_up: exit $rc, $seen upgrade(s) reported: ${summary:-no summary}"
+    comment /tmp/kvm-msi.out
+fi
+case $mono in
+    monotonic*) result OK "--kvm: the guest's progress counter is $mono" ;;
+    *) result NOTOK "--kvm: the guest's progress counter is $mono" ;;
+esac
+echo "# the timeline of --kvm upgrade $kvm_up/$kvm_up:"
+awk -v n="$kvm_up/$kvm_up" '
+    index($0, "---- upgrade " n ",") { on = 1 }
+    on { sub(/^minivmm: /, ""); print "#   " $0 }
+    on && index($0, "upgrade " n ": ") == 1 { exit }
+' /tmp/kvm-msi.out
+
+# 4b. INTx: level-triggered through the IOAPIC with the resample irqfd; what the
+# helper raised during each exec is delivered exactly once
+kvm_run intx --intx --upgrades 3
+rc=$?
+once=$(grep -c '^minivmm: upgrade [123]/3: ok: INTx raised \([0-9]*\) = taken \1 by the guest, window [1-9][0-9]* in 1 interrupt(s),' /tmp/kvm-intx.out)
+if [ "$rc" -eq 0 ] && [ "$once" -eq 3 ]; then
+    result OK "--kvm --intx: 3 upgrades, each window's interrupts delivered exactly once: $(sed -n 's/^minivmm: summary: //p' /tmp/kvm-intx.out)"
+else
+    result NOTOK "--kvm --intx: exit $rc, $once of 3 upgrades delivered the window exactly once"
+    comment /tmp/kvm-intx.out
+fi
+
+# 4c. negative controls: each breaks the upgrade; the guest's own counts must say so
+# negative NAME [--intx]: caught when the upgrade FAILED on what the guest counted
+negative() {
+    neg=$1
+    shift
+    what="--kvm --negative $neg${*:+ $*}"
+    [ "$kvm_dev" = "$kvm_e1000e" ] && what="--kvm e1000e --negative $neg"
+    kvm_run "neg-$neg$*-$kvm_dev" --upgrades 1 --negative "$neg" "$@"
+    rc=$?
+    line=$(sed -n 's/^minivmm: upgrade 1\/1: //p' "/tmp/kvm-neg-$neg$*-$kvm_dev.out")
+    busy=$(grep -c '^minivmm: error: kvm: KVM_IRQFD assign of eventfd .*(Device or resource busy)$' \
+           "/tmp/kvm-neg-$neg$*-$kvm_dev.out")
+    # keep-old-irqfds: newer kernels refuse a second irqfd on the eventfd (the
+    # new VM's), so the new image cannot start; older ones let the old VM steal
+    if [ -z "$line" ] && [ "$neg" = keep-old-irqfds ] && [ "$busy" -eq 1 ] && [ "$rc" -ne 0 ]; then
+        line="FAILED: refused by the kernel: the new VM's KVM_IRQFD on the eventfd the old VM still holds is EBUSY"
+    fi
+    case $line in
+        FAILED:*) result OK "$what: caught (exit $rc): ${line#FAILED: }" ;;
+        ok:*) result NOTOK "$what: NOT caught: $line" ;;
+        *) result NOTOK "$what: exit $rc, no result"
+           comment "/tmp/kvm-neg-$neg$*-$kvm_dev.out" ;;
+    esac
+}
+negative wrong-gsi
+negative wrong-gsi --intx
+negative irqfd-before-routes
+negative keep-old-irqfds
+# the new image boots the guest afresh instead of restoring it: its progress restarts
+negative cold-guest
+# the new image runs its cold-start interrupt set-up: SET_IRQS with a new eventfd
+negative set-irqs
+# the new VM's RAM is a copy: the device DMAs where the guest does not look
+negative ram-copy
+# 4d. e1000e: MSI-X, 5 vectors, each with its own route and irqfd; the helper shoots
+# each vector once during the exec (e1000e has no status bit per shot)
+kvm_dev=$kvm_e1000e
+kvm_run msix --upgrades 3
+rc=$?
+good=$(grep -c '^minivmm: upgrade [123]/3: ok: MSI-X raised \([0-9]*\) = taken \1 by the guest, window 5, one per vector,' /tmp/kvm-msix.out)
+if [ "$rc" -eq 0 ] && [ "$good" -eq 3 ]; then
+    result OK "--kvm e1000e MSI-X: 3 upgrades, every vector's shots (one per vector in each window) taken exactly once: $(sed -n 's/^minivmm: summary: //p' /tmp/kvm-msix.out)"
+    sed -n 's/^minivmm:   the guest.s handlers, per MSI-X vector/#   per MSI-X vector/p' /tmp/kvm-msix.out | tail -n 1
+else
+    result NOTOK "--kvm e1000e MSI-X: exit $rc, $good of 3 upgrades good"
+    comment /tmp/kvm-msix.out
+fi
+# routes one GSI off their irqfds: every vector's interrupts land on the next vector
+negative wrong-gsi
+kvm_dev=$kvm_edu
+
+# Re-issuing SET_IRQS with the preserved eventfd (set-irqs-same) is tolerated except
+# for an interrupt raised between its free_irq() and request_irq(), whose message
+# is zeroed meanwhile (the host logs a DMA write fault at IOVA 0); the guest's
+# counts cannot see that loss, because edu keeps the status bit and the merged
+# window interrupt carries it. Reported, as TODO, whichever way it goes.
+faults0=$(dmesg | grep -c 'DMAR: \[DMA Write.*fault addr 0x0 ')
+kvm_run neg-set-irqs-same --upgrades 1 --negative set-irqs-same
+rc=$?
+faults1=$(dmesg | grep -c 'DMAR: \[DMA Write.*fault addr 0x0 ')
+line=$(sed -n 's/^minivmm: upgrade 1\/1: //p' /tmp/kvm-neg-set-irqs-same.out)
+case $line in
+    FAILED:*) result OK "--kvm --negative set-irqs-same: caught (exit $rc): ${line#FAILED: }" ;;
+    ok:*) echo "not ok $((t = t + 1)) - --kvm --negative set-irqs-same: not caught by the guest's counts: $line; DMA write faults at IOVA 0 in the host log during it: $((faults1 - faults0)) # TODO" ;;
+    *) result NOTOK "--kvm --negative set-irqs-same: exit $rc, no result"; comment /tmp/kvm-neg-set-irqs-same.out ;;
+esac
 
 # ------------------------------------------------------------ 5-7. the exec wrapper
 W=/bin/vfiocpr-exec

@@ -3,13 +3,16 @@
  * minivmm: the shape of a VMM that upgrades itself in place with exec() while its
  * passthrough PCI device keeps running, built on libvfiocpr.
  *
- *   minivmm --device BDF [--kvm] [--control PATH] [--upgrades N] [--self-test]
+ *   minivmm --device BDF [--control PATH] [--upgrades N] [--self-test]
  *           [--upgrade-to PATH] [--wrapper PATH [--wrapper-arg ARG]...] [--forbidden-ioctl]
  *           [--backend type1|iommufd|auto]
+ *   minivmm --device BDF --kvm [--intx] [--guest-image PATH] [--negative NAME]
+ *           [--control PATH] [--upgrades N] [--upgrade-to PATH] [--backend ...]
  *   minivmm --control PATH --send "upgrade [PATH]" | status | quit
  *
- * There is no guest: the "device model" is this program driving the device itself,
- * as a guest driver would, so that every upgrade can be checked end to end.
+ * Without --kvm there is no guest: the "device model" is this program driving the
+ * device itself, as a guest driver would, so that every upgrade can be checked end
+ * to end. With --kvm it is a VMM: see below.
  *
  *  - QEMU's edu (1234:11e8): a DMA round trip guest RAM -> device -> guest RAM with
  *    a pattern check, then an MSI raised on request; every DMA completion is an MSI
@@ -32,9 +35,24 @@
  * If vfiocpr_exec() fails, it has rolled everything back and the old image simply
  * keeps running.
  *
- * --kvm: the interrupts go to a KVM VM through irqfds (vfiocpr_kvm_attach()); each
- * image makes its own VM. Without a usable /dev/kvm minivmm says so and carries on
- * with the eventfds. minivmm-suite.sh beside this file is the guest test.
+ * --kvm: a VM with an in-kernel irqchip and one vCPU running minivmm-guest.c (built
+ * as minivmm-guest.bin, looked for beside this binary, or --guest-image), which is
+ * the device's driver: on edu it does the DMA both ways and takes the device's MSI
+ * (or, with --intx, its INTx through the IOAPIC) through KVM; on e1000e it shoots
+ * each of the 5 MSI-X vectors in turn. It counts in its own RAM every interrupt its
+ * handlers took. minivmm never touches the device while the guest
+ * runs. At an upgrade the old image saves the vCPU and irqchip state into a memfd of
+ * its own, a helper process keeps the device raising interrupts while no VM exists,
+ * and the new image restores the state into a new VM, lets libvfiocpr rebuild the
+ * routes and irqfds, and compares what the guest counted with what was raised.
+ * --negative NAME breaks one rule, for the tests: set-irqs (the restart re-issues
+ * SET_IRQS with a new eventfd and wires that one), set-irqs-same (SET_IRQS re-issued
+ * with the preserved eventfd),
+ * wrong-gsi, irqfd-before-routes (in the new image), keep-old-irqfds (the old
+ * image's VM keeps an irqfd and crosses the exec), cold-guest (the new image boots
+ * the guest afresh instead of restoring it), ram-copy (the new VM's RAM is a copy of
+ * the DMA-mapped memfd). No /dev/kvm is an error.
+ * minivmm-suite.sh beside this file is the guest test.
  *
  * --upgrade-to PATH: the binary an upgrade without an explicit path execs (SIGHUP,
  * --upgrades, "upgrade" on the control socket); default: this binary.
@@ -75,6 +93,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/signalfd.h>
@@ -82,11 +101,14 @@
 #include <sys/stat.h>
 #include <sys/timerfd.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <glib.h>
 #include <vfiocpr.h>
+
+#include "minivmm-guest.h"
 
 /* ------------------------------------------------------------------ constants */
 
@@ -145,7 +167,7 @@
  * accept (or convert, or refuse) what an older one wrote.
  */
 #define STATE_MAGIC 0x4d564d4du /* "MVMM" */
-#define STATE_VERSION 2u /* 2: via, fallbacks */
+#define STATE_VERSION 3u /* 2: via, fallbacks; 3: --kvm runs a guest */
 
 typedef struct {
     uint32_t magic, version, size;
@@ -172,6 +194,17 @@ typedef struct {
     uint64_t blackout_sum, blackout_min, blackout_max;
     int64_t lost_total;
     uint32_t dma_checks, dma_bad;
+
+    /* --kvm: the helper that raises interrupts during the exec, and the guest's own
+     * counts when the old image stopped it (the new image compares against those) */
+    int32_t helper_pid;
+    uint32_t helper_stop, helper_raised, window_raised;
+    uint64_t helper_t_first, helper_t_last, helper_total;
+    uint32_t helper_v[MVG_MSIX_VECTORS], window_v[MVG_MSIX_VECTORS]; /* e1000e, per vector */
+    uint64_t helper_total_v[MVG_MSIX_VECTORS];
+    uint64_t t_stop, t_saved, gap_before;
+    mvg_mbox g;
+    uint64_t pause_sum, pause_min, pause_max, stopped_sum, lib_sum;
 } vmm_state;
 
 G_STATIC_ASSERT(sizeof(vmm_state) <= STATE_SIZE);
@@ -179,6 +212,8 @@ G_STATIC_ASSERT(sizeof(vmm_state) <= STATE_SIZE);
 /* ------------------------------------------------------------------ the VMM */
 
 typedef enum { DEV_EDU, DEV_E1000E } device_kind;
+
+typedef struct vcpu_save vcpu_save; /* --kvm: the vCPU state memfd, below */
 
 /* Where the device work is. HANDOVER and VERIFY frame an upgrade. */
 typedef enum {
@@ -232,12 +267,24 @@ typedef struct {
     /* guest RAM and the VMM's state */
     int ram_fd, state_fd;
     uint8_t *ram;
+    uint8_t *vm_ram; /* what the VM's memory slot maps: ram, but for a negative control */
     vmm_state *st;
 
-    /* KVM, optional */
-    int kvm_fd, vm_fd;
+    /* --kvm: the VM and its vCPU */
+    bool intx;             /* --intx: edu's INTx through an IOAPIC pin instead of MSI */
+    const char *negative;  /* --negative NAME: a control that must be caught */
+    const char *guest_image;
+    int kvm_fd, vm_fd, vcpu_fd, old_vm_fd, vcpu_state_fd;
+    struct kvm_run *run;
+    vcpu_save *vs;
+    uint32_t tsc_khz;
     int kvm_pending; /* vectors with interrupts waiting when the irqfds were attached */
-    bool kvm_live;   /* the new VM took an interrupt fired after the attach */
+    vfiocpr_msi_route *routes_late; /* negative irqfd-before-routes */
+    unsigned n_routes_late;
+    uint64_t t_vm, t_attach0, t_attach1, t_run;
+    uint64_t kvm_cycles_base; /* the guest's cycle count when this stretch of work began */
+    uint64_t progress_resumed; /* the guest's progress at its first heartbeat in this image */
+    uint64_t lib_us; /* this image's start-up time inside libvfiocpr calls */
 
     /* main loop */
     int timer_fd, signal_fd, listen_fd, client_fd;
@@ -278,6 +325,15 @@ static uint64_t now_us(void)
     clock_gettime(CLOCK_MONOTONIC, &t); /* the same clock on both sides of exec */
     return (uint64_t)t.tv_sec * 1000000u + (uint64_t)t.tv_nsec / 1000u;
 }
+
+/* A libvfiocpr call, timed: the library's share of an upgrade's blackout. */
+#define LIB(v, call)                                                                       \
+    __extension__({                                                                        \
+        uint64_t lib_t0_ = now_us();                                                        \
+        __typeof__(call) lib_r_ = (call);                                                   \
+        (v)->lib_us += now_us() - lib_t0_;                                                  \
+        lib_r_;                                                                             \
+    })
 
 static void die(const char *fmt, ...) G_GNUC_PRINTF(1, 2) __attribute__((noreturn));
 static void die(const char *fmt, ...)
@@ -320,7 +376,8 @@ static const char *device_label(const vmm *v)
 
 static const char *irq_label(const vmm *v)
 {
-    return v->irq_index == VFIOCPR_IRQ_MSI ? "MSI" : "MSI-X";
+    return v->irq_index == VFIOCPR_IRQ_MSI ? "MSI" : v->irq_index == VFIOCPR_IRQ_INTX ? "INTx"
+                                                                                    : "MSI-X";
 }
 
 /* This binary's absolute path, for whoever must exec it again (the wrapper's
@@ -415,7 +472,8 @@ static void state_start(vmm *v)
         memset(v->st, 0, STATE_SIZE);
         *v->st = (vmm_state){ .magic = STATE_MAGIC, .version = STATE_VERSION,
                               .size = sizeof(vmm_state), .generation = 1,
-                              .upgrades_wanted = v->upgrades, .blackout_min = UINT64_MAX };
+                              .upgrades_wanted = v->upgrades, .blackout_min = UINT64_MAX,
+                              .pause_min = UINT64_MAX };
         return;
     }
     if (v->st->magic != STATE_MAGIC || v->st->version != STATE_VERSION ||
@@ -476,22 +534,22 @@ static void device_start(vmm *v)
     struct vfio_region_info cfg = { .argsz = sizeof(cfg), .index = VFIO_PCI_CONFIG_REGION_INDEX };
     void *bar;
 
-    v->group = vfiocpr_device_group_id(v->bdf, &err);
+    v->group = LIB(v, vfiocpr_device_group_id(v->bdf, &err));
     if (v->group < 0)
         die("%s", err->message);
     if (v->backend != VFIOCPR_BACKEND_TYPE1) {
         /* --backend iommufd|auto: the 0.2 calls, the device attached by name */
-        if (vfiocpr_container_open_backend(v->ctx, "container0", v->backend, &v->container,
-                                           &err) < 0 ||
-            vfiocpr_device_attach(v->container, v->bdf, &v->dev, &err) < 0)
+        if (LIB(v, vfiocpr_container_open_backend(v->ctx, "container0", v->backend,
+                                                  &v->container, &err)) < 0 ||
+            LIB(v, vfiocpr_device_attach(v->container, v->bdf, &v->dev, &err)) < 0)
             die("%s", err->message);
-    } else if (vfiocpr_container_open(v->ctx, "container0", &v->container, &err) < 0 ||
-               vfiocpr_container_add_group(v->container, v->group, &err) < 0 ||
-               vfiocpr_device_open(v->container, v->group, v->bdf, &v->dev, &err) < 0) {
+    } else if (LIB(v, vfiocpr_container_open(v->ctx, "container0", &v->container, &err)) < 0 ||
+               LIB(v, vfiocpr_container_add_group(v->container, v->group, &err)) < 0 ||
+               LIB(v, vfiocpr_device_open(v->container, v->group, v->bdf, &v->dev, &err)) < 0) {
         die("%s", err->message);
     }
-    if (vfiocpr_device_map_region(v->dev, VFIO_PCI_BAR0_REGION_INDEX, &bar, &v->bar_size,
-                                  &err) < 0)
+    if (LIB(v, vfiocpr_device_map_region(v->dev, VFIO_PCI_BAR0_REGION_INDEX, &bar,
+                                         &v->bar_size, &err)) < 0)
         die("%s", err->message);
     v->bar = bar;
     if (ioctl(vfiocpr_device_fd(v->dev), VFIO_DEVICE_GET_REGION_INFO, &cfg) < 0)
@@ -502,7 +560,7 @@ static void device_start(vmm *v)
     v->device = cfg_read16(v, PCI_DEVICE_ID);
     if (v->vendor == 0x1234 && v->device == 0x11e8) {
         v->kind = DEV_EDU;
-        v->irq_index = VFIOCPR_IRQ_MSI;
+        v->irq_index = v->intx ? VFIOCPR_IRQ_INTX : VFIOCPR_IRQ_MSI;
         v->n_vectors = 1;
     } else if (v->vendor == 0x8086 && v->device == 0x10d3) {
         v->kind = DEV_E1000E;
@@ -512,6 +570,8 @@ static void device_start(vmm *v)
         die("%s is %04x:%04x; minivmm drives edu (1234:11e8) or e1000e (8086:10d3)", v->bdf,
             v->vendor, v->device);
     }
+    if (v->want_kvm && v->kind != DEV_EDU && v->intx)
+        die("--kvm --intx: edu only");
 
     if (!v->restart) {
         cfg_write16(v, PCI_COMMAND,
@@ -532,8 +592,9 @@ static void ram_start(vmm *v)
 
     v->ram_fd = claim_memfd(v, "guest-ram", RAM_SIZE);
     v->ram = map_shared(v->ram_fd, RAM_SIZE, "guest RAM");
-    if (vfiocpr_dma_map(v->container, RAM_IOVA, RAM_SIZE, v->ram, v->ram_fd, 0,
-                        VFIOCPR_DMA_READ | VFIOCPR_DMA_WRITE, &err) < 0)
+    v->vm_ram = v->ram;
+    if (LIB(v, vfiocpr_dma_map(v->container, RAM_IOVA, RAM_SIZE, v->ram, v->ram_fd, 0,
+                               VFIOCPR_DMA_READ | VFIOCPR_DMA_WRITE, &err)) < 0)
         die("%s", err->message);
 }
 
@@ -544,61 +605,468 @@ static void irq_start(vmm *v)
 {
     g_autoptr(GError) err = NULL;
 
-    if (vfiocpr_irq_enable(v->dev, v->irq_index, 0, v->n_vectors, NULL, v->irq_fd, &err) < 0)
+    if (LIB(v, vfiocpr_irq_enable(v->dev, v->irq_index, 0, v->n_vectors, NULL, v->irq_fd,
+                                  &err)) < 0)
+        die("%s", err->message);
+    /* INTx is level-triggered: the device stays masked after each interrupt until
+     * this eventfd is signalled (by KVM, on the guest's EOI, as the resample fd) */
+    if (v->irq_index == VFIOCPR_IRQ_INTX && LIB(v, vfiocpr_irq_intx_unmask(v->dev, -1, &err)) < 0)
         die("%s", err->message);
     /* Look (without consuming) for the interrupt the old image fired and left
-     * unread, before anything, KVM included, can read it. */
-    if (v->restart)
+     * unread, before anything, KVM included, can read it. Under --kvm the helper
+     * is still raising: kvm_start() looks once it has stopped. */
+    if (v->restart && !v->want_kvm)
         v->handover_waiting =
             vfiocpr_irq_pending(v->dev, v->irq_index, v->st->handover_vector) == 1;
 }
 
 /*
- * --kvm: the interrupts go to a VM through irqfds instead of to this program. A VM
- * belongs to the process that made it, so every image makes its own and attaches
- * it; vfiocpr_exec() detached the old one's irqfds, so whatever fired during the
- * exec waits in the eventfd counters and KVM injects it on attach. Without a usable
- * /dev/kvm (a TCG guest has none) minivmm says so and keeps the eventfds itself.
+ * --kvm: a real VM. minivmm makes a VM with an in-kernel irqchip whose RAM is the
+ * DMA-mapped guest RAM memfd (guest physical = IOVA, as a VMM maps it), puts the
+ * device's BAR0 into the guest physical address space (a memory slot over the BAR
+ * mmap) and runs one vCPU with the program of minivmm-guest.c: the device's driver.
+ * The device's interrupt goes to the guest through a KVM MSI route + irqfd (or, with
+ * --intx, an IOAPIC pin with the INTx unmask eventfd as the resample fd); minivmm
+ * itself never touches the device or its eventfds while the guest runs.
+ *
+ * A VM belongs to the process that made it: every image makes a new one. On a cold
+ * start the VMM loads the program and sets up protected mode; on a restart it puts
+ * back what the old image saved (vCPU registers, segments and control registers,
+ * FPU, the TSC offset, LAPIC, PICs and IOAPIC, pending events) into the new VM, and only then
+ * lets libvfiocpr attach the irqfds: an interrupt pending since the exec is injected
+ * at attach, into the LAPIC, and restoring the LAPIC afterwards would wipe it.
+ * That state crosses exec in a memfd of the VMM's own ("minivmm-vcpu"), registered
+ * with vfiocpr_fd_save() like guest RAM.
  */
-static void kvm_start(vmm *v)
-{
-    g_autoptr(GError) err = NULL;
+#define VCPU_STATE_SIZE 16384u
+#define VCPU_MAGIC 0x4d564350u /* "MVCP" */
+#define VCPU_VERSION 1u
+#define HELPER_MAX 30          /* distinct edu status bits: 1..7 and 9..31 */
+#define HELPER_GAP_US 5000     /* between two raises of the helper */
+#define GUEST_WAIT_MS 500      /* the guest's patience for its own interrupt */
+#define INTX_PIN 20            /* an IOAPIC-only pin (16-23): no 8259 behind it */
+#define IOAPIC_PINS 24
 
-    v->kvm_fd = v->vm_fd = -1;
-    if (!v->want_kvm)
-        return;
-    v->kvm_fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
-    if (v->kvm_fd < 0) {
-        say("--kvm: /dev/kvm: %s; continuing without KVM, interrupts stay on the eventfds",
-            g_strerror(errno));
-        return;
-    }
-    v->vm_fd = ioctl(v->kvm_fd, KVM_CREATE_VM, 0);
-    if (v->vm_fd < 0 || ioctl(v->vm_fd, KVM_CREATE_IRQCHIP, 0) < 0) {
-        say("--kvm: cannot create a VM with an in-kernel irqchip (%s); continuing without KVM",
-            g_strerror(errno));
-        if (v->vm_fd >= 0)
-            close(v->vm_fd);
-        close(v->kvm_fd);
-        v->kvm_fd = v->vm_fd = -1;
-        return;
-    }
-    /* What a guest would have written into the MSI capability / MSI-X table: here
-     * APIC 0, vector 0x30 + n. The library keeps it in its state across exec; a VMM
-     * records it again whenever the guest reprograms a vector. */
-    for (unsigned i = 0; i < v->n_vectors; i++)
-        if (vfiocpr_irq_set_msi(v->dev, v->irq_index, i, 0xfee00000u, 0x30 + i, false, &err) < 0)
-            die("%s", err->message);
-    /* NULL commit: the library installs the routing table itself. A VMM with routes
-     * of its own (IOAPIC pins...) passes a callback that merges them. */
-    v->kvm_pending = vfiocpr_kvm_attach(v->ctx, v->vm_fd, KVM_GSI_BASE, NULL, NULL, &err);
-    if (v->kvm_pending < 0)
-        die("%s", err->message);
+struct vcpu_save {
+    uint32_t magic, version, size;
+    uint32_t tsc_khz;
+    uint64_t t_saved;    /* CLOCK_MONOTONIC, us */
+    uint64_t tsc_offset; /* guest TSC - host TSC */
+    struct kvm_regs regs;
+    struct kvm_sregs sregs;
+    struct kvm_fpu fpu;
+    struct kvm_lapic_state lapic;
+    struct kvm_irqchip pic_master, pic_slave, ioapic;
+    struct kvm_vcpu_events events;
+    struct kvm_mp_state mp;
+};
+
+G_STATIC_ASSERT(sizeof(vcpu_save) <= VCPU_STATE_SIZE);
+
+/* The negative controls act in a restarted image only (the old one's, keep-old-irqfds,
+ * at its handover): the cold start is clean, the upgrade is what breaks. */
+static bool negative(const vmm *v, const char *name)
+{
+    return v->negative && v->restart && strcmp(v->negative, name) == 0;
 }
 
 static bool using_kvm(const vmm *v)
 {
     return v->vm_fd >= 0;
+}
+
+static void kvm_ioctl(int fd, unsigned long req, void *arg, const char *what)
+{
+    if (ioctl(fd, req, arg) < 0)
+        die("KVM: %s: %s", what, g_strerror(errno));
+}
+
+static mvg_mbox *mbox(const vmm *v)
+{
+    return (mvg_mbox *)(void *)(v->vm_ram + (MVG_MBOX - RAM_IOVA));
+}
+
+/* The VMM's routing table: the 24 IOAPIC pins as KVM_CREATE_IRQCHIP made them, plus
+ * libvfiocpr's MSI routes. One KVM_SET_GSI_ROUTING for both. The negative controls
+ * bend it: MSI routes one GSI off their irqfds, or none until after the attach. */
+static int kvm_commit_routes(void *user, const vfiocpr_msi_route *routes, unsigned n,
+                             GError **error)
+{
+    vmm *v = user;
+    size_t sz = sizeof(struct kvm_irq_routing) +
+                (IOAPIC_PINS + n) * sizeof(struct kvm_irq_routing_entry);
+    g_autofree struct kvm_irq_routing *rt = g_malloc0(sz);
+    unsigned e = 0;
+
+    if (negative(v, "irqfd-before-routes") && !v->routes_late) {
+        v->routes_late = g_memdup2(routes, n * sizeof(*routes));
+        v->n_routes_late = n;
+        return 0;
+    }
+    for (unsigned pin = 0; pin < IOAPIC_PINS; pin++, e++) {
+        rt->entries[e].gsi = pin;
+        rt->entries[e].type = KVM_IRQ_ROUTING_IRQCHIP;
+        rt->entries[e].u.irqchip.irqchip = KVM_IRQCHIP_IOAPIC;
+        rt->entries[e].u.irqchip.pin = pin;
+    }
+    for (unsigned i = 0; i < n; i++, e++) {
+        bool off = negative(v, "wrong-gsi");
+        rt->entries[e].gsi = routes[i].gsi + (off ? 1 : 0);
+        rt->entries[e].type = KVM_IRQ_ROUTING_MSI;
+        rt->entries[e].u.msi.address_lo = (uint32_t)routes[i].address;
+        rt->entries[e].u.msi.address_hi = (uint32_t)(routes[i].address >> 32);
+        rt->entries[e].u.msi.data = routes[i].data;
+    }
+    rt->nr = e;
+    if (ioctl(v->vm_fd, KVM_SET_GSI_ROUTING, rt) < 0) {
+        int r = errno;
+        g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(r),
+                    "KVM_SET_GSI_ROUTING (%u entries): %s", e, g_strerror(r));
+        return -r;
+    }
+    return 0;
+}
+
+/* Cold start: the program at MVG_CODE, a flat GDT, an IDT, 32-bit protected mode. */
+static void kvm_cold_boot(vmm *v)
+{
+    g_autofree char *image = NULL;
+    gsize len = 0;
+    g_autoptr(GError) err = NULL;
+    mvg_header h;
+    uint64_t *gdt = (uint64_t *)(void *)(v->vm_ram + (MVG_GDT - RAM_IOVA));
+    uint64_t *idt = (uint64_t *)(void *)(v->vm_ram + (MVG_IDT - RAM_IOVA));
+    mvg_mbox *mb = mbox(v);
+    struct kvm_sregs sregs;
+    struct kvm_regs regs = { 0 };
+    struct kvm_segment code = { .base = 0, .limit = 0xffffffff, .selector = MVG_SEL_CODE,
+                                .type = 0xb, .present = 1, .dpl = 0, .db = 1, .s = 1,
+                                .l = 0, .g = 1 };
+    struct kvm_segment data = code;
+
+    if (!g_file_get_contents(v->guest_image, &image, &len, &err))
+        die("the guest program: %s", err->message);
+    if (len < sizeof(h) || len > MVG_CODE_MAX)
+        die("the guest program %s: %zu bytes", v->guest_image, (size_t)len);
+    memcpy(&h, image, sizeof(h));
+    if (h.magic != MVG_HEADER_MAGIC)
+        die("%s is not a minivmm guest program (magic 0x%08x)", v->guest_image, h.magic);
+    memset(v->vm_ram + (MVG_GDT - RAM_IOVA), 0, MVG_CODE + MVG_CODE_MAX - MVG_GDT);
+    memcpy(v->vm_ram + (MVG_CODE - RAM_IOVA), image, len);
+
+    gdt[0] = 0;
+    gdt[MVG_SEL_CODE / 8] = 0x00cf9a000000ffffull; /* 4 GiB, 32-bit, execute/read */
+    gdt[MVG_SEL_DATA / 8] = 0x00cf92000000ffffull; /* 4 GiB, read/write */
+    for (unsigned vec = 0; vec < 256; vec++) {
+        uint32_t off = vec < 32 ? h.fault_handler
+                     : vec == MVG_VEC_MSI || vec == MVG_VEC_INTX ? h.irq_handler
+                     : vec >= MVG_VEC_MSIX0 && vec < MVG_VEC_MSIX0 + MVG_MSIX_VECTORS
+                         ? h.msix_handler[vec - MVG_VEC_MSIX0]
+                         : h.spurious_handler;
+        /* 32-bit interrupt gate, present, DPL 0 */
+        idt[vec] = (uint64_t)(off & 0xffff0000u) << 32 | 0x8e00ull << 32 |
+                   (uint64_t)MVG_SEL_CODE << 16 | (off & 0xffffu);
+    }
+    mb->mode = v->kind == DEV_E1000E ? MVG_MODE_MSIX : v->intx ? MVG_MODE_INTX : MVG_MODE_MSI;
+    mb->intx_pin = INTX_PIN;
+    mb->dma_len = XFER;
+    mb->heartbeat_cycles = v->tsc_khz;                    /* 1 ms */
+    mb->wait_cycles = (uint64_t)v->tsc_khz * GUEST_WAIT_MS;
+
+    kvm_ioctl(v->vcpu_fd, KVM_GET_SREGS, &sregs, "KVM_GET_SREGS");
+    data.type = 0x3;
+    data.selector = MVG_SEL_DATA;
+    sregs.cs = code;
+    sregs.ds = sregs.es = sregs.fs = sregs.gs = sregs.ss = data;
+    sregs.gdt.base = MVG_GDT;
+    sregs.gdt.limit = 3 * 8 - 1;
+    sregs.idt.base = MVG_IDT;
+    sregs.idt.limit = 256 * 8 - 1;
+    sregs.cr0 = 0x11; /* PE, ET: protected mode, no paging */
+    kvm_ioctl(v->vcpu_fd, KVM_SET_SREGS, &sregs, "KVM_SET_SREGS");
+    regs.rip = h.entry;
+    regs.rflags = 0x2;
+    regs.rsp = MVG_STACK_TOP;
+    kvm_ioctl(v->vcpu_fd, KVM_SET_REGS, &regs, "KVM_SET_REGS");
+}
+
+/*
+ * The guest's TSC is the host's plus an offset: the same offset in the new vCPU keeps
+ * the guest's clock running through the upgrade, so the guest sees the pause as it
+ * was. Not through KVM_SET_MSRS(IA32_TSC): KVM takes a host write within a second of
+ * what it expects (the vCPU was created a moment ago with TSC 0) for an attempt to
+ * synchronize vCPUs and keeps its own value (measured: the guest's TSC went back).
+ */
+static uint64_t kvm_tsc_offset(vmm *v, uint64_t set, bool write)
+{
+    uint64_t off = set;
+    struct kvm_device_attr a = { .group = KVM_VCPU_TSC_CTRL, .attr = KVM_VCPU_TSC_OFFSET,
+                                 .addr = (uintptr_t)&off };
+
+    kvm_ioctl(v->vcpu_fd, write ? KVM_SET_DEVICE_ATTR : KVM_GET_DEVICE_ATTR, &a,
+              write ? "KVM_SET_DEVICE_ATTR(TSC offset)" : "KVM_GET_DEVICE_ATTR(TSC offset)");
+    return off;
+}
+
+static void kvm_get_irqchip(vmm *v, struct kvm_irqchip *c, uint32_t id)
+{
+    c->chip_id = id;
+    kvm_ioctl(v->vm_fd, KVM_GET_IRQCHIP, c, "KVM_GET_IRQCHIP");
+}
+
+/* The vCPU is stopped (out of KVM_RUN, the last OUT completed): everything the new
+ * VM needs to carry on, into the vCPU memfd. */
+static void kvm_save(vmm *v)
+{
+    vcpu_save *s = v->vs;
+    memset(s, 0, sizeof(*s));
+    s->magic = VCPU_MAGIC;
+    s->version = VCPU_VERSION;
+    s->size = sizeof(*s);
+    s->tsc_khz = v->tsc_khz;
+    kvm_ioctl(v->vcpu_fd, KVM_GET_REGS, &s->regs, "KVM_GET_REGS");
+    kvm_ioctl(v->vcpu_fd, KVM_GET_SREGS, &s->sregs, "KVM_GET_SREGS");
+    kvm_ioctl(v->vcpu_fd, KVM_GET_FPU, &s->fpu, "KVM_GET_FPU");
+    kvm_ioctl(v->vcpu_fd, KVM_GET_LAPIC, &s->lapic, "KVM_GET_LAPIC");
+    kvm_ioctl(v->vcpu_fd, KVM_GET_VCPU_EVENTS, &s->events, "KVM_GET_VCPU_EVENTS");
+    kvm_ioctl(v->vcpu_fd, KVM_GET_MP_STATE, &s->mp, "KVM_GET_MP_STATE");
+    kvm_get_irqchip(v, &s->pic_master, KVM_IRQCHIP_PIC_MASTER);
+    kvm_get_irqchip(v, &s->pic_slave, KVM_IRQCHIP_PIC_SLAVE);
+    kvm_get_irqchip(v, &s->ioapic, KVM_IRQCHIP_IOAPIC);
+    s->tsc_offset = kvm_tsc_offset(v, 0, false);
+    s->t_saved = now_us();
+}
+
+static void kvm_restore(vmm *v)
+{
+    const vcpu_save *s = v->vs;
+    struct kvm_irqchip chip;
+
+    if (s->magic != VCPU_MAGIC || s->version != VCPU_VERSION || s->size != sizeof(*s))
+        die("the previous image saved vCPU state this binary does not understand "
+            "(magic 0x%08x, version %u, size %u)", s->magic, s->version, s->size);
+    chip = s->pic_master;
+    kvm_ioctl(v->vm_fd, KVM_SET_IRQCHIP, &chip, "KVM_SET_IRQCHIP(PIC master)");
+    chip = s->pic_slave;
+    kvm_ioctl(v->vm_fd, KVM_SET_IRQCHIP, &chip, "KVM_SET_IRQCHIP(PIC slave)");
+    chip = s->ioapic;
+    kvm_ioctl(v->vm_fd, KVM_SET_IRQCHIP, &chip, "KVM_SET_IRQCHIP(IOAPIC)");
+    /* sregs first: they carry the APIC base the LAPIC state is checked against */
+    kvm_ioctl(v->vcpu_fd, KVM_SET_SREGS, (void *)&s->sregs, "KVM_SET_SREGS");
+    kvm_ioctl(v->vcpu_fd, KVM_SET_REGS, (void *)&s->regs, "KVM_SET_REGS");
+    kvm_ioctl(v->vcpu_fd, KVM_SET_FPU, (void *)&s->fpu, "KVM_SET_FPU");
+    kvm_tsc_offset(v, s->tsc_offset, true);
+    kvm_ioctl(v->vcpu_fd, KVM_SET_LAPIC, (void *)&s->lapic, "KVM_SET_LAPIC");
+    kvm_ioctl(v->vcpu_fd, KVM_SET_VCPU_EVENTS, (void *)&s->events, "KVM_SET_VCPU_EVENTS");
+    kvm_ioctl(v->vcpu_fd, KVM_SET_MP_STATE, (void *)&s->mp, "KVM_SET_MP_STATE");
+}
+
+/* The helper keeps the device raising interrupts while no VM listens: from the old
+ * image's last guest instruction until the new image has its VM (then it is told
+ * to stop and reaped, before the irqfds are attached). Each raise sets a different
+ * status bit, so the guest can count them although KVM injects whatever waits in an
+ * eventfd as one interrupt. It is a fork: the BAR0 mapping and the VMM state are
+ * shared with it; it closes every fd at once (the old VM must die with the exec). */
+static void helper_start(vmm *v)
+{
+    vmm_state *st = v->st;
+    volatile uint32_t *bar = v->bar;
+    pid_t pid;
+
+    st->helper_stop = 0;
+    st->helper_raised = 0;
+    memset(st->helper_v, 0, sizeof(st->helper_v));
+    fflush(stdout);
+    fflush(stderr);
+    pid = fork();
+    if (pid < 0)
+        die("fork: %s", g_strerror(errno));
+    if (pid == 0) {
+        for (int fd = 3; fd < 1024; fd++)
+            close(fd);
+        /* e1000e has no status bit per shot: one shot per vector, or KVM's merging
+         * of what waits in an eventfd would hide a count */
+        for (unsigned n = 0; v->kind == DEV_E1000E && n < v->n_vectors &&
+                             !__atomic_load_n(&st->helper_stop, __ATOMIC_ACQUIRE); n++) {
+            wr32(v, E1000_IVAR, E1000_IVAR_VALID | n);
+            st->helper_v[n]++;
+            __atomic_add_fetch(&st->helper_raised, 1, __ATOMIC_RELEASE);
+            if (n == 0)
+                st->helper_t_first = now_us();
+            st->helper_t_last = now_us();
+            wr32(v, E1000_IMS, E1000_CAUSE_RXQ0);
+            wr32(v, E1000_ICS, E1000_CAUSE_RXQ0);
+            usleep(2 * HELPER_GAP_US);
+        }
+        for (unsigned k = 0; v->kind == DEV_EDU && k < HELPER_MAX &&
+                             !__atomic_load_n(&st->helper_stop, __ATOMIC_ACQUIRE); k++) {
+            uint32_t bit = k < 7 ? 1u << (k + 1) : 1u << (k + 2);
+            __atomic_add_fetch(&st->helper_raised, 1, __ATOMIC_RELEASE);
+            if (k == 0)
+                st->helper_t_first = now_us();
+            st->helper_t_last = now_us();
+            bar[EDU_IRQ_RAISE / 4] = bit;
+            usleep(HELPER_GAP_US);
+        }
+        _exit(0);
+    }
+    st->helper_pid = pid;
+}
+
+static void helper_stop(vmm *v)
+{
+    vmm_state *st = v->st;
+    int status;
+
+    if (st->helper_pid <= 0)
+        return;
+    __atomic_store_n(&st->helper_stop, 1, __ATOMIC_RELEASE);
+    if (waitpid(st->helper_pid, &status, 0) != st->helper_pid || !WIFEXITED(status) ||
+        WEXITSTATUS(status) != 0)
+        die("the interrupt helper (pid %d) did not finish cleanly", (int)st->helper_pid);
+    st->helper_pid = 0;
+    st->window_raised = st->helper_raised;
+    memcpy(st->window_v, st->helper_v, sizeof(st->window_v));
+}
+
+/* KVM_CAP_USER_MEMORY slots: 0 guest RAM, 1 BAR0 of the device. */
+static void kvm_slot(vmm *v, uint32_t slot, uint64_t gpa, uint64_t size, void *host)
+{
+    struct kvm_userspace_memory_region r = { .slot = slot, .guest_phys_addr = gpa,
+                                             .memory_size = size,
+                                             .userspace_addr = (uintptr_t)host };
+    kvm_ioctl(v->vm_fd, KVM_SET_USER_MEMORY_REGION, &r, "KVM_SET_USER_MEMORY_REGION");
+}
+
+static void kvm_start(vmm *v)
+{
+    g_autoptr(GError) err = NULL;
+    g_autofree struct kvm_cpuid2 *cpuid = NULL;
+    int mmap_size, r;
+
+    v->kvm_fd = v->vm_fd = v->vcpu_fd = -1;
+    if (!v->want_kvm)
+        return;
+    /* The old image's VM fd, kept open across the exec by the negative control
+     * keep-old-irqfds: claimed and held, so that its irqfd stays alive. */
+    v->old_vm_fd = vfiocpr_fd_find(v->ctx, "old-vm", 0, VFIOCPR_FD_KVM, NULL);
+    if (v->old_vm_fd >= 0)
+        vfiocpr_fd_forget(v->ctx, "old-vm", 0);
+
+    v->vcpu_state_fd = claim_memfd(v, "minivmm-vcpu", VCPU_STATE_SIZE);
+    v->vs = map_shared(v->vcpu_state_fd, VCPU_STATE_SIZE, "vCPU state");
+    /* --kvm asks for a VM: without one there is nothing to test, so it is an error */
+    v->kvm_fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+    if (v->kvm_fd < 0)
+        die("--kvm: /dev/kvm: %s", g_strerror(errno));
+    if (ioctl(v->kvm_fd, KVM_GET_API_VERSION, 0) != KVM_API_VERSION)
+        die("--kvm: KVM API version is not %d", KVM_API_VERSION);
+    v->vm_fd = ioctl(v->kvm_fd, KVM_CREATE_VM, 0);
+    if (v->vm_fd < 0)
+        die("--kvm: KVM_CREATE_VM: %s", g_strerror(errno));
+    kvm_ioctl(v->vm_fd, KVM_CREATE_IRQCHIP, NULL, "KVM_CREATE_IRQCHIP");
+    if (negative(v, "ram-copy")) {
+        /* guest RAM from a copy, not the DMA-mapped memfd: the guest runs on, but the
+         * device's DMA goes where the guest does not look */
+        int fd = memfd_create("guest-ram-copy", MFD_CLOEXEC);
+        if (fd < 0 || ftruncate(fd, RAM_SIZE) < 0)
+            die("negative ram-copy: %s", g_strerror(errno));
+        v->vm_ram = map_shared(fd, RAM_SIZE, "guest RAM copy");
+        memcpy(v->vm_ram, v->ram, RAM_SIZE);
+        say("negative control: the new VM's RAM is a copy of the DMA-mapped memfd");
+    }
+    kvm_slot(v, 0, RAM_IOVA, RAM_SIZE, v->vm_ram);
+    kvm_slot(v, 1, MVG_BAR0, v->bar_size, (void *)v->bar);
+    v->vcpu_fd = ioctl(v->vm_fd, KVM_CREATE_VCPU, 0);
+    if (v->vcpu_fd < 0)
+        die("--kvm: KVM_CREATE_VCPU: %s", g_strerror(errno));
+    cpuid = g_malloc0(sizeof(*cpuid) + 128 * sizeof(cpuid->entries[0]));
+    cpuid->nent = 128;
+    kvm_ioctl(v->kvm_fd, KVM_GET_SUPPORTED_CPUID, cpuid, "KVM_GET_SUPPORTED_CPUID");
+    kvm_ioctl(v->vcpu_fd, KVM_SET_CPUID2, cpuid, "KVM_SET_CPUID2");
+    mmap_size = ioctl(v->kvm_fd, KVM_GET_VCPU_MMAP_SIZE, 0);
+    if (mmap_size < (int)sizeof(struct kvm_run))
+        die("--kvm: KVM_GET_VCPU_MMAP_SIZE: %s", g_strerror(errno));
+    v->run = mmap(NULL, (size_t)mmap_size, PROT_READ | PROT_WRITE, MAP_SHARED, v->vcpu_fd, 0);
+    if (v->run == MAP_FAILED)
+        die("--kvm: mmap of the vCPU: %s", g_strerror(errno));
+    r = ioctl(v->vcpu_fd, KVM_GET_TSC_KHZ, 0);
+    if (r <= 0)
+        die("--kvm: KVM_GET_TSC_KHZ: %s", g_strerror(errno));
+    v->tsc_khz = (uint32_t)r;
+
+    /* cold-guest: the negative control of "the guest carries on where it was" */
+    if (v->restart && !negative(v, "cold-guest"))
+        kvm_restore(v);
+    else
+        kvm_cold_boot(v);
+    v->t_vm = now_us();
+
+    if (negative(v, "set-irqs-same")) {
+        /* the rule broken as such, with the very eventfd, while the helper raises */
+        struct { struct vfio_irq_set s; int32_t fd; } set = {
+            .s = { .argsz = sizeof(set), .flags = VFIO_IRQ_SET_DATA_EVENTFD |
+                   VFIO_IRQ_SET_ACTION_TRIGGER, .index = (uint32_t)v->irq_index,
+                   .start = 0, .count = 1 },
+            .fd = v->irq_fd[0] };
+        if (ioctl(vfiocpr_device_fd(v->dev), VFIO_DEVICE_SET_IRQS, &set) < 0)
+            die("negative set-irqs: VFIO_DEVICE_SET_IRQS: %s", g_strerror(errno));
+        say("negative control: VFIO_DEVICE_SET_IRQS re-issued on the live %s index",
+            irq_label(v));
+    }
+    if (v->restart) {
+        helper_stop(v); /* every raise of the window now waits in the eventfd */
+        v->handover_waiting = vfiocpr_irq_pending(v->dev, v->irq_index, 0) == 1;
+    }
+
+    /* What the guest's MSI capability would hold: its LAPIC (APIC ID 0) and the
+     * vector of its handler, fixed delivery, edge. Recorded again on every start:
+     * the library keeps it across exec and rebuilds the route from it. */
+    v->t_attach0 = now_us();
+    if (v->intx) {
+        if (LIB(v, vfiocpr_irq_set_intx_gsi(v->dev, INTX_PIN + (negative(v, "wrong-gsi") ? 1 : 0),
+                                            &err)) < 0)
+            die("%s", err->message);
+    } else {
+        for (unsigned i = 0; i < v->n_vectors; i++)
+            if (LIB(v, vfiocpr_irq_set_msi(v->dev, v->irq_index, i, MVG_LAPIC,
+                                           v->kind == DEV_E1000E ? MVG_VEC_MSIX0 + i : MVG_VEC_MSI,
+                                           false, &err)) < 0)
+                die("%s", err->message);
+    }
+    if (negative(v, "set-irqs") && !v->intx) {
+        /* A restart that runs the cold-start interrupt set-up: a new eventfd, SET_IRQS,
+         * and its own route and irqfd. What the device raised during the exec waits
+         * in the old eventfd, which no VM listens to any more. */
+        vfiocpr_msi_route route = { .gsi = KVM_GSI_BASE, .address = MVG_LAPIC,
+                                    .data = MVG_VEC_MSI };
+        int fresh = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        struct { struct vfio_irq_set s; int32_t fd; } set = {
+            .s = { .argsz = sizeof(set), .flags = VFIO_IRQ_SET_DATA_EVENTFD |
+                   VFIO_IRQ_SET_ACTION_TRIGGER, .index = (uint32_t)v->irq_index,
+                   .start = 0, .count = 1 },
+            .fd = fresh };
+        struct kvm_irqfd a = { .fd = (uint32_t)fresh, .gsi = KVM_GSI_BASE };
+        if (fresh < 0 || ioctl(vfiocpr_device_fd(v->dev), VFIO_DEVICE_SET_IRQS, &set) < 0 ||
+            kvm_commit_routes(v, &route, 1, &err) < 0 || ioctl(v->vm_fd, KVM_IRQFD, &a) < 0)
+            die("negative set-irqs: %s", err ? err->message : g_strerror(errno));
+        say("negative control: SET_IRQS re-issued with a new eventfd (fd %d), wired to the "
+            "new VM by the VMM itself", fresh);
+        v->kvm_pending = 0;
+    } else {
+        v->kvm_pending = LIB(v, vfiocpr_kvm_attach(v->ctx, v->vm_fd, KVM_GSI_BASE,
+                                                   kvm_commit_routes, v, &err));
+        if (v->kvm_pending < 0)
+            die("%s", err->message);
+    }
+    v->t_attach1 = now_us();
+    if (v->routes_late) {
+        g_autoptr(GError) e2 = NULL;
+        v->negative = NULL; /* this image's routes, for real now */
+        if (kvm_commit_routes(v, v->routes_late, v->n_routes_late, &e2) < 0)
+            die("%s", e2->message);
+        say("negative control: the irqfds were attached before their routes existed");
+    }
 }
 
 /* ------------------------------------------------------------------ control socket */
@@ -679,7 +1147,7 @@ static void vmm_start(vmm *v)
     int n;
 
     v->t_new = now_us();
-    if (vfiocpr_new(VFIOCPR_NEW_DEFAULT, &v->ctx, &err) < 0)
+    if (LIB(v, vfiocpr_new(VFIOCPR_NEW_DEFAULT, &v->ctx, &err)) < 0)
         die("%s", err->message);
     v->restart = vfiocpr_is_restart(v->ctx);
     v->inherited_fds = vfiocpr_fd_count(v->ctx);
@@ -696,7 +1164,7 @@ static void vmm_start(vmm *v)
     /* Ends restart mode: every preserved DMA range must have been re-mapped (else it
      * fails, naming the range). Inherited fds nobody claimed are reported, never
      * closed behind the VMM's back. On a cold start this is a no-op. */
-    n = vfiocpr_finish(v->ctx, &unclaimed, &err);
+    n = LIB(v, vfiocpr_finish(v->ctx, &unclaimed, &err));
     if (n < 0)
         die("%s", err->message);
     for (char **u = unclaimed; u && *u; u++)
@@ -711,7 +1179,7 @@ static liveness read_liveness(const vmm *v)
     liveness l = { 0 };
     char path[PATH_MAX], buf[8] = "";
     uint8_t cfg[256] = { 0 };
-    uint8_t want = v->irq_index == VFIOCPR_IRQ_MSI ? PCI_CAP_ID_MSI : PCI_CAP_ID_MSIX;
+    uint8_t want = v->irq_index == VFIOCPR_IRQ_MSIX ? PCI_CAP_ID_MSIX : PCI_CAP_ID_MSI;
     FILE *f;
     int fd;
 
@@ -741,9 +1209,11 @@ static liveness read_liveness(const vmm *v)
     return l;
 }
 
-static bool liveness_ok(const liveness *l)
+/* INTx has no enable bit of its own to show: bus master and sysfs enable only. */
+static bool liveness_ok(const vmm *v, const liveness *l)
 {
-    return l->bus_master && l->irq_enabled && l->sysfs_enabled;
+    return l->bus_master && (l->irq_enabled || v->irq_index == VFIOCPR_IRQ_INTX) &&
+           l->sysfs_enabled;
 }
 
 /* ------------------------------------------------------------------ interrupt accounting */
@@ -764,13 +1234,43 @@ static uint64_t total(const uint64_t *a, unsigned n)
     return s;
 }
 
-/* Under KVM the eventfds are read by KVM, not by us: nothing to count. */
+static uint64_t guest_taken(const vmm *v);
+
+/* Under KVM the eventfds are KVM's: the guest counts, in its RAM. */
 static const char *received_text(const vmm *v, char *buf, size_t len)
 {
     if (using_kvm(v))
-        return "by KVM";
-    snprintf(buf, len, "%" PRIu64, total(v->st->received, v->n_vectors));
+        snprintf(buf, len, "%" PRIu64 " (counted by the guest)", guest_taken(v));
+    else
+        snprintf(buf, len, "%" PRIu64, total(v->st->received, v->n_vectors));
     return buf;
+}
+
+static uint64_t fired_total(const vmm *v)
+{
+    const mvg_mbox *mb = mbox(v);
+    uint64_t n = 0;
+
+    if (!using_kvm(v))
+        return total(v->st->fired, v->n_vectors);
+    if (v->kind != DEV_E1000E)
+        return mb->done_raised + v->st->helper_total;
+    for (unsigned i = 0; i < v->n_vectors; i++)
+        n += mb->done_raised_v[i];
+    return n + v->st->helper_total;
+}
+
+/* What the guest's handlers counted, at the end of its last cycle. */
+static uint64_t guest_taken(const vmm *v)
+{
+    const mvg_mbox *mb = mbox(v);
+    uint64_t n = 0;
+
+    if (v->kind != DEV_E1000E)
+        return mb->done_taken_own + mb->done_taken_other;
+    for (unsigned i = 0; i < v->n_vectors; i++)
+        n += mb->done_taken_v[i];
+    return n;
 }
 
 static int64_t irq_deficit(const vmm *v)
@@ -948,14 +1448,6 @@ static void do_upgrade(vmm *v)
         g_strlcpy(st->via, v->wrapper, sizeof(st->via));
     }
     v->upgrade_direct = false;
-    /* Under KVM an interrupt fired now would go straight into this image's VM (the
-     * irqfd reads the eventfd at once). The handover interrupt must arrive while no
-     * VM listens, as one arriving during the exec does: detach the irqfds a moment
-     * before vfiocpr_exec() would (it is its first step), then fire. */
-    if (using_kvm(v) && vfiocpr_kvm_detach(v->ctx, &err) < 0) {
-        say("KVM: detaching the irqfds: %s", err->message);
-        g_clear_error(&err);
-    }
     fire(v, st->handover_vector);
     st->t_handover = now_us();
 
@@ -982,13 +1474,6 @@ static void do_upgrade(vmm *v)
         path != v->upgrade_path ? path : "", t_fail - st->t_exec,
         err ? err->message : g_strerror(-r));
     vfiocpr_fd_forget(v->ctx, "control-client", 0);
-    if (using_kvm(v)) {
-        /* we detached them ourselves, so the rollback did not re-attach them */
-        g_autoptr(GError) kerr = NULL;
-        int pending = vfiocpr_kvm_attach(v->ctx, v->vm_fd, KVM_GSI_BASE, NULL, NULL, &kerr);
-        if (pending < 0)
-            say("KVM: re-attaching the irqfds: %s", kerr->message);
-    }
     if (v->client_waiting) {
         reply(v->client_fd, "upgrade failed, rolled back, still running: %s\n",
               err ? err->message : g_strerror(-r));
@@ -1031,7 +1516,7 @@ static void print_timeline(vmm *v, int64_t lost, bool dma_ok, bool good)
         st->requested_by);
     say("  old image %8" PRId64 " us  handover: %s%s fired on vector %u and left %s",
         REL(st->t_handover), v->kind == DEV_EDU ? "pattern in the device's buffer, " : "",
-        irq_label(v), st->handover_vector, using_kvm(v) ? "to no VM" : "unread");
+        irq_label(v), st->handover_vector, "unread");
     if (st->via[0])
         say("  old image %8" PRId64 " us  vfiocpr_exec(\"%s\"), the wrapper: new %s, fallback "
             "this binary", REL(st->t_exec), st->via, st->exec_path);
@@ -1049,17 +1534,11 @@ static void print_timeline(vmm *v, int64_t lost, bool dma_ok, bool good)
         v->inherited_fds);
     say("  new image %8" PRId64 " us  devices back        restore: devices        %7" PRId64
         " us  (container, device, DMA vaddr, %s%s)", REL(v->t_devices),
-        (int64_t)(v->t_devices - v->t_ctx), irq_label(v), using_kvm(v) ? ", KVM" : "");
+        (int64_t)(v->t_devices - v->t_ctx), irq_label(v), "");
     say("  new image %8" PRId64 " us  vfiocpr_finish()    finish                  %7" PRId64
         " us", REL(v->t_finish), (int64_t)(v->t_finish - v->t_devices));
     say("  blackout (vfiocpr_exec -> vfiocpr_finish): %" PRIu64 " us", v->t_finish - st->t_exec);
-    if (using_kvm(v))
-        say("  interrupt fired with the irqfds detached: %s on the inherited eventfd; the new VM "
-            "found %d vector(s) pending on attach; one fired now %s (KVM reads the eventfds: "
-            "no count here)", v->handover_waiting ? "waiting" : "NOT waiting", v->kvm_pending,
-            v->kvm_live ? "was taken by the new VM" : "was NOT taken by the new VM");
-    else
-        say("  interrupt fired before the exec: %s on the inherited eventfd; since the cold "
+    say("  interrupt fired before the exec: %s on the inherited eventfd; since the cold "
             "start fired %" PRIu64 ", received %" PRIu64 "; lost in this upgrade: %" PRId64,
             v->handover_waiting ? "waiting" : "NOT waiting", total(st->fired, v->n_vectors),
             total(st->received, v->n_vectors), lost);
@@ -1073,11 +1552,7 @@ static void print_timeline(vmm *v, int64_t lost, bool dma_ok, bool good)
         irq_label(v), st->irq_ctrl_before, a->irq_ctrl, a->irq_enabled ? "enabled" : "DISABLED",
         a->sysfs_enabled ? "1" : "0");
     say("  seccomp in this image: %s", seccomp_text(sc, sizeof(sc)));
-    if (using_kvm(v))
-        snprintf(irqs, sizeof(irqs), "handover interrupt %s by KVM",
-                 v->handover_waiting && v->kvm_pending >= 1 ? "injected" : "NOT injected");
-    else
-        snprintf(irqs, sizeof(irqs), "lost %" PRId64 " interrupts", lost);
+    snprintf(irqs, sizeof(irqs), "lost %" PRId64 " interrupts", lost);
     say("upgrade %s: %s: %s, DMA %s, blackout %" PRIu64 " us%s", num, good ? "ok" : "FAILED", irqs,
         v->kind != DEV_EDU ? "n/a" : dma_ok ? "ok" : "BAD", v->t_finish - st->t_exec,
         v->fallback_reason ? ", the wrapper fell back to the old binary" :
@@ -1091,11 +1566,24 @@ static void print_summary(vmm *v)
     uint32_t n = st->upgrades_done;
     g_autofree char *irqs = NULL, *dma = NULL;
 
-    if (using_kvm(v))
-        irqs = g_strdup_printf("interrupts fired %" PRIu64 ", received by KVM",
-                               total(st->fired, v->n_vectors));
-    else
-        irqs = g_strdup_printf("%" PRId64 " interrupts lost (fired %" PRIu64 ", received %" PRIu64
+    if (using_kvm(v)) {
+        const mvg_mbox *mb = mbox(v);
+        uint64_t bo = n ? st->blackout_sum / n : 0;
+        say("summary: %u/%u upgrades good, %s: the device raised %" PRIu64 " (guest %" PRIu64
+            ", helper %" PRIu64 " during the exec windows), the guest's handler took %" PRIu64
+            ", the guest waited in vain for %" PRIu64 "; the guest's DMA: %" PRIu64 " ok, %" PRIu64
+            " bad; the pause the guest saw min %" PRIu64 " / mean %" PRIu64 " / max %" PRIu64
+            " us; vCPU stopped mean %" PRIu64 " us; blackout min %" PRIu64 " / mean %" PRIu64
+            " / max %" PRIu64 " us, of it in library calls (new image) mean %" PRIu64 " us (%"
+            PRIu64 "%%); rollbacks %u", st->upgrades_good, n, irq_label(v), fired_total(v),
+            fired_total(v) - st->helper_total, st->helper_total, guest_taken(v),
+            mb->missed, mb->dma_ok, mb->dma_bad, n ? st->pause_min : 0,
+            n ? st->pause_sum / n : 0, st->pause_max, n ? st->stopped_sum / n : 0,
+            n ? st->blackout_min : 0, bo, st->blackout_max, n ? st->lib_sum / n : 0,
+            bo ? st->lib_sum / n * 100 / bo : 0, st->rollbacks);
+        return;
+    }
+    irqs = g_strdup_printf("%" PRId64 " interrupts lost (fired %" PRIu64 ", received %" PRIu64
                                ")", st->lost_total, total(st->fired, v->n_vectors),
                                total(st->received, v->n_vectors));
     dma = v->kind == DEV_EDU ? g_strdup_printf("DMA checks %u ok of %u",
@@ -1116,7 +1604,15 @@ static void upgrade_finished(vmm *v, bool good)
     if (!st->upgrades_wanted || st->upgrades_done < st->upgrades_wanted)
         return;
     /* --upgrades N: the last one is done; everything fired must have arrived */
-    if (!using_kvm(v)) {
+    if (using_kvm(v)) {
+        const mvg_mbox *mb = mbox(v);
+        print_summary(v);
+        v->exit_status = st->upgrades_good == st->upgrades_wanted && mb->dma_bad == 0 &&
+                         fired_total(v) == guest_taken(v) ? 0 : 1;
+        v->quit = true;
+        return;
+    }
+    {
         int64_t d = irq_settle(v);
         st->lost_total += d - st->deficit;
         st->deficit = d;
@@ -1125,21 +1621,6 @@ static void upgrade_finished(vmm *v, bool good)
     v->exit_status = st->upgrades_good == st->upgrades_wanted && st->lost_total == 0 &&
                      st->dma_bad == 0 ? 0 : 1;
     v->quit = true;
-}
-
-/* Under KVM: one more interrupt, which the new VM's irqfd must take at once (KVM
- * reads the eventfd when it is signalled), so the eventfd ends up empty. */
-static bool kvm_takes_interrupt(vmm *v)
-{
-    unsigned vector = v->st->handover_vector;
-
-    fire(v, vector);
-    for (int i = 0; i < 100; i++) {
-        if (vfiocpr_irq_pending(v->dev, v->irq_index, vector) == 0)
-            return true;
-        usleep(2000);
-    }
-    return false;
 }
 
 /* --forbidden-ioctl: a request outside libvfiocpr's seccomp rules and the wrapper's
@@ -1173,17 +1654,14 @@ static void upgrade_checkpoint(vmm *v, bool dma_ok)
     bool irq_ok, good;
 
     v->live_after = read_liveness(v);
-    if (using_kvm(v)) {
-        v->kvm_live = kvm_takes_interrupt(v);
-        irq_ok = v->handover_waiting && v->kvm_pending >= 1 && v->kvm_live;
-    } else {
+    {
         int64_t d = irq_settle(v);
         lost = d - st->deficit; /* what went missing since the previous checkpoint */
         st->deficit = d;
         st->lost_total += lost;
         irq_ok = v->handover_waiting && lost == 0;
     }
-    good = irq_ok && dma_ok && liveness_ok(&v->live_after);
+    good = irq_ok && dma_ok && liveness_ok(v, &v->live_after);
     st->upgrades_done++;
     st->blackout_sum += blackout;
     st->blackout_min = MIN(st->blackout_min, blackout);
@@ -1292,7 +1770,7 @@ static void script(vmm *v)
             v->upgrade_direct = true; /* vfiocpr_exec() itself must fail: no wrapper */
         } else if (v->rollback_seen && v->cycles >= 4) {
             /* after the rollback the interrupts still reach us, or the re-attached VM */
-            bool irq_good = using_kvm(v) ? kvm_takes_interrupt(v) : irq_settle(v) == 0;
+            bool irq_good = irq_settle(v) == 0;
             bool dma_good = v->kind != DEV_EDU || (st->dma_checks > 0 && st->dma_bad == 0);
             bool good = v->rollback_ok && irq_good && dma_good;
             char received[32], dma[48] = "DMA n/a";
@@ -1340,12 +1818,15 @@ static void control_command(vmm *v, char *line)
         v->client_waiting = true; /* answered by whichever image finds out how it went */
         request_upgrade(v, target, "the control socket");
     } else if (strcmp(line, "status") == 0) {
-        char received[32];
+        char received[48];
+        /* under --kvm the DMA is the guest's, counted in its RAM */
+        uint64_t dma_bad = using_kvm(v) ? mbox(v)->dma_bad : st->dma_bad;
+        uint64_t dma_checks = using_kvm(v) ? mbox(v)->dma_ok + dma_bad : st->dma_checks;
         reply(v->client_fd, "generation %u, pid %d, %s %s, upgrades %u (good %u), rollbacks %u, "
-              "interrupts fired %" PRIu64 " received %s, DMA checks %u (bad %u)\n",
-              st->generation, (int)getpid(), device_label(v), v->bdf, st->upgrades_done,
-              st->upgrades_good, st->rollbacks, total(st->fired, v->n_vectors),
-              received_text(v, received, sizeof(received)), st->dma_checks, st->dma_bad);
+              "interrupts fired %" PRIu64 " received %s, DMA checks %" PRIu64 " (bad %" PRIu64
+              ")\n", st->generation, (int)getpid(), device_label(v), v->bdf, st->upgrades_done,
+              st->upgrades_good, st->rollbacks, fired_total(v),
+              received_text(v, received, sizeof(received)), dma_checks, dma_bad);
         client_close(v);
     } else if (strcmp(line, "quit") == 0) {
         reply(v->client_fd, "bye\n");
@@ -1480,8 +1961,7 @@ static int main_loop(vmm *v)
         p[FD_SIGNAL].fd = v->signal_fd;
         p[FD_LISTEN].fd = v->listen_fd;
         p[FD_CLIENT].fd = v->client_waiting ? -1 : v->client_fd;
-        /* Under KVM the eventfds are KVM's: reading them would steal interrupts. */
-        for (unsigned i = 0; i < v->n_vectors && !using_kvm(v); i++)
+        for (unsigned i = 0; i < v->n_vectors; i++)
             p[FD_IRQ0 + i].fd = v->irq_fd[i];
         if (poll(p, N_FDS, -1) < 0) {
             if (errno == EINTR)
@@ -1511,6 +1991,348 @@ static int main_loop(vmm *v)
     return v->exit_status;
 }
 
+/* ------------------------------------------------------------------ --kvm: the VM runs */
+
+static uint64_t tsc_us(const vmm *v, uint64_t cycles)
+{
+    return v->tsc_khz ? cycles * 1000u / v->tsc_khz : 0;
+}
+
+/*
+ * The upgrade, from inside the VM's run loop: the vCPU exited on a heartbeat, so it
+ * is stopped between two instructions of the guest. KVM completes an I/O
+ * instruction on the next KVM_RUN: one entry with immediate_exit set does that and
+ * returns at once, so the saved registers point after the OUT. Then the guest's
+ * state goes into the vCPU memfd, the irqfds come off (the helper's interrupts now
+ * wait in the eventfd), and vfiocpr_exec().
+ */
+static void kvm_handover(vmm *v)
+{
+    g_autoptr(GError) err = NULL;
+    vmm_state *st = v->st;
+    mvg_mbox *mb = mbox(v);
+    liveness before = read_liveness(v);
+    uint64_t t_fail;
+    int r;
+
+    v->upgrade_pending = false;
+    v->run->immediate_exit = 1;
+    r = ioctl(v->vcpu_fd, KVM_RUN, 0);
+    v->run->immediate_exit = 0;
+    if (r == 0 || errno != EINTR)
+        die("KVM: completing the last I/O before saving: %s", r == 0 ? "the guest ran" :
+            g_strerror(errno));
+    st->t_stop = now_us();
+    st->g = *mb;
+    st->gap_before = mb->max_gap;
+    mb->max_gap = 0; /* from here the guest measures the pause itself */
+    kvm_save(v);
+    st->t_saved = now_us();
+    st->cmd_before = before.cmd;
+    st->irq_ctrl_before = before.irq_ctrl;
+    st->handover_vector = 0;
+    g_strlcpy(st->exec_path, v->upgrade_path, sizeof(st->exec_path));
+    st->via[0] = '\0';
+
+    if (vfiocpr_kvm_detach(v->ctx, &err) < 0)
+        die("KVM: detaching the irqfds: %s", err->message);
+    if (v->negative && strcmp(v->negative, "keep-old-irqfds") == 0) {
+        /* an irqfd of this VM that outlives the exec: the VM fd crosses it too */
+        struct kvm_irqfd a = { .fd = (uint32_t)v->irq_fd[0],
+                               .gsi = v->intx ? INTX_PIN : KVM_GSI_BASE };
+        if (ioctl(v->vm_fd, KVM_IRQFD, &a) < 0 ||
+            vfiocpr_fd_save(v->ctx, "old-vm", 0, v->vm_fd, VFIOCPR_FD_KVM, &err) < 0)
+            die("negative keep-old-irqfds: %s", err ? err->message : g_strerror(errno));
+        say("negative control: the old VM keeps an irqfd on the %s eventfd across the exec",
+            irq_label(v));
+    }
+    helper_start(v);
+    st->t_handover = now_us();
+    if (v->client_waiting &&
+        vfiocpr_fd_save(v->ctx, "control-client", 0, v->client_fd, VFIOCPR_FD_OTHER, &err) < 0) {
+        say("the control client cannot cross the exec (%s); it gets no answer", err->message);
+        g_clear_error(&err);
+        client_close(v);
+    }
+    fflush(stdout);
+    fflush(stderr);
+    st->t_exec = now_us();
+    r = vfiocpr_exec(v->ctx, v->upgrade_path, v->argv, NULL, &err);
+
+    /* rolled back: the helper stops, the same VM takes the irqfds (and so what the
+     * helper raised) again, the vCPU simply carries on */
+    t_fail = now_us();
+    st->rollbacks++;
+    say("upgrade to %s FAILED after %" PRIu64 " us and was rolled back; still running: %s",
+        v->upgrade_path, t_fail - st->t_exec, err ? err->message : g_strerror(-r));
+    vfiocpr_fd_forget(v->ctx, "control-client", 0);
+    vfiocpr_fd_forget(v->ctx, "old-vm", 0);
+    helper_stop(v);
+    st->helper_total += st->window_raised;
+    for (unsigned n = 0; n < MVG_MSIX_VECTORS; n++)
+        st->helper_total_v[n] += st->window_v[n];
+    g_clear_error(&err);
+    if (vfiocpr_kvm_attach(v->ctx, v->vm_fd, KVM_GSI_BASE, kvm_commit_routes, v, &err) < 0)
+        die("KVM: re-attaching the irqfds: %s", err->message);
+    if (v->client_waiting) {
+        reply(v->client_fd, "upgrade failed, rolled back, still running\n");
+        client_close(v);
+    }
+    if (st->upgrades_wanted) {
+        st->upgrades_done++;
+        upgrade_finished(v, false);
+    }
+}
+
+static void kvm_print_timeline(vmm *v, bool good, const char *why)
+{
+    vmm_state *st = v->st;
+    const mvg_mbox *g = &st->g, *mb = mbox(v);
+    const liveness *a = &v->live_after;
+    int64_t t0 = (int64_t)st->t_exec;
+    char num[32], win[64];
+#define REL(t) ((int64_t)(t)-t0)
+
+    upgrade_number(st, num, sizeof(num));
+    say("---- upgrade %s, generation %u, pid %d; times from vfiocpr_exec() ----", num,
+        st->generation, (int)getpid());
+    say("  old image %8" PRId64 " us  upgrade requested by %s", REL(st->t_requested),
+        st->requested_by);
+    say("  old image %8" PRId64 " us  vCPU stopped at a heartbeat: guest progress %" PRIu64
+        ", cycle %" PRIu64, REL(st->t_stop), g->progress, g->cycles);
+    say("  old image %8" PRId64 " us  vCPU and irqchip state saved (%zu bytes: registers, "
+        "segments, control registers, FPU, TSC offset, LAPIC, PICs, IOAPIC, events, MP state)",
+        REL(st->t_saved), sizeof(vcpu_save));
+    say("  old image %8" PRId64 " us  irqfds detached; the helper raises %s",
+        REL(st->t_handover), v->kind == DEV_E1000E ? "one MSI-X shot per vector, 10 ms apart"
+                                                   : "an interrupt every 5 ms");
+    say("  old image %8" PRId64 " us  vfiocpr_exec(\"%s\")", REL(st->t_exec), st->exec_path);
+    say("  new image %8" PRId64 " us  main() entered      prepare + execve + load %7" PRId64
+        " us", REL(v->t_main), (int64_t)(v->t_main - st->t_exec));
+    say("  new image %8" PRId64 " us  vfiocpr_new()       restore: state          %7" PRId64
+        " us  (%u fds inherited)", REL(v->t_ctx), (int64_t)(v->t_ctx - v->t_new),
+        v->inherited_fds);
+    say("  new image %8" PRId64 " us  new VM, vCPU state restored into it",
+        REL(v->t_vm));
+    say("  new image %8" PRId64 " us  helper stopped: %u interrupts raised in the window "
+        "(%+" PRId64 " .. %+" PRId64 " us), %s in the eventfd", REL(v->t_attach0),
+        st->window_raised, REL(st->helper_t_first), REL(st->helper_t_last),
+        v->handover_waiting ? "waiting" : "NOTHING waiting");
+    say("  new image %8" PRId64 " us  irqfds attached     routes + KVM_IRQFD      %7" PRId64
+        " us  (%d vector(s) pending)", REL(v->t_attach1),
+        (int64_t)(v->t_attach1 - v->t_attach0), v->kvm_pending);
+    say("  new image %8" PRId64 " us  vfiocpr_finish()", REL(v->t_finish));
+    say("  new image %8" PRId64 " us  vCPU runs again", REL(v->t_run));
+    say("  blackout (vfiocpr_exec -> vfiocpr_finish) %" PRIu64 " us; vCPU stopped -> running "
+        "%" PRIu64 " us; in library calls (new image) %" PRIu64 " us", v->t_finish - st->t_exec,
+        v->t_run - st->t_stop, v->lib_us);
+    say("  the guest saw: a pause of %" PRIu64 " us (its own TSC: the largest gap between two "
+        "of its ticks; before the upgrade at most %" PRIu64 " us); progress %" PRIu64 " -> %"
+        PRIu64 " (first heartbeat) -> %" PRIu64 ", cycle %" PRIu64 " -> %" PRIu64,
+        tsc_us(v, mb->max_gap), tsc_us(v, st->gap_before), g->progress, v->progress_resumed,
+        mb->progress, g->cycles, mb->cycles);
+    if (v->kind == DEV_E1000E) {
+        GString *vs = g_string_new(NULL);
+        for (unsigned n = 0; n < v->n_vectors; n++)
+            g_string_append_printf(vs, "%s%u: raised %" PRIu64 " taken %" PRIu64 " (window %u)",
+                                   n ? ", " : "", n,
+                                   mb->done_raised_v[n] + st->helper_total_v[n],
+                                   mb->done_taken_v[n], st->window_v[n]);
+        say("  the guest's handlers, per MSI-X vector since the cold start: %s", vs->str);
+        g_string_free(vs, TRUE);
+    } else
+    say("  the guest's handler: the window's %u interrupts arrived in %" PRIu64 " interrupt(s) "
+        "of their own carrying %" PRIu64 " event(s), %" PRIu64 " more carried by later ones; "
+        "its own: raised %" PRIu64 ", taken %" PRIu64 ", waited for in vain %" PRIu64,
+        st->window_raised, mb->done_lone_runs - g->done_lone_runs,
+        mb->done_lone_events - g->done_lone_events,
+        (mb->done_taken_other - g->done_taken_other) - (mb->done_lone_events - g->done_lone_events),
+        mb->done_raised, mb->done_taken_own, mb->missed);
+    say("  %s since the cold start: the device raised %" PRIu64 " (guest %" PRIu64 ", helper %"
+        PRIu64 "), the guest's handlers took %" PRIu64, irq_label(v), fired_total(v),
+        fired_total(v) - st->helper_total, st->helper_total, guest_taken(v));
+    if (v->kind == DEV_EDU)
+        say("  the guest's DMA: %" PRIu64 " round trips checked since the upgrade, %" PRIu64
+            " bad since the cold start", mb->dma_ok + mb->dma_bad - g->dma_ok - g->dma_bad,
+            mb->dma_bad);
+    else
+        say("  the guest's DMA: none on e1000e (guest RAM is still DMA-mapped and re-pointed)");
+    say("  not reset: PCI_COMMAND 0x%04x -> 0x%04x (bus master %s), %s control 0x%04x -> 0x%04x "
+        "(%s), sysfs enable %s", st->cmd_before, a->cmd, a->bus_master ? "on" : "OFF",
+        v->intx ? "MSI" : irq_label(v), st->irq_ctrl_before, a->irq_ctrl,
+        v->intx ? "n/a for INTx" : a->irq_enabled ? "enabled" : "DISABLED",
+        a->sysfs_enabled ? "1" : "0");
+    if (v->kind == DEV_E1000E)
+        snprintf(win, sizeof(win), "window %u, one per vector", st->window_raised);
+    else
+        snprintf(win, sizeof(win), "window %u in %" PRIu64 " interrupt(s)", st->window_raised,
+                 mb->done_lone_runs - g->done_lone_runs);
+    say("upgrade %s: %s: %s raised %" PRIu64 " = taken %" PRIu64 " by the guest%s, %s, guest "
+        "pause %" PRIu64 " us, DMA %s, blackout %" PRIu64 " us%s%s", num, good ? "ok" : "FAILED",
+        irq_label(v), fired_total(v), guest_taken(v),
+        fired_total(v) == guest_taken(v) ? "" : " NOT EQUAL", win, tsc_us(v, mb->max_gap),
+        v->kind != DEV_EDU ? "n/a" : mb->dma_bad ? "BAD" : "ok", v->t_finish - st->t_exec,
+        why[0] ? ": " : "", why);
+#undef REL
+}
+
+/* The new image's guest has finished two cycles since it was stopped: what it
+ * counted in its own RAM says whether the upgrade lost, doubled or delayed anything. */
+static void kvm_checkpoint(vmm *v)
+{
+    vmm_state *st = v->st;
+    const mvg_mbox *g = &st->g, *mb = mbox(v);
+    uint64_t win = st->window_raised;
+    uint64_t other = mb->done_taken_other - g->done_taken_other;
+    uint64_t lone_runs = mb->done_lone_runs - g->done_lone_runs;
+    uint64_t lone_events = mb->done_lone_events - g->done_lone_events;
+    uint64_t pause = tsc_us(v, mb->max_gap);
+    GString *why = g_string_new(NULL);
+    bool good;
+
+    v->live_after = read_liveness(v);
+    st->helper_total += win;
+    if (v->kind == DEV_E1000E) {
+        /* per vector: the guest's own shots, and the window's one, each taken once */
+        for (unsigned n = 0; n < v->n_vectors; n++) {
+            uint64_t want = mb->done_raised_v[n] + st->helper_total_v[n] + st->window_v[n];
+            uint64_t win_taken = (mb->done_taken_v[n] - g->done_taken_v[n]) -
+                                 (mb->done_raised_v[n] - g->done_raised_v[n]);
+            st->helper_total_v[n] += st->window_v[n];
+            if (mb->done_taken_v[n] != want || win_taken != st->window_v[n])
+                g_string_append_printf(why, "; vector %u: raised %" PRIu64 ", taken %" PRIu64
+                                       " (the window's %u: %" PRId64 ")", n, want,
+                                       mb->done_taken_v[n], st->window_v[n], (int64_t)win_taken);
+        }
+        if (mb->missed)
+            g_string_append_printf(why, "; the guest waited in vain %" PRIu64 " times",
+                                   mb->missed);
+    } else if (mb->done_raised != mb->done_taken_own || mb->missed)
+        g_string_append_printf(why, "; the guest's own interrupts: raised %" PRIu64 ", taken %"
+                               PRIu64, mb->done_raised, mb->done_taken_own);
+    if (v->kind == DEV_EDU && (other != win || lone_events != win))
+        g_string_append_printf(why, "; of the window's %" PRIu64 " the guest took %" PRIu64
+                               " (%" PRIu64 " in interrupts of their own)", win, other,
+                               lone_events);
+    if (v->kind == DEV_EDU && lone_runs != (win ? 1u : 0u))
+        g_string_append_printf(why, "; the window's interrupts came as %" PRIu64
+                               " interrupts of their own, not 1", lone_runs);
+    if (v->kind == DEV_EDU && (mb->dma_bad || mb->dma_ok <= g->dma_ok))
+        g_string_append_printf(why, "; DMA: %" PRIu64 " bad, %" PRIu64 " good since the upgrade",
+                               mb->dma_bad, mb->dma_ok - g->dma_ok);
+    /* carried on where it was: a few ticks past the stop at its first heartbeat */
+    if (v->progress_resumed <= g->progress || mb->progress <= v->progress_resumed)
+        g_string_append_printf(why, "; the guest's progress went from %" PRIu64 " (stop) to %"
+                               PRIu64 " (first heartbeat after the upgrade) to %" PRIu64,
+                               g->progress, v->progress_resumed, mb->progress);
+    if (!liveness_ok(v, &v->live_after))
+        g_string_append(why, "; the device looks reset or closed");
+    if (!v->handover_waiting && win)
+        g_string_append(why, "; nothing waited in the eventfd for the new VM");
+    if (mb->spurious)
+        g_string_append_printf(why, "; %" PRIu64 " spurious interrupts", mb->spurious);
+    good = why->len == 0;
+    st->upgrades_done++;
+    st->blackout_sum += v->t_finish - st->t_exec;
+    st->blackout_min = MIN(st->blackout_min, v->t_finish - st->t_exec);
+    st->blackout_max = MAX(st->blackout_max, v->t_finish - st->t_exec);
+    st->pause_sum += pause;
+    st->pause_min = MIN(st->pause_min, pause);
+    st->pause_max = MAX(st->pause_max, pause);
+    st->stopped_sum += v->t_run - st->t_stop;
+    st->lib_sum += v->lib_us;
+    kvm_print_timeline(v, good, why->len ? why->str + 2 : "");
+    g_string_free(why, TRUE);
+    /* From here the next upgrade waits for a cycle of plain running, whose largest
+     * gap is the "before the upgrade" of its timeline. */
+    mbox(v)->max_gap = 0;
+    v->kvm_cycles_base = mbox(v)->cycles;
+    v->image_start = now_us();
+    if (v->client_waiting) {
+        reply(v->client_fd, "upgraded: generation %u, pid %d, blackout %" PRIu64 " us, guest "
+              "pause %" PRIu64 " us: %s\n", st->generation, (int)getpid(),
+              v->t_finish - st->t_exec, pause, good ? "ok" : "FAILED");
+        client_close(v);
+    }
+    v->phase = WORK_IDLE;
+    upgrade_finished(v, good);
+}
+
+static void kvm_exit(vmm *v)
+{
+    struct kvm_run *run = v->run;
+    const mvg_mbox *mb = mbox(v);
+
+    switch (run->exit_reason) {
+    case KVM_EXIT_IO:
+        if (run->io.direction == KVM_EXIT_IO_OUT && run->io.port == MVG_PORT_HEARTBEAT)
+            return;
+        if (run->io.port == MVG_PORT_FAULT)
+            die("the guest took an exception at EIP 0x%x", mb->fault_eip);
+        die("the guest used I/O port 0x%x", run->io.port);
+    case KVM_EXIT_MMIO:
+        die("the guest touched unbacked memory at 0x%llx",
+            (unsigned long long)run->mmio.phys_addr);
+    case KVM_EXIT_SHUTDOWN:
+        die("the guest shut down (triple fault)");
+    case KVM_EXIT_FAIL_ENTRY:
+        die("KVM: entry failed, reason 0x%llx",
+            (unsigned long long)run->fail_entry.hardware_entry_failure_reason);
+    case KVM_EXIT_INTERNAL_ERROR:
+        die("KVM: internal error, suberror %u", run->internal.suberror);
+    default:
+        die("KVM: unexpected exit reason %u", run->exit_reason);
+    }
+}
+
+/* The main loop under --kvm: the vCPU runs here, and between two heartbeats (about
+ * 1 ms of guest time) the VMM looks at its fds without waiting. */
+static int kvm_loop(vmm *v)
+{
+    mvg_mbox *mb = mbox(v);
+    struct pollfd p[4];
+
+    v->kvm_cycles_base = mb->cycles;
+    while (!v->quit) {
+        if (!v->t_run)
+            v->t_run = now_us();
+        if (ioctl(v->vcpu_fd, KVM_RUN, 0) < 0) {
+            if (errno == EINTR || errno == EAGAIN)
+                continue;
+            die("KVM_RUN: %s", g_strerror(errno));
+        }
+        kvm_exit(v);
+        if (!v->progress_resumed)
+            v->progress_resumed = mb->progress; /* the guest's first heartbeat here */
+        v->cycles = (unsigned)(mb->cycles - v->kvm_cycles_base);
+        p[0] = (struct pollfd){ .fd = v->timer_fd, .events = POLLIN };
+        p[1] = (struct pollfd){ .fd = v->signal_fd, .events = POLLIN };
+        p[2] = (struct pollfd){ .fd = v->listen_fd, .events = POLLIN };
+        p[3] = (struct pollfd){ .fd = v->client_waiting ? -1 : v->client_fd, .events = POLLIN };
+        if (poll(p, 4, 0) > 0) {
+            uint64_t expirations;
+            if (p[0].revents & POLLIN && read(v->timer_fd, &expirations, sizeof(expirations)) < 0)
+                (void)0;
+            if (p[1].revents & POLLIN)
+                on_signal(v);
+            if (p[2].revents & POLLIN)
+                on_listen(v);
+            if (p[3].revents & (POLLIN | POLLHUP) && v->client_fd >= 0)
+                on_client(v);
+        }
+        if (v->phase == WORK_VERIFY &&
+            (v->cycles >= 2 || now_us() - v->t_run > 60u * 1000000u))
+            kvm_checkpoint(v);
+        script(v);
+        if (v->upgrade_pending && v->phase == WORK_IDLE && !v->quit)
+            kvm_handover(v);
+    }
+    edu_wait_idle(v); /* leave no DMA of the guest's in flight */
+    if (v->control_path)
+        unlink(v->control_path);
+    return v->exit_status;
+}
+
 /* ------------------------------------------------------------------ main */
 
 static void print_cold_start(vmm *v)
@@ -1525,7 +2347,11 @@ static void print_cold_start(vmm *v)
         v->irq_fd[0], v->n_vectors > 1 ? "..." : "");
     say("IOMMU backend: %s", vfiocpr_backend_to_string(vfiocpr_container_backend(v->container)));
     if (using_kvm(v))
-        say("KVM: VM fd %d, %u irqfd(s) from GSI %d", v->vm_fd, v->n_vectors, KVM_GSI_BASE);
+        say("KVM: VM fd %d, vCPU fd %d, TSC %u kHz; guest RAM at guest physical 0x%llx (= IOVA), "
+            "BAR0 at 0x%x; the guest program %s drives the device; %s %s", v->vm_fd, v->vcpu_fd,
+            v->tsc_khz, (unsigned long long)RAM_IOVA, MVG_BAR0, v->guest_image, irq_label(v),
+            v->intx ? "through IOAPIC pin 20 with a resample irqfd"
+                    : "through a KVM MSI route (GSI 24) and an irqfd");
     if (v->control_path)
         say("control socket %s: \"upgrade [PATH]\", \"status\", \"quit\"", v->control_path);
     if (v->wrapper) {
@@ -1551,11 +2377,20 @@ int main(int argc, char **argv)
                      *wrapper = NULL;
     g_auto(GStrv) wrapper_args = NULL;
     g_autofree gchar *backend = NULL;
-    gboolean kvm = FALSE, self_test = FALSE, forbidden = FALSE;
+    gboolean kvm = FALSE, self_test = FALSE, forbidden = FALSE, intx = FALSE;
+    g_autofree gchar *negative_name = NULL, *guest_image = NULL;
     gint upgrades = 0;
     GOptionEntry entries[] = {
         { "device", 'd', 0, G_OPTION_ARG_STRING, &device, "PCI device bound to vfio-pci", "BDF" },
-        { "kvm", 0, 0, G_OPTION_ARG_NONE, &kvm, "deliver the interrupts to a KVM VM", NULL },
+        { "kvm", 0, 0, G_OPTION_ARG_NONE, &kvm,
+          "run a VM whose guest drives the device (edu) itself", NULL },
+        { "intx", 0, 0, G_OPTION_ARG_NONE, &intx,
+          "--kvm: the device's INTx through the IOAPIC instead of MSI", NULL },
+        { "guest-image", 0, 0, G_OPTION_ARG_FILENAME, &guest_image,
+          "--kvm: the guest program (default: minivmm-guest.bin beside this binary)", "PATH" },
+        { "negative", 0, 0, G_OPTION_ARG_STRING, &negative_name,
+          "--kvm test: break the upgrade: set-irqs, set-irqs-same, wrong-gsi, "
+          "irqfd-before-routes, keep-old-irqfds, cold-guest, ram-copy", "NAME" },
         { "control", 'c', 0, G_OPTION_ARG_FILENAME, &control, "UNIX control socket", "PATH" },
         { "upgrades", 'u', 0, G_OPTION_ARG_INT, &upgrades,
           "upgrade N times, then exit (0: all good)", "N" },
@@ -1578,7 +2413,8 @@ int main(int argc, char **argv)
     };
     g_auto(GStrv) saved_argv = g_strdupv(argv); /* GOption edits argv; the next image needs it */
     vmm v = { .t_main = t_main, .argv = saved_argv, .ram_fd = -1, .state_fd = -1, .kvm_fd = -1,
-              .vm_fd = -1, .timer_fd = -1, .signal_fd = -1, .listen_fd = -1, .client_fd = -1 };
+              .vm_fd = -1, .vcpu_fd = -1, .old_vm_fd = -1, .vcpu_state_fd = -1, .timer_fd = -1,
+              .signal_fd = -1, .listen_fd = -1, .client_fd = -1 };
 
     setvbuf(stdout, NULL, _IOLBF, 0);
     opts = g_option_context_new("- a VMM that upgrades itself while its VFIO device runs");
@@ -1597,6 +2433,21 @@ int main(int argc, char **argv)
         die("--wrapper-arg without --wrapper");
     if ((wrapper && !*wrapper) || (upgrade_to && !*upgrade_to))
         die("--wrapper and --upgrade-to need a path");
+    if ((intx || negative_name || guest_image) && !kvm)
+        die("--intx, --negative and --guest-image go with --kvm");
+    if (kvm && (self_test || wrapper || forbidden))
+        die("--kvm runs without --self-test, --wrapper and --forbidden-ioctl");
+    if (negative_name && strcmp(negative_name, "set-irqs") != 0 &&
+        strcmp(negative_name, "set-irqs-same") != 0 &&
+        strcmp(negative_name, "wrong-gsi") != 0 && strcmp(negative_name, "irqfd-before-routes") != 0 &&
+        strcmp(negative_name, "keep-old-irqfds") != 0 && strcmp(negative_name, "cold-guest") != 0 &&
+        strcmp(negative_name, "ram-copy") != 0)
+        die("unknown --negative %s", negative_name);
+    if (kvm && !guest_image) {
+        g_autofree char *self = self_path();
+        g_autofree char *dir = self ? g_path_get_dirname(self) : g_strdup(".");
+        guest_image = g_build_filename(dir, "minivmm-guest.bin", NULL);
+    }
     v.bdf = device;
     if (!backend || strcmp(backend, "type1") == 0)
         v.backend = VFIOCPR_BACKEND_TYPE1;
@@ -1607,6 +2458,9 @@ int main(int argc, char **argv)
     else
         die("--backend %s: type1, iommufd or auto", backend);
     v.want_kvm = kvm;
+    v.intx = intx;
+    v.negative = negative_name;
+    v.guest_image = guest_image;
     v.control_path = control;
     v.upgrades = (unsigned)upgrades;
     v.self_test = self_test;
@@ -1625,6 +2479,8 @@ int main(int argc, char **argv)
     v.image_start = now_us();
     if (!v.restart) {
         print_cold_start(&v);
+    } else if (using_kvm(&v)) {
+        v.phase = WORK_VERIFY; /* the guest's own counts, once it has run a little */
     } else if (v.kind == DEV_EDU) {
         /* the first work of a new image: fetch what the old one left in the device */
         edu_fetch(&v, WORK_VERIFY, v.st->seed);
@@ -1633,7 +2489,7 @@ int main(int argc, char **argv)
         v.phase_since = now_us();
     }
     {
-        int rc = main_loop(&v);
+        int rc = using_kvm(&v) ? kvm_loop(&v) : main_loop(&v);
         /* quitting: drop the handles (never closes a VFIO fd: process exit does) */
         vfiocpr_device_unref(v.dev);
         vfiocpr_container_unref(v.container);

@@ -144,6 +144,9 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 # ------------------------------------------------------------ kernel + initramfs
+# Every guest gets KVM: QEMU's TCG -cpu max emulates SVM, so kvm_amd loads and nested
+# VMs run (minivmm --kvm). Built-in ones are skipped by fetch-kernel.sh.
+KVM_MODULES=(kvm kvm_amd)
 t=$(date +%s.%N)
 if [ -d "$KERNEL" ]; then
     KDIR=$KERNEL
@@ -152,9 +155,9 @@ elif [[ $KERNEL =~ ^iommufd(-([0-9]+\.[0-9]+))?$ ]]; then
     KDIR=$("$HERE/build-kernel.sh" ${BASH_REMATCH[2]:+"${BASH_REMATCH[2]}"}) ||
         fail_hard "cannot build the iommufd kernel ($KERNEL) with build-kernel.sh"
 elif [ "$WANT_MTTY" = 1 ]; then
-    KDIR=$("$HERE/fetch-kernel.sh" "$KERNEL" mdev) || fail_hard "cannot fetch kernel $KERNEL (with mdev)"
+    KDIR=$("$HERE/fetch-kernel.sh" "$KERNEL" mdev "${KVM_MODULES[@]}") || fail_hard "cannot fetch kernel $KERNEL (with mdev)"
 else
-    KDIR=$("$HERE/fetch-kernel.sh" "$KERNEL") || fail_hard "cannot fetch kernel $KERNEL"
+    KDIR=$("$HERE/fetch-kernel.sh" "$KERNEL" "${KVM_MODULES[@]}") || fail_hard "cannot fetch kernel $KERNEL"
 fi
 [ -f "$KDIR/vmlinuz" ] || fail_hard "no vmlinuz in $KDIR"
 T_FETCH=$(elapsed "$t")
