@@ -41,9 +41,28 @@ minivmm_iommufd() {
         *) echo "not ok 1 - minivmm --backend iommufd: exit $rc: ${sum:-no summary}"
            sed 's/^/# /' /tmp/mi.out ;;
     esac
+    # a KVM VM whose guest drives the device, its irqfds on the cdev's eventfds
+    /bin/minivmm --device "$bdf" --backend iommufd --kvm --upgrades 3 >/tmp/mi.out 2>&1
+    rc=$?
+    sum=$(sed -n 's/^minivmm: summary: //p' /tmp/mi.out)
+    case "$rc $sum" in
+        "0 3/3 upgrades good, "*"the guest's DMA: "*" 0 bad"*) echo "ok 2 - minivmm --backend iommufd --kvm: $sum" ;;
+        *) echo "not ok 2 - minivmm --backend iommufd --kvm: exit $rc: ${sum:-no summary}"
+           sed 's/^/# /' /tmp/mi.out ;;
+    esac
+    # its control: irqfds on the wrong GSI must be caught by the guest's counts here too
+    /bin/minivmm --device "$bdf" --backend iommufd --kvm --upgrades 1 --negative wrong-gsi \
+        >/tmp/mi.out 2>&1
+    rc=$?
+    line=$(sed -n 's/^minivmm: upgrade 1\/1: //p' /tmp/mi.out)
+    case $line in
+        FAILED:*) echo "ok 3 - its control, --negative wrong-gsi: caught (exit $rc): ${line#FAILED: }" ;;
+        *) echo "not ok 3 - its control, --negative wrong-gsi: not caught (exit $rc): ${line:-no result}"
+           sed 's/^/# /' /tmp/mi.out ;;
+    esac
     if grep -q libasan /bin/minivmm; then
-        echo "ok 2 - minivmm --backend iommufd under vfiocpr-exec --seccomp # SKIP sanitizer build"
-        echo "ok 3 - its control # SKIP sanitizer build"
+        echo "ok 4 - minivmm --backend iommufd under vfiocpr-exec --seccomp # SKIP sanitizer build"
+        echo "ok 5 - its control # SKIP sanitizer build"
     else
         /bin/minivmm --device "$bdf" --backend iommufd --upgrades 2 --wrapper /bin/vfiocpr-exec \
             --wrapper-arg --seccomp \
@@ -54,8 +73,8 @@ minivmm_iommufd() {
         ups=$(grep -c '^minivmm: upgrade [12]/2: ok: lost 0 interrupts, DMA ok, .*, through the wrapper$' /tmp/mi.out)
         case "$rc $ups $sum" in
             "0 2 2/2 upgrades good, 0 interrupts lost "*"fallbacks 0")
-                echo "ok 2 - minivmm --backend iommufd under vfiocpr-exec --seccomp: $sum" ;;
-            *) echo "not ok 2 - minivmm --backend iommufd under vfiocpr-exec --seccomp: exit $rc, $ups upgrade(s) ok: ${sum:-no summary}"
+                echo "ok 4 - minivmm --backend iommufd under vfiocpr-exec --seccomp: $sum" ;;
+            *) echo "not ok 4 - minivmm --backend iommufd under vfiocpr-exec --seccomp: exit $rc, $ups upgrade(s) ok: ${sum:-no summary}"
                sed 's/^/# /' /tmp/mi.out ;;
         esac
         # the control: the filter is really there after an iommufd restore
@@ -66,13 +85,13 @@ minivmm_iommufd() {
         rc=$?
         ups=$(grep -c '^minivmm: upgrade 1/1: ok: .*, through the wrapper$' /tmp/mi.out)
         if [ "$rc" -eq 159 ] && [ "$ups" -eq 1 ]; then
-            echo "ok 3 - its control: restored under the filter, then ioctl TIOCGWINSZ: killed by SIGSYS (exit $rc)"
+            echo "ok 5 - its control: restored under the filter, then ioctl TIOCGWINSZ: killed by SIGSYS (exit $rc)"
         else
-            echo "not ok 3 - its control: exit $rc (want 159, SIGSYS), restored $ups"
+            echo "not ok 5 - its control: exit $rc (want 159, SIGSYS), restored $ups"
             sed 's/^/# /' /tmp/mi.out
         fi
     fi
-    echo "1..3"
+    echo "1..5"
 }
 run() {
     name=$1
