@@ -93,6 +93,10 @@ void fake_kvm_enable(void);
 int fake_kvm_irqfd_gsi(int vm_fd, int efd); /* -1 if not attached */
 unsigned fake_kvm_irqfds(int vm_fd);
 unsigned fake_kvm_routings(int vm_fd, unsigned *last_routes);
+/* IOAPIC/PIC pin entries in the last KVM_SET_GSI_ROUTING */
+unsigned fake_kvm_irqchip_routes(int vm_fd);
+/* The VM has a split irqchip: routes to the in-kernel IOAPIC/PIC are refused. */
+void fake_kvm_split_irqchip(int vm_fd);
 /* ---- migration v2 model: the device has these migration flags (0: none); STOP_COPY
  * yields blob; RESUMING -> STOP accepts exactly blob; PRE_COPY offers the first
  * precopy_initial bytes, then ENOMSG. Every SET must be one legal uAPI arc into a
