@@ -1,18 +1,58 @@
 #!/bin/sh
 # SPDX-License-Identifier: LGPL-2.1-or-later
 # Guest tier: boots each Debian kernel under QEMU TCG with edu, nvme and e1000e bound
-# to vfio-pci and runs every scenario (tests/guest/guest-suite.sh), then the 6.12
-# kernel with an mtty mdev for migration v2 (guest-mig-suite.sh). Speaks TAP.
+# to vfio-pci and runs every scenario (tests/guest/guest-suite.sh); boots the kernel
+# build-kernel.sh makes (spec "iommufd": iommufd, the vfio cdev and mtty built in)
+# with the same devices plus an mtty mdev and runs the same type1 scenarios, the
+# iommufd ones and the migration ones; then the 6.12 kernel with an mtty mdev for
+# migration v2 on a Debian kernel (guest-mig-suite.sh). Speaks TAP.
 # A guest that cannot boot, or a scenario that dies, is a failure, never a skip.
-# VFIOCPR_GUEST_KERNELS (default "6.1 7.3"), VFIOCPR_GUEST_CYCLES (default 100) and
-# VFIOCPR_GUEST_MIG_KERNEL (default 6.12, empty: skip that boot) narrow it down by hand.
+# VFIOCPR_GUEST_KERNELS (default "6.1 7.3 iommufd"), VFIOCPR_GUEST_CYCLES (default
+# 100) and VFIOCPR_GUEST_MIG_KERNEL (default 6.12, empty: skip that boot) narrow it
+# down by hand. The iommufd kernel is built once (minutes; .ci/run does it in a step
+# of its own before make check) and cached.
+#
+# test-guest.sh --prepare: only fetches (and builds) every kernel, mtty.ko included,
+# that the same settings would boot, so that the first, long iommufd kernel build is
+# not inside make check's time (.ci/run runs this as a step of its own). Exit status
+# non-zero if any kernel could not be had.
 srcdir=${top_srcdir:-.}/tests/guest
 builddir=${top_builddir:-.}/tests/guest
-kernels=${VFIOCPR_GUEST_KERNELS:-6.1 7.3}
+kernels=${VFIOCPR_GUEST_KERNELS:-6.1 7.3 iommufd}
 cycles=${VFIOCPR_GUEST_CYCLES:-100}
+mig_kernel=${VFIOCPR_GUEST_MIG_KERNEL-6.12}
+# devices KERNEL: what the boot of KERNEL has (the iommufd kernel has mtty built in)
+devices() {
+    case $1 in
+    iommufd*) echo edu nvme e1000e mtty ;;
+    *) echo edu nvme e1000e ;;
+    esac
+}
+if [ "${1:-}" = --prepare ]; then
+    # run-guest.sh itself gets each kernel, so the modules and mtty.ko are the ones
+    # the boot will ask for
+    rc=0
+    for k in $kernels ${mig_kernel:+"$mig_kernel:mtty"}; do
+        devs=""
+        case $k in
+        *:mtty) k=${k%:mtty}; devs="--device mtty" ;;
+        *) for d in $(devices "$k"); do devs="$devs --device $d"; done ;;
+        esac
+        start=$(date +%s)
+        # shellcheck disable=SC2086
+        if d=$(bash "$srcdir/run-guest.sh" --kernel "$k" $devs --prepare); then
+            echo "kernel $k ($devs ): $d, $(( $(date +%s) - start )) s"
+        else
+            echo "test-guest: cannot get kernel $k ($devs )" >&2
+            rc=1
+        fi
+    done
+    exit $rc
+fi
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/vfiocpr-guest.XXXXXX")
 n=0
-# boot KERNEL SUITE DEVICE... : one guest, one suite, its TAP renumbered into ours
+# boot KERNEL "SUITE [ARG...]" DEVICE... : one guest, one suite, its TAP renumbered
+# into ours
 boot() {
     k=$1
     suite=$2
@@ -26,12 +66,12 @@ boot() {
     bash "$srcdir/run-guest.sh" --kernel "$k" $devs --timeout 900 --log "$tmp/console-$k.log" \
         --extra "$builddir/guest-cpr" --extra "$builddir/guest-smoke" \
         --extra "$builddir/guest-irq" --extra "$builddir/guest-mig" \
-        --extra "$builddir/guest-mig-smoke" \
+        --extra "$builddir/guest-mig-smoke" --extra "$builddir/guest-iommufd-smoke" \
         --extra "${top_builddir:-.}/examples/minivmm/minivmm" \
         --extra "${top_builddir:-.}/examples/minivmm/minivmm-guest.bin" \
         --extra "${top_builddir:-.}/examples/vfiocpr-exec/vfiocpr-exec" \
         --extra "${top_srcdir:-.}/examples/minivmm/minivmm-suite.sh" \
-        -- "$srcdir/$suite" "$cycles" \
+        -- "$srcdir/${suite%% *}" "$cycles" ${suite#"${suite%% *}"} \
         >"$tmp/out-$k" 2>"$tmp/err-$k"
     rc=$?
     echo "# kernel $k: $(( $(date +%s) - start )) s, rc=$rc"
@@ -60,12 +100,17 @@ boot() {
     fi
 }
 for k in $kernels; do
-    boot "$k" guest-suite.sh edu nvme e1000e
+    case $k in
+    iommufd*) suite="guest-suite.sh iommufd mig" ;;
+    *) suite=guest-suite.sh ;;
+    esac
+    # shellcheck disable=SC2046
+    boot "$k" "$suite" $(devices "$k")
 done
 # migration v2 on a real driver: the mtty sample on bookworm-backports' 6.12
-case " ${VFIOCPR_GUEST_MIG_KERNEL-6.12} " in
+case " $mig_kernel " in
 "  ") ;;
-*) boot "${VFIOCPR_GUEST_MIG_KERNEL-6.12}" guest-mig-suite.sh mtty ;;
+*) boot "$mig_kernel" guest-mig-suite.sh mtty ;;
 esac
 rm -rf "$tmp"
 echo "1..$n"

@@ -4,6 +4,7 @@
 # drives the edu device itself (DMA both ways, interrupts through KVM), upgrades
 # itself in place three times, and prints the timeline of each upgrade with what the
 # guest counted in its own RAM.
+#   minivmm-demo.sh [iommufd]    the IOMMU backend (default: minivmm's, type1)
 for d in /sys/bus/pci/devices/*; do
     if [ "$(cat "$d/vendor")" = 0x1234 ] && [ "$(cat "$d/device")" = 0x11e8 ]; then
         bdf=${d##*/}
@@ -18,7 +19,7 @@ echo "the device's MSIs through KVM, counting them in its own RAM. minivmm upgra
 echo "in place with exec() three times; the guest keeps running. A helper keeps the device"
 echo "raising interrupts while no VM exists (during the exec)."
 echo
-/bin/minivmm --device "$bdf" --kvm --upgrades 3
+/bin/minivmm --device "$bdf" --kvm --upgrades 3 ${1:+--backend "$1"}
 rc=$?
 echo
 echo "Read each timeline: 'the guest saw' is the guest's own measure of the pause (its TSC),"

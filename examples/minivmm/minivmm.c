@@ -7,6 +7,7 @@
  *           [--upgrade-to PATH] [--wrapper PATH [--wrapper-arg ARG]...] [--forbidden-ioctl]
  *   minivmm --device BDF --kvm [--intx] [--guest-image PATH] [--negative NAME]
  *           [--control PATH] [--upgrades N] [--upgrade-to PATH]
+ *           [--backend type1|iommufd|auto]
  *   minivmm --control PATH --send "upgrade [PATH]" | status | quit
  *
  * Without --kvm there is no guest: the "device model" is this program driving the
@@ -234,6 +235,7 @@ typedef struct {
 typedef struct {
     /* command line */
     const char *bdf;
+    vfiocpr_backend backend; /* --backend; type1 keeps the 0.1 calls */
     bool want_kvm;
     const char *control_path;
     unsigned upgrades;
@@ -535,10 +537,18 @@ static void device_start(vmm *v)
     v->group = LIB(v, vfiocpr_device_group_id(v->bdf, &err));
     if (v->group < 0)
         die("%s", err->message);
-    if (LIB(v, vfiocpr_container_open(v->ctx, "container0", &v->container, &err)) < 0 ||
-        LIB(v, vfiocpr_container_add_group(v->container, v->group, &err)) < 0 ||
-        LIB(v, vfiocpr_device_open(v->container, v->group, v->bdf, &v->dev, &err)) < 0 ||
-        LIB(v, vfiocpr_device_map_region(v->dev, VFIO_PCI_BAR0_REGION_INDEX, &bar,
+    if (v->backend != VFIOCPR_BACKEND_TYPE1) {
+        /* --backend iommufd|auto: the 0.2 calls, the device attached by name */
+        if (LIB(v, vfiocpr_container_open_backend(v->ctx, "container0", v->backend,
+                                                  &v->container, &err)) < 0 ||
+            LIB(v, vfiocpr_device_attach(v->container, v->bdf, &v->dev, &err)) < 0)
+            die("%s", err->message);
+    } else if (LIB(v, vfiocpr_container_open(v->ctx, "container0", &v->container, &err)) < 0 ||
+               LIB(v, vfiocpr_container_add_group(v->container, v->group, &err)) < 0 ||
+               LIB(v, vfiocpr_device_open(v->container, v->group, v->bdf, &v->dev, &err)) < 0) {
+        die("%s", err->message);
+    }
+    if (LIB(v, vfiocpr_device_map_region(v->dev, VFIO_PCI_BAR0_REGION_INDEX, &bar,
                                          &v->bar_size, &err)) < 0)
         die("%s", err->message);
     v->bar = bar;
@@ -2335,6 +2345,7 @@ static void print_cold_start(vmm *v)
     say("guest RAM: %u MiB memfd at %p, DMA-mapped at IOVA 0x%llx; %s: %u vector(s), eventfd %d%s",
         RAM_SIZE >> 20, (void *)v->ram, (unsigned long long)RAM_IOVA, irq_label(v), v->n_vectors,
         v->irq_fd[0], v->n_vectors > 1 ? "..." : "");
+    say("IOMMU backend: %s", vfiocpr_backend_to_string(vfiocpr_container_backend(v->container)));
     if (using_kvm(v))
         say("KVM: VM fd %d, vCPU fd %d, TSC %u kHz; guest RAM at guest physical 0x%llx (= IOVA), "
             "BAR0 at 0x%x; the guest program %s drives the device; %s %s", v->vm_fd, v->vcpu_fd,
@@ -2367,6 +2378,7 @@ int main(int argc, char **argv)
     g_auto(GStrv) wrapper_args = NULL;
     gboolean kvm = FALSE, self_test = FALSE, forbidden = FALSE, intx = FALSE;
     g_autofree gchar *negative_name = NULL, *guest_image = NULL;
+    g_autofree gchar *backend = NULL;
     gint upgrades = 0;
     GOptionEntry entries[] = {
         { "device", 'd', 0, G_OPTION_ARG_STRING, &device, "PCI device bound to vfio-pci", "BDF" },
@@ -2395,6 +2407,8 @@ int main(int argc, char **argv)
           "test: after a restart, issue an ioctl no seccomp rule allows (SIGSYS under "
           "the wrapper's --seccomp)", NULL },
         { "send", 0, 0, G_OPTION_ARG_STRING, &send_line, "client: send LINE to --control", "LINE" },
+        { "backend", 0, 0, G_OPTION_ARG_STRING, &backend,
+          "IOMMU backend: type1 (default), iommufd or auto", "NAME" },
         { NULL },
     };
     g_auto(GStrv) saved_argv = g_strdupv(argv); /* GOption edits argv; the next image needs it */
@@ -2435,6 +2449,14 @@ int main(int argc, char **argv)
         guest_image = g_build_filename(dir, "minivmm-guest.bin", NULL);
     }
     v.bdf = device;
+    if (!backend || strcmp(backend, "type1") == 0)
+        v.backend = VFIOCPR_BACKEND_TYPE1;
+    else if (strcmp(backend, "iommufd") == 0)
+        v.backend = VFIOCPR_BACKEND_IOMMUFD;
+    else if (strcmp(backend, "auto") == 0)
+        v.backend = VFIOCPR_BACKEND_AUTO;
+    else
+        die("--backend %s: type1, iommufd or auto", backend);
     v.want_kvm = kvm;
     v.intx = intx;
     v.negative = negative_name;

@@ -12,8 +12,20 @@
  *   guest-cpr nvme-negative  b2: negative control, last close + re-open resets it
  *   guest-cpr rollback       c: exec of a missing binary rolls back, DMA + MSI work
  *   guest-cpr cycles N       d: N exec cycles, DMA + MSI each, open fds stable
- *   guest-cpr group-busy     e: a new group while vaddrs are invalid: EBUSY
+ *   guest-cpr group-busy     e: a new group while vaddrs are invalid: EBUSY (type1)
+ *   guest-cpr two-ioas       edu and nvme in two containers (IOAS), both across exec
+ *   guest-cpr exec-window    a DMA the device runs during the exec lands in the memfd
+ *   guest-cpr exec-window-negative   its control: the range unmapped underneath
+ *   guest-cpr pin            iommufd: VmPin moves with vfiocpr_finish (CHANGE_PROCESS);
+ *                            too low an RLIMIT_MEMLOCK: ENOMEM, retried after raising it
+ *   guest-cpr nvme-busy      a helper process keeps nvme busy with DMA while the VMM
+ *                            execs: commands complete during the window; the longest
+ *                            gap between completions is printed (the device's blackout)
+ *   guest-cpr uva-refused    iommufd: a user-VA mapping (memfd -1) blocks vfiocpr_exec;
+ *                            unmapped, the exec goes through
  *   guest-cpr demo           the same as edu-msi, told in words for a person
+ * With --backend=iommufd first (guest-cpr --backend=iommufd edu-msi) every container
+ * is an iommufd IOAS and every device its vfio cdev; the scenarios are the same code.
  */
 #include "config.h"
 
@@ -32,10 +44,16 @@
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#include <linux/capability.h>
 
 #include "vfiocpr.h"
+#include "vfio-compat.h"
 #include "guest-util.h"
 
 #define RAM_SIZE (2u << 20)
@@ -74,6 +92,12 @@ static guint64 eventfd_wait(int fd, int timeout_ms)
     if (poll(&p, 1, timeout_ms) == 1 && read(fd, &v, sizeof(v)) == sizeof(v))
         return v;
     return 0;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    guint64 x = *(const guint64 *)a, y = *(const guint64 *)b;
+    return (x > y) - (x < y);
 }
 
 static unsigned count_fds(void)
@@ -120,20 +144,22 @@ static int cfg_read(vmm *v, guint32 off, void *buf, size_t n)
     return pread(vfiocpr_device_fd(v->dev), buf, n, (off_t)(v->cfg_off + off)) == (ssize_t)n ? 0 : -1;
 }
 
+/* The IOMMU backend of every container, from "--backend=iommufd" before the scenario
+ * name (type1 otherwise); each image passes it on. type1 runs go through the 0.1
+ * calls (container_open, add_group, device_open) so the old API stays covered on a
+ * real kernel, iommufd runs through open_backend and device_attach. */
+static vfiocpr_backend backend = VFIOCPR_BACKEND_TYPE1;
+#define IOMMUFD (backend == VFIOCPR_BACKEND_IOMMUFD)
+
 /* What a VMM runs at start-up, cold or restarted: the same calls either way. The
  * interrupt wiring goes through the library too: on a restart it hands back the
- * preserved eventfds and issues no SET_IRQS. */
-static void vmm_start(vmm *v, GError **error)
+ * preserved eventfds and issues no SET_IRQS. In three steps so that scenarios with
+ * two devices, or a finish of their own, reuse them. */
+static void vmm_begin(vmm *v, GError **error)
 {
-    struct vfio_region_info cfg = { .argsz = sizeof(cfg), .index = VFIO_PCI_CONFIG_REGION_INDEX };
-    g_auto(GStrv) unclaimed = NULL;
-    bool restart;
-    void *bar;
-    guint64 bar_size;
-
     if (vfiocpr_new(0, &v->ctx, error) < 0)
         bail("vfiocpr_new: %s", (*error)->message);
-    restart = v->restarted = vfiocpr_is_restart(v->ctx);
+    v->restarted = vfiocpr_is_restart(v->ctx);
     v->ram = vfiocpr_fd_find(v->ctx, "guest-ram", 0, VFIOCPR_FD_MEMFD, NULL);
     if (v->ram < 0) {
         v->ram = memfd_create("guest-ram", MFD_CLOEXEC);
@@ -141,29 +167,54 @@ static void vmm_start(vmm *v, GError **error)
             vfiocpr_fd_save(v->ctx, "guest-ram", 0, v->ram, VFIOCPR_FD_MEMFD, error) < 0)
             bail("guest RAM");
     }
-    /* a new image maps guest RAM at a new address: that is what MAP|VADDR fixes */
+    /* a new image maps guest RAM at a new address: type1 needs MAP|VADDR for it */
     v->va = mmap(NULL, RAM_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, v->ram, 0);
     if (v->va == MAP_FAILED)
         bail("mmap guest RAM");
+}
+
+/* Container `cname` (opened, or found again on a restart), v->bdf in it, BAR0, bus
+ * master on a cold start, guest RAM DMA-mapped, one interrupt vector. */
+static void vmm_device(vmm *v, const char *cname, GError **error)
+{
+    struct vfio_region_info cfg = { .argsz = sizeof(cfg), .index = VFIO_PCI_CONFIG_REGION_INDEX };
+    void *bar;
+    guint64 bar_size;
+
     v->group = vfiocpr_device_group_id(v->bdf, error);
-    if (v->group < 0 || vfiocpr_container_open(v->ctx, "c0", &v->c, error) < 0)
-        bail("open container: %s", (*error)->message);
-    if (v->extra_group) {
-        GError *e = NULL;
-        v->extra_rc_pending = vfiocpr_container_add_group(v->c, v->extra_group, &e);
-        g_strlcpy(v->extra_msg, e ? e->message : "accepted", sizeof(v->extra_msg));
-        g_clear_error(&e);
+    if (v->group < 0)
+        bail("group of %s: %s", v->bdf, (*error)->message);
+    if (IOMMUFD) {
+        if (vfiocpr_container_open_backend(v->ctx, cname, VFIOCPR_BACKEND_IOMMUFD, &v->c,
+                                           error) < 0)
+            bail("open iommufd container: %s", (*error)->message);
+        if (vfiocpr_container_backend(v->c) != VFIOCPR_BACKEND_IOMMUFD)
+            bail("container %s is %s, not iommufd", cname,
+                 vfiocpr_backend_to_string(vfiocpr_container_backend(v->c)));
+        v->group_fd = -1;
+        if (vfiocpr_device_attach(v->c, v->bdf, &v->dev, error) < 0)
+            bail("attach %s: %s", v->bdf, (*error)->message);
+    } else {
+        if (vfiocpr_container_open(v->ctx, cname, &v->c, error) < 0)
+            bail("open container: %s", (*error)->message);
+        if (v->extra_group) {
+            GError *e = NULL;
+            v->extra_rc_pending = vfiocpr_container_add_group(v->c, v->extra_group, &e);
+            g_strlcpy(v->extra_msg, e ? e->message : "accepted", sizeof(v->extra_msg));
+            g_clear_error(&e);
+        }
+        if ((v->group_fd = vfiocpr_container_add_group(v->c, v->group, error)) < 0 ||
+            vfiocpr_device_open(v->c, v->group, v->bdf, &v->dev, error) < 0)
+            bail("open %s: %s", v->bdf, (*error)->message);
     }
-    if ((v->group_fd = vfiocpr_container_add_group(v->c, v->group, error)) < 0 ||
-        vfiocpr_device_open(v->c, v->group, v->bdf, &v->dev, error) < 0 ||
-        vfiocpr_device_map_region(v->dev, 0, &bar, &bar_size, error) < 0)
-        bail("open %s: %s", v->bdf, (*error)->message);
+    if (vfiocpr_device_map_region(v->dev, 0, &bar, &bar_size, error) < 0)
+        bail("BAR0 of %s: %s", v->bdf, (*error)->message);
     v->bar = bar;
     v->bar_size = bar_size;
     if (ioctl(vfiocpr_device_fd(v->dev), VFIO_DEVICE_GET_REGION_INFO, &cfg) < 0)
         bail("config region");
     v->cfg_off = cfg.offset;
-    if (!restart) {
+    if (!v->restarted) {
         guint16 cmd = 0;
         cfg_read(v, PCI_COMMAND, &cmd, 2);
         cmd |= PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER;
@@ -181,12 +232,25 @@ static void vmm_start(vmm *v, GError **error)
     v->unmask = -1;
     if (v->irq == IRQ_INTX && (v->unmask = vfiocpr_irq_intx_unmask(v->dev, -1, error)) < 0)
         bail("INTx unmask: %s", (*error)->message);
+}
+
+static void vmm_end(vmm *v, GError **error)
+{
+    g_auto(GStrv) unclaimed = NULL;
+
     if (vfiocpr_finish(v->ctx, &unclaimed, error) < 0)
         bail("finish: %s", (*error)->message);
-    if (restart && unclaimed && unclaimed[0])
+    if (v->restarted && unclaimed && unclaimed[0])
         bail("unclaimed after restart: %s", unclaimed[0]);
     if (v->extra_group)
         v->extra_rc_after = vfiocpr_container_add_group(v->c, v->extra_group, NULL);
+}
+
+static void vmm_start(vmm *v, GError **error)
+{
+    vmm_begin(v, error);
+    vmm_device(v, "c0", error);
+    vmm_end(v, error);
 }
 
 /* A VMM shutting down without touching the device: drop handles, unmap. */
@@ -208,6 +272,8 @@ static int vmm_exec(vmm *v, const char *path, char **args, GError **error)
 {
     g_autoptr(GPtrArray) argv = g_ptr_array_new_with_free_func(g_free);
     g_ptr_array_add(argv, g_strdup("guest-cpr"));
+    if (IOMMUFD)
+        g_ptr_array_add(argv, g_strdup("--backend=iommufd"));
     for (char **a = args; *a; a++)
         g_ptr_array_add(argv, g_strdup(*a));
     g_ptr_array_add(argv, NULL);
@@ -341,7 +407,8 @@ static int scenario_edu(const char *name, irq_mode irq, bool negative, char **ar
         guint64 irqs;
         not_reset r;
         vmm_start(&v, &err);
-        ok(!v.restarted, "%s: cold start, %s %s in group %d", name,
+        ok(!v.restarted, "%s: cold start (%s), %s %s in group %d", name,
+           vfiocpr_backend_to_string(vfiocpr_container_backend(v.c)),
            irq == IRQ_MSI ? "MSI" : "INTx", bdf, v.group);
         dma = edu_to_device(&v, 1);
         ok(dma, "%s: DMA RAM -> device before exec", name);
@@ -596,7 +663,8 @@ static bool nvme_identify(vmm *v, guint64 *irqs)
     sqe[10] = 1;                                /* CNS 1: controller */
     m->sq_tail = (m->sq_tail + 1) % 16;
     wr32(v, NVME_SQ0TDBL, m->sq_tail);
-    *irqs = eventfd_wait(v->trigger, 5000);
+    if (irqs) /* else polled, for a process that does not own the eventfd */
+        *irqs = eventfd_wait(v->trigger, 5000);
     for (int i = 0; i < 5000 && ((cqe[3] >> 16) & 1) != m->phase; i++)
         usleep(1000);
     if (((cqe[3] >> 16) & 1) != m->phase || (cqe[3] >> 17) != 0)
@@ -638,7 +706,8 @@ static int scenario_nvme(bool negative, char **args)
             guint32 cc, csts;
             munmap((void *)v.bar, v.bar_size);
             ok(vfiocpr_device_close(v.dev, &err) == 0, "nvme-negative: device fd closed");
-            if (vfiocpr_device_open(v.c, v.group, bdf, &again, &err) < 0 ||
+            if ((IOMMUFD ? vfiocpr_device_attach(v.c, bdf, &again, &err)
+                         : vfiocpr_device_open(v.c, v.group, bdf, &again, &err)) < 0 ||
                 vfiocpr_device_map_region(again, 0, &bar, NULL, &err) < 0)
                 bail("re-open: %s", err->message);
             v.bar = bar;
@@ -674,6 +743,479 @@ static int scenario_nvme(bool negative, char **args)
     }
     vmm_stop(&v);
     return 0;
+}
+
+/* ------------------------------------------------------------------ two containers */
+
+/* edu in container c0, nvme in c1 (two IOAS on iommufd, two type1 containers
+ * otherwise), one guest RAM mapped in both, as a VMM with two IOMMU domains has. */
+static void two_start(vmm *e, vmm *n, GError **error)
+{
+    vmm_begin(e, error);
+    n->ctx = vfiocpr_ref(e->ctx);
+    n->ram = e->ram;
+    n->va = e->va;
+    n->restarted = e->restarted;
+    vmm_device(e, "c0", error);
+    vmm_device(n, "c1", error);
+    vmm_end(e, error);
+}
+
+static void two_stop(vmm *e, vmm *n)
+{
+    n->va = NULL; /* e's */
+    vmm_stop(n);
+    vmm_stop(e);
+}
+
+static int scenario_two(char **args)
+{
+    g_autoptr(GError) err = NULL;
+    char ebdf[32], nbdf[32];
+    vmm e = { .irq = IRQ_MSI }, n = { .irq = IRQ_MSIX };
+    guint64 irqs = 0;
+    bool r;
+
+    if (find_pci(0x1234, 0x11e8, ebdf, sizeof(ebdf)) < 0 ||
+        find_pci(0x1b36, 0x0010, nbdf, sizeof(nbdf)) < 0)
+        bail("two-ioas needs edu and nvme");
+    e.bdf = ebdf;
+    n.bdf = nbdf;
+    if (!arg(args, "gen")) {
+        g_autofree char *tn = NULL;
+        char *next[] = { (char *)"two-ioas", (char *)"gen=2", NULL, NULL };
+        two_start(&e, &n, &err);
+        /* a container is one /dev/iommu fd with one IOAS: ids are per fd, so both may be 1 */
+        ok(vfiocpr_container_fd(e.c) != vfiocpr_container_fd(n.c) &&
+           (IOMMUFD ? vfiocpr_container_ioas_id(e.c) > 0 && vfiocpr_container_ioas_id(n.c) > 0
+                    : vfiocpr_container_ioas_id(e.c) == -ENOTTY),
+           "two-ioas: edu in container fd %d, nvme in container fd %d (%s: IOAS ids %d, %d)",
+           vfiocpr_container_fd(e.c), vfiocpr_container_fd(n.c),
+           vfiocpr_backend_to_string(backend), vfiocpr_container_ioas_id(e.c),
+           vfiocpr_container_ioas_id(n.c));
+        r = edu_to_device(&e, 21);
+        ok(r, "two-ioas: edu DMA RAM -> device before exec");
+        r = nvme_enable(&n) && nvme_identify(&n, &irqs) && irqs == 1;
+        ok(r, "two-ioas: nvme enabled, Identify by DMA completed, MSI-X counted %" G_GUINT64_FORMAT,
+           irqs);
+        tn = g_strdup_printf("n=%u", tap_n);
+        next[2] = tn;
+        vmm_exec(&e, "/proc/self/exe", next, &err);
+        bail("exec: %s", err ? err->message : "?");
+    }
+    tap_n = (unsigned)atoi(arg(args, "n"));
+    two_start(&e, &n, &err);
+    ok(e.restarted, "two-ioas: restarted, both containers found again");
+    r = edu_from_device(&e, 21);
+    ok(r, "two-ioas: edu DMA device -> RAM after exec (container c0)");
+    ok(edu_irq(&e) == 1, "two-ioas: edu MSI after exec");
+    ok(rd32(&n, NVME_CC) == NVME_CC_VALUE && (rd32(&n, NVME_CSTS) & 1),
+       "two-ioas: nvme not reset (CC 0x%08x CSTS 0x%x)", rd32(&n, NVME_CC), rd32(&n, NVME_CSTS));
+    r = nvme_identify(&n, &irqs) && irqs == 1;
+    ok(r, "two-ioas: nvme Identify after exec (container c1), MSI-X counted %" G_GUINT64_FORMAT,
+       irqs);
+    two_stop(&e, &n);
+    return 0;
+}
+
+/* ------------------------------------------------------------------ exec window */
+
+/* When main() started: the new image's first moment. */
+static guint64 t_main;
+
+/* The old image starts a device -> RAM DMA, sees it running, and calls vfiocpr_exec()
+ * at once: QEMU's edu runs it 100 ms (virtual) later, while the exec is under way.
+ * The new image looks before anything of the library runs, through the fds it
+ * inherited (their numbers in argv): did it land in the memfd. Whether it was still
+ * running at the new image's main() depends on how fast the image loads (a sanitizer
+ * build takes longer than 100 ms), so that is only reported. The negative control
+ * unmaps the range underneath the library before exec: the same look must find the
+ * data missing. */
+static int scenario_window(bool negative, char **args)
+{
+    const char *name = negative ? "exec-window-negative" : "exec-window";
+    g_autoptr(GError) err = NULL;
+    char bdf[32];
+    vmm v = { .irq = IRQ_MSI };
+
+    if (find_pci(0x1234, 0x11e8, bdf, sizeof(bdf)) < 0)
+        bail("no edu device");
+    v.bdf = bdf;
+    if (!arg(args, "gen")) {
+        g_autofree char *tn = NULL, *dev = NULL, *ram = NULL, *t0 = NULL;
+        char *next[] = { (char *)name, (char *)"gen=2", NULL, NULL, NULL, NULL, NULL };
+        bool running;
+        vmm_start(&v, &err);
+        ok(edu_to_device(&v, 31), "%s: device buffer filled by DMA", name);
+        memset(v.va + 0x1000, 0, XFER);
+        if (negative) {
+            int r;
+            if (IOMMUFD) {
+                struct iommu_ioas_unmap un = { .size = sizeof(un),
+                                               .ioas_id = (guint32)vfiocpr_container_ioas_id(v.c),
+                                               .iova = RAM_IOVA, .length = RAM_SIZE };
+                r = ioctl(vfiocpr_container_fd(v.c), IOMMU_IOAS_UNMAP, &un);
+            } else {
+                struct vfio_iommu_type1_dma_unmap un = { .argsz = sizeof(un), .iova = RAM_IOVA,
+                                                         .size = RAM_SIZE };
+                r = ioctl(vfiocpr_container_fd(v.c), VFIO_IOMMU_UNMAP_DMA, &un);
+            }
+            ok(r == 0, "%s: guest RAM deliberately unmapped from the IOMMU behind the "
+               "library's back: %s", name, r ? g_strerror(errno) : "ok");
+        }
+        dev = g_strdup_printf("devfd=%d", vfiocpr_device_fd(v.dev));
+        ram = g_strdup_printf("ramfd=%d", v.ram);
+        wr32(&v, EDU_DMA_SRC, EDU_BUF);
+        wr32(&v, EDU_DMA_DST, (guint32)(RAM_IOVA + 0x1000));
+        wr32(&v, EDU_DMA_COUNT, XFER);
+        wr32(&v, EDU_DMA_CMD, 1 | 2);
+        running = rd32(&v, EDU_DMA_CMD) & 1;
+        ok(running, "%s: DMA device -> RAM started, still running as vfiocpr_exec() is called",
+           name);
+        tn = g_strdup_printf("n=%u", tap_n);
+        t0 = g_strdup_printf("t0=%" G_GUINT64_FORMAT, now_us());
+        next[2] = tn;
+        next[3] = dev;
+        next[4] = ram;
+        next[5] = t0;
+        vmm_exec(&v, "/proc/self/exe", next, &err);
+        bail("exec: %s", err ? err->message : "?");
+    }
+    tap_n = (unsigned)atoi(arg(args, "n"));
+    {
+        struct vfio_region_info bar = { .argsz = sizeof(bar), .index = VFIO_PCI_BAR0_REGION_INDEX };
+        int devfd = atoi(arg(args, "devfd")), ramfd = atoi(arg(args, "ramfd"));
+        g_autofree guint8 *want = g_malloc(XFER);
+        volatile guint32 *b;
+        guint8 *va;
+        bool in_flight, landed;
+        guint64 t0 = now_us(), t_exec = g_ascii_strtoull(arg(args, "t0"), NULL, 10);
+
+        if (ioctl(devfd, VFIO_DEVICE_GET_REGION_INFO, &bar) < 0)
+            bail("%s: the inherited device fd %d: %s", name, devfd, g_strerror(errno));
+        b = mmap(NULL, bar.size, PROT_READ | PROT_WRITE, MAP_SHARED, devfd, (off_t)bar.offset);
+        va = mmap(NULL, RAM_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, ramfd, 0);
+        if (b == MAP_FAILED || va == MAP_FAILED)
+            bail("%s: mmap of the inherited fds", name);
+        in_flight = b[EDU_DMA_CMD / 4] & 1;
+        while ((b[EDU_DMA_CMD / 4] & 1) && now_us() - t0 < 10000000)
+            usleep(500);
+        fill(want, XFER, 31);
+        landed = memcmp(va + 0x1000, want, XFER) == 0;
+        printf("# %s: the new image's main() ran %" G_GUINT64_FORMAT " us after vfiocpr_exec() "
+               "was called; the DMA was %s then\n", name, t_main - t_exec,
+               in_flight ? "still running" : "done already");
+        if (negative) {
+            ok(!landed, "%s: the check catches it: the DMA did not land in the memfd", name);
+            return 0;
+        }
+        ok(landed, "%s: the DMA the device ran during the exec landed in the memfd, before any "
+           "restore", name);
+        munmap((void *)b, bar.size);
+        munmap(va, RAM_SIZE);
+    }
+    vmm_start(&v, &err);
+    ok(v.restarted && edu_to_device(&v, 32) && edu_from_device(&v, 32),
+       "%s: after the restore DMA both ways", name);
+    ok(edu_irq(&v) == 1, "%s: MSI after the restore", name);
+    vmm_stop(&v);
+    return 0;
+}
+
+/* ------------------------------------------------------------------ device blackout */
+
+/* What the helper leaves for the new image: one timestamp per completed command. */
+#define BUSY_MAX 200000u
+typedef struct {
+    volatile guint32 stop;
+    volatile guint32 errors;
+    volatile guint32 n;
+    guint32 pad;
+    guint64 t[BUSY_MAX];
+} busy_log;
+
+/* A forked helper (it shares the BAR and guest RAM mappings, and outlives the exec)
+ * submits Identify commands back to back and polls their completions, so the device
+ * is doing DMA into guest RAM all through the VMM's exec. The new image stops it and
+ * looks at the timestamps: commands completed inside the window from vfiocpr_exec()
+ * to the end of the restore, and the longest gap between two completions across it
+ * is the blackout the device saw. */
+static int scenario_busy(char **args)
+{
+    g_autoptr(GError) err = NULL;
+    char bdf[32];
+    vmm v = { .irq = IRQ_MSIX };
+    busy_log *log;
+    int logfd;
+
+    if (find_pci(0x1b36, 0x0010, bdf, sizeof(bdf)) < 0)
+        bail("no nvme device");
+    v.bdf = bdf;
+    if (!arg(args, "gen")) {
+        g_autofree char *t0 = NULL, *tn = NULL, *pid = NULL;
+        char *next[] = { (char *)"nvme-busy", (char *)"gen=2", NULL, NULL, NULL, NULL };
+        guint64 irqs = 0;
+        pid_t child;
+        bool up;
+        vmm_start(&v, &err);
+        up = nvme_enable(&v) && nvme_identify(&v, &irqs);
+        ok(up && irqs == 1, "nvme-busy: controller enabled, Identify completed (MSI-X %"
+           G_GUINT64_FORMAT ")", irqs);
+        logfd = memfd_create("busy-log", MFD_CLOEXEC);
+        if (logfd < 0 || ftruncate(logfd, sizeof(busy_log)) < 0 ||
+            vfiocpr_fd_save(v.ctx, "busy-log", 0, logfd, VFIOCPR_FD_MEMFD, &err) < 0)
+            bail("busy log: %s", err ? err->message : g_strerror(errno));
+        log = mmap(NULL, sizeof(*log), PROT_READ | PROT_WRITE, MAP_SHARED, logfd, 0);
+        if (log == MAP_FAILED)
+            bail("mmap busy log");
+        child = fork();
+        if (child < 0)
+            bail("fork");
+        if (child == 0) {
+            while (!log->stop && log->n < BUSY_MAX) {
+                if (!nvme_identify(&v, NULL))
+                    log->errors++;
+                log->t[log->n++] = now_us();
+                usleep(300); /* leave the one guest CPU to the exec */
+            }
+            _exit(0);
+        }
+        usleep(200000);
+        ok(log->n > 10 && !log->errors, "nvme-busy: helper pid %d completing commands (%u so far)",
+           (int)child, log->n);
+        t0 = g_strdup_printf("t0=%" G_GUINT64_FORMAT, now_us());
+        tn = g_strdup_printf("n=%u", tap_n);
+        pid = g_strdup_printf("child=%d", (int)child);
+        next[2] = t0;
+        next[3] = tn;
+        next[4] = pid;
+        vmm_exec(&v, "/proc/self/exe", next, &err);
+        bail("exec: %s", err ? err->message : "?");
+    }
+    tap_n = (unsigned)atoi(arg(args, "n"));
+    {
+        guint64 t0 = g_ascii_strtoull(arg(args, "t0"), NULL, 10), t1, gap = 0, gap_at = 0;
+        g_autofree guint64 *d = NULL;
+        pid_t child = atoi(arg(args, "child"));
+        guint32 n, in_window = 0, before = 0;
+        int status = -1;
+        guint64 irqs = 0;
+
+        vmm_begin(&v, &err);
+        logfd = vfiocpr_fd_find(v.ctx, "busy-log", 0, VFIOCPR_FD_MEMFD, &err);
+        if (logfd < 0)
+            bail("busy log after exec: %s", err->message);
+        vmm_device(&v, "c0", &err);
+        vmm_end(&v, &err);
+        t1 = now_us();
+        log = mmap(NULL, sizeof(*log), PROT_READ | PROT_WRITE, MAP_SHARED, logfd, 0);
+        if (log == MAP_FAILED)
+            bail("mmap busy log");
+        usleep(200000);
+        log->stop = 1;
+        ok(waitpid(child, &status, 0) == child && WIFEXITED(status) && WEXITSTATUS(status) == 0,
+           "nvme-busy: the helper, still our child after the exec, stopped cleanly");
+        n = log->n;
+        for (guint32 i = 0; i < n; i++) {
+            in_window += log->t[i] >= t0 && log->t[i] <= t1;
+            before += log->t[i] < t0;
+            /* the gaps that overlap the window */
+            if (i && log->t[i] >= t0 && log->t[i - 1] <= t1 && log->t[i] - log->t[i - 1] > gap) {
+                gap = log->t[i] - log->t[i - 1];
+                gap_at = log->t[i - 1];
+            }
+        }
+        ok(!log->errors && n > before, "nvme-busy: %u commands, all completed with the right data "
+           "(%u errors)", n, log->errors);
+        ok(in_window > 0, "nvme-busy: %u of them completed inside the %" G_GUINT64_FORMAT " us "
+           "from vfiocpr_exec() to the end of the restore: device DMA went on", in_window, t1 - t0);
+        if (before > 1) {
+            d = g_new(guint64, before - 1);
+            for (guint32 i = 1; i < before; i++)
+                d[i - 1] = log->t[i] - log->t[i - 1];
+            qsort(d, before - 1, sizeof(*d), cmp_u64);
+            printf("# nvme-busy: %s: window %" G_GUINT64_FORMAT " us; longest gap between two "
+                   "completions across it %" G_GUINT64_FORMAT " us (starting %" G_GUINT64_FORMAT
+                   " us after vfiocpr_exec), median gap before the exec %" G_GUINT64_FORMAT " us\n",
+                   vfiocpr_backend_to_string(backend), t1 - t0, gap,
+                   gap_at >= t0 ? gap_at - t0 : 0, d[(before - 1) / 2]);
+        }
+        bool idf = nvme_identify(&v, &irqs);
+        ok(idf && irqs >= 1, "nvme-busy: the new image's own Identify completes (MSI-X counted %"
+           G_GUINT64_FORMAT ", the helper's included)", irqs);
+    }
+    vmm_stop(&v);
+    return 0;
+}
+
+/* ------------------------------------------------------------------ pinned pages */
+
+static long vmpin_kb(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    long kb = -1;
+
+    while (f && fgets(line, sizeof(line), f))
+        if (sscanf(line, "VmPin: %ld kB", &kb) == 1)
+            break;
+    if (f)
+        fclose(f);
+    return kb;
+}
+
+/* As root iommufd accounts nothing (CAP_IPC_LOCK): drop it, from the bounding set too
+ * so the new image does not get it back at execve. */
+static int drop_cap_ipc_lock(void)
+{
+    struct __user_cap_header_struct hdr = { .version = _LINUX_CAPABILITY_VERSION_3 };
+    struct __user_cap_data_struct data[2];
+
+    if (prctl(PR_CAPBSET_DROP, CAP_IPC_LOCK, 0, 0, 0) < 0 || syscall(SYS_capget, &hdr, data) < 0)
+        return -1;
+    data[0].effective &= ~(1u << CAP_IPC_LOCK);
+    data[0].permitted &= ~(1u << CAP_IPC_LOCK);
+    data[0].inheritable &= ~(1u << CAP_IPC_LOCK);
+    return (int)syscall(SYS_capset, &hdr, data);
+}
+
+static int set_memlock_soft(rlim_t bytes)
+{
+    struct rlimit rl;
+
+    if (getrlimit(RLIMIT_MEMLOCK, &rl) < 0)
+        return -1;
+    rl.rlim_cur = bytes;
+    return setrlimit(RLIMIT_MEMLOCK, &rl);
+}
+
+static int scenario_pin(char **args)
+{
+    g_autoptr(GError) err = NULL;
+    char bdf[32];
+    vmm v = { .irq = IRQ_MSI };
+    long pin;
+    int r;
+
+    if (!IOMMUFD)
+        bail("pin is an iommufd scenario (--backend=iommufd)");
+    if (find_pci(0x1234, 0x11e8, bdf, sizeof(bdf)) < 0)
+        bail("no edu device");
+    v.bdf = bdf;
+    if (!arg(args, "gen")) {
+        g_autofree char *tn = NULL;
+        char *next[] = { (char *)"pin", (char *)"gen=2", NULL, NULL };
+        if (drop_cap_ipc_lock() < 0 || set_memlock_soft(RLIM_INFINITY) < 0)
+            bail("drop CAP_IPC_LOCK: %s", g_strerror(errno));
+        vmm_start(&v, &err);
+        pin = vmpin_kb();
+        ok(pin == RAM_SIZE / 1024, "pin: without CAP_IPC_LOCK the mapped guest RAM is pinned "
+           "and accounted: VmPin %ld kB", pin);
+        ok(edu_to_device(&v, 41), "pin: DMA before exec");
+        tn = g_strdup_printf("n=%u", tap_n);
+        next[2] = tn;
+        vmm_exec(&v, "/proc/self/exe", next, &err);
+        bail("exec: %s", err ? err->message : "?");
+    }
+    tap_n = (unsigned)atoi(arg(args, "n"));
+    vmm_begin(&v, &err);
+    vmm_device(&v, "c0", &err);
+    pin = vmpin_kb();
+    ok(v.restarted && pin == 0, "pin: restored and re-mapped, before vfiocpr_finish VmPin %ld kB "
+       "(the pins are still the old image's)", pin);
+    ok(edu_from_device(&v, 41), "pin: DMA works before vfiocpr_finish");
+    if (set_memlock_soft(RAM_SIZE / 2) < 0)
+        bail("setrlimit");
+    r = vfiocpr_finish(v.ctx, NULL, &err);
+    pin = vmpin_kb();
+    ok(r == -ENOMEM && err && strstr(err->message, "RLIMIT_MEMLOCK") && pin == 0 &&
+       vfiocpr_is_restart(v.ctx),
+       "pin: RLIMIT_MEMLOCK %u kB, no CAP_IPC_LOCK: vfiocpr_finish %d (%s), VmPin still %ld kB, "
+       "still in restart mode", RAM_SIZE / 2048, r, err ? err->message : "no error", pin);
+    g_clear_error(&err);
+    /* iommufd charges the new image before it uncharges the old one, both to the uid's
+     * locked_vm: a limit of exactly the pinned size is not enough either */
+    if (set_memlock_soft(RAM_SIZE) < 0)
+        bail("setrlimit");
+    r = vfiocpr_finish(v.ctx, NULL, &err);
+    pin = vmpin_kb();
+    ok(r == -ENOMEM && pin == 0 && vfiocpr_is_restart(v.ctx),
+       "pin: RLIMIT_MEMLOCK %u kB (= pinned): vfiocpr_finish %d, VmPin still %ld kB: the old "
+       "image's charge counts until the move is done", RAM_SIZE / 1024, r, pin);
+    g_clear_error(&err);
+    ok(edu_to_device(&v, 42) && edu_from_device(&v, 42), "pin: DMA both ways after the failed "
+       "finish");
+    /* the old image's charge is still on the uid's locked_vm while the new one is made */
+    if (set_memlock_soft(2 * RAM_SIZE) < 0)
+        bail("setrlimit");
+    r = vfiocpr_finish(v.ctx, NULL, &err);
+    pin = vmpin_kb();
+    ok(r == 0 && pin == RAM_SIZE / 1024 && !vfiocpr_is_restart(v.ctx),
+       "pin: RLIMIT_MEMLOCK raised to %u kB, vfiocpr_finish again: %d%s%s, VmPin %ld kB (moved "
+       "by CHANGE_PROCESS)", RAM_SIZE / 512, r, err ? ", " : "", err ? err->message : "", pin);
+    ok(edu_irq(&v) == 1, "pin: MSI after finish");
+    set_memlock_soft(RLIM_INFINITY);
+    vmm_stop(&v);
+    return 0;
+}
+
+/* ------------------------------------------------------------------ user-VA mapping */
+
+#define UVA_IOVA 0x800000ull
+#define UVA_SIZE (64u << 10)
+
+static int scenario_uva(char **args)
+{
+    g_autoptr(GError) err = NULL;
+    char bdf[32];
+    vmm v = { .irq = IRQ_MSI };
+    char *next[] = { (char *)"uva-refused", (char *)"gen=2", NULL, NULL };
+    g_autofree char *tn = NULL;
+    g_autofree guint8 *want = g_malloc(XFER);
+    guint8 *uva;
+    int r;
+
+    if (!IOMMUFD)
+        bail("uva-refused is an iommufd scenario (--backend=iommufd)");
+    if (find_pci(0x1234, 0x11e8, bdf, sizeof(bdf)) < 0)
+        bail("no edu device");
+    v.bdf = bdf;
+    if (arg(args, "gen")) {
+        tap_n = (unsigned)atoi(arg(args, "n"));
+        vmm_start(&v, &err);
+        ok(v.restarted && edu_from_device(&v, 51), "uva-refused: without the user-VA range the "
+           "exec went through; DMA after it");
+        vmm_stop(&v);
+        return 0;
+    }
+    vmm_start(&v, &err);
+    uva = mmap(NULL, UVA_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (uva == MAP_FAILED)
+        bail("mmap");
+    memset(uva, 0, UVA_SIZE);
+    r = vfiocpr_dma_map(v.c, UVA_IOVA, UVA_SIZE, uva, -1, 0, VFIOCPR_DMA_READ | VFIOCPR_DMA_WRITE,
+                        &err);
+    ok(r == 0, "uva-refused: vfiocpr_dma_map of %u kB anonymous memory (memfd -1) at 0x%llx: %s",
+       UVA_SIZE >> 10, (unsigned long long)UVA_IOVA, err ? err->message : "ok");
+    g_clear_error(&err);
+    fill(want, XFER, 51);
+    ok(edu_to_device(&v, 51) && edu_dma(&v, EDU_BUF, UVA_IOVA, XFER, 1) &&
+       memcmp(uva, want, XFER) == 0, "uva-refused: the device DMAs into it");
+    r = vmm_exec(&v, "/proc/self/exe", next, &err);
+    ok(r < 0 && err && strstr(err->message, "0x800000") && v.ctx && !vfiocpr_is_restart(v.ctx),
+       "uva-refused: vfiocpr_exec refuses before exec, naming the range: %d, %s", r,
+       err ? err->message : "no error");
+    g_clear_error(&err);
+    ok(fcntl(vfiocpr_device_fd(v.dev), F_GETFD) == FD_CLOEXEC && edu_from_device(&v, 51),
+       "uva-refused: the old image goes on: device fd CLOEXEC, DMA works");
+    r = vfiocpr_dma_unmap(v.c, UVA_IOVA, UVA_SIZE, &err);
+    ok(r == 0, "uva-refused: the control: vfiocpr_dma_unmap of the user-VA range: %s",
+       err ? err->message : "ok");
+    munmap(uva, UVA_SIZE);
+    tn = g_strdup_printf("n=%u", tap_n);
+    next[2] = tn;
+    vmm_exec(&v, "/proc/self/exe", next, &err);
+    bail("uva-refused: the exec without the user-VA range failed: %s", err ? err->message : "?");
 }
 
 /* ------------------------------------------------------------------ demo */
@@ -755,11 +1297,22 @@ static int scenario_demo(char **args)
 
 int main(int argc, char **argv)
 {
-    const char *s = argc > 1 ? argv[1] : "";
-    char **args = argv + (argc > 1 ? 2 : 1);
+    const char *s;
+    char **args;
     int r;
 
+    t_main = now_us();
     setvbuf(stdout, NULL, _IOLBF, 0);
+    if (argc > 1 && g_str_has_prefix(argv[1], "--backend=")) {
+        if (strcmp(argv[1], "--backend=iommufd") == 0)
+            backend = VFIOCPR_BACKEND_IOMMUFD;
+        else if (strcmp(argv[1], "--backend=type1") != 0)
+            bail("unknown %s (type1 or iommufd)", argv[1]);
+        argv++;
+        argc--;
+    }
+    s = argc > 1 ? argv[1] : "";
+    args = argv + (argc > 1 ? 2 : 1);
     if (strcmp(s, "edu-msi") == 0)
         r = scenario_edu(s, IRQ_MSI, false, args);
     else if (strcmp(s, "edu-intx") == 0)
@@ -776,6 +1329,18 @@ int main(int argc, char **argv)
         r = scenario_cycles(args);
     else if (strcmp(s, "group-busy") == 0)
         r = scenario_group_busy(args);
+    else if (strcmp(s, "two-ioas") == 0)
+        r = scenario_two(args);
+    else if (strcmp(s, "exec-window") == 0)
+        r = scenario_window(false, args);
+    else if (strcmp(s, "exec-window-negative") == 0)
+        r = scenario_window(true, args);
+    else if (strcmp(s, "nvme-busy") == 0)
+        r = scenario_busy(args);
+    else if (strcmp(s, "pin") == 0)
+        r = scenario_pin(args);
+    else if (strcmp(s, "uva-refused") == 0)
+        r = scenario_uva(args);
     else if (strcmp(s, "demo") == 0)
         return scenario_demo(args);
     else

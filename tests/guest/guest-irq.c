@@ -14,6 +14,7 @@
  *   guest-irq msix-negative  negative control: the new image re-issues SET_IRQS with
  *                            fresh eventfds (a restore that bypasses the library);
  *                            the same count check must see the interrupts missing
+ * With --backend=iommufd first, the same on the iommufd backend (the e1000e cdev).
  *
  * How a shot is fired (QEMU hw/net/e1000e_core.c): IVAR routes the RXQ0 cause to one
  * MSI-X vector, EIAC auto-clears the cause after each message; a shot is IMS = RXQ0
@@ -102,6 +103,10 @@ static void wr32(volatile guint32 *bar, guint32 off, guint32 val) { bar[off / 4]
 
 /* What a VMM runs at start-up, cold or restarted: the same calls either way. On a
  * restart the library hands back the preserved fds and issues no SET_IRQS. */
+/* "--backend=iommufd" before the scenario name: the container is an iommufd IOAS and
+ * the device its cdev; passed on to every image. */
+static bool iommufd;
+
 static void vmm_start(vmm *v, GError **error)
 {
     struct vfio_region_info cfg = { .argsz = sizeof(cfg), .index = VFIO_PCI_CONFIG_REGION_INDEX };
@@ -113,12 +118,21 @@ static void vmm_start(vmm *v, GError **error)
         bail("vfiocpr_new: %s", (*error)->message);
     v->restarted = vfiocpr_is_restart(v->ctx);
     v->group = vfiocpr_device_group_id(v->bdf, error);
-    if (v->group < 0 || vfiocpr_container_open(v->ctx, "c0", &v->c, error) < 0)
-        bail("open container: %s", (*error)->message);
-    if (vfiocpr_container_add_group(v->c, v->group, error) < 0 ||
-        vfiocpr_device_open(v->c, v->group, v->bdf, &v->dev, error) < 0 ||
-        vfiocpr_device_map_region(v->dev, 0, &bar, &bar_size, error) < 0)
+    if (v->group < 0)
+        bail("group of %s: %s", v->bdf, (*error)->message);
+    if (iommufd) {
+        /* the cdev: interrupts are set on its fd exactly as on a group's device fd */
+        if (vfiocpr_container_open_backend(v->ctx, "c0", VFIOCPR_BACKEND_IOMMUFD, &v->c,
+                                           error) < 0 ||
+            vfiocpr_device_attach(v->c, v->bdf, &v->dev, error) < 0)
+            bail("open %s (iommufd): %s", v->bdf, (*error)->message);
+    } else if (vfiocpr_container_open(v->ctx, "c0", &v->c, error) < 0 ||
+               vfiocpr_container_add_group(v->c, v->group, error) < 0 ||
+               vfiocpr_device_open(v->c, v->group, v->bdf, &v->dev, error) < 0) {
         bail("open %s: %s", v->bdf, (*error)->message);
+    }
+    if (vfiocpr_device_map_region(v->dev, 0, &bar, &bar_size, error) < 0)
+        bail("BAR0 of %s: %s", v->bdf, (*error)->message);
     v->bar = bar;
     v->bar_size = bar_size;
     if (ioctl(vfiocpr_device_fd(v->dev), VFIO_DEVICE_GET_REGION_INFO, &cfg) < 0)
@@ -158,6 +172,8 @@ static int vmm_exec(vmm *v, char **args, GError **error)
 {
     g_autoptr(GPtrArray) argv = g_ptr_array_new_with_free_func(g_free);
     g_ptr_array_add(argv, g_strdup("guest-irq"));
+    if (iommufd)
+        g_ptr_array_add(argv, g_strdup("--backend=iommufd"));
     for (char **a = args; *a; a++)
         g_ptr_array_add(argv, g_strdup(*a));
     g_ptr_array_add(argv, NULL);
@@ -475,11 +491,18 @@ static int scenario(const char *name, bool negative, char **args)
 
 int main(int argc, char **argv)
 {
-    const char *s = argc > 1 ? argv[1] : "";
-    char **args = argv + (argc > 1 ? 2 : 1);
+    const char *s;
+    char **args;
     int r;
 
     setvbuf(stdout, NULL, _IOLBF, 0);
+    if (argc > 1 && strcmp(argv[1], "--backend=iommufd") == 0) {
+        iommufd = true;
+        argv++;
+        argc--;
+    }
+    s = argc > 1 ? argv[1] : "";
+    args = argv + (argc > 1 ? 2 : 1);
     if (strcmp(s, "msix-count") == 0)
         r = scenario(s, false, args);
     else if (strcmp(s, "msix-negative") == 0)

@@ -7,7 +7,9 @@
 #   - busybox-static with a symlink per applet (installed with apt-get if missing);
 #   - ./init (the guest /init beside this script);
 #   - KERNELDIR/modules/*.ko, modules.load and modules.builtin (from
-#     fetch-kernel.sh) into /lib/modules/vfiocpr/;
+#     fetch-kernel.sh or build-kernel.sh, whose kernel has no modules at all) into
+#     /lib/modules/vfiocpr/, with the VFIO/iommufd lines of KERNELDIR/config as
+#     /lib/modules/vfiocpr/config (init checks the devices those options promise);
 #   - each PROGRAM into /bin/ under its base name, with every shared library ldd
 #     lists for it (and the dynamic loader) at the same path as on the host.
 #     Statically linked programs and scripts are copied as they are.
@@ -59,9 +61,16 @@ while read -r applet; do
 done < <("$BUSYBOX" --list-full)
 
 install -m 0755 "$HERE/init" "$S/init"
-cp "$KDIR"/modules/*.ko "$S/lib/modules/vfiocpr/"
+# a kernel with everything built in has no .ko: an empty glob is not an error
+for ko in "$KDIR"/modules/*.ko; do
+    if [ -e "$ko" ]; then cp "$ko" "$S/lib/modules/vfiocpr/"; fi
+done
 cp "$KDIR/modules.load" "$S/lib/modules/vfiocpr/"
 if [ -f "$KDIR/modules.builtin" ]; then cp "$KDIR/modules.builtin" "$S/lib/modules/vfiocpr/"; fi
+if [ -f "$KDIR/config" ]; then
+    grep -E '^CONFIG_(IOMMUFD|IOMMUFD_VFIO_CONTAINER|VFIO_DEVICE_CDEV|VFIO_GROUP|VFIO_CONTAINER)=' \
+        "$KDIR/config" >"$S/lib/modules/vfiocpr/config" || true
+fi
 
 # copy_libs PROGRAM: the shared libraries of PROGRAM, at their host paths; a library
 # from outside the system directories (a build tree's lib/.libs) goes to /usr/lib,

@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: LGPL-2.1-or-later
 #
-# run-guest.sh --kernel SPEC|DIR [--device edu|nvme|e1000e|mtty]... [--timeout SECS]
-#              [--log FILE] [--extra PATH]... [--verbose] -- PROGRAM [ARGS...]
+# run-guest.sh --kernel SPEC|iommufd|DIR [--device edu|nvme|e1000e|mtty]... [--timeout SECS]
+#              [--log FILE] [--extra PATH]... [--verbose] -- PROGRAM [ARGS...] | --prepare
 #
 # Boots a QEMU q35 guest (TCG, emulated intel-iommu) with the given devices
 # bound to vfio-pci and runs PROGRAM (a host path, copied into the initramfs as
 # /bin/NAME with its shared libraries) in it with ARGS.
 #
-#   --kernel SPEC|DIR   a kernel spec for fetch-kernel.sh (6.1, 7.3, ...) or a
-#                       directory that fetch-kernel.sh made
+#   --kernel SPEC|DIR   a kernel spec for fetch-kernel.sh (6.1, 7.3, ...), iommufd
+#                       or iommufd-X.Y (the kernel build-kernel.sh builds from
+#                       Debian's linux-source-X.Y, default 7.3: iommufd, the vfio
+#                       cdev and mtty built in), or a directory one of them made
 #   --device NAME       edu, nvme, e1000e or mtty; repeatable (default: edu).
 #                       mtty is no PCI device: the kernel's mtty sample driver
 #                       (built by build-mtty.sh, kernels >= 6.7 for migration;
@@ -20,6 +22,9 @@
 #   --extra PATH        another program or file for /bin; repeatable
 #   --append ARGS       more kernel command line arguments
 #   --verbose           copy the console to stderr as it comes
+#   --prepare           only get the kernel (fetch or build) and mtty.ko for these
+#                       options, print the kernel directory and exit: no PROGRAM,
+#                       no QEMU (tests/test-guest.sh --prepare, before make check)
 #
 # stdout: the inventory as TAP comments ("# VFIOCPR-DEV name BDF group"), then
 # the program's output (expected to be TAP): the lines between VFIOCPR-BEGIN and
@@ -55,12 +60,14 @@ MTTY_UUID=83b8f4f2-509f-382f-3c1e-e6bfe0fa1001
 MTTY_TYPE=mtty-2
 
 KERNEL=
+KDIR_REAL=
 DEVICES=()
 TIMEOUT=240
 LOG=
 EXTRAS=()
 APPEND=
 VERBOSE=0
+PREPARE=0
 while [ $# -gt 0 ]; do
     case $1 in
         --kernel) KERNEL=${2:?}; shift 2 ;;
@@ -70,16 +77,18 @@ while [ $# -gt 0 ]; do
         --extra) EXTRAS+=("${2:?}"); shift 2 ;;
         --append) APPEND=${2:?}; shift 2 ;;
         --verbose) VERBOSE=1; shift ;;
+        --prepare) PREPARE=1; shift ;;
         --) shift; break ;;
         -h|--help) usage ;;
         *) say "unknown option $1"; usage ;;
     esac
 done
-[ -n "$KERNEL" ] && [ $# -ge 1 ] || usage
+[ -n "$KERNEL" ] || usage
+[ "$PREPARE" = 1 ] || [ $# -ge 1 ] || usage
 [[ $TIMEOUT =~ ^[0-9]+$ ]] || { say "bad --timeout $TIMEOUT"; usage; }
-PROGRAM=$1
-shift
-[ -f "$PROGRAM" ] || { say "no such program: $PROGRAM"; exit 2; }
+PROGRAM=${1:-}
+[ $# -eq 0 ] || shift
+[ "$PREPARE" = 1 ] || [ -f "$PROGRAM" ] || { say "no such program: $PROGRAM"; exit 2; }
 [ ${#DEVICES[@]} -gt 0 ] || DEVICES=(edu)
 WANT_MTTY=0
 for d in "${DEVICES[@]}"; do
@@ -141,6 +150,10 @@ KVM_MODULES=(kvm kvm_amd)
 t=$(date +%s.%N)
 if [ -d "$KERNEL" ]; then
     KDIR=$KERNEL
+elif [[ $KERNEL =~ ^iommufd(-([0-9]+\.[0-9]+))?$ ]]; then
+    # built, not fetched: minutes the first time, then cached
+    KDIR=$("$HERE/build-kernel.sh" ${BASH_REMATCH[2]:+"${BASH_REMATCH[2]}"}) ||
+        fail_hard "cannot build the iommufd kernel ($KERNEL) with build-kernel.sh"
 elif [ "$WANT_MTTY" = 1 ]; then
     KDIR=$("$HERE/fetch-kernel.sh" "$KERNEL" mdev "${KVM_MODULES[@]}") || fail_hard "cannot fetch kernel $KERNEL (with mdev)"
 else
@@ -150,7 +163,10 @@ fi
 T_FETCH=$(elapsed "$t")
 
 MDEVARG=
-if [ "$WANT_MTTY" = 1 ]; then
+if [ "$WANT_MTTY" = 1 ] && grep -qx 'mtty' "$KDIR/modules.builtin" 2>/dev/null; then
+    # the sample driver is in the kernel: nothing to build or load
+    MDEVARG=" vfiocpr.mdev=mtty:$MTTY_TYPE:$MTTY_UUID"
+elif [ "$WANT_MTTY" = 1 ]; then
     # mtty.ko from build-mtty.sh, loaded last; its parent module mdev must be in
     # the kernel directory already (fetch-kernel.sh SPEC mdev) or built in
     if ! grep -qx 'mdev.ko' "$KDIR/modules.load" && ! grep -qx 'mdev' "$KDIR/modules.builtin" 2>/dev/null; then
@@ -166,9 +182,17 @@ if [ "$WANT_MTTY" = 1 ]; then
     done
     for f in "$KDIR"/modules/*.ko; do ln -s "$f" "$WORK/kernel/modules/${f##*/}"; done
     ln -sf "$MTTY_KO" "$WORK/kernel/modules/mtty.ko"
+    KDIR_REAL=$KDIR
     { grep -vx 'mtty.ko' "$KDIR/modules.load" || true; echo mtty.ko; } >"$WORK/kernel/modules.load"
     KDIR=$WORK/kernel
     MDEVARG=" vfiocpr.mdev=mtty:$MTTY_TYPE:$MTTY_UUID"
+fi
+
+if [ "$PREPARE" = 1 ]; then
+    say "kernel ready in ${T_FETCH}s${T_MTTY:+, mtty.ko in ${T_MTTY}s}: ${KDIR_REAL:-$KDIR}"
+    # $KDIR may be the link directory in $WORK: name what stays
+    echo "${KDIR_REAL:-$KDIR}"
+    exit 0
 fi
 
 t=$(date +%s.%N)
@@ -218,7 +242,7 @@ if [ "$VERBOSE" = 1 ]; then sleep 0.2; kill "$TAIL_PID" 2>/dev/null || true; wai
 CLEAN=$WORK/console
 tr -d '\r' <"$LOG" >"$CLEAN"
 
-grep -E '^VFIOCPR-(DEV|INFO|ERROR) ' "$CLEAN" | sed 's/^/# /' || true
+grep -E '^VFIOCPR-(DEV|CDEV|INFO|ERROR) ' "$CLEAN" | sed 's/^/# /' || true
 awk '/^VFIOCPR-END rc=/ { exit } inside { print } /^VFIOCPR-BEGIN$/ { inside = 1 }' "$CLEAN"
 
 END_RC=$(sed -n 's/^VFIOCPR-END rc=\([0-9][0-9]*\)$/\1/p' "$CLEAN" | head -n1)
