@@ -1722,3 +1722,15 @@ void fake_kvm_split_irqchip(int vm_fd)
     g_assert_nonnull(o);
     o->split_irqchip = true;
 }
+
+unsigned fake_kernel_exec_calls(vfiocpr *ctx)
+{
+    char *argv[] = { (char *)"x", NULL };
+    unsigned before = fake_kernel_calls(FK_ANY), total;
+
+    g_assert_cmpint(vfiocpr_exec(ctx, "/x", argv, NULL, NULL), ==, -ENOENT);
+    for (total = fake_kernel_calls(FK_ANY); total > before; total--)
+        if (fake_kernel_call_op(total) == FK_EXECVE)
+            break;
+    return total - before;
+}

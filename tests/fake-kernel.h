@@ -137,6 +137,10 @@ GBytes *fake_kernel_capture_transfer(vfiocpr *ctx);
 /* SO_PEERCRED reports uid for every peer from now on (a foreign peer, as root). */
 void fake_kernel_set_peer_uid(guint32 uid);
 
+/* Runs vfiocpr_exec() once to a failing execve (the fake's default, -ENOENT) and
+ * returns how many kernel calls it made, execve included: the range a fault sweep
+ * covers. */
+unsigned fake_kernel_exec_calls(vfiocpr *ctx);
 /* Runs vfiocpr_exec() with a capturing execve and returns the state blob it would
  * have handed to the new image (the exec itself fails and rolls back). */
 GBytes *fake_kernel_capture_state(vfiocpr *ctx);
