@@ -1062,6 +1062,10 @@ static void kvm_start(vmm *v)
     v->t_attach1 = now_us();
     if (v->routes_late) {
         g_autoptr(GError) e2 = NULL;
+        /* KVM injects what an irqfd finds pending at attach from a work item: let it
+         * run against the missing routes, as the bug would, before they come (else the
+         * control races with it and can miss) */
+        g_usleep(200 * 1000);
         v->negative = NULL; /* this image's routes, for real now */
         if (kvm_commit_routes(v, v->routes_late, v->n_routes_late, &e2) < 0)
             die("%s", e2->message);
