@@ -4,14 +4,26 @@
  * sequence doing the same kernel work (the floor), in one run, at 1, 100 and 10,000
  * mappings.
  *
- *   bench-cpr                 fake kernel: the library's own cost (ioctls ~free)
- *   bench-cpr --device BDF    real kernel (in the guest), device bound to vfio-pci
+ *   bench-cpr [--backend type1|iommufd]...              fake kernel: the library's own
+ *                                                       cost (ioctls ~free)
+ *   bench-cpr --device BDF [--backend type1|iommufd]... real kernel (in the guest),
+ *                                                       device bound to vfio-pci
+ * Without --backend: both (type1 only on a real kernel without /dev/iommu).
  *
+ * type1:
  * prepare = everything vfiocpr_exec() does before execve with DMA live: blockers,
  *           one UNMAP_DMA(VADDR|ALL) per container, state written and sealed, fds
  *           made inheritable. Floor: the one UNMAP_DMA ioctl.
  * restore = what the new image does: vfiocpr_new() + open container/group/device +
  *           N vfiocpr_dma_map() + vfiocpr_finish(). Floor: N MAP_DMA(VADDR) ioctls.
+ * DMA blocked = from the UNMAP_DMA(VADDR|ALL) to the last MAP_DMA(VADDR): the time
+ *           the device's DMA to guest RAM would wait in the kernel.
+ * iommufd:
+ * prepare = the same exec preparation; the kernel needs nothing (floor 0), the
+ *           library probes IOMMU_IOAS_CHANGE_PROCESS once per container.
+ * restore = the same start-up; floor: the one IOMMU_IOAS_CHANGE_PROCESS.
+ * DMA blocked = 0: the mappings are by file and never invalid (checked: every
+ *           mapping is still in the IOAS when execve is reached).
  * Both run in this process: execve is replaced by a hook that stops the clock and
  * reports success, leaving vaddrs invalid and fds inheritable as a real exec does;
  * the restart path then runs against the preserved kernel objects.
@@ -29,6 +41,7 @@
 #include <string.h>
 
 #include "../tests/fake-kernel.h"
+#include "vfio-compat.h"
 
 #define PAGE 4096ull
 #define IOVA0 0x100000ull
@@ -36,6 +49,7 @@
 static bool real;
 static const char *bdf = "0000:00:03.0";
 static int group_id = 12;
+static vfiocpr_backend backend = VFIOCPR_BACKEND_TYPE1;
 
 static double now_us(void)
 {
@@ -50,14 +64,16 @@ static double now_us(void)
  * objects. ioctls are counted. */
 static const vfiocpr_kernel_ops *base;
 static vfiocpr_kernel_ops wrapped;
-static double t_execve;
+static double t_execve, t_invalid, t_valid;
 static int state_fd = -1;
 static unsigned n_ioctl;
+static bool all_mapped_at_execve;
 
 static int w_execve(const char *path, char *const argv[], char *const envp[])
 {
     const char *prefix = VFIOCPR_STATE_ENV "=";
     t_execve = now_us();
+    all_mapped_at_execve = true;
     for (gsize i = 0; envp[i]; i++)
         if (g_str_has_prefix(envp[i], prefix))
             state_fd = atoi(envp[i] + strlen(prefix));
@@ -66,8 +82,16 @@ static int w_execve(const char *path, char *const argv[], char *const envp[])
 
 static int w_ioctl(int fd, unsigned long req, void *arg)
 {
+    int r;
     n_ioctl++;
-    return base->ioctl(fd, req, arg);
+    r = base->ioctl(fd, req, arg);
+    if (req == VFIO_IOMMU_UNMAP_DMA && (((struct vfio_iommu_type1_dma_unmap *)arg)->flags &
+                                        VFIO_DMA_UNMAP_FLAG_VADDR))
+        t_invalid = now_us();
+    if (req == VFIO_IOMMU_MAP_DMA && (((struct vfio_iommu_type1_dma_map *)arg)->flags &
+                                      VFIO_DMA_MAP_FLAG_VADDR))
+        t_valid = now_us();
+    return r;
 }
 
 static void install(void)
@@ -109,9 +133,8 @@ static void vmm_start(vmm *m, unsigned n)
     m->va = mmap(NULL, n * PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, m->ram, 0);
     if (m->va == MAP_FAILED)
         die(NULL, "mmap");
-    if (vfiocpr_container_open(m->ctx, "c0", &m->c, &err) < 0 ||
-        vfiocpr_container_add_group(m->c, group_id, &err) < 0 ||
-        vfiocpr_device_open(m->c, group_id, bdf, &m->d, &err) < 0)
+    if (vfiocpr_container_open_backend(m->ctx, "c0", backend, &m->c, &err) < 0 ||
+        vfiocpr_device_attach(m->c, bdf, &m->d, &err) < 0)
         die(err, "open");
     for (unsigned i = 0; i < n; i++)
         if (vfiocpr_dma_map(m->c, IOVA0 + i * PAGE, PAGE, m->va + i * PAGE, m->ram, i * PAGE, 3,
@@ -133,8 +156,15 @@ static void raw_remap(int cfd, guint8 *va, unsigned n)
     }
 }
 
+static void raw_change_process(int ifd)
+{
+    struct iommu_ioas_change_process cp = { .size = sizeof(cp) };
+    if (base->ioctl(ifd, IOMMU_IOAS_CHANGE_PROCESS, &cp) < 0)
+        die(NULL, "raw IOMMU_IOAS_CHANGE_PROCESS");
+}
+
 typedef struct {
-    double lib_prep, raw_prep, lib_rest, raw_rest;
+    double lib_prep, raw_prep, lib_rest, raw_rest, blocked;
     unsigned io_prep, io_rest;
 } result;
 
@@ -153,6 +183,7 @@ static void run(unsigned n, result *res)
         fake_kernel_reset();
         fake_vfio_add_group(group_id, bdf, false);
         fake_kernel_set_memlock(G_MAXUINT64, true);
+        fake_iommufd_enable(true);
         install();
     }
     g_unsetenv(VFIOCPR_STATE_ENV);
@@ -160,13 +191,21 @@ static void run(unsigned n, result *res)
     cfd = vfiocpr_container_fd(m.c);
 
     /* the floor: the same kernel work with nothing around it */
-    t = now_us();
-    if (base->ioctl(cfd, VFIO_IOMMU_UNMAP_DMA, &un) < 0)
-        die(NULL, "raw UNMAP_DMA(VADDR|ALL)");
-    res->raw_prep = now_us() - t;
-    t = now_us();
-    raw_remap(cfd, m.va, n);
-    res->raw_rest = now_us() - t;
+    if (backend == VFIOCPR_BACKEND_TYPE1) {
+        t = now_us();
+        if (base->ioctl(cfd, VFIO_IOMMU_UNMAP_DMA, &un) < 0)
+            die(NULL, "raw UNMAP_DMA(VADDR|ALL)");
+        res->raw_prep = now_us() - t;
+        t = now_us();
+        raw_remap(cfd, m.va, n);
+        res->raw_rest = now_us() - t;
+    } else {
+        res->raw_prep = 0; /* nothing to invalidate */
+        t = now_us();
+        raw_change_process(cfd); /* a no-op here, the same ioctl as after exec */
+        res->raw_rest = now_us() - t;
+    }
+    t_invalid = t_valid = 0;
 
     /* the library: prepare up to execve... */
     n_ioctl = 0;
@@ -175,6 +214,8 @@ static void run(unsigned n, result *res)
         die(err, "exec");
     res->lib_prep = t_execve - t;
     res->io_prep = n_ioctl;
+    if (backend == VFIOCPR_BACKEND_IOMMUFD && !real && fake_iommufd_maps(cfd, NULL) != n)
+        all_mapped_at_execve = false;
     vfiocpr_device_unref(m.d);
     vfiocpr_container_unref(m.c);
     vfiocpr_unref(m.ctx); /* the old image is gone; its fds are not */
@@ -190,6 +231,7 @@ static void run(unsigned n, result *res)
     vmm_start(&m2, n);
     res->lib_rest = now_us() - t;
     res->io_rest = n_ioctl;
+    res->blocked = backend == VFIOCPR_BACKEND_TYPE1 ? t_valid - t_invalid : 0;
 
     if (vfiocpr_device_close(m2.d, &err) < 0 || vfiocpr_container_close(m2.c, &err) < 0)
         die(err, "close");
@@ -207,55 +249,95 @@ static int cmp_double(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-int main(int argc, char **argv)
+static bool bench(void)
 {
     const unsigned sizes[] = { 1, 100, 10000 };
+    /* type1: 2 extension probes + 1 UNMAP_DMA(VADDR|ALL); iommufd: 1 CHANGE_PROCESS probe */
+    unsigned want_prep = backend == VFIOCPR_BACKEND_TYPE1 ? 3 : 1;
     bool ok = true;
 
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--device") == 0 && i + 1 < argc) {
-            GError *err = NULL;
-            real = true;
-            bdf = argv[++i];
-            group_id = vfiocpr_device_group_id(bdf, &err);
-            if (group_id < 0)
-                die(err, "group");
-        } else {
-            fprintf(stderr, "usage: %s [--device BDF]\n", argv[0]);
-            return 2;
-        }
-    }
-    if (real)
-        install();
-    printf("libvfiocpr %s: DMA prepare + restore, library vs raw ioctl floor (%s kernel%s%s)\n",
-           PACKAGE_VERSION, real ? "real" : "fake", real ? ", device " : "", real ? bdf : "");
+    printf("\n%s backend, DMA prepare + restore, library vs raw ioctl floor (%s kernel%s%s)\n",
+           vfiocpr_backend_to_string(backend), real ? "real" : "fake", real ? ", device " : "",
+           real ? bdf : "");
     printf("median of 5 runs; times in microseconds\n");
-    printf("%8s %12s %12s %8s %12s %12s %8s %9s %9s\n", "mappings", "lib prep", "raw prep",
-           "ratio", "lib restore", "raw restore", "ratio", "ioctl/prep", "ioctl/rest");
+    printf("%8s %12s %12s %8s %12s %12s %8s %9s %9s %12s\n", "mappings", "lib prep", "raw prep",
+           "ratio", "lib restore", "raw restore", "ratio", "ioctl/prep", "ioctl/rest",
+           "DMA blocked");
     for (gsize s = 0; s < G_N_ELEMENTS(sizes); s++) {
-        double lp[5], rp[5], lr[5], rr[5], tot_lib, tot_raw;
+        double lp[5], rp[5], lr[5], rr[5], bl[5], tot_lib, tot_raw;
         result r = { 0 };
         for (int k = 0; k < 5; k++) {
+            all_mapped_at_execve = false;
             run(sizes[s], &r);
             lp[k] = r.lib_prep;
             rp[k] = r.raw_prep;
             lr[k] = r.lib_rest;
             rr[k] = r.raw_rest;
+            bl[k] = r.blocked;
+            if (backend == VFIOCPR_BACKEND_IOMMUFD && !all_mapped_at_execve)
+                ok = false;
         }
         qsort(lp, 5, sizeof(double), cmp_double);
         qsort(rp, 5, sizeof(double), cmp_double);
         qsort(lr, 5, sizeof(double), cmp_double);
         qsort(rr, 5, sizeof(double), cmp_double);
-        printf("%8u %12.1f %12.1f %8.2f %12.1f %12.1f %8.2f %9u %9u\n", sizes[s], lp[2], rp[2],
-               lp[2] / rp[2], lr[2], rr[2], lr[2] / rr[2], r.io_prep, r.io_rest);
+        qsort(bl, 5, sizeof(double), cmp_double);
+        if (rp[2] > 0)
+            printf("%8u %12.1f %12.1f %8.2f", sizes[s], lp[2], rp[2], lp[2] / rp[2]);
+        else
+            printf("%8u %12.1f %12s %8s", sizes[s], lp[2], "0 (none)", "-");
+        printf(" %12.1f %12.1f %8.2f %9u %9u %12.1f\n", lr[2], rr[2], lr[2] / rr[2], r.io_prep,
+               r.io_rest, bl[2]);
         tot_lib = lp[2] + lr[2];
         tot_raw = rp[2] + rr[2];
         printf("%8s prepare+restore: library %.1f us, floor %.1f us, ratio %.3f\n", "", tot_lib,
                tot_raw, tot_lib / tot_raw);
-        /* one DMA ioctl per container in prepare, whatever the mapping count */
-        ok &= r.io_prep == 3; /* 2 extension probes + 1 UNMAP_DMA(VADDR|ALL) */
+        /* a fixed number of ioctls in prepare, whatever the mapping count */
+        ok &= r.io_prep == want_prep;
     }
-    printf("prepare issues %s DMA ioctl per container (plus 2 extension probes) at every size\n",
-           ok ? "one" : "NOT one");
+    printf("prepare issues %s%u ioctls per container at every size (%s)\n", ok ? "" : "NOT ",
+           want_prep, backend == VFIOCPR_BACKEND_TYPE1
+                          ? "2 extension probes + 1 UNMAP_DMA(VADDR|ALL)"
+                          : "1 CHANGE_PROCESS probe; every mapping still in the IOAS at execve");
+    return ok;
+}
+
+int main(int argc, char **argv)
+{
+    vfiocpr_backend list[2];
+    unsigned n_list = 0;
+    bool ok = true;
+
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--device") == 0 && i + 1 < argc) {
+            real = true;
+            bdf = argv[++i];
+        } else if (strcmp(argv[i], "--backend") == 0 && i + 1 < argc && n_list < 2) {
+            i++;
+            if (strcmp(argv[i], "type1") == 0)
+                list[n_list++] = VFIOCPR_BACKEND_TYPE1;
+            else if (strcmp(argv[i], "iommufd") == 0)
+                list[n_list++] = VFIOCPR_BACKEND_IOMMUFD;
+            else
+                goto usage;
+        } else {
+            goto usage;
+        }
+    }
+    if (!n_list) {
+        list[n_list++] = VFIOCPR_BACKEND_TYPE1;
+        if (!real || access("/dev/iommu", F_OK) == 0)
+            list[n_list++] = VFIOCPR_BACKEND_IOMMUFD;
+    }
+    if (real)
+        install();
+    printf("libvfiocpr %s: bench-cpr\n", PACKAGE_VERSION);
+    for (unsigned b = 0; b < n_list; b++) {
+        backend = list[b];
+        ok &= bench();
+    }
     return ok ? 0 : 1;
+usage:
+    fprintf(stderr, "usage: %s [--device BDF] [--backend type1|iommufd]...\n", argv[0]);
+    return 2;
 }

@@ -35,9 +35,12 @@ extern "C" {
 /* The state format this library writes. Readers accept every older format.
  * 1.0: fd registry. 1.1: VFIO type1 containers, groups, devices, DMA ranges
  * (required feature "vfio-type1" whenever a container exists). 1.2: interrupt
- * vectors (MSI messages, INTx GSI); optional: their eventfds are in the registry. */
+ * vectors (MSI messages, INTx GSI); optional: their eventfds are in the registry.
+ * 1.3: iommufd containers (IOAS), cdev devices and their mappings by file
+ * (required feature "iommufd" whenever one exists). 1.4: a transfer's state names
+ * each fd by its index in the fds sent with it (required feature "fd-index"). */
 #define VFIOCPR_STATE_FORMAT_MAJOR 1
-#define VFIOCPR_STATE_FORMAT_MINOR 2
+#define VFIOCPR_STATE_FORMAT_MINOR 4
 
 #define VFIOCPR_ERROR (vfiocpr_error_quark())
 VFIOCPR_EXPORT GQuark vfiocpr_error_quark(void);
@@ -54,6 +57,8 @@ typedef enum {
     VFIOCPR_FD_VFIO_GROUP = 4,
     VFIOCPR_FD_VFIO_DEVICE = 5,
     VFIOCPR_FD_KVM = 6,         /* /dev/kvm or a KVM anon inode (VM, vCPU) */
+    VFIOCPR_FD_IOMMUFD = 7,     /* /dev/iommu (since 0.2) */
+    VFIOCPR_FD_VFIO_CDEV = 8,   /* a vfio device cdev, /dev/vfio/devices/vfioN (since 0.2) */
 } vfiocpr_fd_kind;
 
 /* Flags for vfiocpr_new(). */
@@ -118,6 +123,53 @@ VFIOCPR_EXPORT char *vfiocpr_dump(vfiocpr *ctx);
  * environment is untouched) and describes it. For exec wrappers and debugging. */
 VFIOCPR_EXPORT int vfiocpr_state_describe(int state_fd, char **text, GError **error);
 
+/* ------------------------------------------------------------------ transfer
+ * (since 0.2)
+ *
+ * Instead of exec'ing in place, hand everything to a separately started process
+ * (a new container image, another cgroup, a process a supervisor started) over a
+ * connected UNIX socket. The old process keeps every fd until the new one commits,
+ * so a new process that dies, hangs or refuses leaves the old one running with its
+ * devices never reset.
+ *
+ * Old process: vfiocpr_transfer() runs the same preparation as vfiocpr_exec()
+ * (blockers, KVM irqfds detached, type1 vaddrs invalidated, the state written and
+ * sealed), sends the state memfd and every registered fd (SCM_RIGHTS, in batches),
+ * then waits for the commit. On success (0) the devices belong to the new process:
+ * this process must not touch them again. It may close its fds (the new process
+ * holds the same open files, so no last close resets a device), unmap guest RAM and
+ * exit; the library refuses (-EBUSY) every call that would touch a device. On a
+ * timeout, a peer that closed the socket or died, or a refusal, everything is taken
+ * back: DMA valid at the old addresses again (type1: ranges the new process already
+ * re-mapped are invalidated and re-mapped; iommufd: the pinned memory accounting
+ * moved back with IOMMU_IOAS_CHANGE_PROCESS), irqfds re-attached, the socket shut
+ * down; the error names the last step the peer reported (received, validated,
+ * restoring, finishing). The socket stays the caller's to close.
+ *
+ * New process: vfiocpr_new_incoming() instead of vfiocpr_new(): it checks the
+ * peer, receives and validates the state exactly as an exec restore does, and
+ * returns a context in restart mode; the VMM runs its normal start-up, and
+ * vfiocpr_finish() commits and waits until the old process has let go. Until then
+ * the new process must change nothing the old one could not take back: the library
+ * refuses (-EBUSY) new DMA mappings, unmaps, closes, new groups, devices and
+ * vectors, vectors disabled and migration state changes; it allows what it undoes
+ * itself (type1 vaddr updates, claiming preserved objects, KVM routes and irqfds on
+ * the new process's own VM). If finish's commit is not answered, the old process
+ * took the devices back and this process must exit without touching them. Dropping
+ * the context before finish tells the old process to take over at once.
+ *
+ * Both sides accept one peer running as the same effective uid (SO_PEERCRED),
+ * unless VFIOCPR_TRANSFER_ANY_UID; timeout_ms 0 means
+ * VFIOCPR_TRANSFER_TIMEOUT_MS. VMM-private data in registered memfds travels the
+ * same way as every other registered fd.
+ */
+#define VFIOCPR_TRANSFER_ANY_UID (1u << 0)
+#define VFIOCPR_TRANSFER_TIMEOUT_MS 30000
+VFIOCPR_EXPORT int vfiocpr_transfer(vfiocpr *ctx, int sock, unsigned int timeout_ms,
+                                    unsigned int flags, GError **error);
+VFIOCPR_EXPORT int vfiocpr_new_incoming(int sock, unsigned int timeout_ms, unsigned int flags,
+                                        vfiocpr **out, GError **error);
+
 /* ------------------------------------------------------------------ VFIO type1
  *
  * The VMM's normal start-up calls below serve both a cold start and a restart. In
@@ -164,6 +216,56 @@ VFIOCPR_EXPORT int vfiocpr_dma_unmap(vfiocpr_container *c, uint64_t iova, uint64
                                      GError **error);
 /* Explicitly closes the container and its group fds and forgets them. */
 VFIOCPR_EXPORT int vfiocpr_container_close(vfiocpr_container *c, GError **error);
+
+/* ------------------------------------------------------------------ IOMMU backends
+ * (since 0.2)
+ *
+ * A container is one IOMMU address space behind one of two backends:
+ *  - type1: the legacy VFIO container (/dev/vfio/vfio) and IOMMU groups. Across an
+ *    upgrade every DMA vaddr is invalidated (DMA to guest RAM blocks in the kernel
+ *    until the new image re-maps it at its new address).
+ *  - iommufd: /dev/iommu with one IOAS, devices through their vfio cdev
+ *    (/dev/vfio/devices/vfioN). Guest RAM is mapped by file (IOMMU_IOAS_MAP_FILE of
+ *    the registered memfd), so nothing is invalidated: device DMA never blocks. The
+ *    new image issues no BIND/ATTACH/ALLOC; vfiocpr_finish() moves the pinned-page
+ *    accounting to it with one IOMMU_IOAS_CHANGE_PROCESS per container. That needs
+ *    RLIMIT_MEMLOCK >= the pinned bytes or CAP_IPC_LOCK in the new image; on
+ *    -ENOMEM nothing changed, restart mode goes on and finish can be retried.
+ * The VMM's start-up code is the same for both, cold start and restart:
+ *     vfiocpr_container_open_backend(ctx, "c0", VFIOCPR_BACKEND_AUTO, &c, &err);
+ *     vfiocpr_device_attach(c, "0000:00:03.0", &dev, &err);
+ *     vfiocpr_dma_map(c, iova, size, vaddr, memfd, offset, flags, &err);
+ * In restart mode the backend is the one the state records (AUTO accepts it, an
+ * explicit other one is refused). vfiocpr_container_open() stays type1.
+ */
+typedef enum {
+    /* iommufd when /dev/iommu and vfio cdevs (/dev/vfio/devices) exist, else type1 */
+    VFIOCPR_BACKEND_AUTO = 0,
+    VFIOCPR_BACKEND_TYPE1 = 1,
+    VFIOCPR_BACKEND_IOMMUFD = 2,
+} vfiocpr_backend;
+
+VFIOCPR_EXPORT const char *vfiocpr_backend_to_string(vfiocpr_backend backend);
+/* Opens container `name` with backend (iommufd: opens /dev/iommu and allocates an
+ * IOAS), or in restart mode finds the preserved one. */
+VFIOCPR_EXPORT int vfiocpr_container_open_backend(vfiocpr *ctx, const char *name,
+                                                  vfiocpr_backend backend,
+                                                  vfiocpr_container **out, GError **error);
+/* The backend actually in use (never AUTO). */
+VFIOCPR_EXPORT vfiocpr_backend vfiocpr_container_backend(const vfiocpr_container *c);
+/* iommufd: the IOAS id (> 0); type1: -ENOTTY. */
+VFIOCPR_EXPORT int vfiocpr_container_ioas_id(const vfiocpr_container *c);
+/* Opens device `name` (PCI BDF or mdev UUID) into the container whatever the backend.
+ * type1: finds its IOMMU group in sysfs, adds the group if it is not attached yet,
+ * then VFIO_GROUP_GET_DEVICE_FD. iommufd: opens its cdev (sysfs DEVICE/vfio-dev/),
+ * VFIO_DEVICE_BIND_IOMMUFD, VFIO_DEVICE_ATTACH_IOMMUFD_PT to the IOAS. Restart: the
+ * preserved fd, none of these ioctls. Never resets the device. */
+VFIOCPR_EXPORT int vfiocpr_device_attach(vfiocpr_container *c, const char *name,
+                                         vfiocpr_device **out, GError **error);
+/* iommufd devices: the device id and the attached HWPT id from BIND/ATTACH (kept
+ * across upgrades); type1: -ENOTTY. */
+VFIOCPR_EXPORT int vfiocpr_device_iommufd_ids(const vfiocpr_device *d, uint32_t *devid,
+                                              uint32_t *hwpt_id);
 
 /* IOMMU group of a PCI device (BDF like "0000:00:03.0") or mdev (UUID), from sysfs. */
 VFIOCPR_EXPORT int vfiocpr_device_group_id(const char *name, GError **error);

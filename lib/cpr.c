@@ -1,12 +1,22 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * The context and the orchestrator: restore on start-up, exec with rollback, finish.
+ * The context and the orchestrator. What the library carries across an upgrade is
+ * held by participants (the fd registry, the IOMMU backends, interrupts, KVM), each
+ * with the same lifecycle: check, prepare/undo, serialize/deserialize, finish,
+ * describe. An upgrade runs the participants' phases, writes the state, then hands
+ * over in one of two ways:
+ *  - exec: clear FD_CLOEXEC on the preserved fds and execve() the new binary; the
+ *    new image restores from the state memfd named in VFIOCPR_STATE_FD;
+ *  - transfer: send the state and the fds over a UNIX socket to a separately
+ *    started process and wait for its commit; until then this process keeps every
+ *    fd and takes everything back if the peer fails.
+ * A handover phase that fails has undone its own partial work; the phases before it
+ * are undone in reverse.
  */
 #include "config.h"
 
 #include <errno.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "private.h"
 
@@ -15,7 +25,9 @@ extern char **environ;
 struct vfiocpr {
     gint refcount;
     bool restart;
-    bool replaced; /* a fake kernel's execve "succeeded": this image is gone */
+    /* handed over: a fake kernel's execve "succeeded", or a transfer committed */
+    bool replaced;
+    guint32 replaced_by; /* transfer: the new process */
     vfiocpr_fdreg *fdreg;
     vfiocpr_vfio *vfio;
     vfiocpr_kvm *kvm;
@@ -23,6 +35,12 @@ struct vfiocpr {
     GVariant *incoming;
     gsize incoming_size;
     guint16 in_major, in_minor;
+    /* restoring from a transfer: the socket to the old process, until it released */
+    int xfer_sock;
+    guint xfer_timeout_ms;
+    guint32 xfer_peer;
+    bool xfer_failed; /* the old process took the devices back */
+    const char *xfer_last_step;
 };
 
 static const char *const kind_names[] = {
@@ -33,6 +51,8 @@ static const char *const kind_names[] = {
     [VFIOCPR_FD_VFIO_GROUP] = "vfio-group",
     [VFIOCPR_FD_VFIO_DEVICE] = "vfio-device",
     [VFIOCPR_FD_KVM] = "kvm",
+    [VFIOCPR_FD_IOMMUFD] = "iommufd",
+    [VFIOCPR_FD_VFIO_CDEV] = "vfio-cdev",
 };
 
 VFIOCPR_EXPORT const char *vfiocpr_fd_kind_to_string(vfiocpr_fd_kind kind)
@@ -55,24 +75,155 @@ vfiocpr_kvm *vfiocpr_ctx_kvm(vfiocpr *ctx)
     return ctx->kvm;
 }
 
-/* Reads, checks and loads a state fd into a fresh registry. Touches nothing. */
-static int load_state(int state_fd, vfiocpr_fdreg *reg, GVariant **payload, gsize *size,
-                      guint16 *major, guint16 *minor, GError **error)
+static bool uncommitted(const vfiocpr *ctx)
+{
+    return ctx->xfer_sock >= 0;
+}
+
+int vfiocpr_ctx_may_change(vfiocpr *ctx, const char *what, GError **error)
+{
+    if (ctx->replaced && ctx->replaced_by)
+        return vfiocpr_fail(error, EBUSY, "%s: the devices were handed over to pid %u (transfer "
+                            "committed): this process must not touch them again", what,
+                            ctx->replaced_by);
+    if (ctx->xfer_failed)
+        return vfiocpr_fail(error, EBUSY, "%s: the transfer failed and the old process took "
+                            "the devices back: this process must not touch them", what);
+    if (uncommitted(ctx))
+        return vfiocpr_fail(error, EBUSY, "%s: not before the transfer is committed "
+                            "(vfiocpr_finish): the old process could not take it back", what);
+    return 0;
+}
+
+void vfiocpr_ctx_step(vfiocpr *ctx, const char *step)
+{
+    if (!uncommitted(ctx) || (ctx->xfer_last_step && strcmp(ctx->xfer_last_step, step) == 0))
+        return;
+    ctx->xfer_last_step = step;
+    if (vfiocpr_xfer_send(ctx->xfer_sock, VFIOCPR_XFER_STEP, step, NULL) < 0)
+        g_debug("transfer: could not tell the old process about step '%s'", step);
+}
+
+/* ------------------------------------------------------------------ participants */
+
+static int reg_check(vfiocpr *ctx, GError **error)
+{
+    return vfiocpr_fdreg_check(ctx->fdreg, error);
+}
+
+static int reg_finish(vfiocpr *ctx, GPtrArray *unclaimed, GError **error G_GNUC_UNUSED)
+{
+    vfiocpr_fdreg_finish(ctx->fdreg, unclaimed);
+    return 0;
+}
+
+static void reg_describe(vfiocpr *ctx, GString *out)
+{
+    vfiocpr_fdreg_describe(ctx->fdreg, out);
+}
+
+static int kvm_prepare(vfiocpr *ctx, GError **error)
+{
+    /* from here on interrupts wait in the eventfd counters instead of reaching the VM */
+    return vfiocpr_kvm_prepare(ctx, error);
+}
+
+static void kvm_undo(vfiocpr *ctx)
+{
+    vfiocpr_kvm_rollback(ctx);
+}
+
+static int vfio_finish(vfiocpr *ctx, GPtrArray *unclaimed G_GNUC_UNUSED, GError **error)
+{
+    return vfiocpr_vfio_finish(ctx, error);
+}
+
+static void vfio_serialize(vfiocpr *ctx, GVariantDict *d, GPtrArray *features)
+{
+    vfiocpr_vfio_serialize(ctx, d, features);
+}
+
+static void irqs_serialize(vfiocpr *ctx, GVariantDict *d, GPtrArray *features G_GNUC_UNUSED)
+{
+    GHashTable *devices = vfiocpr_vfio_devices(ctx->vfio);
+    if (g_hash_table_size(devices))
+        vfiocpr_irqs_serialize(devices, d);
+}
+
+static int irqs_deserialize(vfiocpr *ctx, GVariant *payload, GError **error)
+{
+    GHashTable *devices = vfiocpr_vfio_devices(ctx->vfio);
+    return g_hash_table_size(devices) ?
+               vfiocpr_irqs_deserialize(devices, ctx->fdreg, payload, error) : 0;
+}
+
+/* The registry is serialized and loaded by the handover itself (a transfer numbers
+ * its fds by index), so its entry has no serialize/deserialize here. Order matters:
+ * prepare runs in this order (irqfds detached before DMA is touched), undo, finish
+ * and describe in reverse. */
+static const struct participant {
+    const char *name;
+    int (*check)(vfiocpr *ctx, GError **error);
+    int (*prepare)(vfiocpr *ctx, GError **error);
+    void (*undo)(vfiocpr *ctx);
+    void (*serialize)(vfiocpr *ctx, GVariantDict *d, GPtrArray *features);
+    int (*deserialize)(vfiocpr *ctx, GVariant *payload, GError **error);
+    int (*finish)(vfiocpr *ctx, GPtrArray *unclaimed, GError **error);
+    void (*describe)(vfiocpr *ctx, GString *out);
+} participants[] = {
+    { "fd registry", reg_check, NULL, NULL, NULL, NULL, reg_finish, reg_describe },
+    { "KVM", NULL, kvm_prepare, kvm_undo, NULL, NULL, NULL, NULL },
+    { "IOMMU backends", vfiocpr_vfio_check, vfiocpr_vfio_prepare, vfiocpr_vfio_unprepare,
+      vfio_serialize, vfiocpr_vfio_deserialize, vfio_finish, vfiocpr_vfio_describe },
+    { "interrupts", NULL, NULL, NULL, irqs_serialize, irqs_deserialize, NULL, NULL },
+};
+
+/* ------------------------------------------------------------------ restore */
+
+/* Reads, checks and loads a state fd into a fresh context. received: the fds of a
+ * transfer (the state names them by index), NULL for an exec. Touches nothing. */
+static int load_state(vfiocpr *ctx, int state_fd, const int *received, guint n_received,
+                      GError **error)
 {
     g_autoptr(GBytes) blob = NULL;
+    g_autofree const char **req = NULL;
+    bool by_index;
     int r;
 
     r = vfiocpr_state_read_fd(state_fd, &blob, error);
     if (r < 0)
         return r;
-    r = vfiocpr_state_decode(blob, payload, major, minor, error);
+    r = vfiocpr_state_decode(blob, &ctx->incoming, &ctx->in_major, &ctx->in_minor, error);
     if (r < 0)
         return r;
-    *size = g_bytes_get_size(blob);
-    r = vfiocpr_fdreg_deserialize(reg, *payload, error);
+    ctx->incoming_size = g_bytes_get_size(blob);
+    by_index = g_variant_lookup(ctx->incoming, "required-features", "^a&s", &req) &&
+               g_strv_contains(req, VFIOCPR_FEATURE_FD_INDEX);
+    if (by_index != (received != NULL))
+        return vfiocpr_fail(error, EBADMSG, "state: %s", by_index
+                            ? "a transfer state (fds by index) cannot be restored from "
+                              VFIOCPR_STATE_ENV
+                            : "an exec state (fds by number) cannot come over a transfer");
+    r = vfiocpr_fdreg_deserialize_received(ctx->fdreg, ctx->incoming, received, n_received,
+                                           error);
     if (r < 0)
         return r;
-    return vfiocpr_fdreg_validate(reg, state_fd, error);
+    r = vfiocpr_fdreg_validate(ctx->fdreg, state_fd, error);
+    for (gsize i = 0; r == 0 && i < G_N_ELEMENTS(participants); i++)
+        if (participants[i].deserialize)
+            r = participants[i].deserialize(ctx, ctx->incoming, error);
+    return r;
+}
+
+static vfiocpr *ctx_new(void)
+{
+    vfiocpr *ctx = g_new0(vfiocpr, 1);
+    ctx->refcount = 1;
+    ctx->fdreg = vfiocpr_fdreg_new();
+    ctx->vfio = vfiocpr_vfio_new();
+    ctx->kvm = vfiocpr_kvm_new();
+    ctx->xfer_sock = -1;
+    return ctx;
 }
 
 VFIOCPR_EXPORT int vfiocpr_new(unsigned int flags, vfiocpr **out, GError **error)
@@ -85,20 +236,12 @@ VFIOCPR_EXPORT int vfiocpr_new(unsigned int flags, vfiocpr **out, GError **error
         return vfiocpr_fail(error, EINVAL, "vfiocpr_new: NULL out");
     if (flags & ~(unsigned)VFIOCPR_NEW_KEEP_STATE)
         return vfiocpr_fail(error, EINVAL, "vfiocpr_new: unknown flags 0x%x", flags);
-    ctx = g_new0(vfiocpr, 1);
-    ctx->refcount = 1;
-    ctx->fdreg = vfiocpr_fdreg_new();
-    ctx->vfio = vfiocpr_vfio_new();
-    ctx->kvm = vfiocpr_kvm_new();
-
+    ctx = ctx_new();
     env = g_getenv(VFIOCPR_STATE_ENV);
     if (env) {
         r = vfiocpr_state_parse_env(env, &state_fd, error);
         if (r == 0)
-            r = load_state(state_fd, ctx->fdreg, &ctx->incoming, &ctx->incoming_size,
-                           &ctx->in_major, &ctx->in_minor, error);
-        if (r == 0)
-            r = vfiocpr_vfio_deserialize(ctx, ctx->incoming, error);
+            r = load_state(ctx, state_fd, NULL, 0, error);
         if (r < 0) {
             g_prefix_error(error, "restore from %s=%s: ", VFIOCPR_STATE_ENV, env);
             return r;
@@ -119,6 +262,54 @@ VFIOCPR_EXPORT int vfiocpr_new(unsigned int flags, vfiocpr **out, GError **error
     return 0;
 }
 
+VFIOCPR_EXPORT int vfiocpr_new_incoming(int sock, unsigned int timeout_ms, unsigned int flags,
+                                        vfiocpr **out, GError **error)
+{
+    g_autoptr(vfiocpr) ctx = NULL;
+    g_autoptr(GArray) fds = NULL;
+    guint32 peer = 0;
+    int state_fd = -1, r;
+
+    if (!out || sock < 0)
+        return vfiocpr_fail(error, EINVAL, "transfer: receive: bad arguments");
+    if (flags & ~(unsigned)VFIOCPR_TRANSFER_ANY_UID)
+        return vfiocpr_fail(error, EINVAL, "transfer: receive: unknown flags 0x%x", flags);
+    if (!timeout_ms)
+        timeout_ms = VFIOCPR_TRANSFER_TIMEOUT_MS;
+    r = vfiocpr_xfer_check_peer(sock, flags, &peer, error);
+    if (r < 0)
+        return r;
+    r = vfiocpr_xfer_recv_state(sock, VK(monotonic_ms) + timeout_ms, &state_fd, &fds, error);
+    if (r < 0) {
+        vfiocpr_xfer_send(sock, VFIOCPR_XFER_REFUSE, (error && *error) ? (*error)->message :
+                          "receiving the state failed", NULL);
+        g_prefix_error(error, "transfer from pid %u: receive: ", peer);
+        return r;
+    }
+    vfiocpr_xfer_send(sock, VFIOCPR_XFER_STEP, "received", NULL);
+    ctx = ctx_new();
+    r = load_state(ctx, state_fd, (const int *)(void *)fds->data, fds->len, error);
+    VK(close, state_fd); /* consumed either way */
+    if (r < 0) {
+        /* what came is a copy of what the old process holds: closing it loses nothing */
+        for (guint i = 0; i < fds->len; i++)
+            VK(close, g_array_index(fds, int, i));
+        vfiocpr_xfer_send(sock, VFIOCPR_XFER_REFUSE, (error && *error) ? (*error)->message :
+                          "the state was refused", NULL);
+        g_prefix_error(error, "transfer from pid %u: validate: ", peer);
+        return r;
+    }
+    ctx->restart = true;
+    ctx->xfer_sock = sock;
+    ctx->xfer_peer = peer;
+    ctx->xfer_timeout_ms = timeout_ms;
+    vfiocpr_ctx_step(ctx, "validated");
+    g_info("restart by transfer from pid %u: state format %u.%u, %u fds received", peer,
+           ctx->in_major, ctx->in_minor, fds->len);
+    *out = g_steal_pointer(&ctx);
+    return 0;
+}
+
 VFIOCPR_EXPORT vfiocpr *vfiocpr_ref(vfiocpr *ctx)
 {
     g_return_val_if_fail(ctx, NULL);
@@ -130,6 +321,9 @@ VFIOCPR_EXPORT void vfiocpr_unref(vfiocpr *ctx)
 {
     if (!ctx || !g_atomic_int_dec_and_test(&ctx->refcount))
         return;
+    if (uncommitted(ctx)) /* the VMM gave up: let the old process take over at once */
+        vfiocpr_xfer_send(ctx->xfer_sock, VFIOCPR_XFER_REFUSE, "the new process dropped its "
+                          "context before committing", NULL);
     vfiocpr_kvm_free(ctx->kvm);
     vfiocpr_vfio_free(ctx->vfio);
     vfiocpr_fdreg_free(ctx->fdreg);
@@ -154,9 +348,14 @@ VFIOCPR_EXPORT int vfiocpr_fd_save(vfiocpr *ctx, const char *name, uint64_t id, 
 VFIOCPR_EXPORT int vfiocpr_fd_find(vfiocpr *ctx, const char *name, uint64_t id,
                                    vfiocpr_fd_kind kind, GError **error)
 {
+    int r;
+
     if (!ctx)
         return vfiocpr_fail(error, EINVAL, "fd registry: find: NULL context");
-    return vfiocpr_fdreg_find(ctx->fdreg, name, id, kind, error);
+    r = vfiocpr_fdreg_find(ctx->fdreg, name, id, kind, error);
+    if (r >= 0)
+        vfiocpr_ctx_step(ctx, "restoring"); /* the VMM's start-up takes things over */
+    return r;
 }
 
 VFIOCPR_EXPORT int vfiocpr_fd_forget(vfiocpr *ctx, const char *name, uint64_t id)
@@ -169,84 +368,101 @@ VFIOCPR_EXPORT unsigned int vfiocpr_fd_count(const vfiocpr *ctx)
     return ctx ? vfiocpr_fdreg_count(ctx->fdreg) : 0;
 }
 
-/* ------------------------------------------------------------------ exec */
+/* ------------------------------------------------------------------ handover */
 
-/* What one exec attempt holds while its phases run; undo needs it. */
+/* What one handover attempt holds while its phases run; undo needs it. */
 typedef struct {
-    const char *path;
+    const char *path; /* exec */
     char *const *argv;
     char *const *envp;
+    int sock; /* transfer */
+    guint timeout_ms;
+    guint flags;
+    guint32 peer;
+    const char *peer_step; /* the last step the new process reported */
+    GArray *fds;           /* transfer: the fds in state order */
     int state_fd;
     bool state_fd_open;
     GBytes *blob;
-} exec_op;
+} handover_op;
 
-static GVariant *build_payload(vfiocpr *ctx)
+static GVariant *build_payload(vfiocpr *ctx, GArray *transfer_fds)
 {
     g_auto(GVariantDict) d = G_VARIANT_DICT_INIT(NULL);
+    g_autoptr(GPtrArray) features = g_ptr_array_new();
 
     g_variant_dict_insert(&d, "writer", "s", PACKAGE_STRING);
-    g_variant_dict_insert(&d, "writer-pid", "u", (guint32)getpid());
+    g_variant_dict_insert(&d, "writer-pid", "u", vfiocpr_kernel->getpid());
     g_variant_dict_insert(&d, "created-usec", "x", g_get_real_time());
-    vfiocpr_fdreg_serialize(ctx->fdreg, &d);
-    /* A reader that ignored these sections would never re-map the preserved DMA
-     * ranges: DMA would block. Make older readers refuse instead. */
-    {
-        const char *vfio[] = { VFIOCPR_FEATURE_VFIO_TYPE1, NULL };
-        bool has_vfio = vfiocpr_vfio_serialize(ctx, &d);
-        g_variant_dict_insert_value(&d, "required-features",
-                                    g_variant_new_strv(has_vfio ? vfio : NULL, has_vfio ? 1 : 0));
-    }
+    vfiocpr_fdreg_serialize_for(ctx->fdreg, &d, transfer_fds);
+    if (transfer_fds)
+        g_ptr_array_add(features, (gpointer)VFIOCPR_FEATURE_FD_INDEX);
+    /* A reader that ignored the VFIO sections would never take the preserved DMA
+     * ranges over (type1: DMA would block): make older readers refuse instead. */
+    for (gsize i = 0; i < G_N_ELEMENTS(participants); i++)
+        if (participants[i].serialize)
+            participants[i].serialize(ctx, &d, features);
+    g_variant_dict_insert_value(&d, "required-features",
+                                g_variant_new_strv((const char *const *)features->pdata,
+                                                   features->len));
     return g_variant_dict_end(&d);
 }
 
-static int phase_check(vfiocpr *ctx, exec_op *op G_GNUC_UNUSED, GError **error)
+static int phase_check(vfiocpr *ctx, handover_op *op G_GNUC_UNUSED, GError **error)
 {
-    int r = vfiocpr_fdreg_check(ctx->fdreg, error);
-    return r < 0 ? r : vfiocpr_vfio_check(ctx, error);
+    for (gsize i = 0; i < G_N_ELEMENTS(participants); i++) {
+        int r = participants[i].check ? participants[i].check(ctx, error) : 0;
+        if (r < 0)
+            return r;
+    }
+    return 0;
 }
 
-/* From here on interrupts wait in the eventfd counters instead of reaching the VM. */
-static int phase_detach_irqfds(vfiocpr *ctx, exec_op *op G_GNUC_UNUSED, GError **error)
+static void undo_prepare(vfiocpr *ctx, handover_op *op G_GNUC_UNUSED);
+
+/* type1: from here until the new image re-maps, DMA to the ranges blocks in the
+ * kernel: the blackout starts (iommufd: nothing to do, DMA goes on). Everything
+ * that can fail without side effects ran before. */
+static int phase_prepare(vfiocpr *ctx, handover_op *op G_GNUC_UNUSED, GError **error)
 {
-    return vfiocpr_kvm_prepare(ctx, error);
+    for (gsize i = 0; i < G_N_ELEMENTS(participants); i++) {
+        int r = participants[i].prepare ? participants[i].prepare(ctx, error) : 0;
+        if (r < 0) {
+            g_prefix_error(error, "%s: ", participants[i].name);
+            while (i-- > 0)
+                if (participants[i].undo)
+                    participants[i].undo(ctx);
+            return r;
+        }
+    }
+    return 0;
 }
 
-static void undo_detach_irqfds(vfiocpr *ctx, exec_op *op G_GNUC_UNUSED)
+static void undo_prepare(vfiocpr *ctx, handover_op *op G_GNUC_UNUSED)
 {
-    vfiocpr_kvm_rollback(ctx);
+    for (gsize i = G_N_ELEMENTS(participants); i-- > 0;)
+        if (participants[i].undo)
+            participants[i].undo(ctx);
 }
 
-/* From here until the new image re-maps, DMA to the ranges blocks in the kernel:
- * the blackout starts. Everything that can fail without side effects ran before. */
-static int phase_invalidate(vfiocpr *ctx, exec_op *op G_GNUC_UNUSED, GError **error)
-{
-    return vfiocpr_vfio_invalidate(ctx, error);
-}
-
-static void undo_invalidate(vfiocpr *ctx, exec_op *op G_GNUC_UNUSED)
-{
-    vfiocpr_vfio_revalidate(ctx);
-}
-
-static int phase_write_state(vfiocpr *ctx, exec_op *op, GError **error)
+static int phase_write_state(vfiocpr *ctx, handover_op *op, GError **error)
 {
     int r;
 
-    op->blob = vfiocpr_state_encode(build_payload(ctx));
+    op->blob = vfiocpr_state_encode(build_payload(ctx, op->fds));
     r = vfiocpr_state_write_memfd(op->blob, &op->state_fd, error);
     op->state_fd_open = r == 0;
     return r;
 }
 
-static void undo_write_state(vfiocpr *ctx G_GNUC_UNUSED, exec_op *op)
+static void undo_write_state(vfiocpr *ctx G_GNUC_UNUSED, handover_op *op)
 {
     if (op->state_fd_open)
         VK(close, op->state_fd);
     op->state_fd_open = false;
 }
 
-static int phase_preserve_fds(vfiocpr *ctx, exec_op *op, GError **error)
+static int phase_preserve_fds(vfiocpr *ctx, handover_op *op, GError **error)
 {
     int r = vfiocpr_fdreg_clear_cloexec(ctx->fdreg, error);
 
@@ -260,13 +476,13 @@ static int phase_preserve_fds(vfiocpr *ctx, exec_op *op, GError **error)
     return 0;
 }
 
-static void undo_preserve_fds(vfiocpr *ctx, exec_op *op G_GNUC_UNUSED)
+static void undo_preserve_fds(vfiocpr *ctx, handover_op *op G_GNUC_UNUSED)
 {
     vfiocpr_fdreg_undo_cloexec(ctx->fdreg);
     /* the state memfd is closed by undo_write_state */
 }
 
-static int phase_execve(vfiocpr *ctx, exec_op *op, GError **error)
+static int phase_execve(vfiocpr *ctx, handover_op *op, GError **error)
 {
     char *const *src = op->envp ? op->envp : environ;
     g_autoptr(GPtrArray) env = g_ptr_array_new_with_free_func(g_free);
@@ -288,82 +504,233 @@ static int phase_execve(vfiocpr *ctx, exec_op *op, GError **error)
     return vfiocpr_fail(error, r, "execve('%s')", op->path);
 }
 
-/* The phases of an exec, in order. A phase that fails has undone its own partial
- * work; the phases before it are undone in reverse. Later capabilities (DMA vaddr
- * invalidation, irqfd detach) slot in before "write state". */
-static const struct {
+static int phase_peer(vfiocpr *ctx G_GNUC_UNUSED, handover_op *op, GError **error)
+{
+    return vfiocpr_xfer_check_peer(op->sock, op->flags, &op->peer, error);
+}
+
+static int phase_send(vfiocpr *ctx G_GNUC_UNUSED, handover_op *op, GError **error)
+{
+    return vfiocpr_xfer_send_state(op->sock, op->state_fd, (const int *)(void *)op->fds->data,
+                                   op->fds->len, error);
+}
+
+/* Whatever went wrong, the new process must learn at once that it owns nothing. */
+static void undo_send(vfiocpr *ctx G_GNUC_UNUSED, handover_op *op)
+{
+    VK(shutdown, op->sock);
+}
+
+static const char *const known_steps[] = { "received", "validated", "restoring", "finishing",
+                                           NULL };
+
+static int phase_wait_commit(vfiocpr *ctx, handover_op *op, GError **error)
+{
+    gint64 deadline = VK(monotonic_ms) + op->timeout_ms;
+
+    for (;;) {
+        g_autofree char *text = NULL;
+        g_autoptr(GError) local = NULL;
+        guint type = 0;
+        int r = vfiocpr_xfer_recv(op->sock, deadline, &type, &text, &local);
+
+        if (r < 0)
+            return vfiocpr_fail(error, r, "pid %u %s after step '%s': %s", op->peer,
+                                r == -ETIMEDOUT ? "did not commit in time" : "failed",
+                                op->peer_step ? op->peer_step : "none", local->message);
+        switch (type) {
+        case VFIOCPR_XFER_STEP:
+            for (gsize i = 0; known_steps[i]; i++)
+                if (strcmp(text, known_steps[i]) == 0)
+                    op->peer_step = known_steps[i];
+            g_debug("transfer: pid %u reached step '%s'", op->peer, text);
+            break;
+        case VFIOCPR_XFER_REFUSE:
+            return vfiocpr_fail(error, ECANCELED, "pid %u refused after step '%s': %s",
+                                op->peer, op->peer_step ? op->peer_step : "none", text);
+        case VFIOCPR_XFER_COMMIT:
+            /* released before the reply: from here the devices are the new process's */
+            ctx->replaced = true;
+            ctx->replaced_by = op->peer;
+            if (vfiocpr_xfer_send(op->sock, VFIOCPR_XFER_RELEASED, NULL, &local) < 0)
+                g_message("transfer: committed by pid %u but the release could not be sent "
+                          "(%s); it will time out and exit without touching the devices",
+                          op->peer, local->message);
+            return 0;
+        default:
+            return vfiocpr_fail(error, EPROTO, "pid %u sent an unexpected %s message", op->peer,
+                                vfiocpr_xfer_type_name(type));
+        }
+    }
+}
+
+typedef struct {
     const char *name;
-    int (*run)(vfiocpr *ctx, exec_op *op, GError **error);
-    void (*undo)(vfiocpr *ctx, exec_op *op);
-} exec_phases[] = {
+    int (*run)(vfiocpr *ctx, handover_op *op, GError **error);
+    void (*undo)(vfiocpr *ctx, handover_op *op);
+} phase;
+
+static const phase exec_phases[] = {
     { "check", phase_check, NULL },
-    { "detach KVM irqfds", phase_detach_irqfds, undo_detach_irqfds },
-    { "invalidate DMA vaddrs", phase_invalidate, undo_invalidate },
+    { "prepare", phase_prepare, undo_prepare },
     { "write state", phase_write_state, undo_write_state },
     { "preserve fds", phase_preserve_fds, undo_preserve_fds },
     { "execve", phase_execve, NULL },
 };
 
-VFIOCPR_EXPORT int vfiocpr_exec(vfiocpr *ctx, const char *path, char *const argv[],
-                                char *const envp[], GError **error)
+static const phase transfer_phases[] = {
+    { "peer", phase_peer, NULL },
+    { "check", phase_check, NULL },
+    { "prepare", phase_prepare, undo_prepare },
+    { "write state", phase_write_state, undo_write_state },
+    { "send state", phase_send, undo_send },
+    { "wait for commit", phase_wait_commit, NULL },
+};
+
+static int run_handover(vfiocpr *ctx, const phase *phases, guint n, handover_op *op,
+                        const char *what, GError **error)
 {
-    exec_op op = { .path = path, .argv = argv, .envp = envp, .state_fd = -1 };
     guint i;
     int r = 0;
 
-    if (!ctx || !path || !argv)
-        return vfiocpr_fail(error, EINVAL, "exec: NULL %s", !ctx ? "context" : !path ? "path" : "argv");
-    if (ctx->replaced)
-        return vfiocpr_fail(error, EALREADY, "exec: this context already exec'd");
-    for (i = 0; i < G_N_ELEMENTS(exec_phases); i++) {
-        r = exec_phases[i].run(ctx, &op, error);
+    for (i = 0; i < n; i++) {
+        g_debug("%s: phase '%s'", what, phases[i].name);
+        r = phases[i].run(ctx, op, error);
         if (r < 0)
             break;
     }
     if (ctx->replaced) {
-        /* the state memfd now belongs to the new image */
-        g_clear_pointer(&op.blob, g_bytes_unref);
+        /* the state memfd now belongs to the new image or was sent: ours is spent */
+        if (op->sock >= 0)
+            undo_write_state(ctx, op);
+        g_clear_pointer(&op->blob, g_bytes_unref);
         return 0;
     }
-    /* Only a failed execve() gets here: roll everything back. */
-    while (i-- > 0)
-        if (exec_phases[i].undo)
-            exec_phases[i].undo(ctx, &op);
-    g_clear_pointer(&op.blob, g_bytes_unref);
-    if (error && *error)
-        g_prefix_error(error, "exec '%s': rolled back: ", path);
-    g_info("exec '%s' failed and was rolled back: %s", path, g_strerror(-r));
+    {
+        const char *failed = phases[MIN(i, n - 1)].name;
+        while (i-- > 0)
+            if (phases[i].undo)
+                phases[i].undo(ctx, op);
+        g_clear_pointer(&op->blob, g_bytes_unref);
+        if (error && *error)
+            g_prefix_error(error, "%s: rolled back: %s: ", what, failed);
+        g_info("%s failed in phase '%s' and was rolled back: %s", what, failed,
+               g_strerror(-r));
+    }
     return r < 0 ? r : -EIO;
+}
+
+VFIOCPR_EXPORT int vfiocpr_exec(vfiocpr *ctx, const char *path, char *const argv[],
+                                char *const envp[], GError **error)
+{
+    handover_op op = { .path = path, .argv = argv, .envp = envp, .state_fd = -1, .sock = -1 };
+    g_autofree char *what = NULL;
+    int r;
+
+    if (!ctx || !path || !argv)
+        return vfiocpr_fail(error, EINVAL, "exec: NULL %s", !ctx ? "context" : !path ? "path" : "argv");
+    if (ctx->replaced)
+        return vfiocpr_fail(error, EALREADY, "exec: this context already handed over");
+    if ((r = vfiocpr_ctx_may_change(ctx, "exec", error)) < 0)
+        return r;
+    what = g_strdup_printf("exec '%s'", path);
+    return run_handover(ctx, exec_phases, G_N_ELEMENTS(exec_phases), &op, what, error);
+}
+
+VFIOCPR_EXPORT int vfiocpr_transfer(vfiocpr *ctx, int sock, unsigned int timeout_ms,
+                                    unsigned int flags, GError **error)
+{
+    g_autoptr(GArray) fds = g_array_new(FALSE, FALSE, sizeof(int));
+    handover_op op = { .sock = sock, .timeout_ms = timeout_ms ? timeout_ms
+                                                              : VFIOCPR_TRANSFER_TIMEOUT_MS,
+                       .flags = flags, .fds = fds, .state_fd = -1 };
+    int r;
+
+    if (!ctx || sock < 0)
+        return vfiocpr_fail(error, EINVAL, "transfer: bad arguments");
+    if (flags & ~(unsigned)VFIOCPR_TRANSFER_ANY_UID)
+        return vfiocpr_fail(error, EINVAL, "transfer: unknown flags 0x%x", flags);
+    if (ctx->replaced)
+        return vfiocpr_fail(error, EALREADY, "transfer: this context already handed over");
+    if ((r = vfiocpr_ctx_may_change(ctx, "transfer", error)) < 0)
+        return r;
+    return run_handover(ctx, transfer_phases, G_N_ELEMENTS(transfer_phases), &op, "transfer",
+                        error);
 }
 
 /* ------------------------------------------------------------------ finish, dump */
 
+/* The new process of a transfer takes the devices: commit, and wait until the old
+ * one has let go, so that the two never both think they own them. */
+static int commit(vfiocpr *ctx, GError **error)
+{
+    g_autoptr(GError) local = NULL;
+    g_autofree char *text = NULL;
+    guint type = 0;
+    int r;
+
+    r = vfiocpr_xfer_send(ctx->xfer_sock, VFIOCPR_XFER_COMMIT, NULL, &local);
+    if (r == 0)
+        r = vfiocpr_xfer_recv(ctx->xfer_sock, VK(monotonic_ms) + ctx->xfer_timeout_ms, &type,
+                              &text, &local);
+    if (r == 0 && type != VFIOCPR_XFER_RELEASED)
+        r = vfiocpr_fail(&local, EPROTO, "expected RELEASED, got %s",
+                         vfiocpr_xfer_type_name(type));
+    if (r < 0) {
+        /* the old process rolled back (timeout) or died: it is not ours to use */
+        ctx->xfer_failed = true;
+        ctx->xfer_sock = -1;
+        return vfiocpr_fail(error, r, "finish: commit to pid %u: %s; the old process keeps "
+                            "(or took back) the devices: this process must not touch them",
+                            ctx->xfer_peer, local->message);
+    }
+    ctx->xfer_sock = -1;
+    return 0;
+}
+
 VFIOCPR_EXPORT int vfiocpr_finish(vfiocpr *ctx, char ***unclaimed, GError **error)
 {
     g_autoptr(GPtrArray) list = g_ptr_array_new_with_free_func(g_free);
-    guint n;
+    int r;
 
     if (unclaimed)
         *unclaimed = NULL;
     if (!ctx)
         return vfiocpr_fail(error, EINVAL, "finish: NULL context");
+    if (ctx->xfer_failed)
+        return vfiocpr_ctx_may_change(ctx, "finish", error);
     if (!ctx->restart)
         return 0;
-    {
-        int r = vfiocpr_vfio_finish(ctx, error);
-        if (r < 0)
-            return r; /* still in restart mode: the VMM can re-map and finish again */
+    /* A transfer whose old process gave up (it shut the socket down) must not take
+     * anything over, the pinned memory accounting included. The window between this
+     * look and the commit is the library's own few calls. */
+    if (uncommitted(ctx) && VK(wait_readable, ctx->xfer_sock, 0) != 0) {
+        ctx->xfer_failed = true;
+        ctx->xfer_sock = -1;
+        return vfiocpr_fail(error, EPIPE, "finish: the old process (pid %u) is no longer "
+                            "waiting for the commit (it timed out or died and keeps the "
+                            "devices): this process must not touch them", ctx->xfer_peer);
     }
-    n = vfiocpr_fdreg_finish(ctx->fdreg, list);
+    vfiocpr_ctx_step(ctx, "finishing");
+    /* in reverse: the registry last, once everything else took its fds over */
+    for (gsize i = G_N_ELEMENTS(participants); i-- > 1;) {
+        r = participants[i].finish ? participants[i].finish(ctx, list, error) : 0;
+        if (r < 0)
+            return r; /* still in restart mode: the VMM can fix it and finish again */
+    }
+    if (uncommitted(ctx) && (r = commit(ctx, error)) < 0)
+        return r;
+    participants[0].finish(ctx, list, NULL);
     for (guint i = 0; i < list->len; i++)
         g_message("finish: inherited fd never claimed, left open and registered: %s",
                   (char *)list->pdata[i]);
     ctx->restart = false;
+    r = (int)list->len;
     if (unclaimed) {
         g_ptr_array_add(list, NULL);
         *unclaimed = (char **)g_ptr_array_free(g_steal_pointer(&list), FALSE);
     }
-    return (int)n;
+    return r;
 }
 
 static void describe_payload(GString *out, GVariant *payload, gsize size, guint16 major,
@@ -393,23 +760,30 @@ VFIOCPR_EXPORT char *vfiocpr_dump(vfiocpr *ctx)
     if (ctx->incoming)
         describe_payload(out, ctx->incoming, ctx->incoming_size, ctx->in_major, ctx->in_minor);
     g_string_append_printf(out, "mode: %s\n", ctx->restart ? "restart" : "cold");
-    vfiocpr_vfio_describe(ctx, out);
-    vfiocpr_fdreg_describe(ctx->fdreg, out);
+    for (gsize i = G_N_ELEMENTS(participants); i-- > 0;)
+        if (participants[i].describe)
+            participants[i].describe(ctx, out);
     return g_string_free(out, FALSE);
 }
 
 VFIOCPR_EXPORT int vfiocpr_state_describe(int state_fd, char **text, GError **error)
 {
     vfiocpr_fdreg *reg = vfiocpr_fdreg_new();
+    g_autoptr(GBytes) blob = NULL;
     g_autoptr(GVariant) payload = NULL;
     guint16 major = 0, minor = 0;
-    gsize size = 0;
     int r;
 
-    r = load_state(state_fd, reg, &payload, &size, &major, &minor, error);
+    r = vfiocpr_state_read_fd(state_fd, &blob, error);
+    if (r == 0)
+        r = vfiocpr_state_decode(blob, &payload, &major, &minor, error);
+    if (r == 0)
+        r = vfiocpr_fdreg_deserialize(reg, payload, error);
+    if (r == 0)
+        r = vfiocpr_fdreg_validate(reg, state_fd, error);
     if (r == 0 && text) {
         GString *out = g_string_new(NULL);
-        describe_payload(out, payload, size, major, minor);
+        describe_payload(out, payload, g_bytes_get_size(blob), major, minor);
         vfiocpr_fdreg_describe(reg, out);
         *text = g_string_free(out, FALSE);
     }

@@ -20,15 +20,18 @@ struct vfiocpr_device {
     vfiocpr_container *container; /* not a reference: the context owns both */
     char *name;
     char *reg_name;
-    int group;
+    int group;    /* type1; -1 for a cdev */
     int fd;
+    vfiocpr_fd_kind kind; /* VFIO_DEVICE (from a group) or VFIO_CDEV */
+    guint32 devid, hwpt_id; /* iommufd */
     bool preserved;
     bool claimed;
     vfiocpr_irqs *irqs;
     vfiocpr_mig *mig;
 };
 
-static vfiocpr_device *device_new(vfiocpr_container *c, int group, const char *name)
+static vfiocpr_device *device_new(vfiocpr_container *c, int group, const char *name,
+                                  vfiocpr_fd_kind kind)
 {
     vfiocpr_device *d = g_new0(vfiocpr_device, 1);
     d->ref = 1;
@@ -37,6 +40,7 @@ static vfiocpr_device *device_new(vfiocpr_container *c, int group, const char *n
     d->reg_name = g_strdup_printf("vfio-device:%s", name);
     d->group = group;
     d->fd = -1;
+    d->kind = kind;
     d->irqs = vfiocpr_irqs_new();
     d->mig = vfiocpr_mig_new();
     return d;
@@ -90,19 +94,96 @@ int vfiocpr_device_group(const vfiocpr_device *d)
     return d->group;
 }
 
-int vfiocpr_device_preserved(vfiocpr_container *c, int group, const char *name,
-                             vfiocpr_device **out, GError **error)
+vfiocpr_fd_kind vfiocpr_device_kind(const vfiocpr_device *d)
 {
-    vfiocpr_device *d = device_new(c, group, name);
+    return d->kind;
+}
 
-    if (!vfiocpr_fdreg_has(vfiocpr_ctx_fdreg(vfiocpr_container_ctx(c)), d->reg_name, 0,
-                           VFIOCPR_FD_VFIO_DEVICE)) {
+void vfiocpr_device_set_iommufd_ids(vfiocpr_device *d, guint32 devid, guint32 hwpt_id)
+{
+    d->devid = devid;
+    d->hwpt_id = hwpt_id;
+}
+
+VFIOCPR_EXPORT int vfiocpr_device_iommufd_ids(const vfiocpr_device *d, uint32_t *devid,
+                                              uint32_t *hwpt_id)
+{
+    if (!d)
+        return -EINVAL;
+    if (d->kind != VFIOCPR_FD_VFIO_CDEV)
+        return -ENOTTY;
+    if (devid)
+        *devid = d->devid;
+    if (hwpt_id)
+        *hwpt_id = d->hwpt_id;
+    return 0;
+}
+
+static GHashTable *devices_of(vfiocpr_container *c)
+{
+    return vfiocpr_vfio_devices(vfiocpr_ctx_vfio(vfiocpr_container_ctx(c)));
+}
+
+int vfiocpr_device_preserved(vfiocpr_container *c, int group, const char *name,
+                             vfiocpr_fd_kind kind, vfiocpr_device **out, GError **error)
+{
+    vfiocpr_device *d = device_new(c, group, name, kind);
+
+    if (!vfiocpr_fdreg_has(vfiocpr_ctx_fdreg(vfiocpr_container_ctx(c)), d->reg_name, 0, kind)) {
         vfiocpr_device_unref(d);
-        return vfiocpr_fail(error, EBADMSG, "state: vfio: device '%s' has no preserved fd", name);
+        return vfiocpr_fail(error, EBADMSG, "state: vfio: device '%s' has no preserved fd (%s)",
+                            name, vfiocpr_fd_kind_to_string(kind));
     }
     d->preserved = true;
+    g_hash_table_insert(devices_of(c), d->name, d);
     *out = d;
     return 0;
+}
+
+int vfiocpr_device_add(vfiocpr_container *c, int group, const char *name, int fd,
+                       vfiocpr_fd_kind kind, vfiocpr_device **out, GError **error)
+{
+    vfiocpr_device *d = device_new(c, group, name, kind);
+    int r = vfiocpr_ctx_may_change(vfiocpr_container_ctx(c), "device open", error);
+
+    if (r == 0)
+        r = vfiocpr_fdreg_save(vfiocpr_ctx_fdreg(vfiocpr_container_ctx(c)), d->reg_name, 0, fd,
+                               kind, error);
+
+    if (r < 0) {
+        vfiocpr_device_unref(d);
+        VK(close, fd); /* just obtained, never used: nothing live to lose */
+        return r;
+    }
+    d->fd = fd;
+    g_hash_table_insert(devices_of(c), d->name, d);
+    *out = vfiocpr_device_ref(d);
+    return 0;
+}
+
+int vfiocpr_device_claim(vfiocpr_container *c, const char *name, vfiocpr_device **out,
+                         GError **error)
+{
+    vfiocpr_device *d = g_hash_table_lookup(devices_of(c), name);
+    int r;
+
+    if (!d)
+        return 0;
+    if (!d->preserved || d->claimed)
+        return vfiocpr_fail(error, EEXIST, "device '%s': already open", name);
+    if (d->container != c)
+        return vfiocpr_fail(error, EINVAL, "device '%s': open: the preserved device is in "
+                            "container '%s', not '%s'", name,
+                            vfiocpr_container_name(d->container), vfiocpr_container_name(c));
+    r = vfiocpr_fdreg_find(vfiocpr_ctx_fdreg(vfiocpr_container_ctx(c)), d->reg_name, 0, d->kind,
+                           error);
+    if (r < 0)
+        return r;
+    d->fd = r;
+    d->claimed = true;
+    vfiocpr_ctx_step(vfiocpr_container_ctx(c), "restoring");
+    *out = vfiocpr_device_ref(d);
+    return 1;
 }
 
 VFIOCPR_EXPORT int vfiocpr_device_group_id(const char *name, GError **error)
@@ -137,35 +218,28 @@ VFIOCPR_EXPORT int vfiocpr_device_group_id(const char *name, GError **error)
 VFIOCPR_EXPORT int vfiocpr_device_open(vfiocpr_container *c, int group_id, const char *name,
                                        vfiocpr_device **out, GError **error)
 {
-    vfiocpr *ctx;
     vfiocpr_fdreg *reg;
-    GHashTable *devices;
     vfiocpr_device *d;
     bool attached = false;
-    int gfd, fd, r;
+    int gfd, fd;
 
     if (!c || !name || !*name || !out || vfiocpr_container_fd(c) < 0)
         return vfiocpr_fail(error, EINVAL, "device '%s': open: bad arguments", name ? name : "?");
-    ctx = vfiocpr_container_ctx(c);
-    reg = vfiocpr_ctx_fdreg(ctx);
-    devices = vfiocpr_vfio_devices(vfiocpr_ctx_vfio(ctx));
-    d = g_hash_table_lookup(devices, name);
-    if (d && d->preserved && !d->claimed) {
-        if (d->container != c || d->group != group_id)
-            return vfiocpr_fail(error, EINVAL, "device '%s': open: the preserved device is in "
-                                "container '%s' group %d, not '%s' group %d", name,
-                                vfiocpr_container_name(d->container), d->group,
-                                vfiocpr_container_name(c), group_id);
-        r = vfiocpr_fdreg_find(reg, d->reg_name, 0, VFIOCPR_FD_VFIO_DEVICE, error);
-        if (r < 0)
-            return r;
-        d->fd = r;
-        d->claimed = true;
-        *out = vfiocpr_device_ref(d);
-        return 0;
+    if (vfiocpr_container_backend(c) != VFIOCPR_BACKEND_TYPE1)
+        return vfiocpr_fail(error, EINVAL, "device '%s': open by group: container '%s' is %s "
+                            "(use vfiocpr_device_attach)", name, vfiocpr_container_name(c),
+                            vfiocpr_backend_to_string(vfiocpr_container_backend(c)));
+    reg = vfiocpr_ctx_fdreg(vfiocpr_container_ctx(c));
+    d = g_hash_table_lookup(devices_of(c), name);
+    if (d && d->preserved && !d->claimed && d->container == c && d->group != group_id)
+        return vfiocpr_fail(error, EINVAL, "device '%s': open: the preserved device is in "
+                            "container '%s' group %d, not '%s' group %d", name,
+                            vfiocpr_container_name(d->container), d->group,
+                            vfiocpr_container_name(c), group_id);
+    if (d) {
+        int r = vfiocpr_device_claim(c, name, out, error);
+        return r < 0 ? r : 0;
     }
-    if (d)
-        return vfiocpr_fail(error, EEXIST, "device '%s': already open", name);
     if (!vfiocpr_container_has_group(c, group_id, &attached) || !attached)
         return vfiocpr_fail(error, ENOENT, "device '%s': open: group %d is not attached to "
                             "container '%s' (vfiocpr_container_add_group first)", name, group_id,
@@ -174,6 +248,8 @@ VFIOCPR_EXPORT int vfiocpr_device_open(vfiocpr_container *c, int group_id, const
         return vfiocpr_fail(error, ENOENT, "device '%s': not in the preserved state of container "
                             "'%s': new devices can be opened once every preserved DMA range is "
                             "re-mapped", name, vfiocpr_container_name(c));
+    if ((gfd = vfiocpr_ctx_may_change(vfiocpr_container_ctx(c), "device open", error)) < 0)
+        return gfd;
     gfd = vfiocpr_fdreg_find(reg, "vfio-group", (guint64)group_id, VFIOCPR_FD_VFIO_GROUP, error);
     if (gfd < 0)
         return gfd;
@@ -181,17 +257,7 @@ VFIOCPR_EXPORT int vfiocpr_device_open(vfiocpr_container *c, int group_id, const
     if (fd < 0)
         return vfiocpr_fail(error, fd, "device '%s': VFIO_GROUP_GET_DEVICE_FD on group %d", name,
                             group_id);
-    d = device_new(c, group_id, name);
-    r = vfiocpr_fdreg_save(reg, d->reg_name, 0, fd, VFIOCPR_FD_VFIO_DEVICE, error);
-    if (r < 0) {
-        vfiocpr_device_unref(d);
-        VK(close, fd); /* just obtained, never used: nothing live to lose */
-        return r;
-    }
-    d->fd = fd;
-    g_hash_table_insert(devices, d->name, d);
-    *out = vfiocpr_device_ref(d);
-    return 0;
+    return vfiocpr_device_add(c, group_id, name, fd, VFIOCPR_FD_VFIO_DEVICE, out, error);
 }
 
 VFIOCPR_EXPORT int vfiocpr_device_map_region(vfiocpr_device *d, unsigned int index,
@@ -228,6 +294,11 @@ VFIOCPR_EXPORT int vfiocpr_device_close(vfiocpr_device *d, GError **error)
     if (!d || d->fd < 0)
         return vfiocpr_fail(error, EINVAL, "device: close: not open");
     ctx = vfiocpr_container_ctx(d->container);
+    {
+        int r = vfiocpr_ctx_may_change(ctx, "device close", error);
+        if (r < 0)
+            return r;
+    }
     vfiocpr_fdreg_forget(vfiocpr_ctx_fdreg(ctx), d->reg_name, 0);
     VK(close, d->fd);
     d->fd = -1;

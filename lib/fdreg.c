@@ -129,7 +129,7 @@ int vfiocpr_fdreg_save(vfiocpr_fdreg *reg, const char *name, guint64 id, int fd,
 
     if (!name || !*name)
         return vfiocpr_fail(error, EINVAL, "fd registry: save: empty name");
-    if ((unsigned)kind > VFIOCPR_FD_KVM)
+    if ((unsigned)kind > VFIOCPR_FD_KIND_LAST)
         return vfiocpr_fail(error, EINVAL, "fd registry: save '%s'/%" G_GUINT64_FORMAT
                             ": unknown kind %d", name, id, (int)kind);
     if (fd < 0)
@@ -145,7 +145,7 @@ int vfiocpr_fdreg_save(vfiocpr_fdreg *reg, const char *name, guint64 id, int fd,
     if (r < 0)
         return vfiocpr_fail(error, r, "fd registry: save '%s'/%" G_GUINT64_FORMAT
                             ": fd %d is not open", name, id, fd);
-    if (found != kind)
+    if (!vfiocpr_kind_matches(kind, found))
         return vfiocpr_fail(error, EBADFD, "fd registry: save '%s'/%" G_GUINT64_FORMAT
                             ": fd %d is %s (%s), not %s", name, id, fd,
                             vfiocpr_fd_kind_to_string(found), desc,
@@ -184,7 +184,7 @@ static int claim(entry *e, GError **error)
             return vfiocpr_fail(error, r, "fd registry: find '%s'/%" G_GUINT64_FORMAT
                                 ": inherited fd %d is not open", e->name, e->id, e->fd);
         found = vfiocpr_kernel_kind_from_link(desc, &e->st);
-        if (found != e->kind)
+        if (!vfiocpr_kind_matches(e->kind, found))
             return vfiocpr_fail(error, EBADFD, "fd registry: find '%s'/%" G_GUINT64_FORMAT
                                 ": inherited fd %d is %s (%s), the state says %s", e->name,
                                 e->id, e->fd, vfiocpr_fd_kind_to_string(found), desc,
@@ -284,6 +284,11 @@ int vfiocpr_fdreg_check(vfiocpr_fdreg *reg, GError **error)
 
 void vfiocpr_fdreg_serialize(vfiocpr_fdreg *reg, GVariantDict *payload)
 {
+    vfiocpr_fdreg_serialize_for(reg, payload, NULL);
+}
+
+void vfiocpr_fdreg_serialize_for(vfiocpr_fdreg *reg, GVariantDict *payload, GArray *transfer_fds)
+{
     guint n = g_hash_table_size(reg->entries), i = 0;
     g_autoptr(GHashTable) name_idx = g_hash_table_new(g_direct_hash, g_direct_equal);
     g_autoptr(GPtrArray) names = g_ptr_array_new();
@@ -300,9 +305,14 @@ void vfiocpr_fdreg_serialize(vfiocpr_fdreg *reg, GVariantDict *payload)
             g_hash_table_insert(name_idx, (gpointer)e->name, idx);
             g_ptr_array_add(names, (gpointer)e->name);
         }
+        /* a transfer renumbers every fd in transit: records name the fd by its
+         * place in the list that travels with the state */
         w[i] = (wire_fd){ .name = GPOINTER_TO_UINT(idx), .kind = e->kind, .id = e->id,
-                          .fd = e->fd, .mode = e->st.mode, .dev = e->st.dev,
-                          .ino = e->st.ino, .rdev = e->st.rdev };
+                          .fd = transfer_fds ? (gint32)transfer_fds->len : e->fd,
+                          .mode = e->st.mode, .dev = e->st.dev, .ino = e->st.ino,
+                          .rdev = e->st.rdev };
+        if (transfer_fds)
+            g_array_append_val(transfer_fds, e->fd);
         i++;
     }
     g_variant_dict_insert_value(payload, "fd-names",
@@ -314,8 +324,15 @@ void vfiocpr_fdreg_serialize(vfiocpr_fdreg *reg, GVariantDict *payload)
 
 int vfiocpr_fdreg_deserialize(vfiocpr_fdreg *reg, GVariant *payload, GError **error)
 {
+    return vfiocpr_fdreg_deserialize_received(reg, payload, NULL, 0, error);
+}
+
+int vfiocpr_fdreg_deserialize_received(vfiocpr_fdreg *reg, GVariant *payload,
+                                       const int *received, guint n_received, GError **error)
+{
     g_autoptr(GVariant) vnames = NULL, vfds = NULL;
     g_autofree const char **names = NULL;
+    g_autofree guint8 *used = received ? g_new0(guint8, n_received ? n_received : 1) : NULL;
     const wire_fd *w;
     gsize n_names, n;
 
@@ -336,12 +353,17 @@ int vfiocpr_fdreg_deserialize(vfiocpr_fdreg *reg, GVariant *payload, GError **er
         if (lookup_pooled(reg, names[w[i].name], w[i].id))
             return vfiocpr_fail(error, EBADMSG, "state: fd registry: record %zu: '%s'/%"
                                 G_GUINT64_FORMAT " appears twice", i, names[w[i].name], w[i].id);
+        if (received && ((guint32)w[i].fd >= n_received || used[w[i].fd]++))
+            return vfiocpr_fail(error, EBADMSG, "state: fd registry: record %zu ('%s'/%"
+                                G_GUINT64_FORMAT "): fd index %d is out of the %u fds received "
+                                "or used twice", i, names[w[i].name], w[i].id, w[i].fd,
+                                n_received);
         e = g_new0(entry, 1);
         e->name = names[w[i].name];
         e->id = w[i].id;
-        e->fd = w[i].fd;
+        e->fd = received ? received[w[i].fd] : w[i].fd;
         /* A kind from a newer minor is checked by identity only, like OTHER. */
-        e->kind = w[i].kind <= VFIOCPR_FD_KVM ? (vfiocpr_fd_kind)w[i].kind : VFIOCPR_FD_OTHER;
+        e->kind = w[i].kind <= VFIOCPR_FD_KIND_LAST ? (vfiocpr_fd_kind)w[i].kind : VFIOCPR_FD_OTHER;
         e->st = (vfiocpr_fd_stat){ .dev = w[i].dev, .ino = w[i].ino, .rdev = w[i].rdev,
                                    .mode = w[i].mode };
         e->inherited = true;
@@ -349,6 +371,9 @@ int vfiocpr_fdreg_deserialize(vfiocpr_fdreg *reg, GVariant *payload, GError **er
         g_hash_table_add(reg->entries, e);
         g_hash_table_insert(reg->by_fd, GINT_TO_POINTER(e->fd), e);
     }
+    if (received && n != n_received)
+        return vfiocpr_fail(error, EBADMSG, "state: fd registry: %zu records for %u fds "
+                            "received", n, n_received);
     return 0;
 }
 
@@ -373,7 +398,8 @@ int vfiocpr_fdreg_validate(vfiocpr_fdreg *reg, int state_fd, GError **error)
             return vfiocpr_fail(error, EBADFD, "state: fd registry: '%s'/%" G_GUINT64_FORMAT
                                 ": fd %d recorded as memfd but is not a regular file",
                                 e->name, e->id, e->fd);
-        if ((e->kind == VFIOCPR_FD_VFIO_CONTAINER || e->kind == VFIOCPR_FD_VFIO_GROUP) &&
+        if ((e->kind == VFIOCPR_FD_VFIO_CONTAINER || e->kind == VFIOCPR_FD_VFIO_GROUP ||
+             e->kind == VFIOCPR_FD_IOMMUFD || e->kind == VFIOCPR_FD_VFIO_CDEV) &&
             !S_ISCHR(e->st.mode))
             return vfiocpr_fail(error, EBADFD, "state: fd registry: '%s'/%" G_GUINT64_FORMAT
                                 ": fd %d recorded as %s but is not a character device",
@@ -493,13 +519,13 @@ guint vfiocpr_fdreg_finish(vfiocpr_fdreg *reg, GPtrArray *out)
 void vfiocpr_fdreg_describe(vfiocpr_fdreg *reg, GString *out)
 {
     g_autoptr(GPtrArray) all = sorted(reg);
-    guint per_kind[VFIOCPR_FD_KVM + 1] = { 0 };
+    guint per_kind[VFIOCPR_FD_KIND_LAST + 1] = { 0 };
     bool first = true;
 
     for (guint i = 0; i < all->len; i++)
         per_kind[((entry *)all->pdata[i])->kind]++;
     g_string_append_printf(out, "fds: %u", all->len);
-    for (int k = 0; k <= VFIOCPR_FD_KVM; k++)
+    for (int k = 0; k <= VFIOCPR_FD_KIND_LAST; k++)
         if (per_kind[k]) {
             g_string_append_printf(out, "%s%s %u", first ? " (" : ", ",
                                    vfiocpr_fd_kind_to_string(k), per_kind[k]);

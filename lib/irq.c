@@ -85,11 +85,21 @@ static vfiocpr_fdreg *reg_of(vfiocpr_device *d)
     return vfiocpr_ctx_fdreg(vfiocpr_container_ctx(vfiocpr_device_container(d)));
 }
 
+static vfiocpr *ctx_of(vfiocpr_device *d)
+{
+    return vfiocpr_container_ctx(vfiocpr_device_container(d));
+}
+
 static int set_irqs(vfiocpr_device *d, guint index, guint32 action, guint start, guint count,
                     const int *fds)
 {
     gsize sz = sizeof(struct vfio_irq_set) + (fds ? count * sizeof(int) : 0);
-    g_autofree struct vfio_irq_set *s = g_malloc0(sz);
+    g_autofree struct vfio_irq_set *s = NULL;
+
+    /* callers check with a message first; this keeps a live device safe regardless */
+    if (vfiocpr_ctx_may_change(ctx_of(d), "SET_IRQS", NULL) < 0)
+        return -EBUSY;
+    s = g_malloc0(sz);
 
     s->argsz = (guint32)sz;
     s->flags = action | (fds ? VFIO_IRQ_SET_DATA_EVENTFD : VFIO_IRQ_SET_DATA_NONE);
@@ -123,6 +133,8 @@ static int enable_new(vfiocpr_device *d, vfiocpr_irqs *q, guint index, guint sta
     guint made = 0, saved = 0;
     int r;
 
+    if ((r = vfiocpr_ctx_may_change(ctx_of(d), "irq enable", error)) < 0)
+        return r;
     r = irq_info(d, index, &info, error);
     if (r < 0)
         return r;
@@ -323,6 +335,8 @@ VFIOCPR_EXPORT int vfiocpr_irq_disable(vfiocpr_device *d, vfiocpr_irq_index inde
 
     if (!d || vfiocpr_device_fd(d) < 0 || (guint)index >= N_INDEX)
         return vfiocpr_fail(error, EINVAL, "device: irq disable: bad arguments");
+    if ((r = vfiocpr_ctx_may_change(ctx_of(d), "irq disable", error)) < 0)
+        return r;
     q = vfiocpr_device_irqs(d);
     r = set_irqs(d, index, VFIO_IRQ_SET_ACTION_TRIGGER, 0, 0, NULL);
     if (r < 0)

@@ -6,6 +6,7 @@
  */
 #include "config.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -13,6 +14,7 @@
 #include <linux/capability.h>
 #include <poll.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <sys/ioctl.h>
 #include <sys/resource.h>
 #include <sys/mman.h>
@@ -225,6 +227,136 @@ static off_t real_lseek(int fd, off_t off)
     return r < 0 ? -errno : r;
 }
 
+static int real_dir_entry(const char *path, const char *prefix, char *buf, size_t len)
+{
+    DIR *dir = opendir(path);
+    struct dirent *de;
+    int r = -ENOENT;
+
+    if (!dir)
+        return -errno;
+    while ((de = readdir(dir)))
+        if (g_str_has_prefix(de->d_name, prefix)) {
+            r = g_strlcpy(buf, de->d_name, len) < len ? 0 : -ENAMETOOLONG;
+            break;
+        }
+    closedir(dir);
+    return r;
+}
+
+static ssize_t real_send_msg(int sock, const void *buf, size_t len, const int *fds,
+                             unsigned n_fds)
+{
+    struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
+    struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+    g_autofree char *ctl = NULL;
+    ssize_t r;
+
+    if (n_fds) {
+        struct cmsghdr *c;
+        ctl = g_malloc0(CMSG_SPACE(n_fds * sizeof(int)));
+        mh.msg_control = ctl;
+        mh.msg_controllen = CMSG_SPACE(n_fds * sizeof(int));
+        c = CMSG_FIRSTHDR(&mh);
+        c->cmsg_level = SOL_SOCKET;
+        c->cmsg_type = SCM_RIGHTS;
+        c->cmsg_len = CMSG_LEN(n_fds * sizeof(int));
+        memcpy(CMSG_DATA(c), fds, n_fds * sizeof(int));
+    }
+    do
+        r = sendmsg(sock, &mh, MSG_NOSIGNAL);
+    while (r < 0 && errno == EINTR);
+    return r < 0 ? -errno : r;
+}
+
+static ssize_t real_recv_msg(int sock, void *buf, size_t len, int *fds, unsigned max_fds,
+                             unsigned *n_fds)
+{
+    struct iovec iov = { .iov_base = buf, .iov_len = len };
+    /* room for more than max_fds, so that a peer sending too many is seen */
+    size_t room = CMSG_SPACE((max_fds + 1) * sizeof(int));
+    g_autofree char *ctl = g_malloc0(room);
+    struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl,
+                         .msg_controllen = room };
+    unsigned got = 0;
+    bool bad = false;
+    ssize_t r;
+
+    do
+        r = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC);
+    while (r < 0 && errno == EINTR);
+    if (r < 0)
+        return -errno;
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
+        unsigned n;
+        int *p;
+        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+            continue;
+        n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        p = (int *)CMSG_DATA(c);
+        for (unsigned i = 0; i < n; i++) {
+            if (got < max_fds)
+                fds[got++] = p[i];
+            else {
+                close(p[i]);
+                bad = true;
+            }
+        }
+    }
+    if (bad || (mh.msg_flags & MSG_CTRUNC)) {
+        for (unsigned i = 0; i < got; i++)
+            close(fds[i]);
+        *n_fds = 0;
+        /* cut with room to spare: the kernel could not install them (RLIMIT_NOFILE) */
+        return bad ? -EMSGSIZE : -EMFILE;
+    }
+    *n_fds = got;
+    return r;
+}
+
+static int real_wait_readable(int fd, int timeout_ms)
+{
+    struct pollfd p = { .fd = fd, .events = POLLIN };
+    int r;
+
+    do
+        r = poll(&p, 1, timeout_ms);
+    while (r < 0 && errno == EINTR);
+    if (r < 0)
+        return -errno;
+    if (p.revents & POLLNVAL)
+        return -EBADF;
+    return r > 0;
+}
+
+static int real_peer_cred(int sock, guint32 *pid, guint32 *uid, guint32 *my_uid)
+{
+    struct ucred cr;
+    socklen_t len = sizeof(cr);
+
+    if (getsockopt(sock, SOL_SOCKET, SO_PEERCRED, &cr, &len) < 0)
+        return -errno;
+    *pid = (guint32)cr.pid;
+    *uid = (guint32)cr.uid;
+    *my_uid = (guint32)geteuid();
+    return 0;
+}
+
+static int real_shutdown(int sock)
+{
+    return shutdown(sock, SHUT_RDWR) < 0 ? -errno : 0;
+}
+
+static guint32 real_getpid(void)
+{
+    return (guint32)getpid();
+}
+
+static gint64 real_monotonic_ms(void)
+{
+    return g_get_monotonic_time() / 1000;
+}
+
 static const vfiocpr_kernel_ops real_ops = {
     .memfd_create = real_memfd_create,
     .pwrite = real_pwrite,
@@ -249,6 +381,14 @@ static const vfiocpr_kernel_ops real_ops = {
     .read = real_read,
     .write = real_write,
     .lseek = real_lseek,
+    .dir_entry = real_dir_entry,
+    .send_msg = real_send_msg,
+    .recv_msg = real_recv_msg,
+    .wait_readable = real_wait_readable,
+    .peer_cred = real_peer_cred,
+    .shutdown = real_shutdown,
+    .getpid = real_getpid,
+    .monotonic_ms = real_monotonic_ms,
 };
 
 const vfiocpr_kernel_ops *vfiocpr_kernel = &real_ops;
@@ -273,6 +413,11 @@ bool vfiocpr_kind_shares_inode(vfiocpr_fd_kind kind)
            kind == VFIOCPR_FD_KVM;
 }
 
+bool vfiocpr_kind_matches(vfiocpr_fd_kind want, vfiocpr_fd_kind found)
+{
+    return want == found || (want == VFIOCPR_FD_VFIO_DEVICE && found == VFIOCPR_FD_VFIO_CDEV);
+}
+
 vfiocpr_fd_kind vfiocpr_kernel_kind_from_link(const char *link, const vfiocpr_fd_stat *st)
 {
     if (S_ISREG(st->mode))
@@ -283,7 +428,9 @@ vfiocpr_fd_kind vfiocpr_kernel_kind_from_link(const char *link, const vfiocpr_fd
         if (major(st->rdev) == MISC_MAJOR_NR && minor(st->rdev) == KVM_MINOR_NR)
             return VFIOCPR_FD_KVM;
         if (g_str_has_prefix(link, "/dev/vfio/devices/"))
-            return VFIOCPR_FD_VFIO_DEVICE;
+            return VFIOCPR_FD_VFIO_CDEV;
+        if (strcmp(link, "/dev/iommu") == 0)
+            return VFIOCPR_FD_IOMMUFD;
         if (g_str_has_prefix(link, "/dev/vfio/"))
             return VFIOCPR_FD_VFIO_GROUP;
         return VFIOCPR_FD_OTHER;

@@ -224,6 +224,9 @@ VFIOCPR_EXPORT int vfiocpr_mig_set_state(vfiocpr_device *d, vfiocpr_mig_state ta
 
     if (!d || (unsigned)target >= N_STATES || (unsigned)recovery >= N_STATES)
         return vfiocpr_fail(error, EINVAL, "migration: set state: bad arguments");
+    if ((r = vfiocpr_ctx_may_change(vfiocpr_container_ctx(vfiocpr_device_container(d)),
+                                    "migration: set state", error)) < 0)
+        return r;
     if ((r = vfiocpr_mig_flags(d, &flags, error)) < 0)
         return r;
     if (!(flags & VFIOCPR_MIG_FLAG_STOP_COPY))

@@ -52,6 +52,23 @@ typedef struct vfiocpr_kernel_ops {
     off_t (*lseek)(int fd, off_t off);
     /* 1 if fd is readable now (poll, no wait, nothing consumed), 0 if not */
     int (*readable)(int fd);
+    /* the first entry of directory dir whose name starts with prefix, into buf */
+    int (*dir_entry)(const char *dir, const char *prefix, char *buf, size_t len);
+    /* UNIX sockets for a transfer handover. send_msg: one sendmsg of buf with the
+     * n_fds fds as SCM_RIGHTS (MSG_NOSIGNAL). recv_msg: one recvmsg into buf; received
+     * fds (MSG_CMSG_CLOEXEC) into fds, their count into *n_fds; -EMSGSIZE when more
+     * than max_fds came, -EMFILE when the kernel could not install them all (the
+     * control data was cut: RLIMIT_NOFILE); either way every fd that arrived is closed. */
+    ssize_t (*send_msg)(int sock, const void *buf, size_t len, const int *fds, unsigned n_fds);
+    ssize_t (*recv_msg)(int sock, void *buf, size_t len, int *fds, unsigned max_fds,
+                        unsigned *n_fds);
+    /* 1 when fd is readable (or hung up) within timeout_ms, 0 on timeout */
+    int (*wait_readable)(int fd, int timeout_ms);
+    /* SO_PEERCRED of a connected UNIX socket, and this process's effective uid */
+    int (*peer_cred)(int sock, guint32 *pid, guint32 *uid, guint32 *my_uid);
+    int (*shutdown)(int sock);
+    guint32 (*getpid)(void);
+    gint64 (*monotonic_ms)(void);
 } vfiocpr_kernel_ops;
 
 /* Installs ops (NULL: the real kernel); returns the previous table. */
@@ -68,6 +85,11 @@ int vfiocpr_kernel_fd_kind(int fd, vfiocpr_fd_kind *kind, vfiocpr_fd_stat *st, c
 vfiocpr_fd_kind vfiocpr_kernel_kind_from_link(const char *link, const vfiocpr_fd_stat *st);
 /* True when fstat identity alone cannot tell kinds apart (anon inodes). */
 bool vfiocpr_kind_shares_inode(vfiocpr_fd_kind kind);
+/* The highest fd kind this library knows. */
+#define VFIOCPR_FD_KIND_LAST VFIOCPR_FD_VFIO_CDEV
+/* An fd the kernel shows as found serves a registration of kind want: the same
+ * kind, or a vfio cdev registered as VFIOCPR_FD_VFIO_DEVICE (what 0.1 called it). */
+bool vfiocpr_kind_matches(vfiocpr_fd_kind want, vfiocpr_fd_kind found);
 
 /* ---------------------------------------------------------------- errors */
 
@@ -98,6 +120,30 @@ int vfiocpr_state_read_fd(int fd, GBytes **blob_out, GError **error);
 /* Parses the environment variable's value. */
 int vfiocpr_state_parse_env(const char *value, int *fd_out, GError **error);
 
+/* ---------------------------------------------------------------- transfer wire */
+
+enum {
+    VFIOCPR_XFER_OFFER = 1,
+    VFIOCPR_XFER_FDS,
+    VFIOCPR_XFER_STEP,
+    VFIOCPR_XFER_REFUSE,
+    VFIOCPR_XFER_COMMIT,
+    VFIOCPR_XFER_RELEASED,
+};
+#define VFIOCPR_XFER_BATCH 250        /* fds a message, under SCM_MAX_FD (253) */
+#define VFIOCPR_XFER_MAX_FDS 65536    /* fds a transfer */
+#define VFIOCPR_XFER_MAX_PAYLOAD 4096 /* bytes a message */
+
+const char *vfiocpr_xfer_type_name(guint type);
+/* SO_PEERCRED: same effective uid unless flags has VFIOCPR_TRANSFER_ANY_UID */
+int vfiocpr_xfer_check_peer(int sock, unsigned flags, guint32 *peer_pid, GError **error);
+int vfiocpr_xfer_send(int sock, guint type, const char *text, GError **error);
+int vfiocpr_xfer_send_state(int sock, int state_fd, const int *fds, guint n, GError **error);
+/* deadline in monotonic ms; a message with fds where none belong is a protocol error */
+int vfiocpr_xfer_recv(int sock, gint64 deadline, guint *type, char **text, GError **error);
+int vfiocpr_xfer_recv_state(int sock, gint64 deadline, int *state_fd, GArray **fds,
+                            GError **error);
+
 /* ---------------------------------------------------------------- fd registry */
 
 typedef struct vfiocpr_fdreg vfiocpr_fdreg;
@@ -114,6 +160,13 @@ guint vfiocpr_fdreg_count(const vfiocpr_fdreg *reg);
 int vfiocpr_fdreg_check(vfiocpr_fdreg *reg, GError **error);
 /* Adds the registry's sections to a payload under construction. */
 void vfiocpr_fdreg_serialize(vfiocpr_fdreg *reg, GVariantDict *payload);
+/* The same; with transfer_fds, every record names its fd by its index in
+ * transfer_fds (appended in record order) instead of by number. */
+void vfiocpr_fdreg_serialize_for(vfiocpr_fdreg *reg, GVariantDict *payload, GArray *transfer_fds);
+/* Loads the records of a transfer state: each names its fd by index into
+ * received (every index used exactly once). */
+int vfiocpr_fdreg_deserialize_received(vfiocpr_fdreg *reg, GVariant *payload,
+                                       const int *received, guint n_received, GError **error);
 /* Loads inherited entries from a decoded payload: structural checks only. */
 int vfiocpr_fdreg_deserialize(vfiocpr_fdreg *reg, GVariant *payload, GError **error);
 /* Checks every inherited fd against the kernel (open, same identity); none may be
@@ -139,33 +192,132 @@ int vfiocpr_fdreg_peek(vfiocpr_fdreg *reg, const char *name, guint64 id);
 typedef struct vfiocpr_vfio vfiocpr_vfio;
 vfiocpr_fdreg *vfiocpr_ctx_fdreg(vfiocpr *ctx);
 vfiocpr_vfio *vfiocpr_ctx_vfio(vfiocpr *ctx);
+/* 0 if the process may change what it holds (what: the call, for the message);
+ * -EBUSY after a committed transfer (the devices belong to the new process) and, in
+ * a process restoring from a transfer, before it committed (the old process could
+ * not take the change back). */
+int vfiocpr_ctx_may_change(vfiocpr *ctx, const char *what, GError **error);
+/* A transfer restore reached a step the old process should hear of (best effort). */
+void vfiocpr_ctx_step(vfiocpr *ctx, const char *step);
 
-/* ---------------------------------------------------------------- VFIO type1 */
+/* ---------------------------------------------------------------- VFIO containers
+ *
+ * lib/vfio.c keeps what does not depend on the IOMMU backend: the containers and
+ * devices of a context, their DMA mappings (memfd identity, restart claims), the
+ * exec phases and the state sections of the mappings. Each backend (lib/type1.c,
+ * lib/iommufd.c) implements one ops table. */
+
+typedef struct vfiocpr_mapping {
+    guint64 iova, size, offset;
+    guint32 flags;     /* VFIOCPR_DMA_READ | VFIOCPR_DMA_WRITE */
+    void *vaddr;       /* where the range is mapped now (NULL while pending) */
+    int memfd;         /* -1: not backed by a registered memfd, cannot be preserved */
+    guint64 mem_dev, mem_ino;
+    bool pending;      /* restart: preserved, not yet provided again by the VMM */
+    bool lone;         /* its own allocation (made in this image), not part of a block */
+} vfiocpr_mapping;
+
+typedef struct vfiocpr_backend_ops vfiocpr_backend_ops;
+
+struct vfiocpr_container {
+    gint ref;
+    vfiocpr *ctx;
+    const vfiocpr_backend_ops *ops;
+    char *name;
+    char *reg_name;    /* registry key of the container fd */
+    int fd;
+    bool preserved;    /* came from the incoming state */
+    bool claimed;      /* preserved and opened again by the VMM */
+    bool prepared;     /* exec in progress: the backend's prepare ran */
+    GHashTable *maps;  /* vfiocpr_mapping*, keyed by iova */
+    GPtrArray *blocks; /* where mappings live: one allocation per state, or one each */
+    guint n_pending;
+    gpointer priv;     /* the backend's own state */
+};
+
+struct vfiocpr_backend_ops {
+    vfiocpr_backend id;
+    const char *name;
+    const char *feature;     /* required feature of a state holding such a container */
+    const char *reg_prefix;  /* registry name of the container fd: prefix + name */
+    vfiocpr_fd_kind fd_kind; /* of the container fd */
+    const char *dma_section; /* state section of its DMA records */
+    /* cold start: open (fd < 0) or adopt fd, make c->fd usable, fill c->priv */
+    int (*open)(vfiocpr_container *c, int fd, GError **error);
+    void (*free_priv)(gpointer priv);
+    /* a device by name, cold start or restart */
+    int (*attach)(vfiocpr_container *c, const char *name, vfiocpr_device **out,
+                  GError **error);
+    int (*map)(vfiocpr_container *c, vfiocpr_mapping *m, GError **error);
+    /* restart: the VMM provides a preserved range again at vaddr */
+    int (*remap)(vfiocpr_container *c, vfiocpr_mapping *m, void *vaddr, GError **error);
+    int (*unmap)(vfiocpr_container *c, vfiocpr_mapping *m, GError **error);
+    /* exec: blockers (no side effects), prepare (undone by undo) */
+    int (*check)(vfiocpr_container *c, GError **error);
+    int (*prepare)(vfiocpr_container *c, GError **error);
+    void (*undo)(vfiocpr_container *c);
+    /* restart ends (after every preserved range was provided again) */
+    int (*finish)(vfiocpr_container *c, GError **error);
+    /* explicit close: the backend's objects besides the container fd */
+    int (*close)(vfiocpr_container *c, GError **error);
+    /* state: containers is this backend's containers in record order */
+    void (*serialize)(vfiocpr *ctx, GPtrArray *containers, GVariantDict *d);
+    /* creates the preserved containers (in record order, appended to containers) and
+     * their devices; false-y (0, nothing added) when the state has none */
+    int (*deserialize)(vfiocpr *ctx, GVariant *payload, GPtrArray *containers,
+                       GError **error);
+    void (*describe)(vfiocpr_container *c, GString *out);
+};
+
+extern const vfiocpr_backend_ops vfiocpr_type1_ops;
+extern const vfiocpr_backend_ops vfiocpr_iommufd_ops;
+#define VFIOCPR_FEATURE_VFIO_TYPE1 "vfio-type1"
+#define VFIOCPR_FEATURE_IOMMUFD "iommufd"
+/* a transfer state: fd records hold indexes into the fds that travel with it */
+#define VFIOCPR_FEATURE_FD_INDEX "fd-index"
 
 vfiocpr_vfio *vfiocpr_vfio_new(void);
 void vfiocpr_vfio_free(vfiocpr_vfio *v);
 GHashTable *vfiocpr_vfio_devices(vfiocpr_vfio *v);
+GHashTable *vfiocpr_vfio_containers(vfiocpr_vfio *v);
+/* A container of backend ops named name, registered in the context (the context
+ * holds the reference returned). */
+vfiocpr_container *vfiocpr_container_new(vfiocpr *ctx, const char *name,
+                                         const vfiocpr_backend_ops *ops, bool preserved);
 /* exec: blockers, without side effects */
 int vfiocpr_vfio_check(vfiocpr *ctx, GError **error);
-/* exec: one UNMAP_DMA(VADDR|ALL) per container; undone by revalidate */
-int vfiocpr_vfio_invalidate(vfiocpr *ctx, GError **error);
-void vfiocpr_vfio_revalidate(vfiocpr *ctx);
-/* Adds the vfio sections; false (and nothing added) when there is no container. */
-bool vfiocpr_vfio_serialize(vfiocpr *ctx, GVariantDict *payload);
-#define VFIOCPR_FEATURE_VFIO_TYPE1 "vfio-type1"
+/* exec: every backend's prepare; undone by unprepare */
+int vfiocpr_vfio_prepare(vfiocpr *ctx, GError **error);
+void vfiocpr_vfio_unprepare(vfiocpr *ctx);
+/* Adds the vfio sections and the required features they need to features. */
+void vfiocpr_vfio_serialize(vfiocpr *ctx, GVariantDict *payload, GPtrArray *features);
 int vfiocpr_vfio_deserialize(vfiocpr *ctx, GVariant *payload, GError **error);
-/* restart ends: every preserved range must have been re-mapped */
+/* restart ends: every preserved range must have been provided again */
 int vfiocpr_vfio_finish(vfiocpr *ctx, GError **error);
 void vfiocpr_vfio_describe(vfiocpr *ctx, GString *out);
 
 const char *vfiocpr_container_name(const vfiocpr_container *c);
 vfiocpr *vfiocpr_container_ctx(const vfiocpr_container *c);
+/* type1 */
 bool vfiocpr_container_has_group(const vfiocpr_container *c, int group_id, bool *attached);
 guint vfiocpr_container_pending(const vfiocpr_container *c);
+
+/* devices */
 vfiocpr_container *vfiocpr_device_container(const vfiocpr_device *d);
 int vfiocpr_device_group(const vfiocpr_device *d);
+/* A preserved device from the state (its fd must be in the registry with kind). */
 int vfiocpr_device_preserved(vfiocpr_container *c, int group, const char *name,
-                             vfiocpr_device **out, GError **error);
+                             vfiocpr_fd_kind kind, vfiocpr_device **out, GError **error);
+/* A device just opened on a cold start: registers fd (closed on failure: nothing
+ * live can be lost) and adds it to the context. */
+int vfiocpr_device_add(vfiocpr_container *c, int group, const char *name, int fd,
+                       vfiocpr_fd_kind kind, vfiocpr_device **out, GError **error);
+/* Restart: if name is a preserved device not claimed yet, claims it into c and
+ * returns 1; 0 if it is not preserved; < 0 on error (another container, bad fd). */
+int vfiocpr_device_claim(vfiocpr_container *c, const char *name, vfiocpr_device **out,
+                         GError **error);
+void vfiocpr_device_set_iommufd_ids(vfiocpr_device *d, guint32 devid, guint32 hwpt_id);
+vfiocpr_fd_kind vfiocpr_device_kind(const vfiocpr_device *d);
 
 #endif
 

@@ -36,6 +36,8 @@ static const sys_rule syscalls[] = {
     { "openat", 0 },        { "mmap", 0 },        { "munmap", 0 },
     { "poll", 0 },          { "ppoll", 0 },       { "eventfd2", 0 },
     { "memfd_create", 0 },  { "prlimit64", 0 },   { "capget", 0 },
+    { "getdents64", 0 },    { "sendmsg", 0 },     { "recvmsg", 0 },
+    { "getsockopt", 0 },    { "shutdown", 0 },    { "getpid", 0 },
     { "execve", VFIOCPR_SECCOMP_EXEC },
 };
 
@@ -62,6 +64,13 @@ static const ioctl_rule ioctls[] = {
     IO(VFIO_DEVICE_SET_IRQS, 0),
     IO(VFIO_IOMMU_MAP_DMA, 0),
     IO(VFIO_IOMMU_UNMAP_DMA, 0),
+    IO(VFIO_DEVICE_BIND_IOMMUFD, 0),
+    IO(VFIO_DEVICE_ATTACH_IOMMUFD_PT, 0),
+    IO(IOMMU_IOAS_ALLOC, 0),
+    IO(IOMMU_IOAS_MAP, 0),
+    IO(IOMMU_IOAS_MAP_FILE, 0),
+    IO(IOMMU_IOAS_UNMAP, 0),
+    IO(IOMMU_IOAS_CHANGE_PROCESS, 0),
     /* migration: recovery's last resort and the feature interface */
     IO(VFIO_DEVICE_RESET, VFIOCPR_SECCOMP_MIGRATION),
     IO(VFIO_DEVICE_FEATURE, VFIOCPR_SECCOMP_MIGRATION),

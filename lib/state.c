@@ -193,7 +193,9 @@ static int check_normal_form(GVariant *dict, GError **error)
 }
 
 /* Features a payload may require; a reader refuses any it does not know. */
-static const char *const known_features[] = { VFIOCPR_FEATURE_VFIO_TYPE1, NULL };
+static const char *const known_features[] = { VFIOCPR_FEATURE_VFIO_TYPE1,
+                                               VFIOCPR_FEATURE_IOMMUFD,
+                                               VFIOCPR_FEATURE_FD_INDEX, NULL };
 
 static int check_features(GVariant *payload, GError **error)
 {

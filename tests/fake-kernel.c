@@ -1,10 +1,12 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include "config.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/kvm.h>
 #include <linux/vfio.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -12,6 +14,7 @@
 #include <sys/sysmacros.h>
 
 #include "fake-kernel.h"
+#include "transfer-peer.h"
 #include "vfio-compat.h"
 
 typedef struct {
@@ -19,6 +22,7 @@ typedef struct {
     vfiocpr_fd_stat st;
     int cloexec;
     bool owned; /* backed by a real fd the fake opened: close it too */
+    guint64 real_ino; /* owned: the backing memfd, whose dups are this object too */
 } pretend;
 
 /* ---- VFIO type1 model ---- */
@@ -33,9 +37,18 @@ typedef struct {
     bool mdev;
     int fd;        /* open group fd, -1 if closed (groups are single-open) */
     int container; /* container fd, -1 if none */
+    int bound;     /* iommufd fd the device's cdev is bound to, -1 if none */
 } fk_group;
 
-enum { FK_CONTAINER = 1, FK_GROUP, FK_DEVICE, FK_KVM, FK_VM };
+enum { FK_CONTAINER = 1, FK_GROUP, FK_DEVICE, FK_KVM, FK_VM, FK_IOMMUFD };
+
+/* ---- iommufd model ---- */
+typedef struct {
+    guint32 ioas;
+    guint64 iova, length;
+    bool by_file;
+    unsigned gen; /* the process its pins are charged to */
+} fk_iomap;
 
 #define FK_N_IRQ 5
 
@@ -52,7 +65,33 @@ typedef struct {
     GHashTable *irqfds;    /* VMs: eventfd -> gsi + 1 */
     unsigned routings;     /* VMs: KVM_SET_GSI_ROUTING calls */
     unsigned last_routes;  /* VMs: entries in the last one */
+    bool cdev;             /* devices: opened as /dev/vfio/devices/vfioN */
+    int bound_to;          /* cdevs: iommufd fd after BIND, else -1 */
+    guint32 devid, pt;     /* cdevs: from BIND and ATTACH */
+    GArray *iomaps;        /* iommufd: fk_iomap */
+    guint32 next_id;       /* iommufd: object ids */
+    GHashTable *ioas;      /* iommufd: IOAS ids */
 } fk_obj;
+
+/* A process, for locked-memory accounting: the thread that runs the library is in
+ * one (a transfer test runs the new process in another thread). */
+typedef struct {
+    unsigned gen;
+    guint64 locked, limit;
+} fk_proc;
+#define FK_N_PROCS 8
+static fk_proc fk_procs[FK_N_PROCS];
+static unsigned fk_next_gen = 1;
+static __thread int fk_cur_proc; /* index into fk_procs */
+#define CUR (&fk_procs[fk_cur_proc])
+
+static fk_proc *proc_by_gen(unsigned gen)
+{
+    for (int i = 0; i < FK_N_PROCS; i++)
+        if (fk_procs[i].gen == gen)
+            return &fk_procs[i];
+    return NULL;
+}
 
 static struct {
     unsigned calls[FK_N_OPS + 1];
@@ -62,6 +101,7 @@ static struct {
     int fail_err;
     fk_execve_fn execve;
     GHashTable *pretend; /* fd -> pretend* */
+    GHashTable *by_real; /* real ino of an owned object's memfd -> its fd */
     GHashTable *objs;    /* fd -> fk_obj* */
     GHashTable *groups;  /* id -> fk_group* */
     GHashTable *ioctls;  /* request -> count */
@@ -78,6 +118,11 @@ static struct {
     bool msix_noresize;
     unsigned irq_rerequests; /* SET_IRQS that hit an already live vector */
     bool fake_kvm;
+    bool iommufd;              /* /dev/iommu and the cdevs exist */
+    bool peer_uid_set;         /* SO_PEERCRED reports this uid */
+    guint32 peer_uid;
+    bool no_change_process;    /* a kernel before 6.14 */
+    unsigned gen;              /* the current process, for iommufd pin accounting */
     /* migration model */
     guint32 mig_flags;
     GByteArray *mig_blob;      /* what STOP_COPY produces; RESUMING must get exactly this */
@@ -98,7 +143,8 @@ typedef struct {
 static const char *const names[] = {
     "memfd_create", "pwrite", "pread", "fstat", "fd_path", "get_cloexec", "set_cloexec",
     "cloexec_range", "get_seals", "add_seals", "close", "execve", "ioctl", "open", "readlink",
-    "mmap", "munmap", "memlock", "eventfd", "readable", "read", "write", "lseek", "any",
+    "mmap", "munmap", "memlock", "eventfd", "readable", "read", "write", "lseek", "dir_entry",
+    "send_msg", "recv_msg", "wait_readable", "peer_cred", "shutdown", "any",
 };
 
 const char *fake_kernel_op_name(fk_op op)
@@ -122,16 +168,53 @@ static int enter(fk_op op)
 }
 
 #define REAL (vfiocpr_kernel_real())
-#define ENTER(op)          \
-    do {                   \
-        int e_ = enter(op); \
-        if (e_)            \
-            return e_;     \
+/* Two threads may play the old and the new process of a transfer: every op that
+ * touches the model holds the lock for its whole body; the blocking socket ops only
+ * while counting. */
+static GRecMutex fk_lock;
+#define ENTER(op)                                                                   \
+    g_autoptr(GRecMutexLocker) locker_ G_GNUC_UNUSED = g_rec_mutex_locker_new(&fk_lock); \
+    do {                                                                            \
+        int e_ = enter(op);                                                         \
+        if (e_)                                                                     \
+            return e_;                                                              \
+    } while (0)
+#define ENTER_UNLOCKED(op)                         \
+    do {                                           \
+        int e_;                                    \
+        g_rec_mutex_lock(&fk_lock);                \
+        e_ = enter(op);                            \
+        g_rec_mutex_unlock(&fk_lock);              \
+        if (e_)                                    \
+            return e_;                             \
     } while (0)
 
+/* The pretend of exactly this fd number (per-fd state: FD_CLOEXEC). */
 static pretend *find_pretend(int fd)
 {
     return fk.pretend ? g_hash_table_lookup(fk.pretend, GINT_TO_POINTER(fd)) : NULL;
+}
+
+/* An object is an open file, as in the kernel, not an fd number: an fd that is a
+ * dup of a fake object's backing file (received over a socket) is that object.
+ * Returns the number the object is known by. */
+static int canonical(int fd)
+{
+    vfiocpr_fd_stat st;
+    gpointer c;
+
+    if (!fk.pretend || g_hash_table_contains(fk.pretend, GINT_TO_POINTER(fd)) ||
+        !fk.by_real || !g_hash_table_size(fk.by_real) || REAL->fstat(fd, &st, NULL) < 0)
+        return fd;
+    if (g_hash_table_lookup_extended(fk.by_real, &st.ino, NULL, &c))
+        return GPOINTER_TO_INT(c);
+    return fd;
+}
+
+/* The pretend of the object behind fd (an alias included). */
+static pretend *find_object_pretend(int fd)
+{
+    return find_pretend(canonical(fd));
 }
 
 static int f_memfd_create(const char *name, unsigned int flags)
@@ -156,7 +239,7 @@ static int f_fstat(int fd, vfiocpr_fd_stat *st, off_t *size)
 {
     pretend *p;
     ENTER(FK_FSTAT);
-    if ((p = find_pretend(fd))) {
+    if ((p = find_object_pretend(fd))) {
         *st = p->st;
         if (size)
             *size = 0;
@@ -169,7 +252,7 @@ static int f_fd_path(int fd, char *buf, size_t len)
 {
     pretend *p;
     ENTER(FK_FD_PATH);
-    if ((p = find_pretend(fd)))
+    if ((p = find_object_pretend(fd)))
         return (int)g_strlcpy(buf, p->link, len);
     return REAL->fd_path(fd, buf, len);
 }
@@ -210,7 +293,7 @@ static int f_cloexec_range(int first, int last)
 static int f_get_seals(int fd)
 {
     ENTER(FK_GET_SEALS);
-    return find_pretend(fd) ? -EINVAL : REAL->get_seals(fd);
+    return find_object_pretend(fd) ? -EINVAL : REAL->get_seals(fd);
 }
 
 static int f_add_seals(int fd, int seals)
@@ -231,7 +314,60 @@ static void obj_closed(int fd)
     }
     if (o->type == FK_DEVICE)
         fk.device_closes++; /* the real kernel resets the device here */
+    if (o->type == FK_DEVICE && o->cdev && o->bound_to >= 0 && o->group)
+        o->group->bound = -1;
+    if (o->type == FK_IOMMUFD) {
+        /* the last close of the iommufd unpins everything of this process */
+        for (guint i = 0; i < o->iomaps->len; i++) {
+            fk_iomap *m = &g_array_index(o->iomaps, fk_iomap, i);
+            if (m->gen == CUR->gen)
+                CUR->locked -= m->length;
+        }
+    }
     g_hash_table_remove(fk.objs, GINT_TO_POINTER(fd));
+}
+
+/* Another open fd on the same backing file as fd, or -1. */
+static int other_holder(int fd, guint64 ino)
+{
+    DIR *d = opendir("/proc/self/fd");
+    struct dirent *de;
+    int found = -1;
+
+    while (d && (de = readdir(d))) {
+        vfiocpr_fd_stat st;
+        int n = atoi(de->d_name);
+        if (de->d_name[0] == '.' || n == fd || n == dirfd(d))
+            continue;
+        if (REAL->fstat(n, &st, NULL) == 0 && st.ino == ino && !find_pretend(n)) {
+            found = n;
+            break;
+        }
+    }
+    if (d)
+        closedir(d);
+    return found;
+}
+
+static void renumber(int from, int to)
+{
+    GHashTableIter it;
+    gpointer v;
+
+    g_hash_table_iter_init(&it, fk.groups);
+    while (g_hash_table_iter_next(&it, NULL, &v)) {
+        fk_group *g = v;
+        if (g->fd == from)
+            g->fd = to;
+        if (g->container == from)
+            g->container = to;
+        if (g->bound == from)
+            g->bound = to;
+    }
+    g_hash_table_iter_init(&it, fk.objs);
+    while (g_hash_table_iter_next(&it, NULL, &v))
+        if (((fk_obj *)v)->bound_to == from)
+            ((fk_obj *)v)->bound_to = to;
 }
 
 static int f_close(int fd)
@@ -240,8 +376,29 @@ static int f_close(int fd)
     ENTER(FK_CLOSE);
     if (fk.streams && g_hash_table_remove(fk.streams, GINT_TO_POINTER(fd)))
         return REAL->close(fd);
+    if (canonical(fd) != fd)
+        return REAL->close(fd); /* a dup: the object lives on */
     if ((p = find_pretend(fd))) {
         bool owned = p->owned;
+        if (owned && p->real_ino) {
+            int other = other_holder(fd, p->real_ino);
+            if (other >= 0) {
+                /* not the last close: the object now goes by the other number */
+                gpointer o = g_hash_table_lookup(fk.objs, GINT_TO_POINTER(fd));
+                g_hash_table_steal(fk.pretend, GINT_TO_POINTER(fd));
+                g_hash_table_insert(fk.pretend, GINT_TO_POINTER(other), p);
+                p->cloexec = REAL->get_cloexec(other);
+                if (o) {
+                    g_hash_table_steal(fk.objs, GINT_TO_POINTER(fd));
+                    g_hash_table_insert(fk.objs, GINT_TO_POINTER(other), o);
+                }
+                g_hash_table_insert(fk.by_real, g_memdup2(&p->real_ino, sizeof(guint64)),
+                                    GINT_TO_POINTER(other));
+                renumber(fd, other);
+                return REAL->close(fd);
+            }
+            g_hash_table_remove(fk.by_real, &p->real_ino);
+        }
         obj_closed(fd);
         g_hash_table_remove(fk.pretend, GINT_TO_POINTER(fd));
         return owned ? REAL->close(fd) : 0;
@@ -275,6 +432,14 @@ static int new_object(const char *link, guint32 mode, guint64 rdev, int type, fk
     fake_kernel_pretend(fd, link, mode, 5, type == FK_DEVICE ? 1039 : ++fk.next_ino, rdev);
     p = find_pretend(fd);
     p->owned = true;
+    {
+        vfiocpr_fd_stat real;
+        if (REAL->fstat(fd, &real, NULL) == 0) {
+            p->real_ino = real.ino;
+            g_hash_table_insert(fk.by_real, g_memdup2(&real.ino, sizeof(guint64)),
+                                GINT_TO_POINTER(fd));
+        }
+    }
     if (type == FK_DEVICE)
         p->st.dev = 10; /* the anon inode */
     o = g_new0(fk_obj, 1);
@@ -285,6 +450,12 @@ static int new_object(const char *link, guint32 mode, guint64 rdev, int type, fk
     o->unmask_fd = -1;
     o->mig_state = 2; /* RUNNING */
     o->data_fd = -1;
+    o->bound_to = -1;
+    if (type == FK_IOMMUFD) {
+        o->iomaps = g_array_new(FALSE, TRUE, sizeof(fk_iomap));
+        o->ioas = g_hash_table_new(g_direct_hash, g_direct_equal);
+        o->next_id = 1;
+    }
     if (type == FK_CONTAINER) {
         o->dmas = g_array_new(FALSE, TRUE, sizeof(fk_dma));
         o->by_iova = g_hash_table_new_full(g_int64_hash, g_int64_equal, g_free, NULL);
@@ -302,6 +473,10 @@ static void free_obj(gpointer p)
     }
     if (o->irqfds)
         g_hash_table_destroy(o->irqfds);
+    if (o->iomaps) {
+        g_array_unref(o->iomaps);
+        g_hash_table_destroy(o->ioas);
+    }
     g_free(o);
 }
 
@@ -314,7 +489,7 @@ static void free_group(gpointer p)
 
 static fk_obj *obj(int fd, int type)
 {
-    fk_obj *o = g_hash_table_lookup(fk.objs, GINT_TO_POINTER(fd));
+    fk_obj *o = g_hash_table_lookup(fk.objs, GINT_TO_POINTER(canonical(fd)));
     return o && o->type == type ? o : NULL;
 }
 
@@ -376,9 +551,9 @@ static int container_ioctl(int fd, fk_obj *c, unsigned long request, void *arg)
                 return -EINVAL;
             if (!d || d->size != m->size || !d->invalid)
                 return -EINVAL;
-            if (fk.locked + d->size > fk.locked_limit)
+            if (CUR->locked + d->size > CUR->limit)
                 return -ENOMEM;
-            fk.locked += d->size;
+            CUR->locked += d->size;
             d->vaddr = m->vaddr;
             d->invalid = false;
             return 0;
@@ -390,9 +565,9 @@ static int container_ioctl(int fd, fk_obj *c, unsigned long request, void *arg)
             if (m->iova < d->iova + d->size && d->iova < m->iova + m->size)
                 return -EEXIST;
         }
-        if (fk.locked + m->size > fk.locked_limit)
+        if (CUR->locked + m->size > CUR->limit)
             return -ENOMEM;
-        fk.locked += m->size;
+        CUR->locked += m->size;
         g_array_append_val(c->dmas, ((fk_dma){ m->iova, m->size, m->vaddr, false }));
         g_hash_table_insert(c->by_iova, g_memdup2(&m->iova, sizeof(guint64)),
                             GUINT_TO_POINTER(c->dmas->len));
@@ -400,9 +575,18 @@ static int container_ioctl(int fd, fk_obj *c, unsigned long request, void *arg)
     }
     case VFIO_IOMMU_UNMAP_DMA: {
         struct vfio_iommu_type1_dma_unmap *u = arg;
+        if (u->flags == VFIO_DMA_UNMAP_FLAG_VADDR) {
+            /* one whole, valid range: invalid ones are refused as by the kernel */
+            guint idx = GPOINTER_TO_UINT(g_hash_table_lookup(c->by_iova, &u->iova));
+            fk_dma *d = idx ? &g_array_index(c->dmas, fk_dma, idx - 1) : NULL;
+            if (!d || d->size != u->size || d->invalid)
+                return -EINVAL;
+            d->invalid = true;
+            return 0;
+        }
         if (u->flags & VFIO_DMA_UNMAP_FLAG_VADDR) {
             if (!(u->flags & VFIO_DMA_UNMAP_FLAG_ALL) || u->iova || u->size)
-                return -EINVAL; /* the model only knows the form the library uses */
+                return -EINVAL; /* the model only knows the forms the library uses */
             if (container_has_invalid(c))
                 return -EINVAL;
             for (guint i = 0; i < c->dmas->len; i++)
@@ -413,7 +597,7 @@ static int container_ioctl(int fd, fk_obj *c, unsigned long request, void *arg)
             fk_dma *d = &g_array_index(c->dmas, fk_dma, i);
             bool all = u->flags & VFIO_DMA_UNMAP_FLAG_ALL;
             if (all || (d->iova >= u->iova && d->iova + d->size <= u->iova + u->size)) {
-                fk.locked -= d->invalid ? 0 : d->size;
+                CUR->locked -= d->invalid ? 0 : d->size;
                 g_hash_table_remove(c->by_iova, &d->iova);
                 g_array_remove_index_fast(c->dmas, i);
                 if (i < c->dmas->len) /* the last one moved into slot i */
@@ -669,6 +853,125 @@ static int kvm_ioctl(int fd, fk_obj *o, unsigned long request, void *arg)
     return -ENOTTY;
 }
 
+static int iomap_add(fk_obj *o, guint32 ioas, guint64 iova, guint64 length, bool by_file)
+{
+    if (!g_hash_table_contains(o->ioas, GUINT_TO_POINTER(ioas)) || !length ||
+        iova + length < iova)
+        return -EINVAL;
+    for (guint i = 0; i < o->iomaps->len; i++) {
+        fk_iomap *m = &g_array_index(o->iomaps, fk_iomap, i);
+        if (m->ioas == ioas && iova < m->iova + m->length && m->iova < iova + length)
+            return -EEXIST;
+    }
+    if (CUR->locked + length > CUR->limit)
+        return -ENOMEM;
+    CUR->locked += length;
+    g_array_append_val(o->iomaps, ((fk_iomap){ ioas, iova, length, by_file, CUR->gen }));
+    return 0;
+}
+
+static int iommufd_ioctl(fk_obj *o, unsigned long request, void *arg)
+{
+    switch (request) {
+    case IOMMU_IOAS_ALLOC: {
+        struct iommu_ioas_alloc *a = arg;
+        if (a->size < sizeof(*a) || a->flags)
+            return -EINVAL;
+        a->out_ioas_id = o->next_id++;
+        g_hash_table_add(o->ioas, GUINT_TO_POINTER(a->out_ioas_id));
+        return 0;
+    }
+    case IOMMU_IOAS_MAP: {
+        struct iommu_ioas_map *m = arg;
+        if (!(m->flags & IOMMU_IOAS_MAP_FIXED_IOVA) || !m->user_va)
+            return -EINVAL; /* the model only knows the form the library uses */
+        return iomap_add(o, m->ioas_id, m->iova, m->length, false);
+    }
+    case IOMMU_IOAS_MAP_FILE: {
+        struct iommu_ioas_map_file *m = arg;
+        vfiocpr_fd_stat st;
+        char link[256];
+        if (!(m->flags & IOMMU_IOAS_MAP_FIXED_IOVA))
+            return -EINVAL;
+        /* shmem or hugetlbfs only: a memfd (as this fake shows fds; no call counted) */
+        pretend *p = find_pretend(m->fd);
+        if (p)
+            g_strlcpy(link, p->link, sizeof(link));
+        else if (REAL->fstat(m->fd, &st, NULL) < 0 || REAL->fd_path(m->fd, link, sizeof(link)) < 0)
+            return -EBADF;
+        if (!g_str_has_prefix(link, "/memfd:"))
+            return -EINVAL;
+        return iomap_add(o, m->ioas_id, m->iova, m->length, true);
+    }
+    case IOMMU_IOAS_UNMAP: {
+        struct iommu_ioas_unmap *u = arg;
+        for (guint i = 0; i < o->iomaps->len; i++) {
+            fk_iomap *m = &g_array_index(o->iomaps, fk_iomap, i);
+            if (m->ioas == u->ioas_id && m->iova == u->iova && m->length == u->length) {
+                if (m->gen == CUR->gen)
+                    CUR->locked -= m->length;
+                g_array_remove_index_fast(o->iomaps, i);
+                return 0;
+            }
+        }
+        return -ENOENT;
+    }
+    case IOMMU_IOAS_CHANGE_PROCESS: {
+        guint64 move = 0;
+        if (fk.no_change_process)
+            return -ENOTTY;
+        for (guint i = 0; i < o->iomaps->len; i++) {
+            fk_iomap *m = &g_array_index(o->iomaps, fk_iomap, i);
+            if (!m->by_file)
+                return -EINVAL;
+            if (m->gen != CUR->gen)
+                move += m->length;
+        }
+        /* all or nothing */
+        if (CUR->locked + move > CUR->limit)
+            return -ENOMEM;
+        CUR->locked += move;
+        for (guint i = 0; i < o->iomaps->len; i++) {
+            fk_iomap *m = &g_array_index(o->iomaps, fk_iomap, i);
+            fk_proc *was = m->gen != CUR->gen ? proc_by_gen(m->gen) : NULL;
+            if (was)
+                was->locked -= m->length;
+            m->gen = CUR->gen;
+        }
+        return 0;
+    }
+    }
+    return -ENOTTY;
+}
+
+static int cdev_ioctl(fk_obj *o, unsigned long request, void *arg)
+{
+    switch (request) {
+    case VFIO_DEVICE_BIND_IOMMUFD: {
+        struct vfio_device_bind_iommufd *b = arg;
+        fk_obj *ictx = obj(b->iommufd, FK_IOMMUFD);
+        if (!ictx)
+            return -EBADF;
+        if (o->bound_to >= 0 || o->group->bound >= 0)
+            return -EINVAL; /* a cdev is bound once */
+        o->bound_to = b->iommufd;
+        o->group->bound = b->iommufd;
+        o->devid = b->out_devid = ictx->next_id++;
+        return 0;
+    }
+    case VFIO_DEVICE_ATTACH_IOMMUFD_PT: {
+        struct vfio_device_attach_iommufd_pt *a = arg;
+        fk_obj *ictx = o->bound_to >= 0 ? obj(o->bound_to, FK_IOMMUFD) : NULL;
+        if (!ictx || !g_hash_table_contains(ictx->ioas, GUINT_TO_POINTER(a->pt_id)))
+            return -EINVAL;
+        o->pt = a->pt_id = ictx->next_id++; /* the automatic HWPT */
+        return 0;
+    }
+    }
+    /* until bound, the device refuses everything (vfio_device_fops) */
+    return o->bound_to >= 0 ? device_ioctl(o, request, arg) : -EINVAL;
+}
+
 static int f_ioctl(int fd, unsigned long request, void *arg)
 {
     gpointer n;
@@ -688,6 +991,7 @@ static int f_ioctl(int fd, unsigned long request, void *arg)
         p[1] = 0;
         return 0;
     }
+    fd = canonical(fd);
     o = g_hash_table_lookup(fk.objs, GINT_TO_POINTER(fd));
     if (!o)
         return REAL->ioctl(fd, request, arg); /* e.g. a real KVM VM in the host tests */
@@ -697,7 +1001,9 @@ static int f_ioctl(int fd, unsigned long request, void *arg)
     case FK_GROUP:
         return group_ioctl(o, request, arg);
     case FK_DEVICE:
-        return device_ioctl(o, request, arg);
+        return o->cdev ? cdev_ioctl(o, request, arg) : device_ioctl(o, request, arg);
+    case FK_IOMMUFD:
+        return iommufd_ioctl(o, request, arg);
     default:
         return kvm_ioctl(fd, o, request, arg);
     }
@@ -713,6 +1019,31 @@ static int f_open(const char *path, int flags)
         return new_object(path, S_IFCHR | 0666, makedev(10, 232), FK_KVM, NULL);
     if (strcmp(path, "/dev/vfio/vfio") == 0)
         return new_object(path, S_IFCHR | 0666, makedev(10, 196), FK_CONTAINER, NULL);
+    if (strcmp(path, "/dev/iommu") == 0)
+        return fk.iommufd ? new_object(path, S_IFCHR | 0660, makedev(10, 257), FK_IOMMUFD, NULL)
+                          : -ENOENT;
+    if (strcmp(path, "/dev/vfio/devices") == 0)
+        return fk.iommufd ? REAL->open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -ENOENT;
+    if (g_str_has_prefix(path, "/dev/vfio/devices/vfio")) {
+        fk_group *g;
+        fk_obj *o;
+        pretend *p;
+        int fd;
+        id = (int)strtol(path + strlen("/dev/vfio/devices/vfio"), &end, 10);
+        g = *end || !fk.iommufd ? NULL : g_hash_table_lookup(fk.groups, GINT_TO_POINTER(id));
+        if (!g)
+            return -ENOENT;
+        fd = new_object(path, 0, 0, FK_DEVICE, g);
+        if (fd < 0)
+            return fd;
+        o = obj(fd, FK_DEVICE);
+        o->cdev = true;
+        /* a real character device: its own inode and rdev, unlike a group's device fd */
+        p = find_pretend(fd);
+        p->st = (vfiocpr_fd_stat){ .dev = 5, .ino = ++fk.next_ino, .rdev = makedev(235, (unsigned)id),
+                                   .mode = S_IFCHR | 0600 };
+        return fd;
+    }
     if (g_str_has_prefix(path, "/dev/vfio/")) {
         fk_group *g;
         id = (int)strtol(path + strlen("/dev/vfio/"), &end, 10);
@@ -746,11 +1077,79 @@ static int f_readlink(const char *path, char *buf, size_t len)
     return REAL->readlink(path, buf, len);
 }
 
+static int f_dir_entry(const char *dir, const char *prefix, char *buf, size_t len)
+{
+    GHashTableIter it;
+    gpointer v;
+
+    ENTER(FK_DIR_ENTRY);
+    g_hash_table_iter_init(&it, fk.groups);
+    while (fk.iommufd && g_hash_table_iter_next(&it, NULL, &v)) {
+        fk_group *g = v;
+        g_autofree char *d = g_strdup_printf("/sys/bus/%s/devices/%s/vfio-dev",
+                                             g->mdev ? "mdev" : "pci", g->device);
+        g_autofree char *name = g_strdup_printf("vfio%d", g->id);
+        if (strcmp(dir, d) == 0 && g_str_has_prefix(name, prefix))
+            return g_strlcpy(buf, name, len) < len ? 0 : -ENAMETOOLONG;
+    }
+    if (g_str_has_prefix(dir, "/sys/"))
+        return -ENOENT;
+    return REAL->dir_entry(dir, prefix, buf, len);
+}
+
+static ssize_t f_send_msg(int sock, const void *buf, size_t len, const int *fds, unsigned n_fds)
+{
+    ENTER_UNLOCKED(FK_SEND_MSG);
+    return REAL->send_msg(sock, buf, len, fds, n_fds);
+}
+
+static ssize_t f_recv_msg(int sock, void *buf, size_t len, int *fds, unsigned max_fds,
+                          unsigned *n_fds)
+{
+    ENTER_UNLOCKED(FK_RECV_MSG);
+    return REAL->recv_msg(sock, buf, len, fds, max_fds, n_fds);
+}
+
+static int f_wait_readable(int fd, int timeout_ms)
+{
+    ENTER_UNLOCKED(FK_WAIT_READABLE);
+    return REAL->wait_readable(fd, timeout_ms);
+}
+
+static int f_peer_cred(int sock, guint32 *pid, guint32 *uid, guint32 *my_uid)
+{
+    int r;
+    ENTER(FK_PEER_CRED);
+    r = REAL->peer_cred(sock, pid, uid, my_uid);
+    if (r == 0 && fk.peer_uid_set)
+        *uid = fk.peer_uid;
+    return r;
+}
+
+static int f_shutdown(int sock)
+{
+    ENTER(FK_SHUTDOWN);
+    return REAL->shutdown(sock);
+}
+
+static guint32 f_getpid(void)
+{
+    return REAL->getpid();
+}
+
+static gint64 f_monotonic_ms(void)
+{
+    return REAL->monotonic_ms();
+}
+
 static int f_mmap(int fd, size_t len, int prot, off_t off, void **addr)
 {
     ENTER(FK_MMAP);
     if (obj(fd, FK_DEVICE)) {
-        void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        void *p;
+        if (obj(fd, FK_DEVICE)->cdev && obj(fd, FK_DEVICE)->bound_to < 0)
+            return -EINVAL;
+        p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
         if (p == MAP_FAILED)
             return -errno;
         *addr = p;
@@ -848,6 +1247,14 @@ static const vfiocpr_kernel_ops fake_ops = {
     .read = f_read,
     .write = f_write,
     .lseek = f_lseek,
+    .dir_entry = f_dir_entry,
+    .send_msg = f_send_msg,
+    .recv_msg = f_recv_msg,
+    .wait_readable = f_wait_readable,
+    .peer_cred = f_peer_cred,
+    .shutdown = f_shutdown,
+    .getpid = f_getpid,
+    .monotonic_ms = f_monotonic_ms,
 };
 
 static void free_pretend(gpointer p)
@@ -872,6 +1279,8 @@ void fake_kernel_reset(void)
     }
     if (fk.objs)
         g_hash_table_destroy(fk.objs);
+    if (fk.by_real)
+        g_hash_table_destroy(fk.by_real);
     if (fk.groups)
         g_hash_table_destroy(fk.groups);
     if (fk.ioctls)
@@ -892,11 +1301,15 @@ void fake_kernel_reset(void)
     fk.log = g_array_new(FALSE, FALSE, sizeof(fk_op));
     fk.pretend = g_hash_table_new_full(g_direct_hash, g_direct_equal, NULL, free_pretend);
     fk.objs = g_hash_table_new_full(g_direct_hash, g_direct_equal, NULL, free_obj);
+    fk.by_real = g_hash_table_new_full(g_int64_hash, g_int64_equal, g_free, NULL);
     fk.groups = g_hash_table_new_full(g_direct_hash, g_direct_equal, NULL, free_group);
     fk.ioctls = g_hash_table_new(g_direct_hash, g_direct_equal);
     fk.streams = g_hash_table_new_full(g_direct_hash, g_direct_equal, NULL, free_stream);
     fk.arcs = g_array_new(FALSE, FALSE, sizeof(guint));
-    fk.locked_limit = G_MAXUINT64;
+    memset(fk_procs, 0, sizeof(fk_procs));
+    fk_cur_proc = 0;
+    CUR->gen = fk_next_gen++;
+    CUR->limit = G_MAXUINT64;
     fk.next_ino = 1000;
     fk.next_fd = 950;
     fk.irq_count[VFIO_PCI_INTX_IRQ_INDEX] = 1;
@@ -915,6 +1328,7 @@ void fake_vfio_add_group(int id, const char *device, bool mdev)
     g->mdev = mdev;
     g->fd = -1;
     g->container = -1;
+    g->bound = -1;
     g_hash_table_insert(fk.groups, GINT_TO_POINTER(id), g);
 }
 
@@ -956,8 +1370,9 @@ unsigned fake_vfio_dma_count(int container_fd)
 
 void fake_vfio_new_process(guint64 locked_limit)
 {
-    fk.locked = 0;
-    fk.locked_limit = locked_limit;
+    CUR->gen = fk_next_gen++;
+    CUR->locked = 0;
+    CUR->limit = locked_limit;
 }
 
 void fake_kernel_set_memlock(guint64 limit, bool cap_ipc_lock)
@@ -1154,4 +1569,133 @@ const GArray *fake_mig_arcs(void)
 void fake_mig_clear_arcs(void)
 {
     g_array_set_size(fk.arcs, 0);
+}
+
+void fake_iommufd_enable(bool change_process)
+{
+    fk.iommufd = true;
+    fk.no_change_process = !change_process;
+}
+
+guint64 fake_kernel_locked(void)
+{
+    return CUR->locked;
+}
+
+void fake_kernel_set_locked_limit(guint64 limit)
+{
+    CUR->limit = limit;
+}
+
+unsigned fake_iommufd_maps(int iommufd_fd, guint64 *pinned_here)
+{
+    fk_obj *o = obj(iommufd_fd, FK_IOMMUFD);
+    guint64 here = 0;
+    if (!o)
+        return 0;
+    for (guint i = 0; i < o->iomaps->len; i++)
+        if (g_array_index(o->iomaps, fk_iomap, i).gen == CUR->gen)
+            here += g_array_index(o->iomaps, fk_iomap, i).length;
+    if (pinned_here)
+        *pinned_here = here;
+    return o->iomaps->len;
+}
+
+bool fake_iommufd_mapped(int iommufd_fd, guint64 iova, bool *by_file)
+{
+    fk_obj *o = obj(iommufd_fd, FK_IOMMUFD);
+    for (guint i = 0; o && i < o->iomaps->len; i++)
+        if (g_array_index(o->iomaps, fk_iomap, i).iova == iova) {
+            if (by_file)
+                *by_file = g_array_index(o->iomaps, fk_iomap, i).by_file;
+            return true;
+        }
+    return false;
+}
+
+int fake_iommufd_cdev_binding(int cdev_fd, guint32 *devid, guint32 *pt)
+{
+    fk_obj *o = obj(cdev_fd, FK_DEVICE);
+    if (!o || !o->cdev)
+        return -ENOENT;
+    if (devid)
+        *devid = o->devid;
+    if (pt)
+        *pt = o->pt;
+    return o->bound_to;
+}
+
+void fake_kernel_set_peer_uid(guint32 uid)
+{
+    fk.peer_uid_set = true;
+    fk.peer_uid = uid;
+}
+
+void fake_kernel_become_process(guint64 locked_limit)
+{
+    g_rec_mutex_lock(&fk_lock);
+    for (int i = 1; i < FK_N_PROCS; i++)
+        if (!fk_procs[i].gen) {
+            fk_cur_proc = i;
+            break;
+        }
+    g_assert_cmpint(fk_cur_proc, !=, 0);
+    CUR->gen = fk_next_gen++;
+    CUR->locked = 0;
+    CUR->limit = locked_limit;
+    g_rec_mutex_unlock(&fk_lock);
+}
+
+guint64 fake_kernel_locked_of_main(void)
+{
+    return fk_procs[0].locked;
+}
+
+void fake_kernel_alias_real(int fd)
+{
+    vfiocpr_fd_stat real;
+    pretend *p = find_pretend(fd);
+
+    g_assert_nonnull(p);
+    g_assert_cmpint(REAL->fstat(fd, &real, NULL), ==, 0);
+    p->real_ino = real.ino;
+    g_hash_table_insert(fk.by_real, g_memdup2(&real.ino, sizeof(guint64)), GINT_TO_POINTER(fd));
+}
+
+typedef struct {
+    int sock;
+    GBytes *blob;
+} capture_xfer;
+
+static gpointer capture_xfer_peer(gpointer p)
+{
+    capture_xfer *c = p;
+    peer_offer o;
+    struct stat st;
+
+    if (peer_recv_offer(c->sock, &o, 5000) == 0 && fstat(o.state_fd, &st) == 0) {
+        guint8 *buf = g_malloc(st.st_size);
+        g_assert_cmpint(pread(o.state_fd, buf, st.st_size, 0), ==, st.st_size);
+        c->blob = g_bytes_new_take(buf, st.st_size);
+    }
+    peer_offer_close(&o);
+    peer_send_text(c->sock, VFIOCPR_XFER_REFUSE, "captured");
+    return NULL;
+}
+
+GBytes *fake_kernel_capture_transfer(vfiocpr *ctx)
+{
+    capture_xfer c = { 0 };
+    int sv[2];
+    GThread *t;
+
+    g_assert_cmpint(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), ==, 0);
+    c.sock = sv[1];
+    t = g_thread_new("capture", capture_xfer_peer, &c);
+    g_assert_cmpint(vfiocpr_transfer(ctx, sv[0], 5000, 0, NULL), ==, -ECANCELED);
+    g_thread_join(t);
+    close(sv[0]);
+    close(sv[1]);
+    g_assert_nonnull(c.blob);
+    return c.blob;
 }

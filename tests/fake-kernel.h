@@ -31,6 +31,12 @@ typedef enum {
     FK_READ,
     FK_WRITE,
     FK_LSEEK,
+    FK_DIR_ENTRY,
+    FK_SEND_MSG,
+    FK_RECV_MSG,
+    FK_WAIT_READABLE,
+    FK_PEER_CRED,
+    FK_SHUTDOWN,
     FK_N_OPS,
     FK_ANY = FK_N_OPS,
 } fk_op;
@@ -96,6 +102,36 @@ void fake_mig_force_state(int device_fd, guint state);
 guint fake_mig_state(int device_fd);
 const GArray *fake_mig_arcs(void); /* guint cur << 8 | next */
 void fake_mig_clear_arcs(void);
+
+/* ---- iommufd model: /dev/iommu (IOAS ids, then device and HWPT ids from 1 up per
+ * iommufd), each declared group's device also as the cdev /dev/vfio/devices/vfio<id>
+ * (sysfs DEVICE/vfio-dev/vfio<id>), bound once; IOAS_MAP and MAP_FILE (memfds only)
+ * charge the current process (fake_vfio_new_process starts a new one);
+ * CHANGE_PROCESS moves every pin of the iommufd to it, all or nothing, EINVAL if a
+ * mapping is not by file, ENOTTY without change_process. Off until enabled. */
+void fake_iommufd_enable(bool change_process);
+/* bytes charged to the current process (type1 and iommufd) */
+guint64 fake_kernel_locked(void);
+void fake_kernel_set_locked_limit(guint64 limit);
+/* mappings of an iommufd (all IOAS); *pinned_here: bytes charged to this process */
+unsigned fake_iommufd_maps(int iommufd_fd, guint64 *pinned_here);
+bool fake_iommufd_mapped(int iommufd_fd, guint64 iova, bool *by_file);
+/* the iommufd fd a cdev is bound to (-1: none), its devid and attached pt */
+int fake_iommufd_cdev_binding(int cdev_fd, guint32 *devid, guint32 *pt);
+
+/* The calling thread becomes a process of its own (a transfer's new process):
+ * locked memory from 0 with this limit. fake_kernel_locked() then reports it;
+ * fake_kernel_locked_of_main() reports the first thread's process. */
+void fake_kernel_become_process(guint64 locked_limit);
+guint64 fake_kernel_locked_of_main(void);
+/* fd is pretended and has a real file behind it: dups of that file (received over a
+ * socket) are the pretended object too. */
+void fake_kernel_alias_real(int fd);
+/* Runs vfiocpr_transfer() against a peer that takes the state and refuses: returns
+ * the state blob a new process would have received (the transfer rolls back). */
+GBytes *fake_kernel_capture_transfer(vfiocpr *ctx);
+/* SO_PEERCRED reports uid for every peer from now on (a foreign peer, as root). */
+void fake_kernel_set_peer_uid(guint32 uid);
 
 /* Runs vfiocpr_exec() with a capturing execve and returns the state blob it would
  * have handed to the new image (the exec itself fails and rolls back). */

@@ -4,7 +4,11 @@
 #ifndef GOLDEN_V1_H
 #define GOLDEN_V1_H
 
+#include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <fcntl.h>
+#include <unistd.h>
 #include <sys/sysmacros.h>
 
 #include "fake-kernel.h"
@@ -103,4 +107,49 @@ static inline vfiocpr *golden_v12_cold_start(void)
     return golden_cold_start(true);
 }
 
+/* Real fds behind the numbers the golden cold start pretends (guest RAM at 899, the
+ * MSI-X eventfds at 890..892): what a transfer sends must exist. */
+static inline void golden_real_fds(void)
+{
+    int ram = memfd_create("guest-ram", MFD_CLOEXEC);
+    g_assert_cmpint(dup3(ram, GOLDEN_V11_RAM_FD, O_CLOEXEC), ==, GOLDEN_V11_RAM_FD);
+    close(ram);
+    for (int i = 0; i < 3; i++) {
+        int e = eventfd(0, EFD_CLOEXEC);
+        g_assert_cmpint(dup3(e, GOLDEN_V12_EFD0 + i, O_CLOEXEC), ==, GOLDEN_V12_EFD0 + i);
+        close(e);
+    }
+}
+
+static inline void golden_close_real_fds(void)
+{
+    close(GOLDEN_V11_RAM_FD);
+    for (int i = 0; i < 3; i++)
+        close(GOLDEN_V12_EFD0 + i);
+}
+
+/* Format 1.3 (tests/data/state-v1.3.bin): the 1.2 VMM plus an iommufd container
+ * "i0" (IOAS 1) with device 0000:00:04.0 through its cdev (devid 2, HWPT 3) and one
+ * range mapped by file: 0x100000-0x1fffff from the guest RAM memfd at offset 0. */
+static inline vfiocpr *golden_v13_cold_start(void)
+{
+    g_autoptr(GError) err = NULL;
+    g_autoptr(vfiocpr_container) i = NULL;
+    g_autoptr(vfiocpr_device) dev = NULL;
+    vfiocpr *ctx;
+
+    fake_iommufd_enable(true);
+    fake_vfio_add_group(13, "0000:00:04.0", false);
+    ctx = golden_cold_start(true);
+    if (vfiocpr_container_open_backend(ctx, "i0", VFIOCPR_BACKEND_IOMMUFD, &i, &err) < 0 ||
+        vfiocpr_device_attach(i, "0000:00:04.0", &dev, &err) < 0 ||
+        vfiocpr_dma_map(i, 0x100000, 0x100000, (void *)0x7f0000800000ull, GOLDEN_V11_RAM_FD, 0,
+                        VFIOCPR_DMA_READ | VFIOCPR_DMA_WRITE, &err) < 0)
+        g_error("golden iommufd: %s", err->message);
+    return ctx;
+}
+
 #endif
+
+/* Format 1.4 (tests/data/state-v1.4.bin): what the 1.3 VMM above sends over a
+ * transfer (fds by index). */

@@ -322,6 +322,9 @@ typedef struct {
     guint groups, dma_ranges;
     guint64 dma_bytes;
     bool remap_pending;
+    bool iommufd;      /* else type1 */
+    guint ioas;
+    bool pins_pending; /* iommufd: CHANGE_PROCESS not done yet */
 } container_info;
 
 typedef struct {
@@ -519,29 +522,44 @@ static bool parse_fd_line(const char *line, summary *s)
     return true;
 }
 
-/* "container 'NAME': G groups, D DMA ranges (B bytes)[, re-map pending]" */
+/* "container 'NAME': G groups, D DMA ranges (B bytes)[, re-map pending]" (type1) or
+ * "container 'NAME': iommufd IOAS N[ (pins pending)], D DMA ranges (B bytes)[, ...]" */
 static bool parse_container(const char *line, summary *s)
 {
     const char *name = line + strlen("container '"), *q = g_strrstr(name, "': ");
-    container_info *c;
-    guint groups, ranges;
-    guint64 bytes;
+    container_info c = { 0 };
+    const char *p;
     int n = 0;
 
-    if (!q || sscanf(q, "': %u groups, %u DMA ranges (%" SCNu64 " bytes)%n", &groups, &ranges,
-                     &bytes, &n) != 3 || n == 0)
+    if (!q)
         return false;
-    if (q[n] != '\0' && strcmp(q + n, ", re-map pending") != 0)
+    p = q + 3;
+    if (sscanf(p, "iommufd IOAS %u%n", &c.ioas, &n) == 1 && n > 0) {
+        c.iommufd = true;
+        p += n;
+        if (g_str_has_prefix(p, " (pins pending)")) {
+            c.pins_pending = true;
+            p += strlen(" (pins pending)");
+        }
+        if (!g_str_has_prefix(p, ", "))
+            return false;
+        p += 2;
+    } else if (sscanf(p, "%u groups, %n", &c.groups, &n) == 1 && n > 0) {
+        p += n;
+    } else {
         return false;
-    c = g_new0(container_info, 1);
-    c->name = g_strndup(name, (gsize)(q - name));
-    c->groups = groups;
-    c->dma_ranges = ranges;
-    c->dma_bytes = bytes;
-    c->remap_pending = q[n] != '\0';
-    g_ptr_array_add(s->containers, c);
-    s->dma_ranges += ranges;
-    s->dma_bytes += bytes;
+    }
+    n = 0;
+    if (sscanf(p, "%u DMA ranges (%" SCNu64 " bytes)%n", &c.dma_ranges, &c.dma_bytes, &n) != 2 ||
+        n == 0)
+        return false;
+    if (p[n] != '\0' && strcmp(p + n, ", re-map pending") != 0)
+        return false;
+    c.remap_pending = p[n] != '\0';
+    c.name = g_strndup(name, (gsize)(q - name));
+    g_ptr_array_add(s->containers, g_memdup2(&c, sizeof(c)));
+    s->dma_ranges += c.dma_ranges;
+    s->dma_bytes += c.dma_bytes;
     return true;
 }
 
@@ -785,6 +803,14 @@ static char *summary_json(const summary *s, const run_info *ri)
         g_string_append_printf(o, "%" G_GUINT64_FORMAT, c->dma_bytes);
         json_key(o, "remap_pending");
         g_string_append(o, c->remap_pending ? "true" : "false");
+        if (c->iommufd) {
+            json_key(o, "backend");
+            json_string(o, "iommufd");
+            json_key(o, "ioas");
+            g_string_append_printf(o, "%u", c->ioas);
+            json_key(o, "pins_pending");
+            g_string_append(o, c->pins_pending ? "true" : "false");
+        }
         g_string_append_c(o, '}');
     }
     g_string_append_c(o, ']');

@@ -1,0 +1,453 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The type1 backend: the legacy VFIO container (/dev/vfio/vfio) and its IOMMU
+ * groups. Across exec the DMA mappings survive in the kernel but their vaddrs do
+ * not: one UNMAP_DMA(VADDR|ALL) per container invalidates them before exec (DMA to
+ * guest RAM blocks from there), the old vaddrs come back on rollback, and the new
+ * image's DMA maps become MAP_DMA(VADDR) updates of the preserved ranges.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "private.h"
+#include "vfio-compat.h"
+
+typedef struct {
+    bool iommu_set;
+    GHashTable *groups; /* group id -> GROUP_ATTACHED | GROUP_PRESERVED */
+} type1;
+
+#define GROUP_ATTACHED 1
+#define GROUP_PRESERVED 2 /* from the state, not attached again yet */
+
+static type1 *T(const vfiocpr_container *c)
+{
+    return c->priv;
+}
+
+static void free_priv(gpointer p)
+{
+    type1 *t = p;
+    g_hash_table_destroy(t->groups);
+    g_free(t);
+}
+
+static type1 *priv_new(vfiocpr_container *c)
+{
+    type1 *t = g_new0(type1, 1);
+    t->groups = g_hash_table_new(g_direct_hash, g_direct_equal);
+    c->priv = t;
+    return t;
+}
+
+static bool is_type1(const vfiocpr_container *c)
+{
+    return c && c->ops == &vfiocpr_type1_ops;
+}
+
+bool vfiocpr_container_has_group(const vfiocpr_container *c, int group_id, bool *attached)
+{
+    gpointer v;
+    if (!is_type1(c) ||
+        !g_hash_table_lookup_extended(T(c)->groups, GINT_TO_POINTER(group_id), NULL, &v))
+        return false;
+    if (attached)
+        *attached = GPOINTER_TO_INT(v) == GROUP_ATTACHED;
+    return true;
+}
+
+static int t1_open(vfiocpr_container *c, int fd, GError **error)
+{
+    int api, r;
+
+    priv_new(c);
+    c->fd = fd >= 0 ? fd : VK(open, "/dev/vfio/vfio", O_RDWR);
+    if (c->fd < 0) {
+        r = c->fd;
+        c->fd = -1;
+        return vfiocpr_fail(error, r, "container '%s': open /dev/vfio/vfio", c->name);
+    }
+    api = VK(ioctl, c->fd, VFIO_GET_API_VERSION, NULL);
+    if (api != VFIO_API_VERSION)
+        return vfiocpr_fail(error, api < 0 ? api : EPROTONOSUPPORT,
+                            "container '%s': VFIO_GET_API_VERSION gave %d, want %d", c->name, api,
+                            VFIO_API_VERSION);
+    r = VK(ioctl, c->fd, VFIO_CHECK_EXTENSION, (void *)(uintptr_t)VFIO_TYPE1v2_IOMMU);
+    if (r <= 0)
+        return vfiocpr_fail(error, r < 0 ? r : ENOTSUP, "container '%s': no type1v2 IOMMU",
+                            c->name);
+    return 0;
+}
+
+VFIOCPR_EXPORT int vfiocpr_container_add_group(vfiocpr_container *c, int group_id,
+                                               GError **error)
+{
+    vfiocpr_fdreg *reg;
+    struct vfio_group_status status = { .argsz = sizeof(status) };
+    type1 *t;
+    char path[64];
+    gpointer st;
+    int fd, r;
+
+    if (!c || c->fd < 0 || group_id < 0)
+        return vfiocpr_fail(error, EINVAL, "container: add group %d: bad arguments", group_id);
+    if (!is_type1(c))
+        return vfiocpr_fail(error, EINVAL, "container '%s': add group %d: a %s container has "
+                            "no groups (vfiocpr_device_attach opens devices by name)", c->name,
+                            group_id, c->ops->name);
+    t = T(c);
+    reg = vfiocpr_ctx_fdreg(c->ctx);
+    if (g_hash_table_lookup_extended(t->groups, GINT_TO_POINTER(group_id), NULL, &st)) {
+        /* restart: the preserved group is still attached to the preserved container */
+        r = vfiocpr_fdreg_find(reg, "vfio-group", (guint64)group_id, VFIOCPR_FD_VFIO_GROUP, error);
+        if (r >= 0)
+            g_hash_table_insert(t->groups, GINT_TO_POINTER(group_id),
+                                GINT_TO_POINTER(GROUP_ATTACHED));
+        return r;
+    }
+    if (c->n_pending)
+        return vfiocpr_fail(error, EBUSY, "container '%s': add group %d: not in the preserved "
+                            "state, and a group cannot be attached while %u preserved DMA "
+                            "ranges still wait for their new vaddr: re-map them first", c->name,
+                            group_id, c->n_pending);
+    if (c->prepared)
+        return vfiocpr_fail(error, EBUSY, "container '%s': add group %d: DMA vaddrs are "
+                            "invalid during exec", c->name, group_id);
+    if ((r = vfiocpr_ctx_may_change(c->ctx, "add group", error)) < 0)
+        return r;
+    if (vfiocpr_fdreg_find(reg, "vfio-group", (guint64)group_id, VFIOCPR_FD_VFIO_GROUP, NULL) >= 0)
+        return vfiocpr_fail(error, EEXIST, "container '%s': add group %d: the group is already "
+                            "attached to another container", c->name, group_id);
+    snprintf(path, sizeof(path), "/dev/vfio/%d", group_id);
+    fd = VK(open, path, O_RDWR);
+    if (fd < 0)
+        return vfiocpr_fail(error, fd, "container '%s': add group %d: open %s", c->name,
+                            group_id, path);
+    r = VK(ioctl, fd, VFIO_GROUP_GET_STATUS, &status);
+    if (r < 0) {
+        r = vfiocpr_fail(error, r, "container '%s': group %d: VFIO_GROUP_GET_STATUS", c->name,
+                         group_id);
+        goto fail;
+    }
+    if (!(status.flags & VFIO_GROUP_FLAGS_VIABLE)) {
+        r = vfiocpr_fail(error, EPERM, "container '%s': group %d is not viable (bind every "
+                         "device of the group to vfio-pci)", c->name, group_id);
+        goto fail;
+    }
+    r = VK(ioctl, fd, VFIO_GROUP_SET_CONTAINER, &c->fd);
+    if (r < 0) {
+        r = vfiocpr_fail(error, r, "container '%s': group %d: VFIO_GROUP_SET_CONTAINER%s",
+                         c->name, group_id, r == -EBUSY ? " (DMA vaddrs invalid?)" : "");
+        goto fail;
+    }
+    if (!t->iommu_set) {
+        r = VK(ioctl, c->fd, VFIO_SET_IOMMU, (void *)(uintptr_t)VFIO_TYPE1v2_IOMMU);
+        if (r < 0) {
+            r = vfiocpr_fail(error, r, "container '%s': VFIO_SET_IOMMU(TYPE1v2)", c->name);
+            VK(ioctl, fd, VFIO_GROUP_UNSET_CONTAINER, NULL);
+            goto fail;
+        }
+        t->iommu_set = true;
+    }
+    r = vfiocpr_fdreg_save(reg, "vfio-group", (guint64)group_id, fd, VFIOCPR_FD_VFIO_GROUP, error);
+    if (r < 0) {
+        VK(ioctl, fd, VFIO_GROUP_UNSET_CONTAINER, NULL);
+        goto fail;
+    }
+    g_hash_table_insert(t->groups, GINT_TO_POINTER(group_id), GINT_TO_POINTER(GROUP_ATTACHED));
+    return fd;
+fail:
+    VK(close, fd);
+    return r;
+}
+
+static int t1_attach(vfiocpr_container *c, const char *name, vfiocpr_device **out,
+                     GError **error)
+{
+    bool attached = false;
+    int group, r;
+
+    group = vfiocpr_device_group_id(name, error);
+    if (group < 0)
+        return group;
+    if (!vfiocpr_container_has_group(c, group, &attached) || !attached) {
+        r = vfiocpr_container_add_group(c, group, error);
+        if (r < 0)
+            return r;
+    }
+    return vfiocpr_device_open(c, group, name, out, error);
+}
+
+/* ------------------------------------------------------------------ DMA */
+
+static const char *memlock_hint(int r)
+{
+    return r == -ENOMEM ? " (locked memory is charged to this process: check "
+                          "RLIMIT_MEMLOCK or grant CAP_IPC_LOCK)" : "";
+}
+
+static int map_vaddr(vfiocpr_container *c, vfiocpr_mapping *m, void *vaddr)
+{
+    struct vfio_iommu_type1_dma_map map = {
+        .argsz = sizeof(map),
+        .flags = VFIO_DMA_MAP_FLAG_VADDR,
+        .vaddr = (guint64)(uintptr_t)vaddr,
+        .iova = m->iova,
+        .size = m->size,
+    };
+    return VK(ioctl, c->fd, VFIO_IOMMU_MAP_DMA, &map);
+}
+
+static int t1_map(vfiocpr_container *c, vfiocpr_mapping *m, GError **error)
+{
+    struct vfio_iommu_type1_dma_map map = {
+        .argsz = sizeof(map),
+        .flags = (m->flags & VFIOCPR_DMA_READ ? VFIO_DMA_MAP_FLAG_READ : 0) |
+                 (m->flags & VFIOCPR_DMA_WRITE ? VFIO_DMA_MAP_FLAG_WRITE : 0),
+        .vaddr = (guint64)(uintptr_t)m->vaddr,
+        .iova = m->iova,
+        .size = m->size,
+    };
+    int r = VK(ioctl, c->fd, VFIO_IOMMU_MAP_DMA, &map);
+
+    if (r < 0)
+        return vfiocpr_fail(error, r, "container '%s': dma map 0x%" PRIx64 "-0x%" PRIx64
+                            ": VFIO_IOMMU_MAP_DMA%s", c->name, m->iova, m->iova + m->size - 1,
+                            memlock_hint(r));
+    return 0;
+}
+
+static int t1_remap(vfiocpr_container *c, vfiocpr_mapping *m, void *vaddr, GError **error)
+{
+    int r = map_vaddr(c, m, vaddr);
+
+    if (r < 0)
+        return vfiocpr_fail(error, r, "container '%s': dma map 0x%" PRIx64 "-0x%" PRIx64
+                            ": VFIO_IOMMU_MAP_DMA(VADDR)%s; the range stays invalid and "
+                            "the call can be retried", c->name, m->iova, m->iova + m->size - 1,
+                            memlock_hint(r));
+    return 0;
+}
+
+static int t1_unmap(vfiocpr_container *c, vfiocpr_mapping *m, GError **error)
+{
+    struct vfio_iommu_type1_dma_unmap un = { .argsz = sizeof(un), .iova = m->iova,
+                                             .size = m->size };
+    int r;
+
+    if (m->pending)
+        return vfiocpr_fail(error, EBUSY, "container '%s': dma unmap 0x%" PRIx64 "-0x%" PRIx64
+                            ": the range's vaddr is invalid (restart in progress)", c->name,
+                            m->iova, m->iova + m->size - 1);
+    r = VK(ioctl, c->fd, VFIO_IOMMU_UNMAP_DMA, &un);
+    if (r < 0)
+        return vfiocpr_fail(error, r, "container '%s': dma unmap 0x%" PRIx64 "-0x%" PRIx64
+                            ": VFIO_IOMMU_UNMAP_DMA", c->name, m->iova, m->iova + m->size - 1);
+    return 0;
+}
+
+static int t1_close(vfiocpr_container *c, GError **error G_GNUC_UNUSED)
+{
+    vfiocpr_fdreg *reg = vfiocpr_ctx_fdreg(c->ctx);
+    GHashTableIter it;
+    gpointer k;
+
+    g_hash_table_iter_init(&it, T(c)->groups);
+    while (g_hash_table_iter_next(&it, &k, NULL)) {
+        int gfd = vfiocpr_fdreg_find(reg, "vfio-group", GPOINTER_TO_INT(k), VFIOCPR_FD_VFIO_GROUP,
+                                     NULL);
+        vfiocpr_fdreg_forget(reg, "vfio-group", GPOINTER_TO_INT(k));
+        if (gfd >= 0)
+            VK(close, gfd);
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------ exec phases */
+
+static int t1_check(vfiocpr_container *c, GError **error)
+{
+    /* probed now, after every group attached: an mdev turns them off */
+    for (int e = 0; e < 2; e++) {
+        unsigned long ext = e ? VFIO_UNMAP_ALL : VFIO_UPDATE_VADDR;
+        int r = VK(ioctl, c->fd, VFIO_CHECK_EXTENSION, (void *)(uintptr_t)ext);
+        if (r < 0)
+            return vfiocpr_fail(error, r, "container '%s': VFIO_CHECK_EXTENSION(%s)", c->name,
+                                e ? "VFIO_UNMAP_ALL" : "VFIO_UPDATE_VADDR");
+        if (r == 0)
+            return vfiocpr_fail(error, ENOTSUP, "container '%s': the kernel cannot update "
+                                "DMA vaddrs (VFIO_UPDATE_VADDR or VFIO_UNMAP_ALL is 0: an "
+                                "mdev or emulated IOMMU group is attached, the container is "
+                                "iommufd's emulation, or the kernel predates 5.12)", c->name);
+    }
+    return 0;
+}
+
+/* From here until the new image re-maps, DMA to the ranges blocks in the kernel. */
+static int t1_prepare(vfiocpr_container *c, GError **error)
+{
+    struct vfio_iommu_type1_dma_unmap un = {
+        .argsz = sizeof(un),
+        .flags = VFIO_DMA_UNMAP_FLAG_VADDR | VFIO_DMA_UNMAP_FLAG_ALL,
+    };
+    int r = VK(ioctl, c->fd, VFIO_IOMMU_UNMAP_DMA, &un);
+
+    if (r < 0)
+        return vfiocpr_fail(error, r, "container '%s': VFIO_IOMMU_UNMAP_DMA(VADDR|ALL)", c->name);
+    return 0;
+}
+
+/* Back to the old vaddrs. After a transfer the new process may have re-mapped some
+ * ranges to its own addresses already (the kernel then refuses MAP|VADDR on them as
+ * valid): those are invalidated one by one first. */
+static void t1_undo(vfiocpr_container *c)
+{
+    GHashTableIter it;
+    gpointer k;
+
+    g_hash_table_iter_init(&it, c->maps);
+    while (g_hash_table_iter_next(&it, &k, NULL)) {
+        vfiocpr_mapping *m = k;
+        int r = map_vaddr(c, m, m->vaddr);
+        if (r == -EINVAL) {
+            struct vfio_iommu_type1_dma_unmap un = { .argsz = sizeof(un),
+                                                     .flags = VFIO_DMA_UNMAP_FLAG_VADDR,
+                                                     .iova = m->iova, .size = m->size };
+            r = VK(ioctl, c->fd, VFIO_IOMMU_UNMAP_DMA, &un);
+            if (r == 0)
+                r = map_vaddr(c, m, m->vaddr);
+        }
+        if (r < 0)
+            g_warning("container '%s': rollback: VFIO_IOMMU_MAP_DMA(VADDR) of 0x%" PRIx64 "-0x%"
+                      PRIx64 " to its old vaddr failed: %s; DMA to it blocks", c->name, m->iova,
+                      m->iova + m->size - 1, g_strerror(-r));
+    }
+}
+
+static int t1_finish(vfiocpr_container *c G_GNUC_UNUSED, GError **error G_GNUC_UNUSED)
+{
+    return 0; /* every range re-mapped (checked by the caller) is all it takes */
+}
+
+/* ------------------------------------------------------------------ state
+ * Sections of format 1.1: vfio-containers (names, the index of vfio-dma records),
+ * vfio-groups (container, group), vfio-devices (device, container, group). */
+
+static void t1_serialize(vfiocpr *ctx, GPtrArray *list, GVariantDict *d)
+{
+    g_autoptr(GPtrArray) names = g_ptr_array_new();
+    GVariantBuilder groups, devices;
+    GHashTableIter it;
+    gpointer k, val;
+
+    g_variant_builder_init(&groups, G_VARIANT_TYPE("a(su)"));
+    g_variant_builder_init(&devices, G_VARIANT_TYPE("a(ssu)"));
+    for (guint i = 0; i < list->len; i++) {
+        vfiocpr_container *c = list->pdata[i];
+        g_ptr_array_add(names, c->name);
+        g_hash_table_iter_init(&it, T(c)->groups);
+        while (g_hash_table_iter_next(&it, &k, NULL))
+            g_variant_builder_add(&groups, "(su)", c->name, (guint32)GPOINTER_TO_INT(k));
+    }
+    g_hash_table_iter_init(&it, vfiocpr_vfio_devices(vfiocpr_ctx_vfio(ctx)));
+    while (g_hash_table_iter_next(&it, &k, &val))
+        if (is_type1(vfiocpr_device_container(val)))
+            g_variant_builder_add(&devices, "(ssu)", (const char *)k,
+                                  vfiocpr_device_container(val)->name,
+                                  (guint32)vfiocpr_device_group(val));
+    g_variant_dict_insert_value(d, "vfio-containers",
+                                g_variant_new_strv((const char *const *)names->pdata, names->len));
+    g_variant_dict_insert_value(d, "vfio-groups", g_variant_builder_end(&groups));
+    g_variant_dict_insert_value(d, "vfio-devices", g_variant_builder_end(&devices));
+}
+
+static int t1_deserialize(vfiocpr *ctx, GVariant *payload, GPtrArray *byidx, GError **error)
+{
+    vfiocpr_vfio *v = vfiocpr_ctx_vfio(ctx);
+    vfiocpr_fdreg *reg = vfiocpr_ctx_fdreg(ctx);
+    GHashTable *devices = vfiocpr_vfio_devices(v);
+    g_autoptr(GVariant) vc = NULL, vg = NULL, vd = NULL, vdma = NULL;
+    g_autofree const char **names = NULL;
+    GVariantIter it;
+    const char *cname, *dname;
+    guint32 gid;
+    gsize n_names;
+
+    vc = g_variant_lookup_value(payload, "vfio-containers", G_VARIANT_TYPE_STRING_ARRAY);
+    vg = g_variant_lookup_value(payload, "vfio-groups", G_VARIANT_TYPE("a(su)"));
+    vd = g_variant_lookup_value(payload, "vfio-devices", G_VARIANT_TYPE("a(ssu)"));
+    vdma = g_variant_lookup_value(payload, "vfio-dma", NULL);
+    if (!vc && !vg && !vd && !vdma)
+        return 0;
+    if (!vc || !vg || !vd || !vdma)
+        return vfiocpr_fail(error, EBADMSG, "state: vfio: a section is missing or of the wrong "
+                            "type");
+    names = g_variant_get_strv(vc, &n_names);
+    for (gsize i = 0; i < n_names; i++) {
+        vfiocpr_container *c;
+        if (!*names[i] || g_hash_table_contains(vfiocpr_vfio_containers(v), names[i]))
+            return vfiocpr_fail(error, EBADMSG, "state: vfio: container %zu: empty or duplicate "
+                                "name", i);
+        c = vfiocpr_container_new(ctx, names[i], &vfiocpr_type1_ops, true);
+        priv_new(c)->iommu_set = true;
+        g_ptr_array_add(byidx, c);
+    }
+    g_variant_iter_init(&it, vg);
+    while (g_variant_iter_next(&it, "(&su)", &cname, &gid)) {
+        vfiocpr_container *c = g_hash_table_lookup(vfiocpr_vfio_containers(v), cname);
+        if (!is_type1(c) || gid > G_MAXINT ||
+            !vfiocpr_fdreg_has(reg, "vfio-group", gid, VFIOCPR_FD_VFIO_GROUP) ||
+            g_hash_table_contains(T(c)->groups, GINT_TO_POINTER((int)gid)))
+            return vfiocpr_fail(error, EBADMSG, "state: vfio: group %u of container '%s': "
+                                "unknown container, duplicate or no preserved fd", gid, cname);
+        g_hash_table_insert(T(c)->groups, GINT_TO_POINTER((int)gid),
+                            GINT_TO_POINTER(GROUP_PRESERVED));
+    }
+    g_variant_iter_init(&it, vd);
+    while (g_variant_iter_next(&it, "(&s&su)", &dname, &cname, &gid)) {
+        vfiocpr_container *c = g_hash_table_lookup(vfiocpr_vfio_containers(v), cname);
+        vfiocpr_device *dev;
+        int r;
+        if (!is_type1(c) || !g_hash_table_contains(T(c)->groups, GINT_TO_POINTER((int)gid)) ||
+            !*dname || g_hash_table_contains(devices, dname))
+            return vfiocpr_fail(error, EBADMSG, "state: vfio: device '%s': unknown container or "
+                                "group, or duplicate", dname);
+        r = vfiocpr_device_preserved(c, (int)gid, dname, VFIOCPR_FD_VFIO_DEVICE, &dev, error);
+        if (r < 0)
+            return r;
+    }
+    return 1;
+}
+
+static void t1_describe(vfiocpr_container *c, GString *out)
+{
+    g_string_append_printf(out, "%u groups, ", g_hash_table_size(T(c)->groups));
+}
+
+const vfiocpr_backend_ops vfiocpr_type1_ops = {
+    .id = VFIOCPR_BACKEND_TYPE1,
+    .name = "type1",
+    .feature = VFIOCPR_FEATURE_VFIO_TYPE1,
+    .reg_prefix = "vfio-container:",
+    .fd_kind = VFIOCPR_FD_VFIO_CONTAINER,
+    .dma_section = "vfio-dma",
+    .open = t1_open,
+    .free_priv = free_priv,
+    .attach = t1_attach,
+    .map = t1_map,
+    .remap = t1_remap,
+    .unmap = t1_unmap,
+    .check = t1_check,
+    .prepare = t1_prepare,
+    .undo = t1_undo,
+    .finish = t1_finish,
+    .close = t1_close,
+    .serialize = t1_serialize,
+    .deserialize = t1_deserialize,
+    .describe = t1_describe,
+};
