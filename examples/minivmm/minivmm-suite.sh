@@ -152,6 +152,157 @@ else
     comment /tmp/ctl.out
 fi
 
+# ------------------------------------------------------------ 3b. transfers (begin)
+# vfiocpr_transfer() to separately started processes: each new one is started by
+# this script with --incoming (it listens, takes one connection, then runs the same
+# start-up as an exec restart), the old one hands over on --transfer-to and exits.
+xn=${TRANSFERS:-10}
+rm -f /tmp/xfer-*.sock /tmp/xfer-*.out
+$M --device "$bdf" --upgrades "$xn" --transfer-to /tmp/xfer-1.sock >/tmp/xfer-0.out 2>&1 &
+eval "xpid0=$!"
+i=1
+while [ "$i" -le "$xn" ]; do
+    $M --device "$bdf" --incoming "/tmp/xfer-$i.sock" --transfer-to "/tmp/xfer-$((i + 1)).sock" \
+        >"/tmp/xfer-$i.out" 2>&1 &
+    eval "xpid$i=$!"
+    i=$((i + 1))
+done
+i=0
+while [ "$i" -le "$xn" ]; do
+    eval "wait \$xpid$i"
+    eval "xrc$i=$?"
+    i=$((i + 1))
+done
+# xfer_check N OUT PREV_OUT OLD_PID NEW_PID: upgrade N of the chain, as OUT reports it
+xfer_check() {
+    xl=$(grep "^minivmm: upgrade $1/$xn: " "$2" | sed 's/^minivmm: //')
+    xbad=
+    case $xl in *": ok: lost 0 interrupts, DMA ok, not reset ok, "*) ;; *) xbad="$xbad; not ok" ;; esac
+    case $xl in *", transfer from pid $4 to pid $5") ;; *) xbad="$xbad; not a transfer from pid $4 to pid $5" ;; esac
+    [ "$4" != "$5" ] || xbad="$xbad; the same pid"
+    grep -q "^minivmm: transfer to .* committed after [0-9]* us: handed over to pid $5; pid $4 exits without touching the devices$" "$3" ||
+        xbad="$xbad; pid $4 did not report the hand-over to pid $5"
+}
+i=1
+while [ "$i" -le "$xn" ]; do
+    eval "old=\$xpid$((i - 1)) new=\$xpid$i orc=\$xrc$((i - 1))"
+    xfer_check "$i" "/tmp/xfer-$i.out" "/tmp/xfer-$((i - 1)).out" "$old" "$new"
+    [ "$orc" -eq 0 ] || xbad="$xbad; pid $old exited $orc after handing over"
+    if [ -z "$xbad" ]; then
+        result OK "transfer ${xl#upgrade }; pid $old exited 0"
+    else
+        result NOTOK "transfer $i/$xn:${xbad#;}: ${xl:-no result}"
+        comment "/tmp/xfer-$((i - 1)).out"
+        comment "/tmp/xfer-$i.out"
+    fi
+    i=$((i + 1))
+done
+eval "lrc=\$xrc$xn"
+xsum=$(sed -n 's/^minivmm: summary: //p' "/tmp/xfer-$xn.out")
+case $xsum in
+    "$xn/$xn upgrades good, 0 interrupts lost "*) xs_ok=yes ;;
+    *) xs_ok=no ;;
+esac
+if [ "$lrc" -eq 0 ] && [ "$xs_ok" = yes ]; then
+    result OK "$xn transfers through $((xn + 1)) processes: $xsum"
+else
+    result NOTOK "$xn transfers: the last process exited $lrc: ${xsum:-no summary}"
+    comment "/tmp/xfer-$xn.out"
+fi
+echo "# the timeline of transfer $xn/$xn:"
+awk -v n="$xn/$xn" '
+    index($0, "---- upgrade " n ",") { on = 1 }
+    on { sub(/^minivmm: /, ""); print "#   " $0 }
+    on && index($0, "upgrade " n ": ") == 1 { exit }
+' "/tmp/xfer-$xn.out"
+# the same boot, the same device: exec (section 2) against transfer
+xbo() { sed -n 's/^minivmm: summary: .*, blackout min \([0-9]*\) \/ mean \([0-9]*\) \/ max \([0-9]*\) us.*/min \1 \/ mean \2 \/ max \3 us/p' "$1"; }
+echo "# blackout, exec ($upgrades upgrades): $(xbo /tmp/up.out); transfer ($xn): $(xbo "/tmp/xfer-$xn.out")"
+# The check's control: an exec upgrade is no transfer, the check must say so.
+xfer_check 1 /tmp/up.out /tmp/up.out 1 1
+case $xbad in
+    *"not a transfer"*"the same pid"*) result OK "transfer check control: an exec upgrade is refused:${xbad#;}" ;;
+    *) result NOTOK "transfer check control: an exec upgrade passed the transfer check: $xl" ;;
+esac
+
+# xfer_one NAME NEGATIVE: one transfer to a process started with --negative NEGATIVE,
+# which must be caught by the new process's own checks
+xfer_one() {
+    rm -f /tmp/xfer-n.sock
+    $M --device "$bdf" --upgrades 1 --transfer-to /tmp/xfer-n.sock >"/tmp/xfer-$1-old.out" 2>&1 &
+    xo=$!
+    $M --device "$bdf" --incoming /tmp/xfer-n.sock --negative "$2" >"/tmp/xfer-$1.out" 2>&1
+    xr=$?
+    wait "$xo"
+    xl=$(sed -n 's/^minivmm: upgrade 1\/1: //p' "/tmp/xfer-$1.out")
+}
+# each of the new process's checks, broken in turn
+for neg in "ram-copy:DMA BAD" "irq-drain:lost 1 interrupts" "bus-master-off:not reset BAD"; do
+    xfer_one "neg-${neg%%:*}" "${neg%%:*}"
+    case $xl in
+        FAILED:*"${neg#*:}"*) result OK "transfer --negative ${neg%%:*}: caught (exit $xr): ${xl#FAILED: }" ;;
+        *) result NOTOK "transfer --negative ${neg%%:*}: NOT caught (exit $xr): ${xl:-no result}"
+           comment "/tmp/xfer-neg-${neg%%:*}.out" ;;
+    esac
+done
+
+# A new process that dies (SIGKILL) or hangs after the connection: the old one rolls
+# back (DMA at its addresses, the interrupts its own again) and carries on; its
+# next exec upgrade is checked as usual, and finds the device not reset.
+ctl=/tmp/minivmm-x.sock
+xsend() { $M --control "$ctl" --send "$1" 2>&1; }
+for case in accepted:none received:validated restored:restoring kill9:restoring timeout:restoring; do
+    point=${case%%:*}
+    step=${case#*:}
+    fault=$point
+    [ "$point" = kill9 ] || [ "$point" = timeout ] && fault=hang
+    rm -f /tmp/xfer-k.sock
+    $M --device "$bdf" --control "$ctl" >"/tmp/xfer-k-$point-old.out" 2>&1 &
+    xo=$!
+    $M --device "$bdf" --control "$ctl" --incoming /tmp/xfer-k.sock --incoming-fault "$fault" \
+        >"/tmp/xfer-k-$point.out" 2>&1 &
+    xn_pid=$!
+    if [ "$point" = kill9 ]; then
+        # killed from outside once it hangs, restored, before its commit
+        ( for _ in $(seq 1 200); do
+              grep -q 'hangs now' "/tmp/xfer-k-$point.out" && break
+              sleep 0.05
+          done
+          kill -9 "$xn_pid" ) &
+    fi
+    xt=$(xsend "upgrade --transfer /tmp/xfer-k.sock" | tr '\n' ' ')
+    # (from a subshell: the shell would report the kill of its own job)
+    [ "$point" = timeout ] && (kill -9 "$xn_pid")
+    wait "$xn_pid"
+    xr=$?
+    xu=$(xsend upgrade | tr '\n' ' ')
+    xst=$(xsend status)
+    xq=$(xsend quit)
+    wait "$xo"
+    xor=$?
+    xbad=
+    # killed at once: the old side finds the peer gone while it sends, or when it
+    # waits for the first step
+    [ "$step" = none ] && alt="send state: " || alt="after step '$step'"
+    case $xt in *"upgrade failed, rolled back, still running: "*"after step '$step'"*) ;;
+                *"upgrade failed, rolled back, still running: "*"$alt"*) ;;
+                *) xbad="$xbad; the transfer did not fail after step '$step'" ;; esac
+    [ "$xr" -eq 137 ] || xbad="$xbad; the new process exited $xr, not 137 (SIGKILL)"
+    case $xu in *"upgraded: generation 2, pid $xo,"*"lost 0 interrupts, DMA ok: ok"*) ;;
+                *) xbad="$xbad; the exec upgrade after it failed" ;; esac
+    case $xst in "generation 2, pid $xo,"*"upgrades 1 (good 1), rollbacks 1,"*"(bad 0)") ;;
+                 *) xbad="$xbad; status: $xst" ;; esac
+    [ "$xq" = bye ] && [ "$xor" -eq 0 ] || xbad="$xbad; quit: '$xq', exit $xor"
+    if [ -z "$xbad" ]; then
+        result OK "transfer to a new process killed at '$point': ${xt#*still running: }; pid $xo carried on, then: ${xu#upgrading to * }"
+    else
+        result NOTOK "transfer to a new process killed at '$point':${xbad#;}: $xt / $xu"
+        comment "/tmp/xfer-k-$point-old.out"
+        comment "/tmp/xfer-k-$point.out"
+    fi
+done
+# ------------------------------------------------------------ 3b. transfers (end)
+
 # ------------------------------------------------------------ 4. KVM: a real VM
 # minivmm --kvm runs a VM whose guest program drives the device; the guest counts
 # in its own RAM the interrupts its handler took. A guest kernel without a working

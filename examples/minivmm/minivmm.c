@@ -1169,8 +1169,12 @@ static void reply(int fd, const char *fmt, ...)
 
 static void client_close(vmm *v)
 {
-    if (v->client_fd >= 0)
+    /* shutdown, not only close: after a failed transfer the new process may still
+     * hold a copy of this connection, and the client must see the end of the answer */
+    if (v->client_fd >= 0) {
+        shutdown(v->client_fd, SHUT_RDWR);
         close(v->client_fd);
+    }
     v->client_fd = -1;
     v->client_waiting = false;
     v->client_len = 0;
