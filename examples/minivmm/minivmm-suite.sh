@@ -381,6 +381,104 @@ else
     comment /tmp/kvm-intx.out
 fi
 
+# 4b'. transfers under --kvm: each new process makes a new VM, restores the vCPU
+# from the memfd that travels like every registered fd, and the guest's own counts
+# must balance; then a new process killed after its restore, before its commit
+kx=${KVM_TRANSFERS:-3}
+rm -f /tmp/kx-*.sock
+$M --device "$kvm_dev" --kvm --upgrades "$kx" --transfer-to /tmp/kx-1.sock >/tmp/kx-0.out 2>&1 &
+eval "kpid0=$!"
+i=1
+while [ "$i" -le "$kx" ]; do
+    $M --device "$kvm_dev" --kvm --incoming "/tmp/kx-$i.sock" --transfer-to "/tmp/kx-$((i + 1)).sock" \
+        >"/tmp/kx-$i.out" 2>&1 &
+    eval "kpid$i=$!"
+    i=$((i + 1))
+done
+i=0
+while [ "$i" -le "$kx" ]; do
+    eval "wait \$kpid$i"
+    eval "krc$i=$?"
+    i=$((i + 1))
+done
+i=1
+while [ "$i" -le "$kx" ]; do
+    eval "old=\$kpid$((i - 1)) new=\$kpid$i orc=\$krc$((i - 1))"
+    kl=$(sed -n "s/^minivmm: upgrade $i\/$kx: //p" "/tmp/kx-$i.out")
+    kbad=
+    case $kl in "ok: MSI raised "*" by the guest, "*", transfer from pid $old to pid $new") ;;
+                *) kbad="$kbad; not a good transfer from pid $old to pid $new" ;; esac
+    # the guest's own counts: what the device raised, the guest's handler took
+    case $kl in *" raised "*" = taken "*" NOT EQUAL"*) kbad="$kbad; counts differ" ;; esac
+    grep -q "^minivmm: transfer to .* committed after [0-9]* us: handed over to pid $new; pid $old exits without touching the devices$" \
+        "/tmp/kx-$((i - 1)).out" || kbad="$kbad; pid $old did not report the hand-over"
+    [ "$orc" -eq 0 ] || kbad="$kbad; pid $old exited $orc"
+    if [ -z "$kbad" ]; then
+        result OK "--kvm transfer $i/$kx ${kl#ok: }; pid $old exited 0"
+    else
+        result NOTOK "--kvm transfer $i/$kx:${kbad#;}: ${kl:-no result}"
+        comment "/tmp/kx-$((i - 1)).out"
+        comment "/tmp/kx-$i.out"
+    fi
+    i=$((i + 1))
+done
+eval "lrc=\$krc$kx"
+ksum=$(sed -n 's/^minivmm: summary: //p' "/tmp/kx-$kx.out")
+case $ksum in
+    "$kx/$kx upgrades good, "*) [ "$lrc" -eq 0 ] && result OK "--kvm: $kx transfers through $((kx + 1)) processes: $ksum" ||
+                                    result NOTOK "--kvm: $kx transfers: the last process exited $lrc: $ksum" ;;
+    *) result NOTOK "--kvm: $kx transfers: exit $lrc: ${ksum:-no summary}"; comment "/tmp/kx-$kx.out" ;;
+esac
+echo "# the timeline of --kvm transfer $kx/$kx:"
+awk -v n="$kx/$kx" '
+    index($0, "---- upgrade " n ",") { on = 1 }
+    on { sub(/^minivmm: /, ""); print "#   " $0 }
+    on && index($0, "upgrade " n ": ") == 1 { exit }
+' "/tmp/kx-$kx.out"
+# the control of the guest's counts across a transfer: the new VM's RAM a copy
+rm -f /tmp/kx-n.sock
+$M --device "$kvm_dev" --kvm --upgrades 1 --transfer-to /tmp/kx-n.sock >/tmp/kx-n-old.out 2>&1 &
+ko=$!
+$M --device "$kvm_dev" --kvm --incoming /tmp/kx-n.sock --negative ram-copy >/tmp/kx-n.out 2>&1
+kr=$?
+wait "$ko"
+kl=$(sed -n 's/^minivmm: upgrade 1\/1: //p' /tmp/kx-n.out)
+case $kl in
+    FAILED:*) result OK "--kvm transfer --negative ram-copy: caught (exit $kr): ${kl#FAILED: }" ;;
+    *) result NOTOK "--kvm transfer --negative ram-copy: NOT caught (exit $kr): ${kl:-no result}"
+       comment /tmp/kx-n.out ;;
+esac
+# killed after its restore (new VM made, irqfds on it): the old VM takes the
+# interrupts back, and its next exec upgrade balances the guest's counts
+ctl=/tmp/minivmm-kx.sock
+rm -f /tmp/kx-k.sock
+$M --device "$kvm_dev" --kvm --control "$ctl" >/tmp/kx-k-old.out 2>&1 &
+ko=$!
+$M --device "$kvm_dev" --kvm --control "$ctl" --incoming /tmp/kx-k.sock --incoming-fault restored \
+    >/tmp/kx-k.out 2>&1 &
+kn_pid=$!
+kt=$($M --control "$ctl" --send "upgrade --transfer /tmp/kx-k.sock" 2>&1 | tr '\n' ' ')
+wait "$kn_pid"
+kr=$?
+ku=$($M --control "$ctl" --send upgrade 2>&1 | tr '\n' ' ')
+kq=$($M --control "$ctl" --send quit 2>&1)
+wait "$ko"
+kor=$?
+kbad=
+case $kt in *"upgrade failed, rolled back, still running: "*"after step 'restoring'"*) ;;
+            *) kbad="$kbad; the transfer did not fail after step 'restoring'" ;; esac
+[ "$kr" -eq 137 ] || kbad="$kbad; the new process exited $kr, not 137"
+case $ku in *"upgraded: generation 2, pid $ko, "*": ok"*) ;; *) kbad="$kbad; the exec upgrade after it failed" ;; esac
+[ "$kq" = bye ] && [ "$kor" -eq 0 ] || kbad="$kbad; quit '$kq', exit $kor"
+kg=$(sed -n 's/^minivmm: upgrade 1: ok: \(.* by the guest\),.*/\1/p' /tmp/kx-k-old.out)
+if [ -z "$kbad" ]; then
+    result OK "--kvm transfer to a new process killed after its restore: ${kt#*still running: }; pid $ko carried on, its exec upgrade after it: $kg"
+else
+    result NOTOK "--kvm transfer to a new process killed after its restore:${kbad#;}: $kt / $ku"
+    comment /tmp/kx-k-old.out
+    comment /tmp/kx-k.out
+fi
+
 # 4c. negative controls: each breaks the upgrade; the guest's own counts must say so
 # negative NAME [--intx]: caught when the upgrade FAILED on what the guest counted
 negative() {
