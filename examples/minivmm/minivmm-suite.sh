@@ -10,12 +10,29 @@
 #      DMA, blackout), the summary, and the timeline of the last upgrade as comments;
 #   3. the control socket and SIGHUP: status, upgrade (answered by the new image),
 #      upgrade to a missing binary (rolled back), SIGHUP, quit; same pid throughout;
+#   3b. transfers to separately started processes (--incoming, --transfer-to):
+#      TRANSFERS (default 10) chained old -> new -> newer, one TAP line each (lost
+#      interrupts, DMA, not reset, from the old pid to a different new one, the old
+#      one reporting the hand-over and exiting 0), the summary, the timeline of the
+#      last one, the blackout of an exec (2.) and of a transfer in this boot; the
+#      controls: an exec upgrade fails the transfer check, and a new process with
+#      --negative ram-copy, irq-drain or bus-master-off is caught by its own checks;
+#      new processes killed (SIGKILL) after accepting the connection, after
+#      receiving the state, after restoring the devices, killed from outside while
+#      hung before the commit, or hung until the old side's timeout: each time the
+#      old process's error names the step, it rolled back and carries on, and its
+#      next exec upgrade (lost interrupts, DMA) and status check out;
 #   4. --kvm, a real VM whose guest program drives edu and counts in its own RAM:
 #      a. --upgrades KVM_UPGRADES (default 20) with MSI: one TAP line per upgrade
 #         (device raised == taken by the guest's handler, the window's interrupts in
 #         one interrupt of their own, the guest's DMA, its pause), the summary, the
 #         guest's progress counter monotonic, the timeline of the last upgrade;
 #      b. --intx --upgrades 3: INTx through the IOAPIC, the window delivered once;
+#      b'. KVM_TRANSFERS (default 3) transfers chained through new processes, each
+#         with a new VM restored from the vCPU memfd (raised == taken by the guest,
+#         DMA, different pids); the control ram-copy in the new process, caught; a
+#         new process killed after its restore: the old VM takes the interrupts
+#         back and its next exec upgrade balances the guest's counts;
 #      c. negative controls that must be caught: wrong-gsi (MSI and INTx),
 #         irqfd-before-routes, keep-old-irqfds, cold-guest, set-irqs (a new
 #         eventfd), ram-copy; set-irqs-same (the preserved eventfd) reported as

@@ -7,7 +7,11 @@
  *           [--upgrade-to PATH] [--wrapper PATH [--wrapper-arg ARG]...] [--forbidden-ioctl]
  *   minivmm --device BDF --kvm [--intx] [--guest-image PATH] [--negative NAME]
  *           [--control PATH] [--upgrades N] [--upgrade-to PATH]
- *   minivmm --control PATH --send "upgrade [PATH]" | status | quit
+ *   minivmm ... [--transfer-to SOCKET]            (upgrades are transfers)
+ *   minivmm --device BDF [--kvm] [--control PATH] --incoming SOCKET
+ *           [--incoming-fault accepted|received|restored|hang] [--negative NAME]
+ *   minivmm --control PATH --send "upgrade [PATH]" | "upgrade --transfer SOCKET" |
+ *           status | quit
  *
  * Without --kvm there is no guest: the "device model" is this program driving the
  * device itself, as a guest driver would, so that every upgrade can be checked end
@@ -52,6 +56,32 @@
  * the guest afresh instead of restoring it), ram-copy (the new VM's RAM is a copy of
  * the DMA-mapped memfd). No /dev/kvm is an error.
  * minivmm-suite.sh beside this file is the guest test.
+ *
+ * Transfer: instead of exec'ing itself, the running VMM can hand everything to a
+ * separately started process (another binary, container or cgroup) with
+ * vfiocpr_transfer(). The new process is started as `minivmm --incoming SOCKET`
+ * with the same --device (and --kvm, --control) as the old one: it listens on
+ * SOCKET, takes exactly one connection, gets its context from
+ * vfiocpr_new_incoming() instead of vfiocpr_new(), and then runs the very same
+ * start-up as an exec restart (restart mode; under --kvm a new VM restored from the
+ * vCPU memfd, which travels like every registered fd) and the same checks and
+ * timeline, with both pids. The old side transfers on "upgrade --transfer SOCKET"
+ * on the control socket, or, with --transfer-to SOCKET, on every upgrade that would
+ * exec (--upgrades, SIGHUP); it connects (retrying for 10 s: the new process may
+ * still be starting), hands over at the same quiet point as an exec, and once the
+ * new process has committed it says so and exits 0 without touching the devices.
+ * If the transfer fails (the new process refuses, dies or does not commit within
+ * 10 s) the library has rolled everything back, the old process prints its error,
+ * which names the last step the new one reported, and carries on, exactly as after
+ * a failed exec. The new process writes nothing into the VMM state memfd (shared
+ * with the old process, not copied) before vfiocpr_finish(): until the commit it is
+ * still the old process's. --incoming-fault POINT (a test) SIGKILLs the new process
+ * right after it accepted the connection, after it received and validated the
+ * state, or after its devices are restored; "hang" stops it there for good. Without
+ * --kvm, --negative NAME breaks one of the new image's checks (after an exec or a
+ * transfer): ram-copy (guest RAM read from a copy), irq-drain (the waiting
+ * interrupt read and dropped), bus-master-off (PCI bus mastering cleared, as a
+ * reset would leave it).
  *
  * --upgrade-to PATH: the binary an upgrade without an explicit path execs (SIGHUP,
  * --upgrades, "upgrade" on the control socket); default: this binary.
