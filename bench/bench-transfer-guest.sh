@@ -60,7 +60,7 @@ awk '
     /^=== / { mode = $2; order[++nm] = mode; next }
     /^minivmm: upgrade [0-9]+\/[0-9]+: / {
         ok = $4 == "ok:"
-        bo = $0; sub(/.* blackout /, "", bo); sub(/ us.*/, "", bo)
+        bo = $0; sub(/.* blackout /, "", bo); sub(/ us.*/, "", bo); bo += 0
         p = ""
         if (index($0, "guest pause ")) { p = $0; sub(/.*guest pause /, "", p); sub(/ us.*/, "", p) }
         n[mode]++; sb[mode] += bo; bad[mode] += !ok
