@@ -17,6 +17,8 @@
 #      last one, the blackout of an exec (2.) and of a transfer in this boot; the
 #      controls: an exec upgrade fails the transfer check, and a new process with
 #      --negative ram-copy, irq-drain or bus-master-off is caught by its own checks;
+#      "upgrade --transfer" on the control socket, answered by the new process,
+#      which then serves that socket;
 #      new processes killed (SIGKILL) after accepting the connection, after
 #      receiving the state, after restoring the devices, killed from outside while
 #      hung before the commit, or hung until the old side's timeout: each time the
@@ -263,11 +265,40 @@ for neg in "ram-copy:DMA BAD" "irq-drain:lost 1 interrupts" "bus-master-off:not 
     esac
 done
 
+# "upgrade --transfer" on the control socket: answered by the new process, which
+# then serves the same control socket (its listening socket came with the transfer)
+ctl=/tmp/minivmm-x.sock
+xsend() { $M --control "$ctl" --send "$1" 2>&1; }
+rm -f /tmp/xfer-c.sock
+$M --device "$bdf" --control "$ctl" >/tmp/xfer-c-old.out 2>&1 &
+xo=$!
+$M --device "$bdf" --control "$ctl" --incoming /tmp/xfer-c.sock >/tmp/xfer-c.out 2>&1 &
+xnew=$!
+xt=$(xsend "upgrade --transfer /tmp/xfer-c.sock" | tr '\n' ' ')
+wait "$xo"
+xor=$?
+xst=$(xsend status)
+xq=$(xsend quit)
+wait "$xnew"
+xr=$?
+xbad=
+case $xt in *"upgraded by a transfer: generation 2, pid $xnew, "*"lost 0 interrupts, DMA ok: ok"*) ;;
+            *) xbad="$xbad; answer: $xt" ;; esac
+[ "$xor" -eq 0 ] || xbad="$xbad; the old pid $xo exited $xor"
+case $xst in "generation 2, pid $xnew,"*"upgrades 1 (good 1), rollbacks 0,"*) ;; *) xbad="$xbad; status: $xst" ;; esac
+[ "$xq" = bye ] && [ "$xr" -eq 0 ] || xbad="$xbad; quit: '$xq', exit $xr"
+[ "$xo" != "$xnew" ] || xbad="$xbad; the same pid"
+if [ -z "$xbad" ]; then
+    result OK "control: upgrade --transfer: ${xt#transferring to the new process on /tmp/xfer-c.sock }(pid $xo exited 0); the new process serves the control socket: $xst"
+else
+    result NOTOK "control: upgrade --transfer:${xbad#;}"
+    comment /tmp/xfer-c-old.out
+    comment /tmp/xfer-c.out
+fi
+
 # A new process that dies (SIGKILL) or hangs after the connection: the old one rolls
 # back (DMA at its addresses, the interrupts its own again) and carries on; its
 # next exec upgrade is checked as usual, and finds the device not reset.
-ctl=/tmp/minivmm-x.sock
-xsend() { $M --control "$ctl" --send "$1" 2>&1; }
 for case in accepted:none received:validated restored:restoring kill9:restoring timeout:restoring; do
     point=${case%%:*}
     step=${case#*:}
