@@ -177,6 +177,7 @@ fi
 # start-up as an exec restart), the old one hands over on --transfer-to and exits.
 xn=${TRANSFERS:-10}
 rm -f /tmp/xfer-*.sock /tmp/xfer-*.out
+t0=$(now)
 $M --device "$bdf" --upgrades "$xn" --transfer-to /tmp/xfer-1.sock >/tmp/xfer-0.out 2>&1 &
 eval "xpid0=$!"
 i=1
@@ -192,6 +193,7 @@ while [ "$i" -le "$xn" ]; do
     eval "xrc$i=$?"
     i=$((i + 1))
 done
+t1=$(now)
 # xfer_check N OUT PREV_OUT OLD_PID NEW_PID: upgrade N of the chain, as OUT reports it
 xfer_check() {
     xl=$(grep "^minivmm: upgrade $1/$xn: " "$2" | sed 's/^minivmm: //')
@@ -223,7 +225,7 @@ case $xsum in
     *) xs_ok=no ;;
 esac
 if [ "$lrc" -eq 0 ] && [ "$xs_ok" = yes ]; then
-    result OK "$xn transfers through $((xn + 1)) processes: $xsum"
+    result OK "$xn transfers through $((xn + 1)) processes in $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }') s: $xsum"
 else
     result NOTOK "$xn transfers: the last process exited $lrc: ${xsum:-no summary}"
     comment "/tmp/xfer-$xn.out"
