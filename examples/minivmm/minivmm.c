@@ -1842,12 +1842,13 @@ static void print_summary(vmm *v)
             " bad; the pause the guest saw min %" PRIu64 " / mean %" PRIu64 " / max %" PRIu64
             " us; vCPU stopped mean %" PRIu64 " us; blackout min %" PRIu64 " / mean %" PRIu64
             " / max %" PRIu64 " us, of it in library calls (new image) mean %" PRIu64 " us (%"
-            PRIu64 "%%); rollbacks %u", st->upgrades_good, n, irq_label(v), fired_total(v),
+            PRIu64 "%%); transfers %u, rollbacks %u", st->upgrades_good, n, irq_label(v),
+            fired_total(v),
             fired_total(v) - st->helper_total, st->helper_total, guest_taken(v),
             mb->missed, mb->dma_ok, mb->dma_bad, n ? st->pause_min : 0,
             n ? st->pause_sum / n : 0, st->pause_max, n ? st->stopped_sum / n : 0,
             n ? st->blackout_min : 0, bo, st->blackout_max, n ? st->lib_sum / n : 0,
-            bo ? st->lib_sum / n * 100 / bo : 0, st->rollbacks);
+            bo ? st->lib_sum / n * 100 / bo : 0, st->transfers, st->rollbacks);
         return;
     }
     irqs = g_strdup_printf("%" PRId64 " interrupts lost (fired %" PRIu64 ", received %" PRIu64
@@ -1857,9 +1858,9 @@ static void print_summary(vmm *v)
                                                st->dma_checks - st->dma_bad, st->dma_checks)
                              : g_strdup("DMA n/a");
     say("summary: %u/%u upgrades good, %s, %s, blackout min %" PRIu64 " / mean %" PRIu64
-        " / max %" PRIu64 " us, rollbacks %u, fallbacks %u", st->upgrades_good, n, irqs, dma,
-        n ? st->blackout_min : 0, n ? st->blackout_sum / n : 0, st->blackout_max, st->rollbacks,
-        st->fallbacks);
+        " / max %" PRIu64 " us, transfers %u, rollbacks %u, fallbacks %u", st->upgrades_good, n,
+        irqs, dma, n ? st->blackout_min : 0, n ? st->blackout_sum / n : 0, st->blackout_max,
+        st->transfers, st->rollbacks, st->fallbacks);
 }
 
 /* Called when an upgrade's outcome is known (checked, or failed to exec). */
@@ -2658,13 +2659,16 @@ static void print_cold_start(vmm *v)
         g_autofree char *target = default_target(v);
         say("upgrades go through %s%s%s, to %s, falling back to this binary", v->wrapper,
             args ? " " : "", args ? args : "", target);
+    } else if (v->transfer_to) {
+        say("upgrades are transfers to the new process on %s", v->transfer_to);
     } else if (v->upgrade_to) {
         say("upgrades go to %s", v->upgrade_to);
     }
     if (v->fallback_reason)
         say("started as the wrapper's fallback (%s) without incoming state", v->fallback_reason);
     say("seccomp: %s", seccomp_text(sc, sizeof(sc)));
-    say("%u fds registered for the next exec; SIGHUP upgrades in place", vfiocpr_fd_count(v->ctx));
+    say("%u fds registered for the next exec or transfer; SIGHUP upgrades%s",
+        vfiocpr_fd_count(v->ctx), v->transfer_to ? " by a transfer" : " in place");
 }
 
 int main(int argc, char **argv)
