@@ -339,7 +339,10 @@ typedef struct {
 
 /* Installs routes in KVM. The VMM owns the VM's routing table: it merges these with
  * its own and issues KVM_SET_GSI_ROUTING once. NULL callback: the library issues
- * KVM_SET_GSI_ROUTING with its routes only. */
+ * KVM_SET_GSI_ROUTING with its routes and the x86 in-kernel irqchip's default ones
+ * (GSI 0-15 on the PICs and the IOAPIC, 16-23 on the IOAPIC, as KVM_CREATE_IRQCHIP
+ * set them up; since 0.2, before which INTx routes were dropped); a VM with a split
+ * irqchip, which refuses those, gets the MSI routes alone. */
 typedef int (*vfiocpr_kvm_commit_fn)(void *user, const vfiocpr_msi_route *routes,
                                      unsigned int n_routes, GError **error);
 

@@ -511,8 +511,11 @@ static int phase_peer(vfiocpr *ctx G_GNUC_UNUSED, handover_op *op, GError **erro
 
 static int phase_send(vfiocpr *ctx G_GNUC_UNUSED, handover_op *op, GError **error)
 {
-    return vfiocpr_xfer_send_state(op->sock, op->state_fd, (const int *)(void *)op->fds->data,
-                                   op->fds->len, error);
+    int r = vfiocpr_xfer_send_state(op->sock, op->state_fd, (const int *)(void *)op->fds->data,
+                                    op->fds->len, error);
+    if (r < 0)
+        g_prefix_error(error, "pid %u failed after step 'none': ", op->peer);
+    return r;
 }
 
 /* Whatever went wrong, the new process must learn at once that it owns nothing. */
@@ -534,10 +537,14 @@ static int phase_wait_commit(vfiocpr *ctx, handover_op *op, GError **error)
         guint type = 0;
         int r = vfiocpr_xfer_recv(op->sock, deadline, &type, &text, &local);
 
-        if (r < 0)
-            return vfiocpr_fail(error, r, "pid %u %s after step '%s': %s", op->peer,
-                                r == -ETIMEDOUT ? "did not commit in time" : "failed",
-                                op->peer_step ? op->peer_step : "none", local->message);
+        if (r < 0) {
+            /* local already names the errno */
+            g_propagate_prefixed_error(error, g_steal_pointer(&local), "pid %u %s after step "
+                                       "'%s': ", op->peer, r == -ETIMEDOUT ?
+                                       "did not commit in time" : "failed",
+                                       op->peer_step ? op->peer_step : "none");
+            return r;
+        }
         switch (type) {
         case VFIOCPR_XFER_STEP:
             for (gsize i = 0; known_steps[i]; i++)
@@ -680,9 +687,10 @@ static int commit(vfiocpr *ctx, GError **error)
         /* the old process rolled back (timeout) or died: it is not ours to use */
         ctx->xfer_failed = true;
         ctx->xfer_sock = -1;
-        return vfiocpr_fail(error, r, "finish: commit to pid %u: %s; the old process keeps "
-                            "(or took back) the devices: this process must not touch them",
-                            ctx->xfer_peer, local->message);
+        g_propagate_prefixed_error(error, g_steal_pointer(&local), "finish: commit to pid %u "
+                                   "(the old process keeps, or took back, the devices: this "
+                                   "process must not touch them): ", ctx->xfer_peer);
+        return r;
     }
     ctx->xfer_sock = -1;
     return 0;

@@ -333,6 +333,17 @@ static void io_describe(vfiocpr_container *c, GString *out)
                            I(c)->change_pending ? " (pins pending)" : "");
 }
 
+static const vfiocpr_ioctl_decl io_ioctls[] = {
+    VFIOCPR_IOCTL(IOMMU_IOAS_ALLOC, 0),
+    VFIOCPR_IOCTL(IOMMU_IOAS_MAP, 0),
+    VFIOCPR_IOCTL(IOMMU_IOAS_MAP_FILE, 0),
+    VFIOCPR_IOCTL(IOMMU_IOAS_UNMAP, 0),
+    VFIOCPR_IOCTL(IOMMU_IOAS_CHANGE_PROCESS, 0),
+    VFIOCPR_IOCTL(VFIO_DEVICE_BIND_IOMMUFD, 0),
+    VFIOCPR_IOCTL(VFIO_DEVICE_ATTACH_IOMMUFD_PT, 0),
+    { NULL, 0, 0 },
+};
+
 const vfiocpr_backend_ops vfiocpr_iommufd_ops = {
     .id = VFIOCPR_BACKEND_IOMMUFD,
     .name = "iommufd",
@@ -340,6 +351,7 @@ const vfiocpr_backend_ops vfiocpr_iommufd_ops = {
     .reg_prefix = "iommufd:",
     .fd_kind = VFIOCPR_FD_IOMMUFD,
     .dma_section = "iommufd-dma",
+    .ioctls = io_ioctls,
     .open = io_open,
     .free_priv = g_free,
     .attach = io_attach,

@@ -63,7 +63,8 @@ static int assign_all(vfiocpr_kvm *k, int vm_fd, GError **error)
             while (i-- > 0)
                 assign(vm_fd, &g_array_index(k->irqfds, irqfd, i), true);
             return vfiocpr_fail(error, r, "kvm: KVM_IRQFD assign of eventfd %d to GSI %u%s",
-                                f->fd, f->gsi, r == -EBUSY ? " (already attached to this VM)" : "");
+                                f->fd, f->gsi, r == -EBUSY ? " (already attached to this VM, or, since Linux 7.x, held by another "
+                                             "VM's irqfd: detach it there first)" : "");
         }
     }
     return 0;
@@ -110,21 +111,57 @@ static void collect_vec(vfiocpr_device *d, guint index, guint vector, int fd, bo
         c->pending++;
 }
 
+/* KVM_SET_GSI_ROUTING replaces the whole table, so without the VMM's own merge the
+ * library must keep what KVM_CREATE_IRQCHIP installed on x86: GSI 0-15 on the PICs
+ * and the IOAPIC, 16-23 on the IOAPIC (as kvm_setup_default_irq_routing does), or
+ * every INTx line routed through the IOAPIC would go dead. */
+#define IRQCHIP_ROUTES (16 * 2 + 8)
+#define KVM_IRQCHIP_PIC_MASTER_ 0
+#define KVM_IRQCHIP_PIC_SLAVE_ 1
+#define KVM_IRQCHIP_IOAPIC_ 2
+
+static guint irqchip_routes(struct kvm_irq_routing_entry *e)
+{
+    guint n = 0;
+    for (guint gsi = 0; gsi < 24; gsi++) {
+        if (gsi < 16)
+            e[n++] = (struct kvm_irq_routing_entry){
+                .gsi = gsi, .type = KVM_IRQ_ROUTING_IRQCHIP,
+                .u.irqchip = { .irqchip = gsi < 8 ? KVM_IRQCHIP_PIC_MASTER_ : KVM_IRQCHIP_PIC_SLAVE_,
+                               .pin = gsi % 8 } };
+        e[n++] = (struct kvm_irq_routing_entry){
+            .gsi = gsi, .type = KVM_IRQ_ROUTING_IRQCHIP,
+            .u.irqchip = { .irqchip = KVM_IRQCHIP_IOAPIC_, .pin = gsi } };
+    }
+    return n;
+}
+
 static int set_routing(int vm_fd, const vfiocpr_msi_route *routes, guint n, GError **error)
 {
-    gsize sz = sizeof(struct kvm_irq_routing) + n * sizeof(struct kvm_irq_routing_entry);
+    gsize sz = sizeof(struct kvm_irq_routing) +
+               (IRQCHIP_ROUTES + n) * sizeof(struct kvm_irq_routing_entry);
     g_autofree struct kvm_irq_routing *rt = g_malloc0(sz);
+    guint base;
     int r;
 
-    rt->nr = n;
+    base = irqchip_routes(rt->entries);
+    memmove(&rt->entries[n], &rt->entries[0], base * sizeof(rt->entries[0]));
+    rt->nr = base + n;
+    /* the MSI routes first, so that a split irqchip (no in-kernel IOAPIC/PIC, whose
+     * routes KVM then refuses) can take them alone */
     for (guint i = 0; i < n; i++) {
-        rt->entries[i].gsi = routes[i].gsi;
-        rt->entries[i].type = KVM_IRQ_ROUTING_MSI;
-        rt->entries[i].u.msi.address_lo = (guint32)routes[i].address;
-        rt->entries[i].u.msi.address_hi = (guint32)(routes[i].address >> 32);
-        rt->entries[i].u.msi.data = routes[i].data;
+        struct kvm_irq_routing_entry *e = &rt->entries[i];
+        e->gsi = routes[i].gsi;
+        e->type = KVM_IRQ_ROUTING_MSI;
+        e->u.msi.address_lo = (guint32)routes[i].address;
+        e->u.msi.address_hi = (guint32)(routes[i].address >> 32);
+        e->u.msi.data = routes[i].data;
     }
     r = VK(ioctl, vm_fd, KVM_SET_GSI_ROUTING, rt);
+    if (r == -EINVAL) {
+        rt->nr = n;
+        r = VK(ioctl, vm_fd, KVM_SET_GSI_ROUTING, rt);
+    }
     if (r < 0)
         return vfiocpr_fail(error, r, "kvm: KVM_SET_GSI_ROUTING with %u MSI routes", n);
     return 0;

@@ -219,6 +219,15 @@ typedef struct vfiocpr_mapping {
 
 typedef struct vfiocpr_backend_ops vfiocpr_backend_ops;
 
+/* An ioctl request a part of the library issues, for the seccomp rules; flags: the
+ * VFIOCPR_SECCOMP_* part it belongs to (0: always). Lists end with a NULL name. */
+typedef struct {
+    const char *name;
+    unsigned long req;
+    guint32 flags;
+} vfiocpr_ioctl_decl;
+#define VFIOCPR_IOCTL(x, f) { #x, x, f }
+
 struct vfiocpr_container {
     gint ref;
     vfiocpr *ctx;
@@ -242,6 +251,7 @@ struct vfiocpr_backend_ops {
     const char *reg_prefix;  /* registry name of the container fd: prefix + name */
     vfiocpr_fd_kind fd_kind; /* of the container fd */
     const char *dma_section; /* state section of its DMA records */
+    const vfiocpr_ioctl_decl *ioctls; /* every request it issues */
     /* cold start: open (fd < 0) or adopt fd, make c->fd usable, fill c->priv */
     int (*open)(vfiocpr_container *c, int fd, GError **error);
     void (*free_priv)(gpointer priv);
@@ -271,6 +281,8 @@ struct vfiocpr_backend_ops {
 
 extern const vfiocpr_backend_ops vfiocpr_type1_ops;
 extern const vfiocpr_backend_ops vfiocpr_iommufd_ops;
+/* Both, NULL-terminated: for what iterates every backend (seccomp). */
+extern const vfiocpr_backend_ops *const vfiocpr_backends[];
 #define VFIOCPR_FEATURE_VFIO_TYPE1 "vfio-type1"
 #define VFIOCPR_FEATURE_IOMMUFD "iommufd"
 /* a transfer state: fd records hold indexes into the fds that travel with it */

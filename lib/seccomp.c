@@ -43,41 +43,33 @@ static const sys_rule syscalls[] = {
 
 static const guint32 fcntl_cmds[] = { F_GETFD, F_SETFD, F_ADD_SEALS, F_GET_SEALS };
 
-typedef struct {
-    const char *name;
-    unsigned long req;
-    guint32 flags;
-} ioctl_rule;
-
-#define IO(x, f) { #x, x, f }
-static const ioctl_rule ioctls[] = {
-    IO(VFIO_GET_API_VERSION, 0),
-    IO(VFIO_CHECK_EXTENSION, 0),
-    IO(VFIO_SET_IOMMU, 0),
-    IO(VFIO_GROUP_GET_STATUS, 0),
-    IO(VFIO_GROUP_SET_CONTAINER, 0),
-    IO(VFIO_GROUP_UNSET_CONTAINER, 0),
-    IO(VFIO_GROUP_GET_DEVICE_FD, 0),
-    IO(VFIO_DEVICE_GET_INFO, 0),
-    IO(VFIO_DEVICE_GET_REGION_INFO, 0),
-    IO(VFIO_DEVICE_GET_IRQ_INFO, 0),
-    IO(VFIO_DEVICE_SET_IRQS, 0),
-    IO(VFIO_IOMMU_MAP_DMA, 0),
-    IO(VFIO_IOMMU_UNMAP_DMA, 0),
-    IO(VFIO_DEVICE_BIND_IOMMUFD, 0),
-    IO(VFIO_DEVICE_ATTACH_IOMMUFD_PT, 0),
-    IO(IOMMU_IOAS_ALLOC, 0),
-    IO(IOMMU_IOAS_MAP, 0),
-    IO(IOMMU_IOAS_MAP_FILE, 0),
-    IO(IOMMU_IOAS_UNMAP, 0),
-    IO(IOMMU_IOAS_CHANGE_PROCESS, 0),
+/* What the backend-neutral parts issue; each IOMMU backend declares its own. */
+static const vfiocpr_ioctl_decl ioctls[] = {
+    VFIOCPR_IOCTL(VFIO_DEVICE_GET_REGION_INFO, 0),
+    VFIOCPR_IOCTL(VFIO_DEVICE_GET_IRQ_INFO, 0),
+    VFIOCPR_IOCTL(VFIO_DEVICE_SET_IRQS, 0),
     /* migration: recovery's last resort and the feature interface */
-    IO(VFIO_DEVICE_RESET, VFIOCPR_SECCOMP_MIGRATION),
-    IO(VFIO_DEVICE_FEATURE, VFIOCPR_SECCOMP_MIGRATION),
-    IO(VFIO_MIG_GET_PRECOPY_INFO, VFIOCPR_SECCOMP_MIGRATION),
-    IO(KVM_SET_GSI_ROUTING, VFIOCPR_SECCOMP_KVM),
-    IO(KVM_IRQFD, VFIOCPR_SECCOMP_KVM),
+    VFIOCPR_IOCTL(VFIO_DEVICE_RESET, VFIOCPR_SECCOMP_MIGRATION),
+    VFIOCPR_IOCTL(VFIO_DEVICE_FEATURE, VFIOCPR_SECCOMP_MIGRATION),
+    VFIOCPR_IOCTL(VFIO_MIG_GET_PRECOPY_INFO, VFIOCPR_SECCOMP_MIGRATION),
+    VFIOCPR_IOCTL(KVM_SET_GSI_ROUTING, VFIOCPR_SECCOMP_KVM),
+    VFIOCPR_IOCTL(KVM_IRQFD, VFIOCPR_SECCOMP_KVM),
+    { NULL, 0, 0 },
 };
+
+/* Every declared request: the neutral list, then each backend's. */
+static const vfiocpr_ioctl_decl *const *all_lists(void)
+{
+    static const vfiocpr_ioctl_decl *lists[8];
+    if (!lists[0]) {
+        gsize n = 0;
+        lists[n++] = ioctls;
+        for (gsize b = 0; vfiocpr_backends[b]; b++)
+            lists[n++] = vfiocpr_backends[b]->ioctls;
+        lists[n] = NULL;
+    }
+    return lists;
+}
 
 #define VALID_FLAGS (VFIOCPR_SECCOMP_KVM | VFIOCPR_SECCOMP_EXEC | VFIOCPR_SECCOMP_MIGRATION)
 
@@ -109,15 +101,16 @@ VFIOCPR_EXPORT int vfiocpr_seccomp_add_rules(void *filter, uint32_t flags, GErro
         if (r < 0 && r != -EEXIST)
             return vfiocpr_fail(error, r, "seccomp: allowing fcntl command %u", fcntl_cmds[i]);
     }
-    for (gsize i = 0; i < G_N_ELEMENTS(ioctls); i++) {
-        if (!wanted(ioctls[i].flags, flags))
-            continue;
-        /* the request argument is an int in the kernel: compare the low 32 bits only */
-        r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1,
-                             SCMP_A1(SCMP_CMP_MASKED_EQ, 0xffffffffu, ioctls[i].req));
-        if (r < 0 && r != -EEXIST)
-            return vfiocpr_fail(error, r, "seccomp: allowing ioctl %s", ioctls[i].name);
-    }
+    for (const vfiocpr_ioctl_decl *const *l = all_lists(); *l; l++)
+        for (const vfiocpr_ioctl_decl *d = *l; d->name; d++) {
+            if (!wanted(d->flags, flags))
+                continue;
+            /* the request argument is an int in the kernel: compare the low 32 bits only */
+            r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1,
+                                 SCMP_A1(SCMP_CMP_MASKED_EQ, 0xffffffffu, d->req));
+            if (r < 0 && r != -EEXIST)
+                return vfiocpr_fail(error, r, "seccomp: allowing ioctl %s", d->name);
+        }
     return 0;
 }
 
@@ -129,8 +122,9 @@ VFIOCPR_EXPORT char *vfiocpr_seccomp_describe(uint32_t flags)
         if (wanted(syscalls[i].flags, flags))
             g_string_append_printf(s, "syscall %s\n", syscalls[i].name);
     g_string_append(s, "syscall fcntl (F_GETFD, F_SETFD, F_ADD_SEALS, F_GET_SEALS)\n");
-    for (gsize i = 0; i < G_N_ELEMENTS(ioctls); i++)
-        if (wanted(ioctls[i].flags, flags))
-            g_string_append_printf(s, "ioctl %s (0x%lx)\n", ioctls[i].name, ioctls[i].req);
+    for (const vfiocpr_ioctl_decl *const *l = all_lists(); *l; l++)
+        for (const vfiocpr_ioctl_decl *d = *l; d->name; d++)
+            if (wanted(d->flags, flags))
+                g_string_append_printf(s, "ioctl %s (0x%lx)\n", d->name, d->req);
     return g_string_free(s, FALSE);
 }

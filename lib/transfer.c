@@ -145,8 +145,8 @@ static int read_exact(int sock, void *buf, gsize len, gint64 deadline, int *fds,
         if (r == 0) {
             if (n_fds)
                 close_all(fds, *n_fds);
-            return vfiocpr_fail(error, EPIPE, "transfer: the peer closed the connection%s",
-                                done ? " in the middle of a message" : "");
+            return vfiocpr_fail(error, EPIPE, "transfer: the peer closed the connection%s "
+                                "(end of file)", done ? " in the middle of a message" : "");
         }
         done += (gsize)r;
     }

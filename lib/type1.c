@@ -429,6 +429,19 @@ static void t1_describe(vfiocpr_container *c, GString *out)
     g_string_append_printf(out, "%u groups, ", g_hash_table_size(T(c)->groups));
 }
 
+static const vfiocpr_ioctl_decl t1_ioctls[] = {
+    VFIOCPR_IOCTL(VFIO_GET_API_VERSION, 0),
+    VFIOCPR_IOCTL(VFIO_CHECK_EXTENSION, 0),
+    VFIOCPR_IOCTL(VFIO_SET_IOMMU, 0),
+    VFIOCPR_IOCTL(VFIO_GROUP_GET_STATUS, 0),
+    VFIOCPR_IOCTL(VFIO_GROUP_SET_CONTAINER, 0),
+    VFIOCPR_IOCTL(VFIO_GROUP_UNSET_CONTAINER, 0),
+    VFIOCPR_IOCTL(VFIO_GROUP_GET_DEVICE_FD, 0),
+    VFIOCPR_IOCTL(VFIO_IOMMU_MAP_DMA, 0),
+    VFIOCPR_IOCTL(VFIO_IOMMU_UNMAP_DMA, 0),
+    { NULL, 0, 0 },
+};
+
 const vfiocpr_backend_ops vfiocpr_type1_ops = {
     .id = VFIOCPR_BACKEND_TYPE1,
     .name = "type1",
@@ -436,6 +449,7 @@ const vfiocpr_backend_ops vfiocpr_type1_ops = {
     .reg_prefix = "vfio-container:",
     .fd_kind = VFIOCPR_FD_VFIO_CONTAINER,
     .dma_section = "vfio-dma",
+    .ioctls = t1_ioctls,
     .open = t1_open,
     .free_priv = free_priv,
     .attach = t1_attach,

@@ -27,6 +27,8 @@ G_STATIC_ASSERT(sizeof(wire_dma) == 48);
 
 static const vfiocpr_backend_ops *const backends[] = { &vfiocpr_type1_ops,
                                                        &vfiocpr_iommufd_ops };
+const vfiocpr_backend_ops *const vfiocpr_backends[] = { &vfiocpr_type1_ops,
+                                                        &vfiocpr_iommufd_ops, NULL };
 
 struct vfiocpr_vfio {
     GHashTable *containers; /* name -> vfiocpr_container* (ref held) */

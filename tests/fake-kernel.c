@@ -65,6 +65,8 @@ typedef struct {
     GHashTable *irqfds;    /* VMs: eventfd -> gsi + 1 */
     unsigned routings;     /* VMs: KVM_SET_GSI_ROUTING calls */
     unsigned last_routes;  /* VMs: entries in the last one */
+    unsigned last_irqchip; /* VMs: of those, IOAPIC/PIC pin routes */
+    bool split_irqchip;    /* VMs: KVM_CAP_SPLIT_IRQCHIP, the IOAPIC in user space */
     bool cdev;             /* devices: opened as /dev/vfio/devices/vfioN */
     int bound_to;          /* cdevs: iommufd fd after BIND, else -1 */
     guint32 devid, pt;     /* cdevs: from BIND and ATTACH */
@@ -837,7 +839,15 @@ static int kvm_ioctl(int fd, fk_obj *o, unsigned long request, void *arg)
     switch (request) {
     case KVM_SET_GSI_ROUTING:
         o->routings++;
+        if (o->split_irqchip)
+            for (unsigned i = 0; i < ((struct kvm_irq_routing *)arg)->nr; i++)
+                if (((struct kvm_irq_routing *)arg)->entries[i].type == KVM_IRQ_ROUTING_IRQCHIP)
+                    return -EINVAL; /* no in-kernel IOAPIC/PIC */
         o->last_routes = ((struct kvm_irq_routing *)arg)->nr;
+        o->last_irqchip = 0;
+        for (unsigned i = 0; i < o->last_routes; i++)
+            o->last_irqchip += ((struct kvm_irq_routing *)arg)->entries[i].type ==
+                               KVM_IRQ_ROUTING_IRQCHIP;
         return 0;
     case KVM_IRQFD: {
         struct kvm_irqfd *i = arg;
@@ -1698,4 +1708,29 @@ GBytes *fake_kernel_capture_transfer(vfiocpr *ctx)
     close(sv[1]);
     g_assert_nonnull(c.blob);
     return c.blob;
+}
+
+unsigned fake_kvm_irqchip_routes(int vm_fd)
+{
+    fk_obj *o = obj(vm_fd, FK_VM);
+    return o ? o->last_irqchip : 0;
+}
+
+void fake_kvm_split_irqchip(int vm_fd)
+{
+    fk_obj *o = obj(vm_fd, FK_VM);
+    g_assert_nonnull(o);
+    o->split_irqchip = true;
+}
+
+unsigned fake_kernel_exec_calls(vfiocpr *ctx)
+{
+    char *argv[] = { (char *)"x", NULL };
+    unsigned before = fake_kernel_calls(FK_ANY), total;
+
+    g_assert_cmpint(vfiocpr_exec(ctx, "/x", argv, NULL, NULL), ==, -ENOENT);
+    for (total = fake_kernel_calls(FK_ANY); total > before; total--)
+        if (fake_kernel_call_op(total) == FK_EXECVE)
+            break;
+    return total - before;
 }

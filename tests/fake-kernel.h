@@ -93,6 +93,10 @@ void fake_kvm_enable(void);
 int fake_kvm_irqfd_gsi(int vm_fd, int efd); /* -1 if not attached */
 unsigned fake_kvm_irqfds(int vm_fd);
 unsigned fake_kvm_routings(int vm_fd, unsigned *last_routes);
+/* IOAPIC/PIC pin entries in the last KVM_SET_GSI_ROUTING */
+unsigned fake_kvm_irqchip_routes(int vm_fd);
+/* The VM has a split irqchip: routes to the in-kernel IOAPIC/PIC are refused. */
+void fake_kvm_split_irqchip(int vm_fd);
 /* ---- migration v2 model: the device has these migration flags (0: none); STOP_COPY
  * yields blob; RESUMING -> STOP accepts exactly blob; PRE_COPY offers the first
  * precopy_initial bytes, then ENOMSG. Every SET must be one legal uAPI arc into a
@@ -133,6 +137,10 @@ GBytes *fake_kernel_capture_transfer(vfiocpr *ctx);
 /* SO_PEERCRED reports uid for every peer from now on (a foreign peer, as root). */
 void fake_kernel_set_peer_uid(guint32 uid);
 
+/* Runs vfiocpr_exec() once to a failing execve (the fake's default, -ENOENT) and
+ * returns how many kernel calls it made, execve included: the range a fault sweep
+ * covers. */
+unsigned fake_kernel_exec_calls(vfiocpr *ctx);
 /* Runs vfiocpr_exec() with a capturing execve and returns the state blob it would
  * have handed to the new image (the exec itself fails and rolls back). */
 GBytes *fake_kernel_capture_state(vfiocpr *ctx);

@@ -10,12 +10,31 @@
 #      DMA, blackout), the summary, and the timeline of the last upgrade as comments;
 #   3. the control socket and SIGHUP: status, upgrade (answered by the new image),
 #      upgrade to a missing binary (rolled back), SIGHUP, quit; same pid throughout;
+#   3b. transfers to separately started processes (--incoming, --transfer-to):
+#      TRANSFERS (default 10) chained old -> new -> newer, one TAP line each (lost
+#      interrupts, DMA, not reset, from the old pid to a different new one, the old
+#      one reporting the hand-over and exiting 0), the summary, the timeline of the
+#      last one, the blackout of an exec (2.) and of a transfer in this boot; the
+#      controls: an exec upgrade fails the transfer check, and a new process with
+#      --negative ram-copy, irq-drain or bus-master-off is caught by its own checks;
+#      "upgrade --transfer" on the control socket, answered by the new process,
+#      which then serves that socket;
+#      new processes killed (SIGKILL) after accepting the connection, after
+#      receiving the state, after restoring the devices, killed from outside while
+#      hung before the commit, or hung until the old side's timeout: each time the
+#      old process's error names the step, it rolled back and carries on, and its
+#      next exec upgrade (lost interrupts, DMA) and status check out;
 #   4. --kvm, a real VM whose guest program drives edu and counts in its own RAM:
 #      a. --upgrades KVM_UPGRADES (default 20) with MSI: one TAP line per upgrade
 #         (device raised == taken by the guest's handler, the window's interrupts in
 #         one interrupt of their own, the guest's DMA, its pause), the summary, the
 #         guest's progress counter monotonic, the timeline of the last upgrade;
 #      b. --intx --upgrades 3: INTx through the IOAPIC, the window delivered once;
+#      b'. KVM_TRANSFERS (default 3) transfers chained through new processes, each
+#         with a new VM restored from the vCPU memfd (raised == taken by the guest,
+#         DMA, different pids); the control ram-copy in the new process, caught; a
+#         new process killed after its restore: the old VM takes the interrupts
+#         back and its next exec upgrade balances the guest's counts;
 #      c. negative controls that must be caught: wrong-gsi (MSI and INTx),
 #         irqfd-before-routes, keep-old-irqfds, cold-guest, set-irqs (a new
 #         eventfd), ram-copy; set-irqs-same (the preserved eventfd) reported as
@@ -152,6 +171,188 @@ else
     comment /tmp/ctl.out
 fi
 
+# ------------------------------------------------------------ 3b. transfers (begin)
+# vfiocpr_transfer() to separately started processes: each new one is started by
+# this script with --incoming (it listens, takes one connection, then runs the same
+# start-up as an exec restart), the old one hands over on --transfer-to and exits.
+xn=${TRANSFERS:-10}
+rm -f /tmp/xfer-*.sock /tmp/xfer-*.out
+t0=$(now)
+$M --device "$bdf" --upgrades "$xn" --transfer-to /tmp/xfer-1.sock >/tmp/xfer-0.out 2>&1 &
+eval "xpid0=$!"
+i=1
+while [ "$i" -le "$xn" ]; do
+    $M --device "$bdf" --incoming "/tmp/xfer-$i.sock" --transfer-to "/tmp/xfer-$((i + 1)).sock" \
+        >"/tmp/xfer-$i.out" 2>&1 &
+    eval "xpid$i=$!"
+    i=$((i + 1))
+done
+i=0
+while [ "$i" -le "$xn" ]; do
+    eval "wait \$xpid$i"
+    eval "xrc$i=$?"
+    i=$((i + 1))
+done
+t1=$(now)
+# xfer_check N OUT PREV_OUT OLD_PID NEW_PID: upgrade N of the chain, as OUT reports it
+xfer_check() {
+    xl=$(grep "^minivmm: upgrade $1/$xn: " "$2" | sed 's/^minivmm: //')
+    xbad=
+    case $xl in *": ok: lost 0 interrupts, DMA ok, not reset ok, "*) ;; *) xbad="$xbad; not ok" ;; esac
+    case $xl in *", transfer from pid $4 to pid $5") ;; *) xbad="$xbad; not a transfer from pid $4 to pid $5" ;; esac
+    [ "$4" != "$5" ] || xbad="$xbad; the same pid"
+    grep -q "^minivmm: transfer to .* committed after [0-9]* us: handed over to pid $5; pid $4 exits without touching the devices$" "$3" ||
+        xbad="$xbad; pid $4 did not report the hand-over to pid $5"
+}
+i=1
+while [ "$i" -le "$xn" ]; do
+    eval "old=\$xpid$((i - 1)) new=\$xpid$i orc=\$xrc$((i - 1))"
+    xfer_check "$i" "/tmp/xfer-$i.out" "/tmp/xfer-$((i - 1)).out" "$old" "$new"
+    [ "$orc" -eq 0 ] || xbad="$xbad; pid $old exited $orc after handing over"
+    if [ -z "$xbad" ]; then
+        result OK "transfer ${xl#upgrade }; pid $old exited 0"
+    else
+        result NOTOK "transfer $i/$xn:${xbad#;}: ${xl:-no result}"
+        comment "/tmp/xfer-$((i - 1)).out"
+        comment "/tmp/xfer-$i.out"
+    fi
+    i=$((i + 1))
+done
+eval "lrc=\$xrc$xn"
+xsum=$(sed -n 's/^minivmm: summary: //p' "/tmp/xfer-$xn.out")
+case $xsum in
+    "$xn/$xn upgrades good, 0 interrupts lost "*) xs_ok=yes ;;
+    *) xs_ok=no ;;
+esac
+if [ "$lrc" -eq 0 ] && [ "$xs_ok" = yes ]; then
+    result OK "$xn transfers through $((xn + 1)) processes in $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }') s: $xsum"
+else
+    result NOTOK "$xn transfers: the last process exited $lrc: ${xsum:-no summary}"
+    comment "/tmp/xfer-$xn.out"
+fi
+echo "# the timeline of transfer $xn/$xn:"
+awk -v n="$xn/$xn" '
+    index($0, "---- upgrade " n ",") { on = 1 }
+    on { sub(/^minivmm: /, ""); print "#   " $0 }
+    on && index($0, "upgrade " n ": ") == 1 { exit }
+' "/tmp/xfer-$xn.out"
+# the same boot, the same device: exec (section 2) against transfer
+xbo() { sed -n 's/^minivmm: summary: .*, blackout min \([0-9]*\) \/ mean \([0-9]*\) \/ max \([0-9]*\) us.*/min \1 \/ mean \2 \/ max \3 us/p' "$1"; }
+echo "# blackout, exec ($upgrades upgrades): $(xbo /tmp/up.out); transfer ($xn): $(xbo "/tmp/xfer-$xn.out")"
+# The check's control: an exec upgrade is no transfer, the check must say so.
+xfer_check 1 /tmp/up.out /tmp/up.out 1 1
+case $xbad in
+    *"not a transfer"*"the same pid"*) result OK "transfer check control: an exec upgrade is refused:${xbad#;}" ;;
+    *) result NOTOK "transfer check control: an exec upgrade passed the transfer check: $xl" ;;
+esac
+
+# xfer_one NAME NEGATIVE: one transfer to a process started with --negative NEGATIVE,
+# which must be caught by the new process's own checks
+xfer_one() {
+    rm -f /tmp/xfer-n.sock
+    $M --device "$bdf" --upgrades 1 --transfer-to /tmp/xfer-n.sock >"/tmp/xfer-$1-old.out" 2>&1 &
+    xo=$!
+    $M --device "$bdf" --incoming /tmp/xfer-n.sock --negative "$2" >"/tmp/xfer-$1.out" 2>&1
+    xr=$?
+    wait "$xo"
+    xl=$(sed -n 's/^minivmm: upgrade 1\/1: //p' "/tmp/xfer-$1.out")
+}
+# each of the new process's checks, broken in turn
+for neg in "ram-copy:DMA BAD" "irq-drain:lost 1 interrupts" "bus-master-off:not reset BAD"; do
+    xfer_one "neg-${neg%%:*}" "${neg%%:*}"
+    case $xl in
+        FAILED:*"${neg#*:}"*) result OK "transfer --negative ${neg%%:*}: caught (exit $xr): ${xl#FAILED: }" ;;
+        *) result NOTOK "transfer --negative ${neg%%:*}: NOT caught (exit $xr): ${xl:-no result}"
+           comment "/tmp/xfer-neg-${neg%%:*}.out" ;;
+    esac
+done
+
+# "upgrade --transfer" on the control socket: answered by the new process, which
+# then serves the same control socket (its listening socket came with the transfer)
+ctl=/tmp/minivmm-x.sock
+xsend() { $M --control "$ctl" --send "$1" 2>&1; }
+rm -f /tmp/xfer-c.sock
+$M --device "$bdf" --control "$ctl" >/tmp/xfer-c-old.out 2>&1 &
+xo=$!
+$M --device "$bdf" --control "$ctl" --incoming /tmp/xfer-c.sock >/tmp/xfer-c.out 2>&1 &
+xnew=$!
+xt=$(xsend "upgrade --transfer /tmp/xfer-c.sock" | tr '\n' ' ')
+wait "$xo"
+xor=$?
+xst=$(xsend status)
+xq=$(xsend quit)
+wait "$xnew"
+xr=$?
+xbad=
+case $xt in *"upgraded by a transfer: generation 2, pid $xnew, "*"lost 0 interrupts, DMA ok: ok"*) ;;
+            *) xbad="$xbad; answer: $xt" ;; esac
+[ "$xor" -eq 0 ] || xbad="$xbad; the old pid $xo exited $xor"
+case $xst in "generation 2, pid $xnew,"*"upgrades 1 (good 1), rollbacks 0,"*) ;; *) xbad="$xbad; status: $xst" ;; esac
+[ "$xq" = bye ] && [ "$xr" -eq 0 ] || xbad="$xbad; quit: '$xq', exit $xr"
+[ "$xo" != "$xnew" ] || xbad="$xbad; the same pid"
+if [ -z "$xbad" ]; then
+    result OK "control: upgrade --transfer: ${xt#transferring to the new process on /tmp/xfer-c.sock }(pid $xo exited 0); the new process serves the control socket: $xst"
+else
+    result NOTOK "control: upgrade --transfer:${xbad#;}"
+    comment /tmp/xfer-c-old.out
+    comment /tmp/xfer-c.out
+fi
+
+# A new process that dies (SIGKILL) or hangs after the connection: the old one rolls
+# back (DMA at its addresses, the interrupts its own again) and carries on; its
+# next exec upgrade is checked as usual, and finds the device not reset.
+for case in accepted:none received:validated restored:restoring kill9:restoring timeout:restoring; do
+    point=${case%%:*}
+    step=${case#*:}
+    fault=$point
+    [ "$point" = kill9 ] || [ "$point" = timeout ] && fault=hang
+    rm -f /tmp/xfer-k.sock
+    $M --device "$bdf" --control "$ctl" >"/tmp/xfer-k-$point-old.out" 2>&1 &
+    xo=$!
+    $M --device "$bdf" --control "$ctl" --incoming /tmp/xfer-k.sock --incoming-fault "$fault" \
+        >"/tmp/xfer-k-$point.out" 2>&1 &
+    xn_pid=$!
+    if [ "$point" = kill9 ]; then
+        # killed from outside once it hangs, restored, before its commit
+        ( for _ in $(seq 1 200); do
+              grep -q 'hangs now' "/tmp/xfer-k-$point.out" && break
+              sleep 0.05
+          done
+          kill -9 "$xn_pid" ) &
+    fi
+    xt=$(xsend "upgrade --transfer /tmp/xfer-k.sock" | tr '\n' ' ')
+    # (from a subshell: the shell would report the kill of its own job)
+    [ "$point" = timeout ] && (kill -9 "$xn_pid")
+    wait "$xn_pid"
+    xr=$?
+    xu=$(xsend upgrade | tr '\n' ' ')
+    xst=$(xsend status)
+    xq=$(xsend quit)
+    wait "$xo"
+    xor=$?
+    xbad=
+    # killed at once: the old side finds the peer gone while it sends, or when it
+    # waits for the first step
+    [ "$step" = none ] && alt="send state: " || alt="after step '$step'"
+    case $xt in *"upgrade failed, rolled back, still running: "*"after step '$step'"*) ;;
+                *"upgrade failed, rolled back, still running: "*"$alt"*) ;;
+                *) xbad="$xbad; the transfer did not fail after step '$step'" ;; esac
+    [ "$xr" -eq 137 ] || xbad="$xbad; the new process exited $xr, not 137 (SIGKILL)"
+    case $xu in *"upgraded: generation 2, pid $xo,"*"lost 0 interrupts, DMA ok: ok"*) ;;
+                *) xbad="$xbad; the exec upgrade after it failed" ;; esac
+    case $xst in "generation 2, pid $xo,"*"upgrades 1 (good 1), rollbacks 1,"*"(bad 0)") ;;
+                 *) xbad="$xbad; status: $xst" ;; esac
+    [ "$xq" = bye ] && [ "$xor" -eq 0 ] || xbad="$xbad; quit: '$xq', exit $xor"
+    if [ -z "$xbad" ]; then
+        result OK "transfer to a new process killed at '$point': ${xt#*still running: }; pid $xo carried on, then: ${xu#upgrading to * }"
+    else
+        result NOTOK "transfer to a new process killed at '$point':${xbad#;}: $xt / $xu"
+        comment "/tmp/xfer-k-$point-old.out"
+        comment "/tmp/xfer-k-$point.out"
+    fi
+done
+# ------------------------------------------------------------ 3b. transfers (end)
+
 # ------------------------------------------------------------ 4. KVM: a real VM
 # minivmm --kvm runs a VM whose guest program drives the device; the guest counts
 # in its own RAM the interrupts its handler took. A guest kernel without a working
@@ -228,6 +429,104 @@ if [ "$rc" -eq 0 ] && [ "$once" -eq 3 ]; then
 else
     result NOTOK "--kvm --intx: exit $rc, $once of 3 upgrades delivered the window exactly once"
     comment /tmp/kvm-intx.out
+fi
+
+# 4b'. transfers under --kvm: each new process makes a new VM, restores the vCPU
+# from the memfd that travels like every registered fd, and the guest's own counts
+# must balance; then a new process killed after its restore, before its commit
+kx=${KVM_TRANSFERS:-3}
+rm -f /tmp/kx-*.sock
+$M --device "$kvm_dev" --kvm --upgrades "$kx" --transfer-to /tmp/kx-1.sock >/tmp/kx-0.out 2>&1 &
+eval "kpid0=$!"
+i=1
+while [ "$i" -le "$kx" ]; do
+    $M --device "$kvm_dev" --kvm --incoming "/tmp/kx-$i.sock" --transfer-to "/tmp/kx-$((i + 1)).sock" \
+        >"/tmp/kx-$i.out" 2>&1 &
+    eval "kpid$i=$!"
+    i=$((i + 1))
+done
+i=0
+while [ "$i" -le "$kx" ]; do
+    eval "wait \$kpid$i"
+    eval "krc$i=$?"
+    i=$((i + 1))
+done
+i=1
+while [ "$i" -le "$kx" ]; do
+    eval "old=\$kpid$((i - 1)) new=\$kpid$i orc=\$krc$((i - 1))"
+    kl=$(sed -n "s/^minivmm: upgrade $i\/$kx: //p" "/tmp/kx-$i.out")
+    kbad=
+    case $kl in "ok: MSI raised "*" by the guest, "*", transfer from pid $old to pid $new") ;;
+                *) kbad="$kbad; not a good transfer from pid $old to pid $new" ;; esac
+    # the guest's own counts: what the device raised, the guest's handler took
+    case $kl in *" raised "*" = taken "*" NOT EQUAL"*) kbad="$kbad; counts differ" ;; esac
+    grep -q "^minivmm: transfer to .* committed after [0-9]* us: handed over to pid $new; pid $old exits without touching the devices$" \
+        "/tmp/kx-$((i - 1)).out" || kbad="$kbad; pid $old did not report the hand-over"
+    [ "$orc" -eq 0 ] || kbad="$kbad; pid $old exited $orc"
+    if [ -z "$kbad" ]; then
+        result OK "--kvm transfer $i/$kx ${kl#ok: }; pid $old exited 0"
+    else
+        result NOTOK "--kvm transfer $i/$kx:${kbad#;}: ${kl:-no result}"
+        comment "/tmp/kx-$((i - 1)).out"
+        comment "/tmp/kx-$i.out"
+    fi
+    i=$((i + 1))
+done
+eval "lrc=\$krc$kx"
+ksum=$(sed -n 's/^minivmm: summary: //p' "/tmp/kx-$kx.out")
+case $ksum in
+    "$kx/$kx upgrades good, "*) [ "$lrc" -eq 0 ] && result OK "--kvm: $kx transfers through $((kx + 1)) processes: $ksum" ||
+                                    result NOTOK "--kvm: $kx transfers: the last process exited $lrc: $ksum" ;;
+    *) result NOTOK "--kvm: $kx transfers: exit $lrc: ${ksum:-no summary}"; comment "/tmp/kx-$kx.out" ;;
+esac
+echo "# the timeline of --kvm transfer $kx/$kx:"
+awk -v n="$kx/$kx" '
+    index($0, "---- upgrade " n ",") { on = 1 }
+    on { sub(/^minivmm: /, ""); print "#   " $0 }
+    on && index($0, "upgrade " n ": ") == 1 { exit }
+' "/tmp/kx-$kx.out"
+# the control of the guest's counts across a transfer: the new VM's RAM a copy
+rm -f /tmp/kx-n.sock
+$M --device "$kvm_dev" --kvm --upgrades 1 --transfer-to /tmp/kx-n.sock >/tmp/kx-n-old.out 2>&1 &
+ko=$!
+$M --device "$kvm_dev" --kvm --incoming /tmp/kx-n.sock --negative ram-copy >/tmp/kx-n.out 2>&1
+kr=$?
+wait "$ko"
+kl=$(sed -n 's/^minivmm: upgrade 1\/1: //p' /tmp/kx-n.out)
+case $kl in
+    FAILED:*) result OK "--kvm transfer --negative ram-copy: caught (exit $kr): ${kl#FAILED: }" ;;
+    *) result NOTOK "--kvm transfer --negative ram-copy: NOT caught (exit $kr): ${kl:-no result}"
+       comment /tmp/kx-n.out ;;
+esac
+# killed after its restore (new VM made, irqfds on it): the old VM takes the
+# interrupts back, and its next exec upgrade balances the guest's counts
+ctl=/tmp/minivmm-kx.sock
+rm -f /tmp/kx-k.sock
+$M --device "$kvm_dev" --kvm --control "$ctl" >/tmp/kx-k-old.out 2>&1 &
+ko=$!
+$M --device "$kvm_dev" --kvm --control "$ctl" --incoming /tmp/kx-k.sock --incoming-fault restored \
+    >/tmp/kx-k.out 2>&1 &
+kn_pid=$!
+kt=$($M --control "$ctl" --send "upgrade --transfer /tmp/kx-k.sock" 2>&1 | tr '\n' ' ')
+wait "$kn_pid"
+kr=$?
+ku=$($M --control "$ctl" --send upgrade 2>&1 | tr '\n' ' ')
+kq=$($M --control "$ctl" --send quit 2>&1)
+wait "$ko"
+kor=$?
+kbad=
+case $kt in *"upgrade failed, rolled back, still running: "*"after step 'restoring'"*) ;;
+            *) kbad="$kbad; the transfer did not fail after step 'restoring'" ;; esac
+[ "$kr" -eq 137 ] || kbad="$kbad; the new process exited $kr, not 137"
+case $ku in *"upgraded: generation 2, pid $ko, "*": ok"*) ;; *) kbad="$kbad; the exec upgrade after it failed" ;; esac
+[ "$kq" = bye ] && [ "$kor" -eq 0 ] || kbad="$kbad; quit '$kq', exit $kor"
+kg=$(sed -n 's/^minivmm: upgrade 1: ok: \(.* by the guest\),.*/\1/p' /tmp/kx-k-old.out)
+if [ -z "$kbad" ]; then
+    result OK "--kvm transfer to a new process killed after its restore: ${kt#*still running: }; pid $ko carried on, its exec upgrade after it: $kg"
+else
+    result NOTOK "--kvm transfer to a new process killed after its restore:${kbad#;}: $kt / $ku"
+    comment /tmp/kx-k-old.out
+    comment /tmp/kx-k.out
 fi
 
 # 4c. negative controls: each breaks the upgrade; the guest's own counts must say so

@@ -5,10 +5,14 @@
  *
  *   minivmm --device BDF [--control PATH] [--upgrades N] [--self-test]
  *           [--upgrade-to PATH] [--wrapper PATH [--wrapper-arg ARG]...] [--forbidden-ioctl]
- *           [--backend type1|iommufd|auto]
  *   minivmm --device BDF --kvm [--intx] [--guest-image PATH] [--negative NAME]
- *           [--control PATH] [--upgrades N] [--upgrade-to PATH] [--backend ...]
- *   minivmm --control PATH --send "upgrade [PATH]" | status | quit
+ *           [--control PATH] [--upgrades N] [--upgrade-to PATH]
+ *           [--backend type1|iommufd|auto]
+ *   minivmm ... [--transfer-to SOCKET]            (upgrades are transfers)
+ *   minivmm --device BDF [--kvm] [--control PATH] --incoming SOCKET
+ *           [--incoming-fault accepted|received|restored|hang] [--negative NAME]
+ *   minivmm --control PATH --send "upgrade [PATH]" | "upgrade --transfer SOCKET" |
+ *           status | quit
  *
  * Without --kvm there is no guest: the "device model" is this program driving the
  * device itself, as a guest driver would, so that every upgrade can be checked end
@@ -53,6 +57,32 @@
  * the guest afresh instead of restoring it), ram-copy (the new VM's RAM is a copy of
  * the DMA-mapped memfd). No /dev/kvm is an error.
  * minivmm-suite.sh beside this file is the guest test.
+ *
+ * Transfer: instead of exec'ing itself, the running VMM can hand everything to a
+ * separately started process (another binary, container or cgroup) with
+ * vfiocpr_transfer(). The new process is started as `minivmm --incoming SOCKET`
+ * with the same --device (and --kvm, --control) as the old one: it listens on
+ * SOCKET, takes exactly one connection, gets its context from
+ * vfiocpr_new_incoming() instead of vfiocpr_new(), and then runs the very same
+ * start-up as an exec restart (restart mode; under --kvm a new VM restored from the
+ * vCPU memfd, which travels like every registered fd) and the same checks and
+ * timeline, with both pids. The old side transfers on "upgrade --transfer SOCKET"
+ * on the control socket, or, with --transfer-to SOCKET, on every upgrade that would
+ * exec (--upgrades, SIGHUP); it connects (retrying for 10 s: the new process may
+ * still be starting), hands over at the same quiet point as an exec, and once the
+ * new process has committed it says so and exits 0 without touching the devices.
+ * If the transfer fails (the new process refuses, dies or does not commit within
+ * 10 s) the library has rolled everything back, the old process prints its error,
+ * which names the last step the new one reported, and carries on, exactly as after
+ * a failed exec. The new process writes nothing into the VMM state memfd (shared
+ * with the old process, not copied) before vfiocpr_finish(): until the commit it is
+ * still the old process's. --incoming-fault POINT (a test) SIGKILLs the new process
+ * right after it accepted the connection, after it received and validated the
+ * state, or after its devices are restored; "hang" stops it there for good. Without
+ * --kvm, --negative NAME breaks one of the new image's checks (after an exec or a
+ * transfer): ram-copy (guest RAM read from a copy), irq-drain (the waiting
+ * interrupt read and dropped), bus-master-off (PCI bus mastering cleared, as a
+ * reset would leave it).
  *
  * --upgrade-to PATH: the binary an upgrade without an explicit path execs (SIGHUP,
  * --upgrades, "upgrade" on the control socket); default: this binary.
@@ -126,6 +156,9 @@
 #define DMA_TIMEOUT_MS 3000
 #define SETTLE_MS 1000       /* how long a checkpoint waits for interrupts in flight */
 #define KVM_GSI_BASE 24      /* our MSI routes, above the 24 IOAPIC pins */
+#define XFER_TIMEOUT_MS 10000 /* a transfer: how long either side waits for the other */
+#define XFER_ACCEPT_MS 300000 /* --incoming: how long the new process waits for the old */
+#define XFER_CONNECT_MS 10000 /* the old side: the new process may still be starting */
 
 /* edu (QEMU hw/misc/edu.c) */
 #define EDU_IRQ_STATUS 0x24
@@ -167,7 +200,7 @@
  * accept (or convert, or refuse) what an older one wrote.
  */
 #define STATE_MAGIC 0x4d564d4du /* "MVMM" */
-#define STATE_VERSION 3u /* 2: via, fallbacks; 3: --kvm runs a guest */
+#define STATE_VERSION 4u /* 2: via, fallbacks; 3: --kvm runs a guest; 4: transfers */
 
 typedef struct {
     uint32_t magic, version, size;
@@ -205,6 +238,12 @@ typedef struct {
     uint64_t t_stop, t_saved, gap_before;
     mvg_mbox g;
     uint64_t pause_sum, pause_min, pause_max, stopped_sum, lib_sum;
+
+    /* a transfer (--transfer-to, "upgrade --transfer"): the old process's pid, and
+     * the helper's word that it stopped (the new process cannot waitpid() it) */
+    int32_t old_pid;     /* 0: the upgrade in flight is an exec */
+    uint32_t helper_done;
+    uint32_t transfers;  /* committed transfers since the cold start */
 } vmm_state;
 
 G_STATIC_ASSERT(sizeof(vmm_state) <= STATE_SIZE);
@@ -244,7 +283,10 @@ typedef struct {
     const char *wrapper;      /* NULL: exec the target directly */
     char **wrapper_args;      /* NULL-terminated, may be NULL */
     bool forbidden_ioctl;
-    char **argv; /* handed to the next image as is */
+    const char *incoming;       /* --incoming SOCKET: this process is a transfer's new side */
+    const char *incoming_fault; /* --incoming-fault POINT: a test, SIGKILL (or hang) there */
+    const char *transfer_to;    /* --transfer-to SOCKET: automatic upgrades are transfers */
+    char **argv; /* handed to the next image as is (without --incoming) */
     char *fallback_reason; /* VFIOCPR_EXEC_FALLBACK: the wrapper started us as OLD */
 
     /* libvfiocpr */
@@ -306,6 +348,11 @@ typedef struct {
     bool upgrade_pending;
     bool upgrade_direct; /* --self-test: no wrapper */
     char *upgrade_path;
+    char *upgrade_sock; /* the upgrade pending is a transfer to this socket */
+
+    /* --incoming: the connection the old process came through, kept until the commit */
+    int xfer_sock;
+    uint64_t t_accept;
 
     /* this image's restart, measured */
     uint64_t t_main, t_new, t_ctx, t_devices, t_finish;
@@ -480,9 +527,7 @@ static void state_start(vmm *v)
         v->st->size != sizeof(vmm_state))
         die("the previous image wrote VMM state this binary does not understand "
             "(magic 0x%08x, version %u, size %u)", v->st->magic, v->st->version, v->st->size);
-    v->st->generation++;
-    if (v->fallback_reason)
-        v->st->fallbacks++;
+    /* nothing is written into it before vfiocpr_finish(): see vmm_start() */
 }
 
 /* ------------------------------------------------------------------ the device */
@@ -528,6 +573,8 @@ static void e1000e_init(vmm *v)
  * GET_DEVICE_FD, no reset. What the VMM itself does to the device (bus master,
  * device registers) is a cold-start step: the device still has it.
  */
+static bool negative(const vmm *v, const char *name); /* --negative NAME, below */
+
 static void device_start(vmm *v)
 {
     g_autoptr(GError) err = NULL;
@@ -573,6 +620,11 @@ static void device_start(vmm *v)
     if (v->want_kvm && v->kind != DEV_EDU && v->intx)
         die("--kvm --intx: edu only");
 
+    if (negative(v, "bus-master-off") && !v->want_kvm) {
+        /* what a reset or a last close leaves: bus mastering off */
+        cfg_write16(v, PCI_COMMAND, cfg_read16(v, PCI_COMMAND) & ~PCI_COMMAND_MASTER);
+        say("negative control: PCI_COMMAND bus master cleared by the new image");
+    }
     if (!v->restart) {
         cfg_write16(v, PCI_COMMAND,
                     cfg_read16(v, PCI_COMMAND) | PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER);
@@ -596,6 +648,16 @@ static void ram_start(vmm *v)
     if (LIB(v, vfiocpr_dma_map(v->container, RAM_IOVA, RAM_SIZE, v->ram, v->ram_fd, 0,
                                VFIOCPR_DMA_READ | VFIOCPR_DMA_WRITE, &err)) < 0)
         die("%s", err->message);
+    if (negative(v, "ram-copy") && !v->want_kvm) {
+        /* the VMM looks at a copy: the device's DMA lands where it does not look */
+        void *copy = mmap(NULL, RAM_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+                          -1, 0);
+        if (copy == MAP_FAILED)
+            die("negative ram-copy: %s", g_strerror(errno));
+        memcpy(copy, v->ram, RAM_SIZE);
+        v->ram = copy;
+        say("negative control: the new image reads guest RAM from a copy");
+    }
 }
 
 /* Cold start: VFIO_DEVICE_SET_IRQS with library-made eventfds. Restart: the
@@ -615,6 +677,13 @@ static void irq_start(vmm *v)
     /* Look (without consuming) for the interrupt the old image fired and left
      * unread, before anything, KVM included, can read it. Under --kvm the helper
      * is still raising: kvm_start() looks once it has stopped. */
+    if (negative(v, "irq-drain") && !v->want_kvm) {
+        /* the new image consumes what waits in the eventfd, and does not count it */
+        uint64_t n = 0;
+        if (read(v->irq_fd[v->st->handover_vector], &n, sizeof(n)) < 0)
+            n = 0;
+        say("negative control: %" PRIu64 " interrupt(s) read from the eventfd and dropped", n);
+    }
     if (v->restart && !v->want_kvm)
         v->handover_waiting =
             vfiocpr_irq_pending(v->dev, v->irq_index, v->st->handover_vector) == 1;
@@ -874,6 +943,7 @@ static void helper_start(vmm *v)
     pid_t pid;
 
     st->helper_stop = 0;
+    st->helper_done = 0;
     st->helper_raised = 0;
     memset(st->helper_v, 0, sizeof(st->helper_v));
     fflush(stdout);
@@ -908,6 +978,7 @@ static void helper_start(vmm *v)
             bar[EDU_IRQ_RAISE / 4] = bit;
             usleep(HELPER_GAP_US);
         }
+        __atomic_store_n(&st->helper_done, 1, __ATOMIC_RELEASE);
         _exit(0);
     }
     st->helper_pid = pid;
@@ -921,10 +992,23 @@ static void helper_stop(vmm *v)
     if (st->helper_pid <= 0)
         return;
     __atomic_store_n(&st->helper_stop, 1, __ATOMIC_RELEASE);
-    if (waitpid(st->helper_pid, &status, 0) != st->helper_pid || !WIFEXITED(status) ||
-        WEXITSTATUS(status) != 0)
-        die("the interrupt helper (pid %d) did not finish cleanly", (int)st->helper_pid);
-    st->helper_pid = 0;
+    if (st->old_pid && st->old_pid != getpid()) {
+        /* A transfer's new process: the helper is the old process's child, which
+         * reaps it (or init does). Its pid stays recorded: if this process dies
+         * before the commit, the old one still has to reap it. */
+        uint64_t until = now_us() + 5000000u;
+        while (!__atomic_load_n(&st->helper_done, __ATOMIC_ACQUIRE))
+            if (now_us() > until)
+                die("the interrupt helper (pid %d) did not stop within 5 s",
+                    (int)st->helper_pid);
+            else
+                usleep(1000);
+    } else {
+        if (waitpid(st->helper_pid, &status, 0) != st->helper_pid || !WIFEXITED(status) ||
+            WEXITSTATUS(status) != 0)
+            die("the interrupt helper (pid %d) did not finish cleanly", (int)st->helper_pid);
+        st->helper_pid = 0;
+    }
     st->window_raised = st->helper_raised;
     memcpy(st->window_v, st->helper_v, sizeof(st->window_v));
 }
@@ -1062,6 +1146,10 @@ static void kvm_start(vmm *v)
     v->t_attach1 = now_us();
     if (v->routes_late) {
         g_autoptr(GError) e2 = NULL;
+        /* KVM injects what an irqfd finds pending at attach from a work item: let it
+         * run against the missing routes, as the bug would, before they come (else the
+         * control races with it and can miss) */
+        g_usleep(200 * 1000);
         v->negative = NULL; /* this image's routes, for real now */
         if (kvm_commit_routes(v, v->routes_late, v->n_routes_late, &e2) < 0)
             die("%s", e2->message);
@@ -1125,14 +1213,100 @@ static void reply(int fd, const char *fmt, ...)
 
 static void client_close(vmm *v)
 {
-    if (v->client_fd >= 0)
+    /* shutdown, not only close: after a failed transfer the new process may still
+     * hold a copy of this connection, and the client must see the end of the answer */
+    if (v->client_fd >= 0) {
+        shutdown(v->client_fd, SHUT_RDWR);
         close(v->client_fd);
+    }
     v->client_fd = -1;
     v->client_waiting = false;
     v->client_len = 0;
 }
 
-/* ------------------------------------------------------------------ start-up */
+/* ------------------------------------------------------------------ transfer */
+
+/* --incoming SOCKET: the new side listens and takes exactly one connection; the
+ * path goes at once, so a second old process cannot connect to it. */
+static int incoming_accept(vmm *v)
+{
+    struct sockaddr_un addr = { .sun_family = AF_UNIX };
+    struct pollfd p = { .events = POLLIN };
+    int lfd, fd;
+
+    if (strlen(v->incoming) >= sizeof(addr.sun_path))
+        die("--incoming: socket path too long: %s", v->incoming);
+    strcpy(addr.sun_path, v->incoming);
+    lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    unlink(v->incoming); /* a stale socket of an earlier run */
+    if (lfd < 0 || bind(lfd, (struct sockaddr *)&addr, sizeof(addr)) < 0 || listen(lfd, 1) < 0)
+        die("--incoming %s: %s", v->incoming, g_strerror(errno));
+    say("pid %d waits for a transfer on %s", (int)getpid(), v->incoming);
+    p.fd = lfd;
+    if (poll(&p, 1, XFER_ACCEPT_MS) != 1)
+        die("--incoming %s: no old process connected within %d s", v->incoming,
+            XFER_ACCEPT_MS / 1000);
+    fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+    if (fd < 0)
+        die("--incoming %s: accept: %s", v->incoming, g_strerror(errno));
+    close(lfd);
+    unlink(v->incoming);
+    return fd;
+}
+
+/* --incoming-fault POINT, for the tests of the old side's rollback: the new
+ * process is SIGKILLed (nothing cleaned up, nothing said to the peer) right after
+ * the connection is accepted, after vfiocpr_new_incoming() received and validated
+ * everything, or after the devices are restored (the DMA vaddrs already re-pointed
+ * here); "hang" stops at that last point for good, the old side's timeout ends it. */
+static void incoming_fault(const vmm *v, const char *point)
+{
+    if (!v->incoming_fault || strcmp(v->incoming_fault, point) != 0)
+        return;
+    say("--incoming-fault %s: pid %d %s now", point, (int)getpid(),
+        strcmp(point, "hang") == 0 ? "hangs" : "is SIGKILLed");
+    fflush(stdout);
+    if (strcmp(point, "hang") == 0)
+        for (;;)
+            pause();
+    kill(getpid(), SIGKILL);
+    for (;;)
+        pause();
+}
+
+/* The old side: the new process may still be starting, so retry for a while (the
+ * device work waits at its quiet point meanwhile, outside the blackout). */
+static int transfer_connect(const char *path, GError **error)
+{
+    struct sockaddr_un addr = { .sun_family = AF_UNIX };
+    uint64_t until = now_us() + XFER_CONNECT_MS * 1000u;
+    int fd, e;
+
+    if (strlen(path) >= sizeof(addr.sun_path)) {
+        g_set_error(error, G_FILE_ERROR, G_FILE_ERROR_NAMETOOLONG,
+                    "transfer socket path too long: %s", path);
+        return -ENAMETOOLONG;
+    }
+    strcpy(addr.sun_path, path);
+    for (;;) {
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+            break;
+        if (connect(fd, (struct sockaddr *)&addr, sizeof(addr)) == 0)
+            return fd;
+        e = errno;
+        close(fd);
+        errno = e;
+        if ((errno != ENOENT && errno != ECONNREFUSED) || now_us() > until)
+            break;
+        usleep(20000);
+    }
+    e = errno;
+    g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(e),
+                "no new process to transfer to: connect to %s: %s", path, g_strerror(e));
+    return -e;
+}
+
 
 /*
  * What the VMM runs at start-up. The same code serves a cold start and a restart:
@@ -1146,9 +1320,21 @@ static void vmm_start(vmm *v)
     g_auto(GStrv) unclaimed = NULL;
     int n;
 
+    /* A transfer's new process: the context comes from the socket instead of the
+     * environment; everything after it is the same start-up. */
+    if (v->incoming) {
+        v->xfer_sock = incoming_accept(v);
+        v->t_accept = now_us();
+        incoming_fault(v, "accepted");
+    }
     v->t_new = now_us();
-    if (LIB(v, vfiocpr_new(VFIOCPR_NEW_DEFAULT, &v->ctx, &err)) < 0)
+    if (v->incoming)
+        n = LIB(v, vfiocpr_new_incoming(v->xfer_sock, XFER_TIMEOUT_MS, 0, &v->ctx, &err));
+    else
+        n = LIB(v, vfiocpr_new(VFIOCPR_NEW_DEFAULT, &v->ctx, &err));
+    if (n < 0)
         die("%s", err->message);
+    incoming_fault(v, "received");
     v->restart = vfiocpr_is_restart(v->ctx);
     v->inherited_fds = vfiocpr_fd_count(v->ctx);
     v->t_ctx = now_us();
@@ -1160,6 +1346,8 @@ static void vmm_start(vmm *v)
     kvm_start(v);
     v->t_devices = now_us();
     control_start(v);
+    incoming_fault(v, "restored");
+    incoming_fault(v, "hang");
 
     /* Ends restart mode: every preserved DMA range must have been re-mapped (else it
      * fails, naming the range). Inherited fds nobody claimed are reported, never
@@ -1170,6 +1358,18 @@ static void vmm_start(vmm *v)
     for (char **u = unclaimed; u && *u; u++)
         say("warning: inherited but never claimed: %s", *u);
     v->t_finish = now_us();
+    if (v->xfer_sock >= 0)
+        close(v->xfer_sock); /* committed: the old process has let go */
+    v->xfer_sock = -1;
+
+    /* The VMM's own state is written from here only: until the commit the old
+     * process of a transfer can take everything back and must find its state as it
+     * left it (the memfd is shared with it, not copied). An exec runs the same code. */
+    if (v->restart) {
+        v->st->generation++;
+        v->st->fallbacks += v->fallback_reason != NULL;
+        v->st->transfers += v->incoming != NULL;
+    }
 }
 
 /* ------------------------------------------------------------------ evidence */
@@ -1380,7 +1580,8 @@ static char *default_target(const vmm *v)
     return g_strdup("/proc/self/exe");
 }
 
-static void request_upgrade(vmm *v, const char *path, const char *by)
+/* sock: a transfer to the new process listening there, instead of an exec of path */
+static void request_upgrade(vmm *v, const char *path, const char *sock, const char *by)
 {
     if (v->upgrade_pending) {
         say("upgrade requested by %s: one is already on its way", by);
@@ -1390,12 +1591,64 @@ static void request_upgrade(vmm *v, const char *path, const char *by)
     v->upgrade_direct = false;
     g_free(v->upgrade_path);
     v->upgrade_path = path && *path ? g_strdup(path) : default_target(v);
+    g_free(v->upgrade_sock);
+    v->upgrade_sock = sock && *sock ? g_strdup(sock) : NULL;
     v->st->t_requested = now_us();
     g_strlcpy(v->st->requested_by, by, sizeof(v->st->requested_by));
     /* the actual exec waits for a quiet point of the device work: see work_idle() */
 }
 
 static void upgrade_finished(vmm *v, bool good); /* below: tallies, ends --upgrades */
+
+/* A committed transfer: the devices are the new process's. Nothing touches them
+ * again (no edu_wait_idle, no unref that could close); exit() closes our fds, which
+ * resets nothing, since the new process holds the same open files. The control
+ * socket's path is the new process's too: it is not unlinked. */
+static void handed_over(vmm *v, int sock) __attribute__((noreturn));
+static void handed_over(vmm *v, int sock)
+{
+    struct ucred peer = { 0 };
+    socklen_t len = sizeof(peer);
+
+    if (getsockopt(sock, SOL_SOCKET, SO_PEERCRED, &peer, &len) < 0)
+        peer.pid = 0;
+    say("transfer to %s committed after %" PRIu64 " us: handed over to pid %d; pid %d exits "
+        "without touching the devices", v->upgrade_sock, now_us() - v->st->t_exec,
+        (int)peer.pid, (int)getpid());
+    fflush(stdout);
+    fflush(stderr);
+    exit(0);
+}
+
+/*
+ * The handover itself: vfiocpr_exec(), or with a transfer pending vfiocpr_transfer()
+ * to the new process listening on v->upgrade_sock. Both prepare the same way and
+ * roll back the same way; a committed transfer ends this process. Returns only on
+ * failure, with everything taken back.
+ */
+static int handover(vmm *v, const char *path, char *const *argv, GError **err)
+{
+    vmm_state *st = v->st;
+    int sock, r;
+
+    if (!v->upgrade_sock) {
+        st->old_pid = 0;
+        st->t_exec = now_us();
+        return vfiocpr_exec(v->ctx, path, argv, NULL, err);
+    }
+    sock = transfer_connect(v->upgrade_sock, err);
+    st->t_exec = now_us();
+    if (sock < 0)
+        return sock;
+    /* the new process reads these from the shared VMM state */
+    st->old_pid = getpid();
+    r = vfiocpr_transfer(v->ctx, sock, XFER_TIMEOUT_MS, 0, err);
+    if (r == 0)
+        handed_over(v, sock);
+    st->old_pid = 0;
+    close(sock);
+    return r;
+}
 
 /*
  * The exec. The device is at a quiet point: for edu the pattern the new image must
@@ -1421,11 +1674,12 @@ static void do_upgrade(vmm *v)
     st->handover_vector = v->kind == DEV_EDU ? 0 : st->generation % v->n_vectors;
     st->cmd_before = before.cmd;
     st->irq_ctrl_before = before.irq_ctrl;
-    g_strlcpy(st->exec_path, v->upgrade_path, sizeof(st->exec_path));
+    g_strlcpy(st->exec_path, v->upgrade_sock ? v->upgrade_sock : v->upgrade_path,
+              sizeof(st->exec_path));
     st->via[0] = '\0';
     /* Through the wrapper: { WRAPPER, ARG..., --fallback, SELF, --, TARGET, our args }.
      * The wrapper execs TARGET with our arguments, or SELF with them if it cannot. */
-    if (v->wrapper && !v->upgrade_direct) {
+    if (v->wrapper && !v->upgrade_direct && !v->upgrade_sock) {
         self = self_path();
         if (!self)
             say("readlink /proc/self/exe: %s; upgrading without a fallback",
@@ -1461,18 +1715,21 @@ static void do_upgrade(vmm *v)
     fflush(stdout); /* stdio buffers do not survive exec */
     fflush(stderr);
 
-    st->t_exec = now_us();
-    r = vfiocpr_exec(v->ctx, path, argv, NULL, &err);
+    r = handover(v, path, argv, &err);
 
     /* Only a failure returns, after a full rollback: DMA vaddrs, FD_CLOEXEC and KVM
      * irqfds are as they were. The VMM just keeps running; the interrupt fired above
      * is still in its eventfd and is counted by the main loop as usual. */
     t_fail = now_us();
     st->rollbacks++;
-    say("upgrade to %s%s%s FAILED after %" PRIu64 " us and was rolled back; still running: %s",
-        v->upgrade_path, path != v->upgrade_path ? " through " : "",
-        path != v->upgrade_path ? path : "", t_fail - st->t_exec,
-        err ? err->message : g_strerror(-r));
+    if (v->upgrade_sock)
+        say("transfer to %s FAILED after %" PRIu64 " us and was rolled back; still running: %s",
+            v->upgrade_sock, t_fail - st->t_exec, err ? err->message : g_strerror(-r));
+    else
+        say("upgrade to %s%s%s FAILED after %" PRIu64 " us and was rolled back; still running: %s",
+            v->upgrade_path, path != v->upgrade_path ? " through " : "",
+            path != v->upgrade_path ? path : "", t_fail - st->t_exec,
+            err ? err->message : g_strerror(-r));
     vfiocpr_fd_forget(v->ctx, "control-client", 0);
     if (v->client_waiting) {
         reply(v->client_fd, "upgrade failed, rolled back, still running: %s\n",
@@ -1510,37 +1767,56 @@ static void print_timeline(vmm *v, int64_t lost, bool dma_ok, bool good)
 #define REL(t) ((int64_t)(t)-t0)
 
     upgrade_number(st, num, sizeof(num));
-    say("---- upgrade %s, generation %u, pid %d; times from vfiocpr_exec() ----", num,
-        st->generation, (int)getpid());
+    if (v->incoming)
+        say("---- upgrade %s, a transfer, generation %u, pid %d from pid %d; times from "
+            "vfiocpr_transfer() ----", num, st->generation, (int)getpid(), (int)st->old_pid);
+    else
+        say("---- upgrade %s, generation %u, pid %d; times from vfiocpr_exec() ----", num,
+            st->generation, (int)getpid());
     say("  old image %8" PRId64 " us  upgrade requested by %s", REL(st->t_requested),
         st->requested_by);
     say("  old image %8" PRId64 " us  handover: %s%s fired on vector %u and left %s",
         REL(st->t_handover), v->kind == DEV_EDU ? "pattern in the device's buffer, " : "",
         irq_label(v), st->handover_vector, "unread");
-    if (st->via[0])
+    if (v->incoming) {
+        say("  new image %8" PRId64 " us  main() entered (pid %d, started by itself, waiting "
+            "on %s)", REL(v->t_main), (int)getpid(), v->incoming);
+        say("  new image %8" PRId64 " us  connection accepted", REL(v->t_accept));
+        say("  old image %8" PRId64 " us  vfiocpr_transfer() to %s (pid %d)", REL(st->t_exec),
+            st->exec_path, (int)st->old_pid);
+    } else if (st->via[0])
         say("  old image %8" PRId64 " us  vfiocpr_exec(\"%s\"), the wrapper: new %s, fallback "
             "this binary", REL(st->t_exec), st->via, st->exec_path);
     else
         say("  old image %8" PRId64 " us  vfiocpr_exec(\"%s\")", REL(st->t_exec), st->exec_path);
-    say("  new image %8" PRId64 " us  main() entered      prepare + execve + load %7" PRId64
-        " us%s", REL(v->t_main), (int64_t)(v->t_main - st->t_exec),
-        st->via[0] ? "  (+ the wrapper and its execve)" : "");
+    if (!v->incoming)
+        say("  new image %8" PRId64 " us  main() entered      prepare + execve + load %7" PRId64
+            " us%s", REL(v->t_main), (int64_t)(v->t_main - st->t_exec),
+            st->via[0] ? "  (+ the wrapper and its execve)" : "");
     if (v->fallback_reason)
         say("  new image            the wrapper fell back to this binary: %s", v->fallback_reason);
-    say("  new image %8" PRId64 " us  options parsed      program start-up        %7" PRId64
-        " us", REL(v->t_new), (int64_t)(v->t_new - v->t_main));
-    say("  new image %8" PRId64 " us  vfiocpr_new()       restore: state          %7" PRId64
-        " us  (%u fds inherited)", REL(v->t_ctx), (int64_t)(v->t_ctx - v->t_new),
-        v->inherited_fds);
+    if (v->incoming)
+        say("  new image %8" PRId64 " us  vfiocpr_new_incoming() prepare + send + receive + "
+            "restore: state %" PRId64 " us  (%u fds received)", REL(v->t_ctx),
+            (int64_t)(v->t_ctx - st->t_exec), v->inherited_fds);
+    else {
+        say("  new image %8" PRId64 " us  options parsed      program start-up        %7" PRId64
+            " us", REL(v->t_new), (int64_t)(v->t_new - v->t_main));
+        say("  new image %8" PRId64 " us  vfiocpr_new()       restore: state          %7" PRId64
+            " us  (%u fds inherited)", REL(v->t_ctx), (int64_t)(v->t_ctx - v->t_new),
+            v->inherited_fds);
+    }
     say("  new image %8" PRId64 " us  devices back        restore: devices        %7" PRId64
         " us  (container, device, DMA vaddr, %s%s)", REL(v->t_devices),
         (int64_t)(v->t_devices - v->t_ctx), irq_label(v), "");
     say("  new image %8" PRId64 " us  vfiocpr_finish()    finish                  %7" PRId64
         " us", REL(v->t_finish), (int64_t)(v->t_finish - v->t_devices));
-    say("  blackout (vfiocpr_exec -> vfiocpr_finish): %" PRIu64 " us", v->t_finish - st->t_exec);
-    say("  interrupt fired before the exec: %s on the inherited eventfd; since the cold "
+    say("  blackout (%s -> vfiocpr_finish): %" PRIu64 " us",
+        v->incoming ? "vfiocpr_transfer" : "vfiocpr_exec", v->t_finish - st->t_exec);
+    say("  interrupt fired before the %s: %s on the inherited eventfd; since the cold "
             "start fired %" PRIu64 ", received %" PRIu64 "; lost in this upgrade: %" PRId64,
-            v->handover_waiting ? "waiting" : "NOT waiting", total(st->fired, v->n_vectors),
+            v->incoming ? "transfer" : "exec", v->handover_waiting ? "waiting" : "NOT waiting",
+            total(st->fired, v->n_vectors),
             total(st->received, v->n_vectors), lost);
     if (v->kind == DEV_EDU)
         say("  DMA device -> guest RAM, now mapped at %p: %u bytes, pattern %u %s", (void *)v->ram,
@@ -1553,10 +1829,15 @@ static void print_timeline(vmm *v, int64_t lost, bool dma_ok, bool good)
         a->sysfs_enabled ? "1" : "0");
     say("  seccomp in this image: %s", seccomp_text(sc, sizeof(sc)));
     snprintf(irqs, sizeof(irqs), "lost %" PRId64 " interrupts", lost);
-    say("upgrade %s: %s: %s, DMA %s, blackout %" PRIu64 " us%s", num, good ? "ok" : "FAILED", irqs,
-        v->kind != DEV_EDU ? "n/a" : dma_ok ? "ok" : "BAD", v->t_finish - st->t_exec,
-        v->fallback_reason ? ", the wrapper fell back to the old binary" :
-        st->via[0] ? ", through the wrapper" : "");
+    if (v->incoming)
+        snprintf(sc, sizeof(sc), ", transfer from pid %d to pid %d%s", (int)st->old_pid,
+                 (int)getpid(), st->old_pid == getpid() ? " (the SAME process)" : "");
+    else
+        g_strlcpy(sc, v->fallback_reason ? ", the wrapper fell back to the old binary" :
+                      st->via[0] ? ", through the wrapper" : "", sizeof(sc));
+    say("upgrade %s: %s: %s, DMA %s, not reset %s, blackout %" PRIu64 " us%s", num,
+        good ? "ok" : "FAILED", irqs, v->kind != DEV_EDU ? "n/a" : dma_ok ? "ok" : "BAD",
+        liveness_ok(v, a) ? "ok" : "BAD", v->t_finish - st->t_exec, sc);
 #undef REL
 }
 
@@ -1575,12 +1856,13 @@ static void print_summary(vmm *v)
             " bad; the pause the guest saw min %" PRIu64 " / mean %" PRIu64 " / max %" PRIu64
             " us; vCPU stopped mean %" PRIu64 " us; blackout min %" PRIu64 " / mean %" PRIu64
             " / max %" PRIu64 " us, of it in library calls (new image) mean %" PRIu64 " us (%"
-            PRIu64 "%%); rollbacks %u", st->upgrades_good, n, irq_label(v), fired_total(v),
+            PRIu64 "%%); transfers %u, rollbacks %u", st->upgrades_good, n, irq_label(v),
+            fired_total(v),
             fired_total(v) - st->helper_total, st->helper_total, guest_taken(v),
             mb->missed, mb->dma_ok, mb->dma_bad, n ? st->pause_min : 0,
             n ? st->pause_sum / n : 0, st->pause_max, n ? st->stopped_sum / n : 0,
             n ? st->blackout_min : 0, bo, st->blackout_max, n ? st->lib_sum / n : 0,
-            bo ? st->lib_sum / n * 100 / bo : 0, st->rollbacks);
+            bo ? st->lib_sum / n * 100 / bo : 0, st->transfers, st->rollbacks);
         return;
     }
     irqs = g_strdup_printf("%" PRId64 " interrupts lost (fired %" PRIu64 ", received %" PRIu64
@@ -1590,9 +1872,9 @@ static void print_summary(vmm *v)
                                                st->dma_checks - st->dma_bad, st->dma_checks)
                              : g_strdup("DMA n/a");
     say("summary: %u/%u upgrades good, %s, %s, blackout min %" PRIu64 " / mean %" PRIu64
-        " / max %" PRIu64 " us, rollbacks %u, fallbacks %u", st->upgrades_good, n, irqs, dma,
-        n ? st->blackout_min : 0, n ? st->blackout_sum / n : 0, st->blackout_max, st->rollbacks,
-        st->fallbacks);
+        " / max %" PRIu64 " us, transfers %u, rollbacks %u, fallbacks %u", st->upgrades_good, n,
+        irqs, dma, n ? st->blackout_min : 0, n ? st->blackout_sum / n : 0, st->blackout_max,
+        st->transfers, st->rollbacks, st->fallbacks);
 }
 
 /* Called when an upgrade's outcome is known (checked, or failed to exec). */
@@ -1661,15 +1943,18 @@ static void upgrade_checkpoint(vmm *v, bool dma_ok)
         st->lost_total += lost;
         irq_ok = v->handover_waiting && lost == 0;
     }
-    good = irq_ok && dma_ok && liveness_ok(v, &v->live_after);
+    /* a transfer hands over to another process: the same pid would mean it did not */
+    good = irq_ok && dma_ok && liveness_ok(v, &v->live_after) &&
+           (!v->incoming || (st->old_pid > 0 && st->old_pid != getpid()));
     st->upgrades_done++;
     st->blackout_sum += blackout;
     st->blackout_min = MIN(st->blackout_min, blackout);
     st->blackout_max = MAX(st->blackout_max, blackout);
     print_timeline(v, lost, dma_ok, good);
     if (v->client_waiting) {
-        reply(v->client_fd, "upgraded: generation %u, pid %d, blackout %" PRIu64 " us, "
-              "lost %" PRId64 " interrupts, DMA %s%s: %s\n", st->generation, (int)getpid(),
+        reply(v->client_fd, "upgraded%s: generation %u, pid %d, blackout %" PRIu64 " us, "
+              "lost %" PRId64 " interrupts, DMA %s%s: %s\n",
+              v->incoming ? " by a transfer" : "", st->generation, (int)getpid(),
               blackout, lost, v->kind != DEV_EDU ? "n/a" : dma_ok ? "ok" : "BAD",
               v->fallback_reason ? ", the wrapper fell back to the old binary" : "",
               good ? "ok" : "FAILED");
@@ -1762,11 +2047,11 @@ static void script(vmm *v)
     if (v->phase != WORK_IDLE || v->upgrade_pending || v->quit)
         return;
     if (st->upgrades_wanted && st->upgrades_done < st->upgrades_wanted && worked)
-        request_upgrade(v, NULL, "--upgrades");
+        request_upgrade(v, NULL, v->transfer_to, "--upgrades");
     if (v->self_test) {
         if (!v->rollback_seen && v->cycles >= 2) {
             /* a binary that does not exist: vfiocpr_exec() must fail and roll back */
-            request_upgrade(v, "/nonexistent/minivmm", "--self-test");
+            request_upgrade(v, "/nonexistent/minivmm", NULL, "--self-test");
             v->upgrade_direct = true; /* vfiocpr_exec() itself must fail: no wrapper */
         } else if (v->rollback_seen && v->cycles >= 4) {
             /* after the rollback the interrupts still reach us, or the re-attached VM */
@@ -1810,13 +2095,18 @@ static void control_command(vmm *v, char *line)
     vmm_state *st = v->st;
 
     g_strstrip(line);
-    if (strcmp(line, "upgrade") == 0 || g_str_has_prefix(line, "upgrade ")) {
+    if (g_str_has_prefix(line, "upgrade --transfer ")) {
+        const char *sock = g_strstrip(line + strlen("upgrade --transfer "));
+        reply(v->client_fd, "transferring to the new process on %s\n", sock);
+        v->client_waiting = true; /* answered by the new process, or by us if it fails */
+        request_upgrade(v, NULL, sock, "the control socket");
+    } else if (strcmp(line, "upgrade") == 0 || g_str_has_prefix(line, "upgrade ")) {
         const char *path = g_strstrip(line + strlen("upgrade"));
         g_autofree char *target = *path ? g_strdup(path) : default_target(v);
         reply(v->client_fd, "upgrading to %s%s%s\n", target, v->wrapper ? " through " : "",
               v->wrapper ? v->wrapper : "");
         v->client_waiting = true; /* answered by whichever image finds out how it went */
-        request_upgrade(v, target, "the control socket");
+        request_upgrade(v, target, NULL, "the control socket");
     } else if (strcmp(line, "status") == 0) {
         char received[48];
         /* under --kvm the DMA is the guest's, counted in its RAM */
@@ -1833,7 +2123,7 @@ static void control_command(vmm *v, char *line)
         client_close(v);
         v->quit = true;
     } else {
-        reply(v->client_fd, "unknown command '%s' (upgrade [PATH] | status | quit)\n", line);
+        reply(v->client_fd, "unknown command '%s' (upgrade [PATH] | upgrade --transfer SOCKET | status | quit)\n", line);
         client_close(v);
     }
 }
@@ -1924,7 +2214,7 @@ static void on_signal(vmm *v)
     if (read(v->signal_fd, &si, sizeof(si)) != (ssize_t)sizeof(si))
         return;
     if (si.ssi_signo == SIGHUP)
-        request_upgrade(v, NULL, "SIGHUP");
+        request_upgrade(v, NULL, v->transfer_to, "SIGHUP");
     else
         v->quit = true;
 }
@@ -2009,6 +2299,7 @@ static uint64_t tsc_us(const vmm *v, uint64_t cycles)
 static void kvm_handover(vmm *v)
 {
     g_autoptr(GError) err = NULL;
+    g_autofree char *why = NULL;
     vmm_state *st = v->st;
     mvg_mbox *mb = mbox(v);
     liveness before = read_liveness(v);
@@ -2031,7 +2322,8 @@ static void kvm_handover(vmm *v)
     st->cmd_before = before.cmd;
     st->irq_ctrl_before = before.irq_ctrl;
     st->handover_vector = 0;
-    g_strlcpy(st->exec_path, v->upgrade_path, sizeof(st->exec_path));
+    g_strlcpy(st->exec_path, v->upgrade_sock ? v->upgrade_sock : v->upgrade_path,
+              sizeof(st->exec_path));
     st->via[0] = '\0';
 
     if (vfiocpr_kvm_detach(v->ctx, &err) < 0)
@@ -2056,15 +2348,17 @@ static void kvm_handover(vmm *v)
     }
     fflush(stdout);
     fflush(stderr);
-    st->t_exec = now_us();
-    r = vfiocpr_exec(v->ctx, v->upgrade_path, v->argv, NULL, &err);
+    r = handover(v, v->upgrade_path, v->argv, &err);
 
     /* rolled back: the helper stops, the same VM takes the irqfds (and so what the
      * helper raised) again, the vCPU simply carries on */
     t_fail = now_us();
     st->rollbacks++;
-    say("upgrade to %s FAILED after %" PRIu64 " us and was rolled back; still running: %s",
-        v->upgrade_path, t_fail - st->t_exec, err ? err->message : g_strerror(-r));
+    say("%s %s FAILED after %" PRIu64 " us and was rolled back; still running: %s",
+        v->upgrade_sock ? "transfer to" : "upgrade to",
+        v->upgrade_sock ? v->upgrade_sock : v->upgrade_path, t_fail - st->t_exec,
+        err ? err->message : g_strerror(-r));
+    why = g_strdup(err ? err->message : g_strerror(-r));
     vfiocpr_fd_forget(v->ctx, "control-client", 0);
     vfiocpr_fd_forget(v->ctx, "old-vm", 0);
     helper_stop(v);
@@ -2075,7 +2369,7 @@ static void kvm_handover(vmm *v)
     if (vfiocpr_kvm_attach(v->ctx, v->vm_fd, KVM_GSI_BASE, kvm_commit_routes, v, &err) < 0)
         die("KVM: re-attaching the irqfds: %s", err->message);
     if (v->client_waiting) {
-        reply(v->client_fd, "upgrade failed, rolled back, still running\n");
+        reply(v->client_fd, "upgrade failed, rolled back, still running: %s\n", why);
         client_close(v);
     }
     if (st->upgrades_wanted) {
@@ -2090,12 +2384,16 @@ static void kvm_print_timeline(vmm *v, bool good, const char *why)
     const mvg_mbox *g = &st->g, *mb = mbox(v);
     const liveness *a = &v->live_after;
     int64_t t0 = (int64_t)st->t_exec;
-    char num[32], win[64];
+    char num[32], win[64], xfer[64] = "";
 #define REL(t) ((int64_t)(t)-t0)
 
     upgrade_number(st, num, sizeof(num));
-    say("---- upgrade %s, generation %u, pid %d; times from vfiocpr_exec() ----", num,
-        st->generation, (int)getpid());
+    if (v->incoming)
+        say("---- upgrade %s, a transfer, generation %u, pid %d from pid %d; times from "
+            "vfiocpr_transfer() ----", num, st->generation, (int)getpid(), (int)st->old_pid);
+    else
+        say("---- upgrade %s, generation %u, pid %d; times from vfiocpr_exec() ----", num,
+            st->generation, (int)getpid());
     say("  old image %8" PRId64 " us  upgrade requested by %s", REL(st->t_requested),
         st->requested_by);
     say("  old image %8" PRId64 " us  vCPU stopped at a heartbeat: guest progress %" PRIu64
@@ -2106,12 +2404,23 @@ static void kvm_print_timeline(vmm *v, bool good, const char *why)
     say("  old image %8" PRId64 " us  irqfds detached; the helper raises %s",
         REL(st->t_handover), v->kind == DEV_E1000E ? "one MSI-X shot per vector, 10 ms apart"
                                                    : "an interrupt every 5 ms");
-    say("  old image %8" PRId64 " us  vfiocpr_exec(\"%s\")", REL(st->t_exec), st->exec_path);
-    say("  new image %8" PRId64 " us  main() entered      prepare + execve + load %7" PRId64
-        " us", REL(v->t_main), (int64_t)(v->t_main - st->t_exec));
-    say("  new image %8" PRId64 " us  vfiocpr_new()       restore: state          %7" PRId64
-        " us  (%u fds inherited)", REL(v->t_ctx), (int64_t)(v->t_ctx - v->t_new),
-        v->inherited_fds);
+    if (v->incoming) {
+        say("  new image %8" PRId64 " us  main() entered (pid %d, started by itself, waiting "
+            "on %s)", REL(v->t_main), (int)getpid(), v->incoming);
+        say("  new image %8" PRId64 " us  connection accepted", REL(v->t_accept));
+        say("  old image %8" PRId64 " us  vfiocpr_transfer() to %s (pid %d)", REL(st->t_exec),
+            st->exec_path, (int)st->old_pid);
+        say("  new image %8" PRId64 " us  vfiocpr_new_incoming() prepare + send + receive + "
+            "restore: state %" PRId64 " us  (%u fds received)", REL(v->t_ctx),
+            (int64_t)(v->t_ctx - st->t_exec), v->inherited_fds);
+    } else {
+        say("  old image %8" PRId64 " us  vfiocpr_exec(\"%s\")", REL(st->t_exec), st->exec_path);
+        say("  new image %8" PRId64 " us  main() entered      prepare + execve + load %7" PRId64
+            " us", REL(v->t_main), (int64_t)(v->t_main - st->t_exec));
+        say("  new image %8" PRId64 " us  vfiocpr_new()       restore: state          %7" PRId64
+            " us  (%u fds inherited)", REL(v->t_ctx), (int64_t)(v->t_ctx - v->t_new),
+            v->inherited_fds);
+    }
     say("  new image %8" PRId64 " us  new VM, vCPU state restored into it",
         REL(v->t_vm));
     say("  new image %8" PRId64 " us  helper stopped: %u interrupts raised in the window "
@@ -2123,8 +2432,9 @@ static void kvm_print_timeline(vmm *v, bool good, const char *why)
         (int64_t)(v->t_attach1 - v->t_attach0), v->kvm_pending);
     say("  new image %8" PRId64 " us  vfiocpr_finish()", REL(v->t_finish));
     say("  new image %8" PRId64 " us  vCPU runs again", REL(v->t_run));
-    say("  blackout (vfiocpr_exec -> vfiocpr_finish) %" PRIu64 " us; vCPU stopped -> running "
-        "%" PRIu64 " us; in library calls (new image) %" PRIu64 " us", v->t_finish - st->t_exec,
+    say("  blackout (%s -> vfiocpr_finish) %" PRIu64 " us; vCPU stopped -> running "
+        "%" PRIu64 " us; in library calls (new image) %" PRIu64 " us",
+        v->incoming ? "vfiocpr_transfer" : "vfiocpr_exec", v->t_finish - st->t_exec,
         v->t_run - st->t_stop, v->lib_us);
     say("  the guest saw: a pause of %" PRIu64 " us (its own TSC: the largest gap between two "
         "of its ticks; before the upgrade at most %" PRIu64 " us); progress %" PRIu64 " -> %"
@@ -2167,12 +2477,15 @@ static void kvm_print_timeline(vmm *v, bool good, const char *why)
     else
         snprintf(win, sizeof(win), "window %u in %" PRIu64 " interrupt(s)", st->window_raised,
                  mb->done_lone_runs - g->done_lone_runs);
+    if (v->incoming)
+        snprintf(xfer, sizeof(xfer), ", transfer from pid %d to pid %d", (int)st->old_pid,
+                 (int)getpid());
     say("upgrade %s: %s: %s raised %" PRIu64 " = taken %" PRIu64 " by the guest%s, %s, guest "
-        "pause %" PRIu64 " us, DMA %s, blackout %" PRIu64 " us%s%s", num, good ? "ok" : "FAILED",
+        "pause %" PRIu64 " us, DMA %s, blackout %" PRIu64 " us%s%s%s", num, good ? "ok" : "FAILED",
         irq_label(v), fired_total(v), guest_taken(v),
         fired_total(v) == guest_taken(v) ? "" : " NOT EQUAL", win, tsc_us(v, mb->max_gap),
         v->kind != DEV_EDU ? "n/a" : mb->dma_bad ? "BAD" : "ok", v->t_finish - st->t_exec,
-        why[0] ? ": " : "", why);
+        xfer, why[0] ? ": " : "", why);
 #undef REL
 }
 
@@ -2231,6 +2544,8 @@ static void kvm_checkpoint(vmm *v)
         g_string_append(why, "; nothing waited in the eventfd for the new VM");
     if (mb->spurious)
         g_string_append_printf(why, "; %" PRIu64 " spurious interrupts", mb->spurious);
+    if (v->incoming && (st->old_pid <= 0 || st->old_pid == getpid()))
+        g_string_append_printf(why, "; a transfer from pid %d to itself", (int)st->old_pid);
     good = why->len == 0;
     st->upgrades_done++;
     st->blackout_sum += v->t_finish - st->t_exec;
@@ -2359,13 +2674,16 @@ static void print_cold_start(vmm *v)
         g_autofree char *target = default_target(v);
         say("upgrades go through %s%s%s, to %s, falling back to this binary", v->wrapper,
             args ? " " : "", args ? args : "", target);
+    } else if (v->transfer_to) {
+        say("upgrades are transfers to the new process on %s", v->transfer_to);
     } else if (v->upgrade_to) {
         say("upgrades go to %s", v->upgrade_to);
     }
     if (v->fallback_reason)
         say("started as the wrapper's fallback (%s) without incoming state", v->fallback_reason);
     say("seccomp: %s", seccomp_text(sc, sizeof(sc)));
-    say("%u fds registered for the next exec; SIGHUP upgrades in place", vfiocpr_fd_count(v->ctx));
+    say("%u fds registered for the next exec or transfer; SIGHUP upgrades%s",
+        vfiocpr_fd_count(v->ctx), v->transfer_to ? " by a transfer" : " in place");
 }
 
 int main(int argc, char **argv)
@@ -2376,9 +2694,10 @@ int main(int argc, char **argv)
     g_autofree gchar *device = NULL, *control = NULL, *send_line = NULL, *upgrade_to = NULL,
                      *wrapper = NULL;
     g_auto(GStrv) wrapper_args = NULL;
-    g_autofree gchar *backend = NULL;
     gboolean kvm = FALSE, self_test = FALSE, forbidden = FALSE, intx = FALSE;
     g_autofree gchar *negative_name = NULL, *guest_image = NULL;
+    g_autofree gchar *backend = NULL;
+    g_autofree gchar *incoming = NULL, *incoming_fault_at = NULL, *transfer_to = NULL;
     gint upgrades = 0;
     GOptionEntry entries[] = {
         { "device", 'd', 0, G_OPTION_ARG_STRING, &device, "PCI device bound to vfio-pci", "BDF" },
@@ -2406,15 +2725,35 @@ int main(int argc, char **argv)
         { "forbidden-ioctl", 0, 0, G_OPTION_ARG_NONE, &forbidden,
           "test: after a restart, issue an ioctl no seccomp rule allows (SIGSYS under "
           "the wrapper's --seccomp)", NULL },
+        { "incoming", 0, 0, G_OPTION_ARG_FILENAME, &incoming,
+          "start as the new process of a transfer: listen on SOCKET for the old one", "SOCKET" },
+        { "incoming-fault", 0, 0, G_OPTION_ARG_STRING, &incoming_fault_at,
+          "--incoming test: SIGKILL this process at accepted, received or restored, or hang "
+          "(hang)", "POINT" },
+        { "transfer-to", 0, 0, G_OPTION_ARG_FILENAME, &transfer_to,
+          "upgrades (--upgrades, SIGHUP) are transfers to the new process on SOCKET", "SOCKET" },
         { "send", 0, 0, G_OPTION_ARG_STRING, &send_line, "client: send LINE to --control", "LINE" },
         { "backend", 0, 0, G_OPTION_ARG_STRING, &backend,
           "IOMMU backend: type1 (default), iommufd or auto", "NAME" },
         { NULL },
     };
-    g_auto(GStrv) saved_argv = g_strdupv(argv); /* GOption edits argv; the next image needs it */
+    /* GOption edits argv; the next image needs it, but not --incoming: an exec'd
+     * image finds its state in the environment, it does not wait for a transfer */
+    g_auto(GStrv) saved_argv = g_new0(char *, (gsize)argc + 1);
     vmm v = { .t_main = t_main, .argv = saved_argv, .ram_fd = -1, .state_fd = -1, .kvm_fd = -1,
               .vm_fd = -1, .vcpu_fd = -1, .old_vm_fd = -1, .vcpu_state_fd = -1, .timer_fd = -1,
-              .signal_fd = -1, .listen_fd = -1, .client_fd = -1 };
+              .signal_fd = -1, .listen_fd = -1, .client_fd = -1, .xfer_sock = -1 };
+
+    for (int i = 0, n = 0; i < argc; i++) {
+        if (strcmp(argv[i], "--incoming") == 0 || strcmp(argv[i], "--incoming-fault") == 0) {
+            i++;
+            continue;
+        }
+        if (g_str_has_prefix(argv[i], "--incoming=") ||
+            g_str_has_prefix(argv[i], "--incoming-fault="))
+            continue;
+        saved_argv[n++] = g_strdup(argv[i]);
+    }
 
     setvbuf(stdout, NULL, _IOLBF, 0);
     opts = g_option_context_new("- a VMM that upgrades itself while its VFIO device runs");
@@ -2428,16 +2767,32 @@ int main(int argc, char **argv)
     }
     if (!device || upgrades < 0)
         die("usage: minivmm --device BDF [--kvm] [--control PATH] [--upgrades N] [--self-test] "
-            "[--upgrade-to PATH] [--wrapper PATH [--wrapper-arg ARG]...] [--forbidden-ioctl]");
+            "[--upgrade-to PATH] [--wrapper PATH [--wrapper-arg ARG]...] [--forbidden-ioctl] "
+            "[--transfer-to SOCKET] [--incoming SOCKET [--incoming-fault POINT]]");
     if (wrapper_args && !wrapper)
         die("--wrapper-arg without --wrapper");
     if ((wrapper && !*wrapper) || (upgrade_to && !*upgrade_to))
         die("--wrapper and --upgrade-to need a path");
-    if ((intx || negative_name || guest_image) && !kvm)
-        die("--intx, --negative and --guest-image go with --kvm");
+    if ((intx || guest_image) && !kvm)
+        die("--intx and --guest-image go with --kvm");
+    /* without --kvm, the controls of minivmm's own checks after an upgrade */
+    if (negative_name && !kvm && strcmp(negative_name, "ram-copy") != 0 &&
+        strcmp(negative_name, "irq-drain") != 0 && strcmp(negative_name, "bus-master-off") != 0)
+        die("--negative %s goes with --kvm (without it: ram-copy, irq-drain, bus-master-off)",
+            negative_name);
     if (kvm && (self_test || wrapper || forbidden))
         die("--kvm runs without --self-test, --wrapper and --forbidden-ioctl");
-    if (negative_name && strcmp(negative_name, "set-irqs") != 0 &&
+    if ((incoming || transfer_to) && self_test)
+        die("--incoming and --transfer-to run without --self-test");
+    if ((incoming && !*incoming) || (transfer_to && !*transfer_to))
+        die("--incoming and --transfer-to need a socket path");
+    if (incoming_fault_at && !incoming)
+        die("--incoming-fault goes with --incoming");
+    if (incoming_fault_at && strcmp(incoming_fault_at, "accepted") != 0 &&
+        strcmp(incoming_fault_at, "received") != 0 && strcmp(incoming_fault_at, "restored") != 0 &&
+        strcmp(incoming_fault_at, "hang") != 0)
+        die("unknown --incoming-fault %s (accepted, received, restored, hang)", incoming_fault_at);
+    if (negative_name && kvm && strcmp(negative_name, "set-irqs") != 0 &&
         strcmp(negative_name, "set-irqs-same") != 0 &&
         strcmp(negative_name, "wrong-gsi") != 0 && strcmp(negative_name, "irqfd-before-routes") != 0 &&
         strcmp(negative_name, "keep-old-irqfds") != 0 && strcmp(negative_name, "cold-guest") != 0 &&
@@ -2468,6 +2823,9 @@ int main(int argc, char **argv)
     v.wrapper = wrapper;
     v.wrapper_args = wrapper_args;
     v.forbidden_ioctl = forbidden;
+    v.incoming = incoming;
+    v.incoming_fault = incoming_fault_at;
+    v.transfer_to = transfer_to;
     /* Started by the wrapper as OLD: why. Not for our own next image. */
     if (g_getenv("VFIOCPR_EXEC_FALLBACK")) {
         v.fallback_reason = g_strdup(g_getenv("VFIOCPR_EXEC_FALLBACK"));
@@ -2496,6 +2854,7 @@ int main(int argc, char **argv)
         vfiocpr_unref(v.ctx);
         g_free(v.fallback_reason);
         g_free(v.upgrade_path); /* the last requested upgrade, if it failed */
+        g_free(v.upgrade_sock);
         return rc;
     }
 }

@@ -23,6 +23,16 @@
  *                            gap between completions is printed (the device's blackout)
  *   guest-cpr uva-refused    iommufd: a user-VA mapping (memfd -1) blocks vfiocpr_exec;
  *                            unmapped, the exec goes through
+ *   guest-cpr transfer [device=edu|nvme] [count=N]
+ *                            N transfers (default 10) between separately started
+ *                            processes over a UNIX socket: each restores with the same
+ *                            start-up, checks the device (not reset, DMA, interrupt)
+ *                            and hands on
+ *   guest-cpr transfer-faults [device=edu|nvme]
+ *                            a new process killed before receiving, after receiving,
+ *                            after restoring, one that hangs, one that refuses: after
+ *                            each the old one carries on (DMA at its addresses, its
+ *                            interrupt delivered once, not reset); then a good one
  *   guest-cpr demo           the same as edu-msi, told in words for a person
  * With --backend=iommufd first (guest-cpr --backend=iommufd edu-msi) every container
  * is an iommufd IOAS and every device its vfio cdev; the scenarios are the same code.
@@ -37,6 +47,7 @@
 #include <linux/pci_regs.h>
 #include <linux/vfio.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,6 +57,7 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -130,6 +142,9 @@ typedef struct {
     guint64 cfg_off;
     int trigger, unmask;
     bool restarted;
+    /* transfer: the context comes over this socket (vfiocpr_new_incoming) */
+    bool incoming;
+    int in_sock;
     /* group-busy: a second group tried while ranges are pending, then after finish */
     int extra_group;
     int extra_rc_pending, extra_rc_after;
@@ -157,8 +172,12 @@ static vfiocpr_backend backend = VFIOCPR_BACKEND_TYPE1;
  * two devices, or a finish of their own, reuse them. */
 static void vmm_begin(vmm *v, GError **error)
 {
-    if (vfiocpr_new(0, &v->ctx, error) < 0)
+    if (v->incoming) {
+        if (vfiocpr_new_incoming(v->in_sock, 10000, 0, &v->ctx, error) < 0)
+            bail("vfiocpr_new_incoming: %s", (*error)->message);
+    } else if (vfiocpr_new(0, &v->ctx, error) < 0) {
         bail("vfiocpr_new: %s", (*error)->message);
+    }
     v->restarted = vfiocpr_is_restart(v->ctx);
     v->ram = vfiocpr_fd_find(v->ctx, "guest-ram", 0, VFIOCPR_FD_MEMFD, NULL);
     if (v->ram < 0) {
@@ -1220,6 +1239,273 @@ static int scenario_uva(char **args)
 
 /* ------------------------------------------------------------------ demo */
 
+/* ------------------------------------------------------------------ transfer */
+
+/* The device scenarios a transfer is checked with: edu (DMA through the device's
+ * buffer, one MSI) or nvme (enabled controller, Identify completing on MSI-X). */
+static bool xfer_nvme(char **args)
+{
+    const char *d = arg(args, "device");
+    return d && strcmp(d, "nvme") == 0;
+}
+
+static void xfer_find(vmm *v, char *bdf, size_t len, char **args)
+{
+    bool nvme = xfer_nvme(args);
+    if (find_pci(nvme ? 0x1b36 : 0x1234, nvme ? 0x0010 : 0x11e8, bdf, len) < 0)
+        bail("no %s device", nvme ? "nvme" : "edu");
+    v->bdf = bdf;
+    v->irq = nvme ? IRQ_MSIX : IRQ_MSI;
+}
+
+/* What each process checks of the device it holds: alive and not reset, its data
+ * where the previous holder left it, an interrupt counted exactly once. */
+static void xfer_check(vmm *v, const char *who, guint32 seed, char **args)
+{
+    if (xfer_nvme(args)) {
+        guint32 cc = rd32(v, NVME_CC), csts = rd32(v, NVME_CSTS);
+        guint64 irqs = 0;
+        bool idf;
+        ok(cc == NVME_CC_VALUE && (csts & 1), "%s: nvme not reset: CC 0x%08x CSTS 0x%x", who, cc,
+           csts);
+        idf = nvme_identify(v, &irqs);
+        ok(idf && irqs == 1, "%s: Identify by DMA into guest RAM at %p, MSI-X counted %"
+           G_GUINT64_FORMAT, who, (void *)v->va, irqs);
+    } else {
+        not_reset r = check_not_reset(v->bdf);
+        guint64 irqs;
+        ok(r.bus_master && r.msi_enable && r.sysfs_enable, "%s: edu not reset: PCI_COMMAND "
+           "0x%04x, MSI control 0x%04x, enable %d", who, r.cmd, r.msi_ctrl, r.sysfs_enable);
+        ok(edu_from_device(v, seed), "%s: DMA device -> RAM at %p: the data the previous "
+           "holder left in the device arrived", who, (void *)v->va);
+        irqs = edu_irq(v);
+        ok(irqs == 1, "%s: MSI counted %" G_GUINT64_FORMAT, who, irqs);
+    }
+}
+
+/* Starts the next process (exec'd from scratch, not a fork of this one's state) with
+ * one end of a socketpair; returns its pid and our end. */
+static pid_t xfer_spawn(char **child_args, int *sock)
+{
+    int sv[2];
+    pid_t pid;
+
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
+        bail("socketpair");
+    fflush(stdout);
+    pid = fork();
+    if (pid < 0)
+        bail("fork");
+    if (pid == 0) {
+        g_autoptr(GPtrArray) argv = g_ptr_array_new();
+        char fdarg[32];
+        int s = dup(sv[1]); /* without CLOEXEC: the new program gets it */
+        snprintf(fdarg, sizeof(fdarg), "sock=%d", s);
+        g_ptr_array_add(argv, (char *)"guest-cpr");
+        if (IOMMUFD)
+            g_ptr_array_add(argv, (char *)"--backend=iommufd");
+        for (char **a = child_args; *a; a++)
+            g_ptr_array_add(argv, *a);
+        g_ptr_array_add(argv, fdarg);
+        g_ptr_array_add(argv, NULL);
+        execv("/proc/self/exe", (char **)argv->pdata);
+        _exit(127);
+    }
+    close(sv[1]);
+    *sock = sv[0];
+    return pid;
+}
+
+/* The holder hands over to a new process generation gen (of count); on success it
+ * lets go of everything, waits for its successor and exits with its status. */
+static int G_GNUC_NORETURN xfer_hand_over(vmm *v, unsigned gen, char **args)
+{
+    g_autoptr(GError) err = NULL;
+    g_autofree char *g = g_strdup_printf("gen=%u", gen);
+    g_autofree char *t0 = g_strdup_printf("t0=%" G_GUINT64_FORMAT, now_us());
+    g_autofree char *old = g_strdup_printf("old=%d", (int)getpid());
+    g_autofree char *cnt = g_strdup_printf("count=%s", arg(args, "count") ? arg(args, "count") : "10");
+    g_autofree char *dev = g_strdup_printf("device=%s", xfer_nvme(args) ? "nvme" : "edu");
+    char *child[] = { (char *)"transfer", dev, cnt, g, t0, old, NULL };
+    int sock, st = 0, r;
+    pid_t pid = xfer_spawn(child, &sock);
+
+    r = vfiocpr_transfer(v->ctx, sock, 10000, 0, &err);
+    ok(r == 0, "transfer %u: pid %d handed over to pid %d%s%s", gen - 1, (int)getpid(), (int)pid,
+       r ? ": " : "", r ? err->message : "");
+    /* ours no more: drop the handles and mappings without touching the device */
+    g_clear_error(&err);
+    r = vfiocpr_dma_unmap(v->c, RAM_IOVA, RAM_SIZE, &err);
+    ok(r == -EBUSY, "transfer %u: the old process is refused the device from now on: %s",
+       gen - 1, err ? err->message : "accepted!");
+    vmm_stop(v);
+    close(sock);
+    fflush(stdout);
+    waitpid(pid, &st, 0);
+    exit(WIFEXITED(st) ? WEXITSTATUS(st) : 1);
+}
+
+/* A chain of count transfers between separately started processes; each new one
+ * restores with the VMM start-up, checks the device and hands on. */
+static int scenario_transfer(char **args)
+{
+    g_autoptr(GError) err = NULL;
+    const char *gen_s = arg(args, "gen");
+    unsigned gen = gen_s ? (unsigned)atoi(gen_s) : 1;
+    unsigned count = arg(args, "count") ? (unsigned)atoi(arg(args, "count")) : 10;
+    char bdf[32];
+    vmm v = { 0 };
+
+    xfer_find(&v, bdf, sizeof(bdf), args);
+    if (gen == 1) {
+        vmm_start(&v, &err);
+        ok(!v.restarted, "transfer: cold start, %s %s (%s)", xfer_nvme(args) ? "nvme" : "edu",
+           bdf, vfiocpr_backend_to_string(vfiocpr_container_backend(v.c)));
+        if (xfer_nvme(args)) {
+            guint64 irqs = 0;
+            ok(nvme_enable(&v) && nvme_identify(&v, &irqs) && irqs == 1,
+               "transfer: nvme enabled, Identify completed, MSI-X counted %" G_GUINT64_FORMAT, irqs);
+        } else {
+            ok(edu_to_device(&v, 1) && edu_irq(&v) == 1, "transfer: DMA RAM -> device, MSI");
+        }
+        xfer_hand_over(&v, 2, args);
+    }
+    v.incoming = true;
+    v.in_sock = atoi(arg(args, "sock"));
+    {
+        guint64 t0 = g_ascii_strtoull(arg(args, "t0"), NULL, 10);
+        int old = atoi(arg(args, "old"));
+        g_autofree char *who = g_strdup_printf("transfer %u, pid %d", gen - 1, (int)getpid());
+        vmm_start(&v, &err); /* finish commits */
+        ok(v.restarted && getpid() != old, "%s: restored from pid %d by transfer; blackout "
+           "(vfiocpr_transfer -> committed vfiocpr_finish) %" G_GUINT64_FORMAT " us", who, old,
+           now_us() - t0);
+        xfer_check(&v, who, gen - 1, args);
+        if (!xfer_nvme(args))
+            ok(edu_to_device(&v, gen), "%s: DMA RAM -> device for the next one", who);
+    }
+    if (gen <= count)
+        xfer_hand_over(&v, gen + 1, args);
+    vmm_stop(&v);
+    return 0;
+}
+
+/* A new process that fails at mode, started by transfer-faults. */
+static int scenario_transfer_child(char **args)
+{
+    g_autoptr(GError) err = NULL;
+    const char *mode = arg(args, "mode");
+    char bdf[32];
+    vmm v = { 0 };
+
+    xfer_find(&v, bdf, sizeof(bdf), args);
+    v.incoming = true;
+    v.in_sock = atoi(arg(args, "sock"));
+    if (strcmp(mode, "die-before-receive") == 0)
+        raise(SIGKILL);
+    if (strcmp(mode, "die-after-receive") == 0) {
+        /* received and validated, nothing taken over yet */
+        if (vfiocpr_new_incoming(v.in_sock, 10000, 0, &v.ctx, &err) < 0)
+            bail("vfiocpr_new_incoming: %s", err->message);
+        raise(SIGKILL);
+    }
+    vmm_begin(&v, &err);
+    if (strcmp(mode, "refuse") == 0) {
+        vmm_stop(&v); /* dropping the context before finish refuses */
+        return 3;
+    }
+    vmm_device(&v, "c0", &err); /* type1: the ranges now point at this process */
+    if (strcmp(mode, "die-after-restore") == 0)
+        raise(SIGKILL);
+    if (strcmp(mode, "hang") == 0)
+        sleep(60);
+    return 4;
+}
+
+/* Each way a new process can fail; after each the old one carries on with DMA at its
+ * own addresses, its interrupts (one raised before the attempt arrives exactly
+ * once) and the device not reset; then a good transfer. */
+static int scenario_transfer_faults(char **args)
+{
+    static const struct {
+        const char *mode;
+        const char *step;
+    } points[] = {
+        { "die-before-receive", NULL },
+        { "die-after-receive", "after step 'validated'" },
+        { "die-after-restore", "after step 'restoring'" },
+        { "hang", "did not commit in time" },
+        { "refuse", "refused after step" },
+    };
+    g_autoptr(GError) err = NULL;
+    char bdf[32];
+    vmm v = { 0 };
+    unsigned fds;
+
+    xfer_find(&v, bdf, sizeof(bdf), args);
+    vmm_start(&v, &err);
+    if (xfer_nvme(args)) {
+        guint64 irqs = 0;
+        ok(nvme_enable(&v) && nvme_identify(&v, &irqs) && irqs == 1,
+           "transfer-faults: nvme enabled, Identify on MSI-X");
+    } else {
+        ok(edu_to_device(&v, 1), "transfer-faults: DMA RAM -> device");
+    }
+    fds = count_fds();
+    for (gsize i = 0; i < G_N_ELEMENTS(points); i++) {
+        g_autofree char *mode = g_strdup_printf("mode=%s", points[i].mode);
+        g_autofree char *dev = g_strdup_printf("device=%s", xfer_nvme(args) ? "nvme" : "edu");
+        char *child[] = { (char *)"transfer-child", dev, mode, NULL };
+        int sock, st = 0, r;
+        pid_t pid;
+
+        g_clear_error(&err);
+        if (!xfer_nvme(args)) /* an interrupt nobody reads until the attempt is over */
+            wr32(&v, EDU_IRQ_RAISE, 0x1);
+        pid = xfer_spawn(child, &sock);
+        r = vfiocpr_transfer(v.ctx, sock, strcmp(points[i].mode, "hang") == 0 ? 1500 : 10000, 0,
+                             &err);
+        if (strcmp(points[i].mode, "hang") == 0)
+            kill(pid, SIGKILL);
+        waitpid(pid, &st, 0);
+        close(sock);
+        ok(r < 0 && err && strstr(err->message, "rolled back") &&
+           (!points[i].step || strstr(err->message, points[i].step)),
+           "transfer-faults %s: refused and rolled back: %s", points[i].mode,
+           err ? err->message : "committed!");
+        ok(count_fds() == fds, "transfer-faults %s: no fd gained or lost (%u)", points[i].mode,
+           count_fds());
+        if (xfer_nvme(args)) {
+            guint32 cc = rd32(&v, NVME_CC), csts = rd32(&v, NVME_CSTS);
+            guint64 irqs = 0;
+            ok(cc == NVME_CC_VALUE && (csts & 1), "transfer-faults %s: nvme not reset: CC "
+               "0x%08x CSTS 0x%x", points[i].mode, cc, csts);
+            ok(nvme_identify(&v, &irqs) && irqs == 1, "transfer-faults %s: the old process's "
+               "Identify completes into its RAM at %p, MSI-X counted %" G_GUINT64_FORMAT,
+               points[i].mode, (void *)v.va, irqs);
+        } else {
+            not_reset nr = check_not_reset(bdf);
+            guint64 waiting = eventfd_wait(v.trigger, 3000);
+            wr32(&v, EDU_IRQ_ACK, rd32(&v, EDU_IRQ_STATUS));
+            ok(waiting == 1, "transfer-faults %s: the interrupt raised before the attempt "
+               "arrived exactly once (%" G_GUINT64_FORMAT ")", points[i].mode, waiting);
+            ok(nr.bus_master && nr.msi_enable && nr.sysfs_enable, "transfer-faults %s: not "
+               "reset: PCI_COMMAND 0x%04x, MSI control 0x%04x", points[i].mode, nr.cmd,
+               nr.msi_ctrl);
+            ok(edu_from_device(&v, 1) && edu_to_device(&v, 1) && edu_irq(&v) == 1,
+               "transfer-faults %s: DMA both ways at the old process's own address %p, MSI",
+               points[i].mode, (void *)v.va);
+        }
+    }
+    /* and a good one takes over */
+    {
+        char *more[] = { (char *)"count=1", NULL };
+        g_autofree char *dev = g_strdup_printf("device=%s", xfer_nvme(args) ? "nvme" : "edu");
+        char *a2[] = { dev, more[0], NULL };
+        xfer_hand_over(&v, 2, a2);
+    }
+}
+
 static void say(const char *who, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
 static void say(const char *who, const char *fmt, ...)
 {
@@ -1341,6 +1627,12 @@ int main(int argc, char **argv)
         r = scenario_pin(args);
     else if (strcmp(s, "uva-refused") == 0)
         r = scenario_uva(args);
+    else if (strcmp(s, "transfer") == 0)
+        r = scenario_transfer(args);
+    else if (strcmp(s, "transfer-faults") == 0)
+        r = scenario_transfer_faults(args);
+    else if (strcmp(s, "transfer-child") == 0)
+        return scenario_transfer_child(args);
     else if (strcmp(s, "demo") == 0)
         return scenario_demo(args);
     else

@@ -110,6 +110,11 @@ done
 for s in msix-count msix-negative; do
     run "$s" /bin/guest-irq "$s"
 done
+# transfer: separately started processes over a UNIX socket, the old one the fallback
+run transfer /bin/guest-cpr transfer device=edu count=10
+run transfer-nvme /bin/guest-cpr transfer device=nvme count=10
+run transfer-faults /bin/guest-cpr transfer-faults device=edu
+run transfer-faults-nvme /bin/guest-cpr transfer-faults device=nvme
 run minivmm /bin/minivmm-suite.sh edu 20
 run cycles /bin/guest-cpr cycles "$cycles"
 if [ "$iommufd" = 1 ]; then
@@ -121,6 +126,10 @@ if [ "$iommufd" = 1 ]; then
     done
     for s in msix-count msix-negative; do
         run "iommufd-$s" /bin/guest-irq --backend=iommufd "$s"
+    done
+    for s in transfer transfer-faults; do
+        run "iommufd-$s" /bin/guest-cpr --backend=iommufd "$s" device=edu count=10
+        run "iommufd-$s-nvme" /bin/guest-cpr --backend=iommufd "$s" device=nvme count=10
     done
     run iommufd-minivmm minivmm_iommufd
     run iommufd-cycles /bin/guest-cpr --backend=iommufd cycles "$cycles"
