@@ -24,6 +24,10 @@ typedef struct {
     /* restart: the pins are still charged to the previous image until
      * CHANGE_PROCESS moves them here */
     bool change_pending;
+    /* CHANGE_PROCESS is known to work here: probed when the IOAS was new and empty
+     * (the kernel walks every mapping even for a no-op, so not in the blackout), or
+     * done by this image's finish */
+    int change_supported; /* 1 yes, 0 no (ENOTTY), -errno: the probe failed */
 } iommufd;
 
 static iommufd *I(const vfiocpr_container *c)
@@ -43,6 +47,12 @@ VFIOCPR_EXPORT int vfiocpr_container_ioas_id(const vfiocpr_container *c)
     return is_iommufd(c) ? (int)I(c)->ioas_id : -ENOTTY;
 }
 
+static int change_process(vfiocpr_container *c)
+{
+    struct iommu_ioas_change_process cp = { .size = sizeof(cp) };
+    return VK(ioctl, c->fd, IOMMU_IOAS_CHANGE_PROCESS, &cp);
+}
+
 static int io_open(vfiocpr_container *c, int fd, GError **error)
 {
     struct iommu_ioas_alloc alloc = { .size = sizeof(alloc) };
@@ -60,6 +70,8 @@ static int io_open(vfiocpr_container *c, int fd, GError **error)
     if (r < 0)
         return vfiocpr_fail(error, r, "container '%s': IOMMU_IOAS_ALLOC", c->name);
     I(c)->ioas_id = alloc.out_ioas_id;
+    r = change_process(c);
+    I(c)->change_supported = r == 0 ? 1 : r == -ENOTTY ? 0 : r;
     return 0;
 }
 
@@ -190,12 +202,6 @@ static int io_close(vfiocpr_container *c G_GNUC_UNUSED, GError **error G_GNUC_UN
 
 /* ------------------------------------------------------------------ exec phases */
 
-static int change_process(vfiocpr_container *c)
-{
-    struct iommu_ioas_change_process cp = { .size = sizeof(cp) };
-    return VK(ioctl, c->fd, IOMMU_IOAS_CHANGE_PROCESS, &cp);
-}
-
 static int io_check(vfiocpr_container *c, GError **error)
 {
     int r;
@@ -204,19 +210,16 @@ static int io_check(vfiocpr_container *c, GError **error)
         return vfiocpr_fail(error, EBUSY, "container '%s': the pinned memory is still charged "
                             "to the previous image: vfiocpr_finish() before the next exec",
                             c->name);
-    /* In the process that owns the pins this is a no-op: it proves the new image's
-     * call will be understood and that every mapping is by file. */
-    r = change_process(c);
-    if (r == -ENOTTY)
+    /* Probed before there was anything to walk (see change_supported); that every
+     * mapping is by file the caller checked from its own records. */
+    r = I(c)->change_supported;
+    if (r == 0)
         return vfiocpr_fail(error, ENOTSUP, "container '%s': the kernel has no "
                             "IOMMU_IOAS_CHANGE_PROCESS (Linux 6.14+): the new image could not "
                             "take the pinned memory over", c->name);
-    if (r == -EINVAL)
-        return vfiocpr_fail(error, EINVAL, "container '%s': IOMMU_IOAS_CHANGE_PROCESS refuses: "
-                            "a mapping of the IOAS is not by file", c->name);
     if (r < 0)
-        return vfiocpr_fail(error, r, "container '%s': probing IOMMU_IOAS_CHANGE_PROCESS",
-                            c->name);
+        return vfiocpr_fail(error, r, "container '%s': probing IOMMU_IOAS_CHANGE_PROCESS "
+                            "when the IOAS was allocated", c->name);
     return 0;
 }
 
@@ -247,8 +250,10 @@ static int io_finish(vfiocpr_container *c, GError **error)
                             "nothing changed, the pins stay charged to the previous image and "
                             "vfiocpr_finish() can be called again", c->name,
                             r == -ENOMEM ? " (the pinned memory is charged to this process now: "
-                                           "raise RLIMIT_MEMLOCK or grant CAP_IPC_LOCK)" : "");
+                                           "raise RLIMIT_MEMLOCK to twice the pinned bytes, or "
+                                           "grant CAP_IPC_LOCK)" : "");
     I(c)->change_pending = false;
+    I(c)->change_supported = 1;
     return 0;
 }
 

@@ -412,7 +412,9 @@ int vfiocpr_vfio_check(vfiocpr *ctx, GError **error)
                                     "-0x%" PRIx64 " is not backed by a registered memfd (mapped "
                                     "by user address): the new image could not map it again",
                                     c->name, c->ops->name, m->iova, m->iova + m->size - 1);
-            pinned += m->size;
+            /* iommufd: CHANGE_PROCESS charges the new image before it uncharges the
+             * old one, both to the same user (measured on 7.3) */
+            pinned += c->ops == &vfiocpr_iommufd_ops ? 2 * m->size : m->size;
         }
         r = c->ops->check(c, error);
         if (r < 0)
@@ -426,8 +428,9 @@ int vfiocpr_vfio_check(vfiocpr *ctx, GError **error)
     if (!cap && limit < pinned)
         return vfiocpr_fail(error, ENOMEM, "exec check: RLIMIT_MEMLOCK is %" G_GUINT64_FORMAT
                             " bytes but the new image will be charged %" G_GUINT64_FORMAT
-                            " pinned bytes when it takes the DMA mappings over: raise the limit "
-                            "or grant CAP_IPC_LOCK", limit, pinned);
+                            " pinned bytes when it takes the DMA mappings over (iommufd ranges "
+                            "count twice): raise the limit or grant CAP_IPC_LOCK", limit,
+                            pinned);
     return 0;
 }
 
