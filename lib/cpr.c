@@ -418,8 +418,6 @@ static int phase_check(vfiocpr *ctx, handover_op *op G_GNUC_UNUSED, GError **err
     return 0;
 }
 
-static void undo_prepare(vfiocpr *ctx, handover_op *op G_GNUC_UNUSED);
-
 /* type1: from here until the new image re-maps, DMA to the ranges blocks in the
  * kernel: the blackout starts (iommufd: nothing to do, DMA goes on). Everything
  * that can fail without side effects ran before. */

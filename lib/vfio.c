@@ -25,8 +25,7 @@ typedef struct {
 G_STATIC_ASSERT(sizeof(wire_dma) == 48);
 #define WIRE_DMA_TYPE "(uuttttt)"
 
-static const vfiocpr_backend_ops *const backends[] = { &vfiocpr_type1_ops,
-                                                       &vfiocpr_iommufd_ops };
+/* In the order their state sections and required features are written. */
 const vfiocpr_backend_ops *const vfiocpr_backends[] = { &vfiocpr_type1_ops,
                                                         &vfiocpr_iommufd_ops, NULL };
 
@@ -481,8 +480,8 @@ void vfiocpr_vfio_serialize(vfiocpr *ctx, GVariantDict *d, GPtrArray *features)
 {
     vfiocpr_vfio *v = vfiocpr_ctx_vfio(ctx);
 
-    for (gsize b = 0; b < G_N_ELEMENTS(backends); b++) {
-        const vfiocpr_backend_ops *ops = backends[b];
+    for (gsize b = 0; vfiocpr_backends[b]; b++) {
+        const vfiocpr_backend_ops *ops = vfiocpr_backends[b];
         g_autoptr(GPtrArray) list = g_ptr_array_new();
         GHashTableIter it;
         gpointer k;
@@ -519,8 +518,8 @@ void vfiocpr_vfio_serialize(vfiocpr *ctx, GVariantDict *d, GPtrArray *features)
     }
 }
 
-static int deserialize_dma(vfiocpr *ctx G_GNUC_UNUSED, const vfiocpr_backend_ops *ops,
-                           GVariant *payload, GPtrArray *byidx, GError **error)
+static int deserialize_dma(const vfiocpr_backend_ops *ops, GVariant *payload, GPtrArray *byidx,
+                           GError **error)
 {
     g_autoptr(GVariant) vdma = NULL;
     g_autofree gsize *count = NULL;
@@ -565,9 +564,10 @@ static int deserialize_dma(vfiocpr *ctx G_GNUC_UNUSED, const vfiocpr_backend_ops
 
 int vfiocpr_vfio_deserialize(vfiocpr *ctx, GVariant *payload, GError **error)
 {
-    for (gsize b = 0; b < G_N_ELEMENTS(backends); b++) {
+    for (gsize b = 0; vfiocpr_backends[b]; b++) {
+        const vfiocpr_backend_ops *ops = vfiocpr_backends[b];
         g_autoptr(GPtrArray) byidx = g_ptr_array_new();
-        int r = backends[b]->deserialize(ctx, payload, byidx, error);
+        int r = ops->deserialize(ctx, payload, byidx, error);
         if (r < 0)
             return r;
         if (r == 0)
@@ -575,11 +575,11 @@ int vfiocpr_vfio_deserialize(vfiocpr *ctx, GVariant *payload, GError **error)
         for (guint i = 0; i < byidx->len; i++)
             if (!vfiocpr_fdreg_has(vfiocpr_ctx_fdreg(ctx),
                                    ((vfiocpr_container *)byidx->pdata[i])->reg_name, 0,
-                                   backends[b]->fd_kind))
+                                   ops->fd_kind))
                 return vfiocpr_fail(error, EBADMSG, "state: %s: container '%s' has no "
-                                    "preserved fd", backends[b]->name,
+                                    "preserved fd", ops->name,
                                     ((vfiocpr_container *)byidx->pdata[i])->name);
-        r = deserialize_dma(ctx, backends[b], payload, byidx, error);
+        r = deserialize_dma(ops, payload, byidx, error);
         if (r < 0)
             return r;
     }

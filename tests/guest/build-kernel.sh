@@ -65,24 +65,7 @@ exec 9>"$CACHE/.lock"
 flock 9     # one apt client per cache directory (shared with fetch-kernel.sh)
 T0=$(date +%s.%N)
 
-APT_OPTS=(
-    -o "Dir::Etc::SourceList=$APTDIR/sources.list"
-    -o "Dir::Etc::SourceParts=$APTDIR/parts"
-    -o "Dir::Etc::Preferences=$APTDIR/preferences"
-    -o "Dir::Etc::PreferencesParts=$APTDIR/prefs.d"
-    -o "Dir::State::Lists=$APTDIR/lists"
-    -o "Dir::Cache=$APTDIR/cache"
-    -o "APT::Sandbox::User=root"
-    -o "Acquire::Retries=3"
-)
-apt_quiet() {   # runs a command; its output only on failure
-    local out rc=0
-    out=$(mktemp)
-    "$@" >"$out" 2>&1 </dev/null || rc=$?
-    if [ "$rc" -ne 0 ]; then cat "$out" >&2; fi
-    rm -f "$out"
-    return "$rc"
-}
+. "$HERE/apt-private.sh"
 
 SOURCE=linux-source-$SERIES
 DEBS=$CACHE/debs

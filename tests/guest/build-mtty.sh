@@ -66,24 +66,7 @@ T0=$(date +%s.%N)
 APTDIR=$CACHE/apt
 [ -f "$APTDIR/sources.list" ] ||
     die "no $APTDIR/sources.list: run fetch-kernel.sh first (it writes the private apt configuration)"
-APT_OPTS=(
-    -o "Dir::Etc::SourceList=$APTDIR/sources.list"
-    -o "Dir::Etc::SourceParts=$APTDIR/parts"
-    -o "Dir::Etc::Preferences=$APTDIR/preferences"
-    -o "Dir::Etc::PreferencesParts=$APTDIR/prefs.d"
-    -o "Dir::State::Lists=$APTDIR/lists"
-    -o "Dir::Cache=$APTDIR/cache"
-    -o "APT::Sandbox::User=root"
-    -o "Acquire::Retries=3"
-)
-apt_quiet() {   # runs a command; its output only on failure
-    local out rc=0
-    out=$(mktemp)
-    "$@" >"$out" 2>&1 </dev/null || rc=$?
-    if [ "$rc" -ne 0 ]; then cat "$out" >&2; fi
-    rm -f "$out"
-    return "$rc"
-}
+. "$(dirname -- "${BASH_SOURCE[0]}")/apt-private.sh"
 # has_version PACKAGE VERSION: the private lists know PACKAGE=VERSION
 has_version() {
     apt-cache "${APT_OPTS[@]}" madison "$1" 2>/dev/null |

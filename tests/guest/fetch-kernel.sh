@@ -164,24 +164,7 @@ write_sources_list() {
     mv "$out" "$APTDIR/sources.list"
 }
 
-APT_OPTS=(
-    -o "Dir::Etc::SourceList=$APTDIR/sources.list"
-    -o "Dir::Etc::SourceParts=$APTDIR/parts"
-    -o "Dir::Etc::Preferences=$APTDIR/preferences"
-    -o "Dir::Etc::PreferencesParts=$APTDIR/prefs.d"
-    -o "Dir::State::Lists=$APTDIR/lists"
-    -o "Dir::Cache=$APTDIR/cache"
-    -o "APT::Sandbox::User=root"
-    -o "Acquire::Retries=3"
-)
-apt_quiet() {   # runs apt-get/apt-cache; output only on failure
-    local out rc=0
-    out=$(mktemp)
-    "$@" >"$out" 2>&1 </dev/null || rc=$?
-    if [ "$rc" -ne 0 ]; then cat "$out" >&2; fi
-    rm -f "$out"
-    return "$rc"
-}
+. "$(dirname -- "${BASH_SOURCE[0]}")/apt-private.sh"
 
 write_sources_list
 log "apt-get update (private config: $(awk '{print $(NF-1)}' "$APTDIR/sources.list" | paste -sd' '))"
