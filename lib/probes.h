@@ -2,7 +2,8 @@
 /*
  * USDT probes (provider "vfiocpr"), for timing an upgrade with bpftrace, perf or
  * SystemTap. Each is a nop in the code and a note in .note.stapsdt: nothing runs
- * when no tracer is attached, so there are no semaphores. Without sys/sdt.h
+ * when no tracer is attached (but one load of each string argument, see probe_s()),
+ * so there are no semaphores. Without sys/sdt.h
  * (configure --disable-usdt) every call site compiles to nothing and its arguments
  * are not evaluated, only type-checked.
  *
@@ -12,7 +13,7 @@
  *   phase__start(how, phase) / phase__end(how, phase, rc)
  *       how: "exec", "transfer" (old process), "restore", "finish" (new process)
  *   participant__start(op, name) / participant__end(op, name, rc)
- *       op: "check", "prepare", "deserialize", "finish"; name: "fd registry",
+ *       op: "check", "prepare" (old process), "restore", "finish" (new); name: "fd registry",
  *       "KVM", "IOMMU backends", "interrupts"
  *   rollback__start(how, phase, rc) / rollback__end(how)
  *   restore__start(how) / restore__end(how, rc, fds, mappings, vectors)
@@ -29,11 +30,21 @@
 #define SDT_USE_VARIADIC 1
 #include <sys/sdt.h>
 #define VFIOCPR_PROBE(name, ...) STAP_PROBEV(vfiocpr, name, ##__VA_ARGS__)
+/* A string argument. BPF reads user memory without faulting pages in, and a string
+ * in a page this process never touched (the phase names, right after an exec) reads
+ * as empty: one load makes it readable. */
+static inline const char *probe_s(const char *s)
+{
+    if (s)
+        (void)*(const volatile char *)s;
+    return s;
+}
 #else
 static inline void vfiocpr_probe_off(int unused, ...)
 {
     (void)unused;
 }
+#define probe_s(s) (s)
 #define VFIOCPR_PROBE(name, ...) \
     do { \
         if (0) \
@@ -41,8 +52,11 @@ static inline void vfiocpr_probe_off(int unused, ...)
     } while (0)
 #endif
 
-/* Counts for the probes' arguments (only evaluated where a probe is compiled in). */
+/* Counts for the probes' arguments (only evaluated where a probe is compiled in);
+ * 0 for a NULL context. PROBE_COUNTS: fds, mappings, vectors. */
 unsigned int vfiocpr_probe_mappings(vfiocpr *ctx);
 unsigned int vfiocpr_probe_vectors(vfiocpr *ctx);
+#define PROBE_COUNTS(ctx) \
+    vfiocpr_fd_count(ctx), vfiocpr_probe_mappings(ctx), vfiocpr_probe_vectors(ctx)
 
 #endif

@@ -298,7 +298,7 @@ VFIOCPR_EXPORT int vfiocpr_dma_map(vfiocpr_container *c, uint64_t iova, uint64_t
                                 "offset 0x%" PRIx64 ")", c->name, iova, iova + size - 1,
                                 m->mem_dev, m->mem_ino, m->offset, memfd, offset);
         vfiocpr_ctx_step(c->ctx, "restoring");
-        VFIOCPR_PROBE(remap__start, c->name, iova, size);
+        VFIOCPR_PROBE(remap__start, probe_s(c->name), iova, size);
         r = c->ops->remap(c, m, vaddr, error);
         if (r == 0) {
             m->vaddr = vaddr;
@@ -306,7 +306,7 @@ VFIOCPR_EXPORT int vfiocpr_dma_map(vfiocpr_container *c, uint64_t iova, uint64_t
             m->pending = false;
             c->n_pending--;
         }
-        VFIOCPR_PROBE(remap__end, c->name, iova, size, r, c->n_pending);
+        VFIOCPR_PROBE(remap__end, probe_s(c->name), iova, size, r, c->n_pending);
         return r;
     }
     if (m)
