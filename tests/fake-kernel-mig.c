@@ -34,23 +34,22 @@ static const struct { guint cur, next, need, absent; } uapi_arcs[] = {
     { 7, 3, M_PRE | M_P2P, 0 },                     /* PRE_COPY_P2P -> STOP_COPY */
 };
 
-static bool state_supported(guint s)
+static bool state_supported(guint32 flags, guint s)
 {
     switch (s) {
-    case 5: return fk.mig_flags & M_P2P;
-    case 6: return fk.mig_flags & M_PRE;
-    case 7: return (fk.mig_flags & (M_PRE | M_P2P)) == (M_PRE | M_P2P);
+    case 5: return flags & M_P2P;
+    case 6: return flags & M_PRE;
+    case 7: return (flags & (M_PRE | M_P2P)) == (M_PRE | M_P2P);
     case 0: return false;
     default: return true;
     }
 }
 
-static bool legal_arc(guint cur, guint next)
+static bool legal_arc(guint32 flags, guint cur, guint next)
 {
     for (gsize i = 0; i < G_N_ELEMENTS(uapi_arcs); i++)
         if (uapi_arcs[i].cur == cur && uapi_arcs[i].next == next &&
-            (fk.mig_flags & uapi_arcs[i].need) == uapi_arcs[i].need &&
-            !(fk.mig_flags & uapi_arcs[i].absent))
+            (flags & uapi_arcs[i].need) == uapi_arcs[i].need && !(flags & uapi_arcs[i].absent))
             return true;
     return false;
 }
@@ -82,11 +81,12 @@ int fk_mig_feature(fk_obj *o, struct vfio_device_feature *f)
 {
     guint idx = f->flags & VFIO_DEVICE_FEATURE_MASK;
     bool get = f->flags & VFIO_DEVICE_FEATURE_GET;
+    guint32 flags = fk_device_mig_flags(o);
 
-    if (!fk.mig_flags)
+    if (!flags)
         return -ENOTTY;
     if (idx == VFIO_DEVICE_FEATURE_MIGRATION && get) {
-        ((struct vfio_device_feature_migration *)(void *)f->data)->flags = fk.mig_flags;
+        ((struct vfio_device_feature_migration *)(void *)f->data)->flags = flags;
         return 0;
     }
     if (idx == VFIO_DEVICE_FEATURE_MIG_DATA_SIZE && get) {
@@ -104,7 +104,7 @@ int fk_mig_feature(fk_obj *o, struct vfio_device_feature *f)
         }
         g_array_append_val(fk.arcs, ((guint){ cur << 8 | next }));
         /* strict: one legal arc, into a supported state */
-        if (!state_supported(next) || !legal_arc(cur, next))
+        if (!state_supported(flags, next) || !legal_arc(flags, cur, next))
             return -EINVAL;
         if (cur == 4 && next == 1) {
             /* the driver checks what it was given; nothing at all is "nothing loaded" */

@@ -11,6 +11,7 @@
 #define FAKE_KERNEL_PRIVATE_H
 
 #include <linux/kvm.h>
+#include <linux/pci_regs.h>
 #include <linux/vfio.h>
 
 #include "fake-kernel.h"
@@ -19,6 +20,8 @@
 #define REAL (vfiocpr_kernel_real())
 /* A subsystem's open/readlink/dir_entry hook: the path is not one of its own. */
 #define FK_NOT_MINE INT_MIN
+/* vfio-pci's region layout: region index << 40 (VFIO_PCI_OFFSET_SHIFT, which is not uAPI) */
+#define FK_REGION_SHIFT 40
 
 /* ---- objects (core) ---- */
 typedef struct {
@@ -44,6 +47,11 @@ typedef struct {
     int fd;        /* open group fd, -1 if closed (groups are single-open) */
     int container; /* container fd, -1 if none */
     int bound;     /* iommufd fd the device's cdev is bound to, -1 if none */
+    /* the device itself */
+    const fk_pci_model *model;
+    guint8 *config;     /* model->cfg_size bytes of PCI config space */
+    bool own_mig;       /* mig_flags are its own, not fk.mig_flags */
+    guint32 mig_flags;
 } fk_group;
 
 /* ---- iommufd model ---- */
@@ -156,6 +164,10 @@ void fk_free_group(gpointer p);
 int fk_container_ioctl(int fd, fk_obj *c, unsigned long request, void *arg);
 int fk_group_ioctl(fk_obj *o, unsigned long request, void *arg);
 int fk_device_ioctl(fk_obj *o, unsigned long request, void *arg);
+/* pread/pwrite on a device fd: the config region, or FK_NOT_MINE */
+ssize_t fk_device_rw(fk_obj *o, void *buf, size_t len, off_t off, bool write);
+/* The device's migration flags (fake_vfio_add_device's, else fake_mig_setup's). */
+guint32 fk_device_mig_flags(fk_obj *o);
 int fk_type1_open(const char *path);
 int fk_type1_readlink(const char *path, char *buf, size_t len);
 /* before fake_kernel_reset() clears the state, and after */

@@ -114,13 +114,22 @@ static int f_memfd_create(const char *name, unsigned int flags)
 
 static ssize_t f_pwrite(int fd, const void *buf, size_t len, off_t off)
 {
+    fk_obj *o;
+    ssize_t r;
     ENTER(FK_PWRITE);
+    if ((o = fk_obj_get(fd, FK_DEVICE)) &&
+        (r = fk_device_rw(o, (void *)buf, len, off, true)) != FK_NOT_MINE)
+        return r;
     return REAL->pwrite(fd, buf, len, off);
 }
 
 static ssize_t f_pread(int fd, void *buf, size_t len, off_t off)
 {
+    fk_obj *o;
+    ssize_t r;
     ENTER(FK_PREAD);
+    if ((o = fk_obj_get(fd, FK_DEVICE)) && (r = fk_device_rw(o, buf, len, off, false)) != FK_NOT_MINE)
+        return r;
     return REAL->pread(fd, buf, len, off);
 }
 
