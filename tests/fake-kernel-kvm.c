@@ -45,7 +45,7 @@ int fk_kvm_ioctl(int fd, fk_obj *o, unsigned long request, void *arg)
 int fk_kvm_open(const char *path)
 {
     if (strcmp(path, "/dev/kvm") == 0 && fk.fake_kvm)
-        return fk_new_object(path, S_IFCHR | 0666, makedev(10, 232), FK_KVM, NULL);
+        return fk_new_object(path, S_IFCHR | 0666, makedev(FK_MISC_MAJOR, FK_KVM_MINOR), FK_KVM, NULL);
     return FK_NOT_MINE;
 }
 

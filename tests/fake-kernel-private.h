@@ -20,6 +20,19 @@
 #define REAL (vfiocpr_kernel_real())
 /* A subsystem's open/readlink/dir_entry hook: the path is not one of its own. */
 #define FK_NOT_MINE INT_MIN
+/* Identities of the fake's files. Not uAPI, but fixed here: golden states record
+ * them. The misc minors are the ones include/linux/miscdevice.h assigns; /dev/iommu's
+ * and the dynamic majors are what a test machine happened to show. */
+#define FK_DEVTMPFS_DEV 5      /* st_dev of /dev nodes */
+#define FK_ANON_DEV 10         /* st_dev of anon inodes (a group's device fd) */
+#define FK_ANON_DEVICE_INO 1039
+#define FK_MISC_MAJOR 10
+#define FK_VFIO_MINOR 196
+#define FK_KVM_MINOR 232
+#define FK_IOMMU_MINOR 257
+#define FK_GROUP_MAJOR 511     /* /dev/vfio/N */
+#define FK_CDEV_MAJOR 235      /* /dev/vfio/devices/vfioN */
+#define FK_BAR0_SIZE 0x1000
 /* vfio-pci's region layout: region index << 40 (VFIO_PCI_OFFSET_SHIFT, which is not uAPI) */
 #define FK_REGION_SHIFT 40
 
@@ -62,7 +75,7 @@ typedef struct {
     unsigned gen; /* the process its pins are charged to */
 } fk_iomap;
 
-#define FK_N_IRQ 5
+#define FK_N_IRQ VFIO_PCI_NUM_IRQS
 
 /* Every fake object: one struct for all types, the fields a type uses are marked. */
 typedef struct {

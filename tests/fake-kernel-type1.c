@@ -206,7 +206,7 @@ int fk_device_ioctl(fk_obj *o, unsigned long request, void *arg)
             return -EINVAL;
         r->flags = VFIO_REGION_INFO_FLAG_READ | VFIO_REGION_INFO_FLAG_WRITE |
                    (r->index == VFIO_PCI_BAR0_REGION_INDEX ? VFIO_REGION_INFO_FLAG_MMAP : 0);
-        r->size = r->index == VFIO_PCI_BAR0_REGION_INDEX ? 0x1000
+        r->size = r->index == VFIO_PCI_BAR0_REGION_INDEX ? FK_BAR0_SIZE
                   : r->index == VFIO_PCI_CONFIG_REGION_INDEX ? o->group->model->cfg_size
                                                              : 0;
         r->offset = (guint64)r->index << FK_REGION_SHIFT;
@@ -244,7 +244,7 @@ int fk_device_ioctl(fk_obj *o, unsigned long request, void *arg)
         return 0;
     }
     case VFIO_DEVICE_RESET:
-        o->mig_state = 2;
+        o->mig_state = VFIO_DEVICE_STATE_RUNNING;
         put16(o->group->config + PCI_COMMAND, o->group->model->command);
         return 0;
     case VFIO_DEVICE_FEATURE:
@@ -292,7 +292,7 @@ int fk_type1_open(const char *path)
     int id;
 
     if (strcmp(path, "/dev/vfio/vfio") == 0)
-        return fk_new_object(path, S_IFCHR | 0666, makedev(10, 196), FK_CONTAINER, NULL);
+        return fk_new_object(path, S_IFCHR | 0666, makedev(FK_MISC_MAJOR, FK_VFIO_MINOR), FK_CONTAINER, NULL);
     if (!g_str_has_prefix(path, "/dev/vfio/"))
         return FK_NOT_MINE;
     id = (int)strtol(path + strlen("/dev/vfio/"), &end, 10);
@@ -301,7 +301,7 @@ int fk_type1_open(const char *path)
         return -ENOENT;
     if (g->fd >= 0)
         return -EBUSY; /* groups are single-open */
-    g->fd = fk_new_object(path, S_IFCHR | 0600, makedev(511, (unsigned)id), FK_GROUP, g);
+    g->fd = fk_new_object(path, S_IFCHR | 0600, makedev(FK_GROUP_MAJOR, (unsigned)id), FK_GROUP, g);
     return g->fd;
 }
 
@@ -340,11 +340,14 @@ void fk_type1_reset(void)
 /* ---- test API (fake-kernel.h) ---- */
 /* As QEMU presents them: its own devices carry the Red Hat/QEMU subsystem ids, the
  * emulated Intel NIC Intel's; mtty as samples/vfio-mdev/mtty.c builds its space. */
-const fk_pci_model fake_pci_edu = { 0x1234, 0x11e8, 0x00ff00, 0x10, 0x1af4, 0x1100, 0, 256 };
-const fk_pci_model fake_pci_nvme = { 0x1b36, 0x0010, 0x010802, 0x02, 0x1af4, 0x1100, 0, 4096 };
-const fk_pci_model fake_pci_e1000e = { 0x8086, 0x10d3, 0x020000, 0x00, 0x8086, 0x0000, 0, 4096 };
+const fk_pci_model fake_pci_edu = { 0x1234, 0x11e8, 0x00ff00, 0x10, 0x1af4, 0x1100, 0,
+                                    PCI_CFG_SPACE_SIZE };
+const fk_pci_model fake_pci_nvme = { 0x1b36, 0x0010, 0x010802, 0x02, 0x1af4, 0x1100, 0,
+                                     PCI_CFG_SPACE_EXP_SIZE };
+const fk_pci_model fake_pci_e1000e = { 0x8086, 0x10d3, 0x020000, 0x00, 0x8086, 0x0000, 0,
+                                       PCI_CFG_SPACE_EXP_SIZE };
 const fk_pci_model fake_pci_mtty = { 0x4348, 0x3253, 0x070002, 0x10, 0x4348, 0x3253,
-                                     PCI_COMMAND_IO, 256 };
+                                     PCI_COMMAND_IO, PCI_CFG_SPACE_SIZE };
 
 static void put16(guint8 *p, guint16 v)
 {

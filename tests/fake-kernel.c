@@ -328,7 +328,8 @@ int fk_new_object(const char *link, guint32 mode, guint64 rdev, int type, fk_gro
     REAL->close(tmp);
     if (fd < 0)
         return -errno;
-    fake_kernel_pretend(fd, link, mode, 5, type == FK_DEVICE ? 1039 : ++fk.next_ino, rdev);
+    fake_kernel_pretend(fd, link, mode, FK_DEVTMPFS_DEV,
+                        type == FK_DEVICE ? FK_ANON_DEVICE_INO : ++fk.next_ino, rdev);
     p = fk_find_pretend(fd);
     p->owned = true;
     {
@@ -340,14 +341,14 @@ int fk_new_object(const char *link, guint32 mode, guint64 rdev, int type, fk_gro
         }
     }
     if (type == FK_DEVICE)
-        p->st.dev = 10; /* the anon inode */
+        p->st.dev = FK_ANON_DEV;
     o = g_new0(fk_obj, 1);
     o->type = type;
     o->group = g;
     if (type == FK_VM)
         o->irqfds = g_hash_table_new(g_direct_hash, g_direct_equal);
     o->unmask_fd = -1;
-    o->mig_state = 2; /* RUNNING */
+    o->mig_state = VFIO_DEVICE_STATE_RUNNING;
     o->data_fd = -1;
     o->bound_to = -1;
     if (type == FK_IOMMUFD) {
