@@ -67,6 +67,13 @@ typedef struct {
     guint32 mig_flags;
 } fk_group;
 
+/* ---- KVM model ---- */
+typedef struct {
+    gint64 eventfd; /* the eventfd file, as fk_eventfd_id() names it */
+    int fd;         /* the number it was assigned by */
+    guint32 gsi;
+} fk_irqfd;
+
 /* ---- iommufd model ---- */
 typedef struct {
     guint32 ioas;
@@ -88,7 +95,7 @@ typedef struct {
     int unmask_fd;         /* devices: INTx unmask eventfd */
     guint mig_state;       /* devices: migration state */
     int data_fd;           /* devices: current migration data fd */
-    GHashTable *irqfds;    /* VMs: eventfd -> gsi + 1 */
+    GArray *irqfds;        /* VMs: fk_irqfd */
     unsigned routings;     /* VMs: KVM_SET_GSI_ROUTING calls */
     unsigned last_routes;  /* VMs: entries in the last one */
     unsigned last_irqchip; /* VMs: of those, IOAPIC/PIC pin routes */

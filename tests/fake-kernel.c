@@ -346,7 +346,7 @@ int fk_new_object(const char *link, guint32 mode, guint64 rdev, int type, fk_gro
     o->type = type;
     o->group = g;
     if (type == FK_VM)
-        o->irqfds = g_hash_table_new(g_direct_hash, g_direct_equal);
+        o->irqfds = g_array_new(FALSE, TRUE, sizeof(fk_irqfd));
     o->unmask_fd = -1;
     o->mig_state = VFIO_DEVICE_STATE_RUNNING;
     o->data_fd = -1;
@@ -372,7 +372,7 @@ static void free_obj(gpointer p)
         g_hash_table_destroy(o->by_iova);
     }
     if (o->irqfds)
-        g_hash_table_destroy(o->irqfds);
+        g_array_unref(o->irqfds);
     if (o->iomaps) {
         g_array_unref(o->iomaps);
         g_hash_table_destroy(o->ioas);
