@@ -3,8 +3,9 @@
  * registry keys, current version) must equal lib/state-format.h both ways, and a
  * state the library really writes (every participant present, exec and transfer)
  * must hold exactly the documented sections with the documented types, features
- * and keys. The same comparison run on mutated copies of the document must report
- * each mutation: the check can fail. */
+ * and keys, and the golden state of each minor must date each section and feature
+ * as the table does. The same comparison run on mutated copies of the document must
+ * report each mutation: the check can fail. */
 #include "config.h"
 
 #include <errno.h>
@@ -16,8 +17,8 @@
 #include "private.h"
 #include "testutil.h"
 
-#ifndef STATE_FORMAT_DOC
-#error "STATE_FORMAT_DOC: path of docs/state-format.md"
+#if !defined(STATE_FORMAT_DOC) || !defined(STATE_FORMAT_DATA)
+#error "STATE_FORMAT_DOC, STATE_FORMAT_DATA: docs/state-format.md and tests/data"
 #endif
 
 /* ------------------------------------------------------------ the document */
@@ -294,8 +295,8 @@ static void test_doc_mutations(void)
         /* an owner, a record size, a feature */
         { "| `fd-names` | `as` | 1.0 | fdreg |", "| `fd-names` | `as` | 1.0 | cpr |",
           "'fd-names': owner" },
-        { "| `fds` | `a(uutiuttt)` | 1.0 | fdreg | 48 |", "| `fds` | `a(uutiuttt)` | 1.0 | fdreg | 40 |",
-          "'fds': record" },
+        { "| `fds` | `a(uutiuttt)` | 1.0 | fdreg | 48 |",
+          "| `fds` | `a(uutiuttt)` | 1.0 | fdreg | 40 |", "'fds': record" },
         { "| `vfio-dma` | `a(uuttttt)` | 1.1 | vfio | 48 | `vfio-type1` |",
           "| `vfio-dma` | `a(uuttttt)` | 1.1 | vfio | 48 | - |", "'vfio-dma': feature" },
         /* a row dropped, a row added */
@@ -434,6 +435,73 @@ static void test_record_sizes(void)
         g_assert_cmpuint(record_size(s->type), ==, s->record);
     }
     g_assert_cmpuint(n, ==, 4);
+}
+
+/* ------------------------------------------------------------ the goldens */
+
+/* The released states (tests/data) date every section and feature: each one first
+ * appears in the golden of the minor the table says, and no golden holds anything
+ * newer than itself or of another type. */
+static void test_goldens_date_the_table(void)
+{
+    guint first_sec[VFIOCPR_SEC_COUNT], first_feat[VFIOCPR_FEAT_COUNT];
+
+    for (guint i = 0; i < VFIOCPR_SEC_COUNT; i++)
+        first_sec[i] = G_MAXUINT;
+    for (guint i = 0; i < VFIOCPR_FEAT_COUNT; i++)
+        first_feat[i] = G_MAXUINT;
+    /* one golden per minor, the current one included */
+    for (guint g = 0; g <= VFIOCPR_STATE_FORMAT_MINOR; g++) {
+        g_autofree char *file = g ? g_strdup_printf("state-v%d.%u.bin",
+                                                    VFIOCPR_STATE_FORMAT_MAJOR, g)
+                                  : g_strdup_printf("state-v%d.bin", VFIOCPR_STATE_FORMAT_MAJOR);
+        g_autofree char *path = g_build_filename(STATE_FORMAT_DATA, file, NULL);
+        g_autofree char *data = NULL;
+        g_autoptr(GBytes) blob = NULL;
+        g_autoptr(GVariant) payload = NULL, req = NULL;
+        g_autoptr(GError) err = NULL;
+        g_autofree const char **reqv = NULL;
+        guint16 major = 0, minor = 0;
+        gsize len;
+
+        if (!g_file_get_contents(path, &data, &len, &err))
+            g_error("%s", err->message);
+        blob = g_bytes_new_take(g_steal_pointer(&data), len);
+        g_assert_cmpint(vfiocpr_state_decode(blob, &payload, &major, &minor, &err), ==, 0);
+        g_assert_no_error(err);
+        g_assert_cmpuint(minor, ==, g);
+        for (gsize i = 0; i < g_variant_n_children(payload); i++) {
+            const char *key;
+            g_autoptr(GVariant) v = NULL;
+            const vfiocpr_section_def *s;
+            g_variant_get_child(payload, i, "{&sv}", &key, &v);
+            s = vfiocpr_section_find(key);
+            if (!s)
+                g_error("%s has section '%s', not in the table", file, key);
+            g_assert_cmpstr(g_variant_get_type_string(v), ==, s->type);
+            first_sec[s - vfiocpr_state_sections] = MIN(first_sec[s - vfiocpr_state_sections], g);
+        }
+        req = vfiocpr_section_lookup(payload, VFIOCPR_SEC_REQUIRED_FEATURES);
+        g_assert_nonnull(req);
+        reqv = g_variant_get_strv(req, NULL);
+        for (guint i = 0; reqv[i]; i++) {
+            guint k = 0;
+            while (k < VFIOCPR_FEAT_COUNT && strcmp(vfiocpr_state_features[k].name, reqv[i]))
+                k++;
+            g_assert_cmpuint(k, <, VFIOCPR_FEAT_COUNT);
+            first_feat[k] = MIN(first_feat[k], g);
+        }
+    }
+    for (guint i = 0; i < VFIOCPR_SEC_COUNT; i++)
+        if (first_sec[i] != vfiocpr_state_sections[i].since)
+            g_error("section '%s': since 1.%u in the table, first in the golden of 1.%u",
+                    vfiocpr_state_sections[i].name, vfiocpr_state_sections[i].since,
+                    first_sec[i]);
+    for (guint i = 0; i < VFIOCPR_FEAT_COUNT; i++)
+        if (first_feat[i] != vfiocpr_state_features[i].since)
+            g_error("feature '%s': since 1.%u in the table, first in the golden of 1.%u",
+                    vfiocpr_state_features[i].name, vfiocpr_state_features[i].since,
+                    first_feat[i]);
 }
 
 /* ------------------------------------------------------------ a real state */
@@ -603,6 +671,7 @@ int main(int argc, char **argv)
     g_test_add_func("/state-format/doc-mutations-reported", test_doc_mutations);
     g_test_add_func("/state-format/key-builders", test_builders);
     g_test_add_func("/state-format/record-sizes", test_record_sizes);
+    g_test_add_func("/state-format/goldens-date-the-table", test_goldens_date_the_table);
     g_test_add_func("/state-format/exec-state", test_exec_state);
     g_test_add_func("/state-format/transfer-state", test_transfer_state);
     return g_test_run();
