@@ -105,6 +105,29 @@ void vfiocpr_device_set_iommufd_ids(vfiocpr_device *d, guint32 devid, guint32 hw
     d->hwpt_id = hwpt_id;
 }
 
+GVariant *vfiocpr_device_describe(vfiocpr_device *d)
+{
+    g_auto(GVariantDict) out = G_VARIANT_DICT_INIT(NULL);
+    int fd = d->fd >= 0 ? d->fd
+                        : vfiocpr_fdreg_peek(vfiocpr_ctx_fdreg(vfiocpr_container_ctx(d->container)),
+                                             d->reg_name, 0);
+
+    g_variant_dict_insert(&out, "name", "s", d->name);
+    g_variant_dict_insert(&out, "container", "s", vfiocpr_container_name(d->container));
+    g_variant_dict_insert(&out, "kind", "s", d->kind == VFIOCPR_FD_VFIO_CDEV ? "cdev" : "group");
+    g_variant_dict_insert(&out, "group", "i", d->group);
+    g_variant_dict_insert(&out, "fd", "i", MAX(fd, -1));
+    g_variant_dict_insert(&out, "status", "s", !d->preserved ? "open"
+                                               : d->claimed ? "claimed" : "unclaimed");
+    if (d->kind == VFIOCPR_FD_VFIO_CDEV) {
+        g_variant_dict_insert(&out, "devid", "u", d->devid);
+        g_variant_dict_insert(&out, "hwpt-id", "u", d->hwpt_id);
+    }
+    vfiocpr_irqs_describe(d, &out);
+    vfiocpr_mig_describe(d->mig, &out);
+    return g_variant_dict_end(&out);
+}
+
 VFIOCPR_EXPORT int vfiocpr_device_iommufd_ids(const vfiocpr_device *d, uint32_t *devid,
                                               uint32_t *hwpt_id)
 {

@@ -331,11 +331,10 @@ static int io_deserialize(vfiocpr *ctx, GVariant *payload, GPtrArray *byidx, GEr
     return 1;
 }
 
-static void io_describe(vfiocpr_container *c, GString *out)
+static void io_describe(vfiocpr_container *c, GVariantDict *out)
 {
-    /* parsed by vfiocpr-exec: "iommufd IOAS N[ (pins pending)], " */
-    g_string_append_printf(out, "iommufd IOAS %u%s, ", I(c)->ioas_id,
-                           I(c)->change_pending ? " (pins pending)" : "");
+    g_variant_dict_insert(out, "ioas-id", "u", I(c)->ioas_id);
+    g_variant_dict_insert(out, "pins-pending", "b", I(c)->change_pending);
 }
 
 static const vfiocpr_ioctl_decl io_ioctls[] = {

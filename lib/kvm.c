@@ -283,3 +283,38 @@ void vfiocpr_kvm_rollback(vfiocpr *ctx)
                   "wait in their eventfds", k->exec_vm_fd, err->message);
     k->exec_vm_fd = -1;
 }
+
+bool vfiocpr_kvm_irqfd_gsi(vfiocpr *ctx, int fd, guint32 *gsi)
+{
+    vfiocpr_kvm *k = vfiocpr_ctx_kvm(ctx);
+
+    if (k->vm_fd < 0)
+        return false;
+    for (guint i = 0; i < k->irqfds->len; i++)
+        if (g_array_index(k->irqfds, irqfd, i).fd == fd) {
+            *gsi = g_array_index(k->irqfds, irqfd, i).gsi;
+            return true;
+        }
+    return false;
+}
+
+GVariant *vfiocpr_kvm_describe(vfiocpr *ctx)
+{
+    vfiocpr_kvm *k = vfiocpr_ctx_kvm(ctx);
+    g_auto(GVariantDict) d = G_VARIANT_DICT_INIT(NULL);
+    GVariantBuilder b;
+
+    g_variant_dict_insert(&d, "vm-fd", "i", k->vm_fd);
+    g_variant_builder_init(&b, G_VARIANT_TYPE("aa{sv}"));
+    for (guint i = 0; k->vm_fd >= 0 && i < k->irqfds->len; i++) {
+        const irqfd *f = &g_array_index(k->irqfds, irqfd, i);
+        g_auto(GVariantDict) fd = G_VARIANT_DICT_INIT(NULL);
+        g_variant_dict_insert(&fd, "fd", "i", f->fd);
+        g_variant_dict_insert(&fd, "gsi", "u", f->gsi);
+        if (f->flags & KVM_IRQFD_FLAG_RESAMPLE)
+            g_variant_dict_insert(&fd, "resample-fd", "i", f->resamplefd);
+        g_variant_builder_add_value(&b, g_variant_dict_end(&fd));
+    }
+    g_variant_dict_insert_value(&d, "irqfds", g_variant_builder_end(&b));
+    return g_variant_dict_end(&d);
+}

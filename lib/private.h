@@ -152,6 +152,11 @@ vfiocpr_fdreg *vfiocpr_fdreg_new(void);
 void vfiocpr_fdreg_free(vfiocpr_fdreg *reg);
 int vfiocpr_fdreg_save(vfiocpr_fdreg *reg, const char *name, guint64 id, int fd,
                        vfiocpr_fd_kind kind, GError **error);
+/* 1 and *fd_out when registered (claiming an inherited fd), 0 with no error when
+ * nothing is registered under (name, id), < 0 on a real failure (wrong kind, ...). */
+int vfiocpr_fdreg_lookup(vfiocpr_fdreg *reg, const char *name, guint64 id,
+                         vfiocpr_fd_kind kind, int *fd_out, GError **error);
+/* The same, but absence is -ENOENT with the error set (vfiocpr_fd_find's contract). */
 int vfiocpr_fdreg_find(vfiocpr_fdreg *reg, const char *name, guint64 id, vfiocpr_fd_kind kind,
                        GError **error);
 int vfiocpr_fdreg_forget(vfiocpr_fdreg *reg, const char *name, guint64 id);
@@ -179,7 +184,12 @@ int vfiocpr_fdreg_clear_cloexec(vfiocpr_fdreg *reg, GError **error);
 void vfiocpr_fdreg_undo_cloexec(vfiocpr_fdreg *reg);
 /* Ends restart mode for the registry; describes unclaimed inherited fds into out. */
 guint vfiocpr_fdreg_finish(vfiocpr_fdreg *reg, GPtrArray *out);
-void vfiocpr_fdreg_describe(vfiocpr_fdreg *reg, GString *out);
+/* Every entry, sorted by (name, id): aa{sv} as documented for vfiocpr_describe(). */
+GVariant *vfiocpr_fdreg_describe(vfiocpr_fdreg *reg);
+/* The first entry (by name, id) of this kind with this file identity: its fd, name
+ * (the registry's copy) and id, or -ENOENT. No syscall. */
+int vfiocpr_fdreg_by_identity(vfiocpr_fdreg *reg, vfiocpr_fd_kind kind, guint64 dev,
+                              guint64 ino, const char **name, guint64 *id);
 /* The identity of fd if it is registered with that kind (no syscall). */
 bool vfiocpr_fdreg_identity(vfiocpr_fdreg *reg, int fd, vfiocpr_fd_kind kind,
                             vfiocpr_fd_stat *st);
@@ -276,7 +286,8 @@ struct vfiocpr_backend_ops {
      * their devices; false-y (0, nothing added) when the state has none */
     int (*deserialize)(vfiocpr *ctx, GVariant *payload, GPtrArray *containers,
                        GError **error);
-    void (*describe)(vfiocpr_container *c, GString *out);
+    /* the backend's own keys of the container's description */
+    void (*describe)(vfiocpr_container *c, GVariantDict *out);
 };
 
 extern const vfiocpr_backend_ops vfiocpr_type1_ops;
@@ -306,7 +317,8 @@ void vfiocpr_vfio_serialize(vfiocpr *ctx, GVariantDict *payload, GPtrArray *feat
 int vfiocpr_vfio_deserialize(vfiocpr *ctx, GVariant *payload, GError **error);
 /* restart ends: every preserved range must have been provided again */
 int vfiocpr_vfio_finish(vfiocpr *ctx, GError **error);
-void vfiocpr_vfio_describe(vfiocpr *ctx, GString *out);
+/* Adds "containers" and "devices" (aa{sv}, sorted by name) to a description. */
+void vfiocpr_vfio_describe(vfiocpr *ctx, GVariantDict *out);
 
 const char *vfiocpr_container_name(const vfiocpr_container *c);
 vfiocpr *vfiocpr_container_ctx(const vfiocpr_container *c);
@@ -330,6 +342,8 @@ int vfiocpr_device_claim(vfiocpr_container *c, const char *name, vfiocpr_device 
                          GError **error);
 void vfiocpr_device_set_iommufd_ids(vfiocpr_device *d, guint32 devid, guint32 hwpt_id);
 vfiocpr_fd_kind vfiocpr_device_kind(const vfiocpr_device *d);
+/* One device's a{sv} for vfiocpr_describe() (vectors, INTx, migration included). */
+GVariant *vfiocpr_device_describe(vfiocpr_device *d);
 
 #endif
 
@@ -350,6 +364,8 @@ gint vfiocpr_cmp_uint_ptr(gconstpointer a, gconstpointer b);
 void vfiocpr_irqs_serialize(GHashTable *devices, GVariantDict *dict);
 int vfiocpr_irqs_deserialize(GHashTable *devices, vfiocpr_fdreg *reg, GVariant *payload,
                              GError **error);
+/* "vectors" (aa{sv}) and, when set, "intx" (a{sv}) of d's description. */
+void vfiocpr_irqs_describe(vfiocpr_device *d, GVariantDict *out);
 
 /* ---------------------------------------------------------------- KVM */
 
@@ -360,6 +376,10 @@ void vfiocpr_kvm_free(vfiocpr_kvm *k);
 /* exec: detach irqfds so interrupts accumulate in the eventfds; undo re-attaches */
 int vfiocpr_kvm_prepare(vfiocpr *ctx, GError **error);
 void vfiocpr_kvm_rollback(vfiocpr *ctx);
+/* The GSI the irqfd of eventfd fd is attached to in the VM, if it is. */
+bool vfiocpr_kvm_irqfd_gsi(vfiocpr *ctx, int fd, guint32 *gsi);
+/* "kvm" of a description: a{sv} */
+GVariant *vfiocpr_kvm_describe(vfiocpr *ctx);
 
 /* ---------------------------------------------------------------- migration */
 
@@ -367,3 +387,11 @@ typedef struct vfiocpr_mig vfiocpr_mig;
 vfiocpr_mig *vfiocpr_mig_new(void);
 void vfiocpr_mig_free(vfiocpr_mig *m);
 vfiocpr_mig *vfiocpr_device_mig(vfiocpr_device *d);
+/* "migration" (a{sv}) of a device's description, when anything is known */
+void vfiocpr_mig_describe(vfiocpr_mig *m, GVariantDict *out);
+
+/* ---------------------------------------------------------------- descriptions */
+
+/* The text of vfiocpr_dump() and vfiocpr_state_describe(), from the a{sv} of
+ * vfiocpr_describe(): one renderer, so the two cannot drift. */
+char *vfiocpr_describe_render(GVariant *desc);

@@ -626,10 +626,83 @@ int vfiocpr_vfio_finish(vfiocpr *ctx, GError **error)
     return 0;
 }
 
-void vfiocpr_vfio_describe(vfiocpr *ctx, GString *out)
+static gint cmp_mapping_iova(gconstpointer a, gconstpointer b)
+{
+    guint64 x = (*(vfiocpr_mapping *const *)a)->iova, y = (*(vfiocpr_mapping *const *)b)->iova;
+    return (x > y) - (x < y);
+}
+
+static GVariant *describe_mapping(vfiocpr_fdreg *reg, const vfiocpr_mapping *m)
+{
+    g_auto(GVariantDict) d = G_VARIANT_DICT_INIT(NULL);
+    const char *mname = NULL;
+    guint64 mid = 0;
+    /* a preserved range has no fd until it is provided again: the memfd the
+     * registry holds with its identity is the one it must come back with */
+    int found = m->mem_ino ? vfiocpr_fdreg_by_identity(reg, VFIOCPR_FD_MEMFD, m->mem_dev,
+                                                       m->mem_ino, &mname, &mid)
+                           : -ENOENT;
+    int memfd = m->memfd >= 0 ? m->memfd : MAX(found, -1);
+
+    g_variant_dict_insert(&d, "iova", "t", m->iova);
+    g_variant_dict_insert(&d, "size", "t", m->size);
+    g_variant_dict_insert(&d, "offset", "t", m->offset);
+    g_variant_dict_insert(&d, "flags", "u", m->flags);
+    g_variant_dict_insert(&d, "memfd", "i", memfd);
+    if (mname) {
+        g_variant_dict_insert(&d, "memfd-name", "s", mname);
+        g_variant_dict_insert(&d, "memfd-id", "t", mid);
+    }
+    g_variant_dict_insert(&d, "vaddr", "t", (guint64)(uintptr_t)m->vaddr);
+    g_variant_dict_insert(&d, "pending", "b", m->pending);
+    return g_variant_dict_end(&d);
+}
+
+static GVariant *describe_container(vfiocpr_container *c)
+{
+    vfiocpr_fdreg *reg = vfiocpr_ctx_fdreg(c->ctx);
+    g_auto(GVariantDict) d = G_VARIANT_DICT_INIT(NULL);
+    g_autoptr(GPtrArray) maps = g_ptr_array_new();
+    GVariantBuilder mb;
+    GHashTableIter it;
+    gpointer k;
+    guint64 bytes = 0;
+
+    g_hash_table_iter_init(&it, c->maps);
+    while (g_hash_table_iter_next(&it, &k, NULL)) {
+        g_ptr_array_add(maps, k);
+        bytes += ((vfiocpr_mapping *)k)->size;
+    }
+    g_ptr_array_sort(maps, cmp_mapping_iova);
+    g_variant_dict_insert(&d, "name", "s", c->name);
+    g_variant_dict_insert(&d, "backend", "s", c->ops->name);
+    /* not claimed yet: the fd the registry holds for it */
+    g_variant_dict_insert(&d, "fd", "i", c->fd >= 0 ? c->fd
+                                         : MAX(vfiocpr_fdreg_peek(reg, c->reg_name, 0), -1));
+    g_variant_dict_insert(&d, "status", "s", !c->preserved ? "open"
+                                             : c->claimed ? "claimed" : "unclaimed");
+    c->ops->describe(c, &d);
+    g_variant_dict_insert(&d, "dma-ranges", "u", g_hash_table_size(c->maps));
+    g_variant_dict_insert(&d, "dma-bytes", "t", bytes);
+    g_variant_dict_insert(&d, "remap-pending", "u", c->n_pending);
+    g_variant_builder_init(&mb, G_VARIANT_TYPE("aa{sv}"));
+    for (guint i = 0; i < maps->len; i++)
+        g_variant_builder_add_value(&mb, describe_mapping(reg, maps->pdata[i]));
+    g_variant_dict_insert_value(&d, "mappings", g_variant_builder_end(&mb));
+    return g_variant_dict_end(&d);
+}
+
+static gint cmp_device_name(gconstpointer a, gconstpointer b)
+{
+    return strcmp(vfiocpr_device_name(*(vfiocpr_device *const *)a),
+                  vfiocpr_device_name(*(vfiocpr_device *const *)b));
+}
+
+void vfiocpr_vfio_describe(vfiocpr *ctx, GVariantDict *out)
 {
     vfiocpr_vfio *v = vfiocpr_ctx_vfio(ctx);
     g_autoptr(GPtrArray) list = g_ptr_array_new();
+    GVariantBuilder b;
     GHashTableIter it;
     gpointer k;
 
@@ -637,19 +710,18 @@ void vfiocpr_vfio_describe(vfiocpr *ctx, GString *out)
     while (g_hash_table_iter_next(&it, NULL, &k))
         g_ptr_array_add(list, k);
     g_ptr_array_sort(list, cmp_container_name);
-    for (guint i = 0; i < list->len; i++) {
-        vfiocpr_container *c = list->pdata[i];
-        guint64 bytes = 0;
-        g_hash_table_iter_init(&it, c->maps);
-        while (g_hash_table_iter_next(&it, &k, NULL))
-            bytes += ((vfiocpr_mapping *)k)->size;
-        g_string_append_printf(out, "container '%s': ", c->name);
-        c->ops->describe(c, out);
-        g_string_append_printf(out, "%u DMA ranges (%" G_GUINT64_FORMAT " bytes)%s\n",
-                               g_hash_table_size(c->maps), bytes,
-                               c->n_pending ? ", re-map pending" : "");
-    }
+    g_variant_builder_init(&b, G_VARIANT_TYPE("aa{sv}"));
+    for (guint i = 0; i < list->len; i++)
+        g_variant_builder_add_value(&b, describe_container(list->pdata[i]));
+    g_variant_dict_insert_value(out, "containers", g_variant_builder_end(&b));
+
+    g_ptr_array_set_size(list, 0);
     g_hash_table_iter_init(&it, v->devices);
-    while (g_hash_table_iter_next(&it, &k, NULL))
-        g_string_append_printf(out, "device '%s'\n", (const char *)k);
+    while (g_hash_table_iter_next(&it, NULL, &k))
+        g_ptr_array_add(list, k);
+    g_ptr_array_sort(list, cmp_device_name);
+    g_variant_builder_init(&b, G_VARIANT_TYPE("aa{sv}"));
+    for (guint i = 0; i < list->len; i++)
+        g_variant_builder_add_value(&b, vfiocpr_device_describe(list->pdata[i]));
+    g_variant_dict_insert_value(out, "devices", g_variant_builder_end(&b));
 }
