@@ -826,10 +826,8 @@ VFIOCPR_EXPORT int vfiocpr_state_describe_variant(int state_fd, GVariant **out, 
      * consumes the state: nothing is closed, no flag changes, the environment stays. */
     ctx = ctx_new();
     r = load_state(ctx, state_fd, NULL, 0, error);
-    if (r < 0) {
-        g_prefix_error(error, "state fd %d: ", state_fd);
+    if (r < 0)
         return r;
-    }
     ctx->restart = true;
     if (out)
         *out = vfiocpr_describe(ctx);
