@@ -117,14 +117,14 @@ static int reg_finish(vfiocpr *ctx, GPtrArray *unclaimed, GError **error G_GNUC_
     return 0;
 }
 
-static void reg_describe(vfiocpr *ctx, GVariantDict *out)
+static void reg_describe(vfiocpr *ctx, GVariantBuilder *out)
 {
-    g_variant_dict_insert_value(out, "fds", vfiocpr_fdreg_describe(ctx->fdreg));
+    vfiocpr_kv(out, "fds", vfiocpr_fdreg_describe(ctx->fdreg));
 }
 
-static void kvm_describe(vfiocpr *ctx, GVariantDict *out)
+static void kvm_describe(vfiocpr *ctx, GVariantBuilder *out)
 {
-    g_variant_dict_insert_value(out, "kvm", vfiocpr_kvm_describe(ctx));
+    vfiocpr_kv(out, "kvm", vfiocpr_kvm_describe(ctx));
 }
 
 static int kvm_prepare(vfiocpr *ctx, GError **error)
@@ -175,7 +175,7 @@ static const struct participant {
     int (*deserialize)(vfiocpr *ctx, GVariant *payload, GError **error);
     int (*finish)(vfiocpr *ctx, GPtrArray *unclaimed, GError **error);
     /* its keys of vfiocpr_describe() (the interrupts are in the devices') */
-    void (*describe)(vfiocpr *ctx, GVariantDict *out);
+    void (*describe)(vfiocpr *ctx, GVariantBuilder *out);
 } participants[] = {
     { "fd registry", reg_check, NULL, NULL, NULL, NULL, reg_finish, reg_describe },
     { "KVM", NULL, kvm_prepare, kvm_undo, NULL, NULL, NULL, kvm_describe },
@@ -766,41 +766,42 @@ VFIOCPR_EXPORT int vfiocpr_finish(vfiocpr *ctx, char ***unclaimed, GError **erro
 /* "state" of a description: the header and who wrote it. */
 static GVariant *describe_state(GVariant *payload, gsize size, guint16 major, guint16 minor)
 {
-    g_auto(GVariantDict) d = G_VARIANT_DICT_INIT(NULL);
     g_autofree const char **req = NULL;
     const char *writer = "?";
     guint32 pid = 0;
     gint64 usec = 0;
+    GVariantBuilder d;
 
     g_variant_lookup(payload, "writer", "&s", &writer);
     g_variant_lookup(payload, "writer-pid", "u", &pid);
     g_variant_lookup(payload, "created-usec", "x", &usec);
-    g_variant_dict_insert(&d, "format-major", "u", (guint32)major);
-    g_variant_dict_insert(&d, "format-minor", "u", (guint32)minor);
-    g_variant_dict_insert(&d, "bytes", "t", (guint64)size);
-    g_variant_dict_insert(&d, "writer", "s", writer);
-    g_variant_dict_insert(&d, "writer-pid", "u", pid);
-    g_variant_dict_insert(&d, "created-usec", "x", usec);
+    g_variant_builder_init(&d, G_VARIANT_TYPE_VARDICT);
+    vfiocpr_kv_u(&d, "format-major", (guint32)major);
+    vfiocpr_kv_u(&d, "format-minor", (guint32)minor);
+    vfiocpr_kv_t(&d, "bytes", (guint64)size);
+    vfiocpr_kv_s(&d, "writer", writer);
+    vfiocpr_kv_u(&d, "writer-pid", pid);
+    vfiocpr_kv_x(&d, "created-usec", usec);
     if (!g_variant_lookup(payload, "required-features", "^a&s", &req))
         req = g_new0(const char *, 1);
-    g_variant_dict_insert_value(&d, "required-features", g_variant_new_strv(req, -1));
-    return g_variant_dict_end(&d);
+    vfiocpr_kv(&d, "required-features", g_variant_new_strv(req, -1));
+    return g_variant_builder_end(&d);
 }
 
 VFIOCPR_EXPORT GVariant *vfiocpr_describe(vfiocpr *ctx)
 {
-    g_auto(GVariantDict) d = G_VARIANT_DICT_INIT(NULL);
+    GVariantBuilder d;
 
     g_return_val_if_fail(ctx, NULL);
-    g_variant_dict_insert(&d, "mode", "s", ctx->restart ? "restart" : "cold");
+    g_variant_builder_init(&d, G_VARIANT_TYPE_VARDICT);
+    vfiocpr_kv_s(&d, "mode", ctx->restart ? "restart" : "cold");
     if (ctx->incoming)
-        g_variant_dict_insert_value(&d, "state", describe_state(ctx->incoming,
-                                                                ctx->incoming_size,
-                                                                ctx->in_major, ctx->in_minor));
+        vfiocpr_kv(&d, "state", describe_state(ctx->incoming, ctx->incoming_size,
+                                               ctx->in_major, ctx->in_minor));
     for (gsize i = 0; i < G_N_ELEMENTS(participants); i++)
         if (participants[i].describe)
             participants[i].describe(ctx, &d);
-    return g_variant_ref_sink(g_variant_dict_end(&d));
+    return g_variant_ref_sink(g_variant_builder_end(&d));
 }
 
 VFIOCPR_EXPORT char *vfiocpr_dump(vfiocpr *ctx)

@@ -73,13 +73,34 @@ static const char *dma_flags(guint32 f)
     return names[f & 3];
 }
 
-static void render_container(GString *out, GVariant *c)
+/* The name and id of the registered memfd fd, from the description's fds. */
+static bool memfd_name(GVariant *fds, gint32 fd, const char **name, guint64 *id)
+{
+    for (gsize i = 0; fds && i < g_variant_n_children(fds); i++) {
+        const char *n, *kind;
+        guint64 eid;
+        gint32 efd;
+        g_variant_get_child(fds, i, VFIOCPR_DESC_FD_TYPE, &n, &eid, &kind, &efd, NULL);
+        if (efd == fd && strcmp(kind, "memfd") == 0) {
+            *name = n;
+            *id = eid;
+            return true;
+        }
+    }
+    return false;
+}
+
+static void render_container(GString *out, GVariant *c, GVariant *fds)
 {
     g_autoptr(GVariant) groups = list(c, "groups");
-    g_autoptr(GVariant) maps = list(c, "mappings");
+    g_autoptr(GVariant) maps = g_variant_lookup_value(c, "mappings",
+                                                      G_VARIANT_TYPE("a" VFIOCPR_DESC_MAP_TYPE));
     const char *backend = str(c, "backend", "?");
+    gsize n_maps = 0;
+    const vfiocpr_desc_map *m =
+        maps ? g_variant_get_fixed_array(maps, &n_maps, sizeof(vfiocpr_desc_map)) : NULL;
     GVariantIter it;
-    GVariant *m;
+    GVariant *g;
 
     g_string_append_printf(out, "container '%s': ", str(c, "name", "?"));
     if (strcmp(backend, "iommufd") == 0)
@@ -93,37 +114,42 @@ static void render_container(GString *out, GVariant *c)
     g_string_append_printf(out, "  backend %s, fd %d, %s\n", backend, i32(c, "fd", -1),
                            str(c, "status", "?"));
     g_variant_iter_init(&it, groups);
-    while ((m = g_variant_iter_next_value(&it))) {
-        g_string_append_printf(out, "  group %u: fd %d, %s\n", u32(m, "id", 0), i32(m, "fd", -1),
-                               str(m, "status", "?"));
-        g_variant_unref(m);
+    while ((g = g_variant_iter_next_value(&it))) {
+        g_string_append_printf(out, "  group %u: fd %d, %s\n", u32(g, "id", 0), i32(g, "fd", -1),
+                               str(g, "status", "?"));
+        g_variant_unref(g);
     }
-    g_variant_iter_init(&it, maps);
-    while ((m = g_variant_iter_next_value(&it))) {
-        guint64 iova = u64(m, "iova", 0), size = u64(m, "size", 0);
+    const char *mname = NULL;
+    guint64 mid = 0;
+    gint32 named = -1; /* mappings mostly share one memfd: look its name up once */
+
+    for (gsize i = 0; i < n_maps; i++) {
+        const vfiocpr_desc_map *x = &m[i];
+        if (x->memfd != named) {
+            named = x->memfd;
+            if (x->memfd < 0 || !memfd_name(fds, x->memfd, &mname, &mid))
+                mname = NULL;
+        }
         g_string_append_printf(out, "  dma 0x%" PRIx64 "-0x%" PRIx64 " (0x%" PRIx64 " bytes) %s, "
-                               "offset 0x%" PRIx64 ", memfd %d", iova, iova + size - 1, size,
-                               dma_flags(u32(m, "flags", 0)), u64(m, "offset", 0),
-                               i32(m, "memfd", -1));
-        if (g_variant_lookup(m, "memfd-name", "&s", NULL))
-            g_string_append_printf(out, " '%s'/%" G_GUINT64_FORMAT, str(m, "memfd-name", "?"),
-                                   u64(m, "memfd-id", 0));
-        if (flag(m, "pending"))
+                               "offset 0x%" PRIx64 ", memfd %d", x->iova, x->iova + x->size - 1,
+                               x->size, dma_flags(x->flags), x->offset, x->memfd);
+        if (mname)
+            g_string_append_printf(out, " '%s'/%" G_GUINT64_FORMAT, mname, mid);
+        if (x->pending)
             g_string_append(out, ", pending");
         else
-            g_string_append_printf(out, ", vaddr 0x%" PRIx64, u64(m, "vaddr", 0));
+            g_string_append_printf(out, ", vaddr 0x%" PRIx64, x->vaddr);
         g_string_append_c(out, '\n');
-        g_variant_unref(m);
     }
 }
 
 static void render_device(GString *out, GVariant *d)
 {
-    g_autoptr(GVariant) vecs = list(d, "vectors");
+    g_autoptr(GVariant) vecs = g_variant_lookup_value(d, "vectors",
+                                                      G_VARIANT_TYPE("a" VFIOCPR_DESC_VEC_TYPE));
     g_autoptr(GVariant) intx = g_variant_lookup_value(d, "intx", G_VARIANT_TYPE_VARDICT);
     g_autoptr(GVariant) mig = g_variant_lookup_value(d, "migration", G_VARIANT_TYPE_VARDICT);
-    GVariantIter it;
-    GVariant *v;
+    static const char *const index_names[] = { "INTx", "MSI", "MSI-X", "ERR", "REQ" };
 
     g_string_append_printf(out, "device '%s'\n", str(d, "name", "?"));
     if (strcmp(str(d, "kind", "?"), "cdev") == 0)
@@ -134,20 +160,24 @@ static void render_device(GString *out, GVariant *d)
         g_string_append_printf(out, "  group device, fd %d, group %d, container '%s', %s\n",
                                i32(d, "fd", -1), i32(d, "group", -1), str(d, "container", "?"),
                                str(d, "status", "?"));
-    g_variant_iter_init(&it, vecs);
-    while ((v = g_variant_iter_next_value(&it))) {
-        guint32 gsi;
-        g_string_append_printf(out, "  %s %u: eventfd %d", str(v, "index-name", "?"),
-                               u32(v, "vector", 0), i32(v, "fd", -1));
-        if (g_variant_lookup(v, "msi-address", "t", NULL))
-            g_string_append_printf(out, ", msi 0x%" PRIx64 " data 0x%x", u64(v, "msi-address", 0),
-                                   u32(v, "msi-data", 0));
-        if (flag(v, "masked"))
+    for (gsize i = 0; vecs && i < g_variant_n_children(vecs); i++) {
+        guint32 index, vector, data;
+        gint32 fd, gsi;
+        const char *status;
+        gboolean has_msi, masked;
+        guint64 address;
+        g_variant_get_child(vecs, i, VFIOCPR_DESC_VEC_TYPE, &index, &vector, &fd, &status,
+                            &has_msi, &address, &data, &masked, &gsi);
+        g_string_append_printf(out, "  %s %u: eventfd %d",
+                               index < G_N_ELEMENTS(index_names) ? index_names[index] : "?",
+                               vector, fd);
+        if (has_msi)
+            g_string_append_printf(out, ", msi 0x%" PRIx64 " data 0x%x", address, data);
+        if (masked)
             g_string_append(out, ", masked");
-        if (g_variant_lookup(v, "kvm-gsi", "u", &gsi))
-            g_string_append_printf(out, ", kvm gsi %u", gsi);
-        g_string_append_printf(out, ", %s\n", str(v, "status", "?"));
-        g_variant_unref(v);
+        if (gsi >= 0)
+            g_string_append_printf(out, ", kvm gsi %d", gsi);
+        g_string_append_printf(out, ", %s\n", status);
     }
     if (intx) {
         guint32 gsi;
@@ -198,19 +228,17 @@ static void render_kvm(GString *out, GVariant *k)
 static void render_fds(GString *out, GVariant *fds)
 {
     guint per_kind[VFIOCPR_FD_KIND_LAST + 1] = { 0 };
+    gsize n = fds ? g_variant_n_children(fds) : 0;
     bool first = true;
-    GVariantIter it;
-    GVariant *e;
 
-    g_variant_iter_init(&it, fds);
-    while ((e = g_variant_iter_next_value(&it))) {
-        const char *kind = str(e, "kind", "");
+    for (gsize i = 0; i < n; i++) {
+        const char *kind;
+        g_variant_get_child(fds, i, VFIOCPR_DESC_FD_TYPE, NULL, NULL, &kind, NULL, NULL);
         for (int k = 0; k <= VFIOCPR_FD_KIND_LAST; k++)
             if (strcmp(kind, vfiocpr_fd_kind_to_string(k)) == 0)
                 per_kind[k]++;
-        g_variant_unref(e);
     }
-    g_string_append_printf(out, "fds: %zu", g_variant_n_children(fds));
+    g_string_append_printf(out, "fds: %zu", n);
     for (int k = 0; k <= VFIOCPR_FD_KIND_LAST; k++)
         if (per_kind[k]) {
             g_string_append_printf(out, "%s%s %u", first ? " (" : ", ",
@@ -218,14 +246,15 @@ static void render_fds(GString *out, GVariant *fds)
             first = false;
         }
     g_string_append(out, first ? "\n" : ")\n");
-    g_variant_iter_init(&it, fds);
-    while ((e = g_variant_iter_next_value(&it))) {
-        const char *status = str(e, "status", "registered");
-        g_string_append_printf(out, "  %-24s %-8" G_GUINT64_FORMAT " %-15s fd %-5d%s%s\n",
-                               str(e, "name", "?"), u64(e, "id", 0), str(e, "kind", "?"),
-                               i32(e, "fd", -1), strcmp(status, "registered") ? " " : "",
-                               strcmp(status, "registered") ? status : "");
-        g_variant_unref(e);
+    for (gsize i = 0; i < n; i++) {
+        const char *name, *kind, *status;
+        guint64 id;
+        gint32 fd;
+        bool registered;
+        g_variant_get_child(fds, i, VFIOCPR_DESC_FD_TYPE, &name, &id, &kind, &fd, &status);
+        registered = strcmp(status, "registered") == 0;
+        g_string_append_printf(out, "  %-24s %-8" G_GUINT64_FORMAT " %-15s fd %-5d%s%s\n", name,
+                               id, kind, fd, registered ? "" : " ", registered ? "" : status);
     }
 }
 
@@ -233,6 +262,10 @@ char *vfiocpr_describe_render(GVariant *desc)
 {
     GString *out = g_string_new(NULL);
     g_autoptr(GVariant) st = NULL, containers = NULL, devices = NULL, kvm = NULL, fds = NULL;
+
+    fds = desc && g_variant_is_of_type(desc, G_VARIANT_TYPE_VARDICT)
+              ? g_variant_lookup_value(desc, "fds", G_VARIANT_TYPE("a" VFIOCPR_DESC_FD_TYPE))
+              : NULL;
     GVariantIter it;
     GVariant *x;
 
@@ -245,7 +278,7 @@ char *vfiocpr_describe_render(GVariant *desc)
     containers = list(desc, "containers");
     g_variant_iter_init(&it, containers);
     while ((x = g_variant_iter_next_value(&it))) {
-        render_container(out, x);
+        render_container(out, x, fds);
         g_variant_unref(x);
     }
     devices = list(desc, "devices");
@@ -257,7 +290,6 @@ char *vfiocpr_describe_render(GVariant *desc)
     kvm = g_variant_lookup_value(desc, "kvm", G_VARIANT_TYPE_VARDICT);
     if (kvm)
         render_kvm(out, kvm);
-    fds = list(desc, "fds");
     render_fds(out, fds);
     return g_string_free(out, FALSE);
 }

@@ -107,25 +107,25 @@ void vfiocpr_device_set_iommufd_ids(vfiocpr_device *d, guint32 devid, guint32 hw
 
 GVariant *vfiocpr_device_describe(vfiocpr_device *d)
 {
-    g_auto(GVariantDict) out = G_VARIANT_DICT_INIT(NULL);
     int fd = d->fd >= 0 ? d->fd
                         : vfiocpr_fdreg_peek(vfiocpr_ctx_fdreg(vfiocpr_container_ctx(d->container)),
                                              d->reg_name, 0);
+    GVariantBuilder out;
 
-    g_variant_dict_insert(&out, "name", "s", d->name);
-    g_variant_dict_insert(&out, "container", "s", vfiocpr_container_name(d->container));
-    g_variant_dict_insert(&out, "kind", "s", d->kind == VFIOCPR_FD_VFIO_CDEV ? "cdev" : "group");
-    g_variant_dict_insert(&out, "group", "i", d->group);
-    g_variant_dict_insert(&out, "fd", "i", MAX(fd, -1));
-    g_variant_dict_insert(&out, "status", "s", !d->preserved ? "open"
-                                               : d->claimed ? "claimed" : "unclaimed");
+    g_variant_builder_init(&out, G_VARIANT_TYPE_VARDICT);
+    vfiocpr_kv_s(&out, "name", d->name);
+    vfiocpr_kv_s(&out, "container", vfiocpr_container_name(d->container));
+    vfiocpr_kv_s(&out, "kind", d->kind == VFIOCPR_FD_VFIO_CDEV ? "cdev" : "group");
+    vfiocpr_kv_i(&out, "group", d->group);
+    vfiocpr_kv_i(&out, "fd", MAX(fd, -1));
+    vfiocpr_kv_s(&out, "status", !d->preserved ? "open" : d->claimed ? "claimed" : "unclaimed");
     if (d->kind == VFIOCPR_FD_VFIO_CDEV) {
-        g_variant_dict_insert(&out, "devid", "u", d->devid);
-        g_variant_dict_insert(&out, "hwpt-id", "u", d->hwpt_id);
+        vfiocpr_kv_u(&out, "devid", d->devid);
+        vfiocpr_kv_u(&out, "hwpt-id", d->hwpt_id);
     }
     vfiocpr_irqs_describe(d, &out);
     vfiocpr_mig_describe(d->mig, &out);
-    return g_variant_dict_end(&out);
+    return g_variant_builder_end(&out);
 }
 
 VFIOCPR_EXPORT int vfiocpr_device_iommufd_ids(const vfiocpr_device *d, uint32_t *devid,

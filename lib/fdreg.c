@@ -538,16 +538,15 @@ GVariant *vfiocpr_fdreg_describe(vfiocpr_fdreg *reg)
     g_autoptr(GPtrArray) all = sorted(reg);
     GVariantBuilder b;
 
-    g_variant_builder_init(&b, G_VARIANT_TYPE("aa{sv}"));
+    /* a tuple each, not an a{sv}: a quarter of the cost, and one fd per vector
+     * makes thousands of them */
+    g_variant_builder_init(&b, G_VARIANT_TYPE("a" VFIOCPR_DESC_FD_TYPE));
     for (guint i = 0; i < all->len; i++) {
         entry *e = all->pdata[i];
-        g_auto(GVariantDict) d = G_VARIANT_DICT_INIT(NULL);
-        g_variant_dict_insert(&d, "name", "s", e->name);
-        g_variant_dict_insert(&d, "id", "t", e->id);
-        g_variant_dict_insert(&d, "kind", "s", vfiocpr_fd_kind_to_string(e->kind));
-        g_variant_dict_insert(&d, "fd", "i", e->fd);
-        g_variant_dict_insert(&d, "status", "s", entry_status(e));
-        g_variant_builder_add_value(&b, g_variant_dict_end(&d));
+        GVariant *f[] = { g_variant_new_string(e->name), g_variant_new_uint64(e->id),
+                          g_variant_new_string(vfiocpr_fd_kind_to_string(e->kind)),
+                          g_variant_new_int32(e->fd), g_variant_new_string(entry_status(e)) };
+        g_variant_builder_add_value(&b, g_variant_new_tuple(f, G_N_ELEMENTS(f)));
     }
     return g_variant_builder_end(&b);
 }

@@ -331,10 +331,10 @@ static int io_deserialize(vfiocpr *ctx, GVariant *payload, GPtrArray *byidx, GEr
     return 1;
 }
 
-static void io_describe(vfiocpr_container *c, GVariantDict *out)
+static void io_describe(vfiocpr_container *c, GVariantBuilder *out)
 {
-    g_variant_dict_insert(out, "ioas-id", "u", I(c)->ioas_id);
-    g_variant_dict_insert(out, "pins-pending", "b", I(c)->change_pending);
+    vfiocpr_kv_u(out, "ioas-id", I(c)->ioas_id);
+    vfiocpr_kv_b(out, "pins-pending", I(c)->change_pending);
 }
 
 static const vfiocpr_ioctl_decl io_ioctls[] = {

@@ -383,41 +383,39 @@ int vfiocpr_irqs_intx(vfiocpr_device *d, int *trigger, int *resample, guint32 *g
     return 0;
 }
 
-void vfiocpr_irqs_describe(vfiocpr_device *d, GVariantDict *out)
+void vfiocpr_irqs_describe(vfiocpr_device *d, GVariantBuilder *out)
 {
     vfiocpr_irqs *q = vfiocpr_device_irqs(d);
     g_autoptr(GList) keys = g_list_sort(g_hash_table_get_keys(q->vecs),
                                         (GCompareFunc)(void *)vfiocpr_cmp_uint_ptr);
     GVariantBuilder b;
 
-    g_variant_builder_init(&b, G_VARIANT_TYPE("aa{sv}"));
+    /* a tuple each: devices have up to 2048 MSI-X vectors */
+    g_variant_builder_init(&b, G_VARIANT_TYPE("a" VFIOCPR_DESC_VEC_TYPE));
     for (GList *l = keys; l; l = l->next) {
         vec *v = g_hash_table_lookup(q->vecs, l->data);
-        g_auto(GVariantDict) vd = G_VARIANT_DICT_INIT(NULL);
         guint32 gsi;
-        g_variant_dict_insert(&vd, "index", "u", v->index);
-        g_variant_dict_insert(&vd, "index-name", "s", index_names[v->index]);
-        g_variant_dict_insert(&vd, "vector", "u", v->vector);
-        g_variant_dict_insert(&vd, "fd", "i", v->fd);
-        g_variant_dict_insert(&vd, "status", "s", !v->preserved ? "enabled"
-                                                  : v->claimed ? "claimed" : "unclaimed");
-        if (v->has_msi) {
-            g_variant_dict_insert(&vd, "msi-address", "t", v->address);
-            g_variant_dict_insert(&vd, "msi-data", "u", v->data);
-        }
-        g_variant_dict_insert(&vd, "masked", "b", v->masked);
-        if (vfiocpr_kvm_irqfd_gsi(ctx_of(d), v->fd, &gsi))
-            g_variant_dict_insert(&vd, "kvm-gsi", "u", gsi);
-        g_variant_builder_add_value(&b, g_variant_dict_end(&vd));
+        bool routed = vfiocpr_kvm_irqfd_gsi(ctx_of(d), v->fd, &gsi);
+        GVariant *f[] = {
+            g_variant_new_uint32(v->index), g_variant_new_uint32(v->vector),
+            g_variant_new_int32(v->fd),
+            g_variant_new_string(!v->preserved ? "enabled" : v->claimed ? "claimed" : "unclaimed"),
+            g_variant_new_boolean(v->has_msi), g_variant_new_uint64(v->has_msi ? v->address : 0),
+            g_variant_new_uint32(v->has_msi ? v->data : 0), g_variant_new_boolean(v->masked),
+            g_variant_new_int32(routed ? (gint32)gsi : -1),
+        };
+        g_variant_builder_add_value(&b, g_variant_new_tuple(f, G_N_ELEMENTS(f)));
     }
-    g_variant_dict_insert_value(out, "vectors", g_variant_builder_end(&b));
+    vfiocpr_kv(out, "vectors", g_variant_builder_end(&b));
     if (q->has_intx_gsi || q->unmask_fd >= 0) {
-        g_auto(GVariantDict) x = G_VARIANT_DICT_INIT(NULL);
+        GVariantBuilder x;
+
+        g_variant_builder_init(&x, G_VARIANT_TYPE_VARDICT);
         if (q->has_intx_gsi)
-            g_variant_dict_insert(&x, "gsi", "u", q->intx_gsi);
+            vfiocpr_kv_u(&x, "gsi", q->intx_gsi);
         if (q->unmask_fd >= 0)
-            g_variant_dict_insert(&x, "unmask-fd", "i", q->unmask_fd);
-        g_variant_dict_insert_value(out, "intx", g_variant_dict_end(&x));
+            vfiocpr_kv_i(&x, "unmask-fd", q->unmask_fd);
+        vfiocpr_kv(out, "intx", g_variant_builder_end(&x));
     }
 }
 

@@ -301,20 +301,22 @@ bool vfiocpr_kvm_irqfd_gsi(vfiocpr *ctx, int fd, guint32 *gsi)
 GVariant *vfiocpr_kvm_describe(vfiocpr *ctx)
 {
     vfiocpr_kvm *k = vfiocpr_ctx_kvm(ctx);
-    g_auto(GVariantDict) d = G_VARIANT_DICT_INIT(NULL);
-    GVariantBuilder b;
+    GVariantBuilder d, b;
 
-    g_variant_dict_insert(&d, "vm-fd", "i", k->vm_fd);
+    g_variant_builder_init(&d, G_VARIANT_TYPE_VARDICT);
+    vfiocpr_kv_i(&d, "vm-fd", k->vm_fd);
     g_variant_builder_init(&b, G_VARIANT_TYPE("aa{sv}"));
     for (guint i = 0; k->vm_fd >= 0 && i < k->irqfds->len; i++) {
         const irqfd *f = &g_array_index(k->irqfds, irqfd, i);
-        g_auto(GVariantDict) fd = G_VARIANT_DICT_INIT(NULL);
-        g_variant_dict_insert(&fd, "fd", "i", f->fd);
-        g_variant_dict_insert(&fd, "gsi", "u", f->gsi);
+        GVariantBuilder fd;
+
+        g_variant_builder_init(&fd, G_VARIANT_TYPE_VARDICT);
+        vfiocpr_kv_i(&fd, "fd", f->fd);
+        vfiocpr_kv_u(&fd, "gsi", f->gsi);
         if (f->flags & KVM_IRQFD_FLAG_RESAMPLE)
-            g_variant_dict_insert(&fd, "resample-fd", "i", f->resamplefd);
-        g_variant_builder_add_value(&b, g_variant_dict_end(&fd));
+            vfiocpr_kv_i(&fd, "resample-fd", f->resamplefd);
+        g_variant_builder_add_value(&b, g_variant_builder_end(&fd));
     }
-    g_variant_dict_insert_value(&d, "irqfds", g_variant_builder_end(&b));
-    return g_variant_dict_end(&d);
+    vfiocpr_kv(&d, "irqfds", g_variant_builder_end(&b));
+    return g_variant_builder_end(&d);
 }

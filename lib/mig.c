@@ -113,21 +113,21 @@ void vfiocpr_mig_free(vfiocpr_mig *m)
     g_free(m);
 }
 
-void vfiocpr_mig_describe(vfiocpr_mig *m, GVariantDict *out)
+void vfiocpr_mig_describe(vfiocpr_mig *m, GVariantBuilder *out)
 {
-    g_auto(GVariantDict) d = G_VARIANT_DICT_INIT(NULL);
+    GVariantBuilder d;
 
     /* only what this image learnt: describing asks the device nothing */
     if (!m->known && !m->state_known && m->data_fd < 0)
         return;
+    g_variant_builder_init(&d, G_VARIANT_TYPE_VARDICT);
     if (m->known)
-        g_variant_dict_insert(&d, "flags", "u", m->flags);
+        vfiocpr_kv_u(&d, "flags", m->flags);
     if (m->state_known)
-        g_variant_dict_insert(&d, "state", "s",
-                              vfiocpr_mig_state_to_string((vfiocpr_mig_state)m->state));
+        vfiocpr_kv_s(&d, "state", vfiocpr_mig_state_to_string((vfiocpr_mig_state)m->state));
     if (m->data_fd >= 0)
-        g_variant_dict_insert(&d, "data-fd", "i", m->data_fd);
-    g_variant_dict_insert_value(out, "migration", g_variant_dict_end(&d));
+        vfiocpr_kv_i(&d, "data-fd", m->data_fd);
+    vfiocpr_kv(out, "migration", g_variant_builder_end(&d));
 }
 
 static int feature(vfiocpr_device *d, guint32 flags, void *data, gsize len)

@@ -424,7 +424,7 @@ static int t1_deserialize(vfiocpr *ctx, GVariant *payload, GPtrArray *byidx, GEr
     return 1;
 }
 
-static void t1_describe(vfiocpr_container *c, GVariantDict *out)
+static void t1_describe(vfiocpr_container *c, GVariantBuilder *out)
 {
     g_autoptr(GList) ids = g_hash_table_get_keys(T(c)->groups);
     vfiocpr_fdreg *reg = vfiocpr_ctx_fdreg(c->ctx);
@@ -433,17 +433,18 @@ static void t1_describe(vfiocpr_container *c, GVariantDict *out)
     g_variant_builder_init(&b, G_VARIANT_TYPE("aa{sv}"));
     ids = g_list_sort(ids, (GCompareFunc)(void *)vfiocpr_cmp_uint_ptr);
     for (GList *l = ids; l; l = l->next) {
-        g_auto(GVariantDict) g = G_VARIANT_DICT_INIT(NULL);
         int id = GPOINTER_TO_INT(l->data);
-        g_variant_dict_insert(&g, "id", "u", (guint32)id);
-        g_variant_dict_insert(&g, "fd", "i",
-                              MAX(vfiocpr_fdreg_peek(reg, "vfio-group", (guint64)id), -1));
-        g_variant_dict_insert(&g, "status", "s",
-                              GPOINTER_TO_INT(g_hash_table_lookup(T(c)->groups, l->data)) ==
-                                      GROUP_ATTACHED ? "attached" : "preserved");
-        g_variant_builder_add_value(&b, g_variant_dict_end(&g));
+        GVariantBuilder g;
+
+        g_variant_builder_init(&g, G_VARIANT_TYPE_VARDICT);
+        vfiocpr_kv_u(&g, "id", (guint32)id);
+        vfiocpr_kv_i(&g, "fd", MAX(vfiocpr_fdreg_peek(reg, "vfio-group", (guint64)id), -1));
+        vfiocpr_kv_s(&g, "status",
+                     GPOINTER_TO_INT(g_hash_table_lookup(T(c)->groups, l->data)) ==
+                             GROUP_ATTACHED ? "attached" : "preserved");
+        g_variant_builder_add_value(&b, g_variant_builder_end(&g));
     }
-    g_variant_dict_insert_value(out, "groups", g_variant_builder_end(&b));
+    vfiocpr_kv(out, "groups", g_variant_builder_end(&b));
 }
 
 static const vfiocpr_ioctl_decl t1_ioctls[] = {

@@ -632,38 +632,50 @@ static gint cmp_mapping_iova(gconstpointer a, gconstpointer b)
     return (x > y) - (x < y);
 }
 
-static GVariant *describe_mapping(vfiocpr_fdreg *reg, const vfiocpr_mapping *m)
+/* The registered memfd of one file identity; mappings mostly share one memfd, so
+ * the last answer is kept. */
+typedef struct {
+    vfiocpr_fdreg *reg;
+    bool valid;
+    guint64 dev, ino;
+    int fd;
+    const char *name;
+    guint64 id;
+} memfd_cache;
+
+static void memfd_of(memfd_cache *mc, guint64 dev, guint64 ino)
 {
-    g_auto(GVariantDict) d = G_VARIANT_DICT_INIT(NULL);
-    const char *mname = NULL;
-    guint64 mid = 0;
+    if (mc->valid && mc->dev == dev && mc->ino == ino)
+        return;
+    mc->valid = true;
+    mc->dev = dev;
+    mc->ino = ino;
+    mc->name = NULL;
+    mc->id = 0;
+    mc->fd = ino ? vfiocpr_fdreg_by_identity(mc->reg, VFIOCPR_FD_MEMFD, dev, ino, &mc->name,
+                                             &mc->id)
+                 : -ENOENT;
+}
+
+static void describe_mapping(memfd_cache *mc, const vfiocpr_mapping *m,
+                             vfiocpr_desc_map *out)
+{
     /* a preserved range has no fd until it is provided again: the memfd the
      * registry holds with its identity is the one it must come back with */
-    int found = m->mem_ino ? vfiocpr_fdreg_by_identity(reg, VFIOCPR_FD_MEMFD, m->mem_dev,
-                                                       m->mem_ino, &mname, &mid)
-                           : -ENOENT;
-    int memfd = m->memfd >= 0 ? m->memfd : MAX(found, -1);
-
-    g_variant_dict_insert(&d, "iova", "t", m->iova);
-    g_variant_dict_insert(&d, "size", "t", m->size);
-    g_variant_dict_insert(&d, "offset", "t", m->offset);
-    g_variant_dict_insert(&d, "flags", "u", m->flags);
-    g_variant_dict_insert(&d, "memfd", "i", memfd);
-    if (mname) {
-        g_variant_dict_insert(&d, "memfd-name", "s", mname);
-        g_variant_dict_insert(&d, "memfd-id", "t", mid);
-    }
-    g_variant_dict_insert(&d, "vaddr", "t", (guint64)(uintptr_t)m->vaddr);
-    g_variant_dict_insert(&d, "pending", "b", m->pending);
-    return g_variant_dict_end(&d);
+    if (m->memfd < 0)
+        memfd_of(mc, m->mem_dev, m->mem_ino);
+    *out = (vfiocpr_desc_map){ .iova = m->iova, .size = m->size, .offset = m->offset,
+                       .flags = m->flags, .memfd = m->memfd >= 0 ? m->memfd : MAX(mc->fd, -1),
+                       .pending = m->pending, .vaddr = (guint64)(uintptr_t)m->vaddr };
 }
 
 static GVariant *describe_container(vfiocpr_container *c)
 {
     vfiocpr_fdreg *reg = vfiocpr_ctx_fdreg(c->ctx);
-    g_auto(GVariantDict) d = G_VARIANT_DICT_INIT(NULL);
+    memfd_cache mc = { .reg = reg };
     g_autoptr(GPtrArray) maps = g_ptr_array_new();
-    GVariantBuilder mb;
+    g_autofree vfiocpr_desc_map *dm = NULL;
+    GVariantBuilder d;
     GHashTableIter it;
     gpointer k;
     guint64 bytes = 0;
@@ -674,22 +686,23 @@ static GVariant *describe_container(vfiocpr_container *c)
         bytes += ((vfiocpr_mapping *)k)->size;
     }
     g_ptr_array_sort(maps, cmp_mapping_iova);
-    g_variant_dict_insert(&d, "name", "s", c->name);
-    g_variant_dict_insert(&d, "backend", "s", c->ops->name);
+    g_variant_builder_init(&d, G_VARIANT_TYPE_VARDICT);
+    vfiocpr_kv_s(&d, "name", c->name);
+    vfiocpr_kv_s(&d, "backend", c->ops->name);
     /* not claimed yet: the fd the registry holds for it */
-    g_variant_dict_insert(&d, "fd", "i", c->fd >= 0 ? c->fd
-                                         : MAX(vfiocpr_fdreg_peek(reg, c->reg_name, 0), -1));
-    g_variant_dict_insert(&d, "status", "s", !c->preserved ? "open"
-                                             : c->claimed ? "claimed" : "unclaimed");
+    vfiocpr_kv_i(&d, "fd", c->fd >= 0 ? c->fd : MAX(vfiocpr_fdreg_peek(reg, c->reg_name, 0), -1));
+    vfiocpr_kv_s(&d, "status", !c->preserved ? "open" : c->claimed ? "claimed" : "unclaimed");
     c->ops->describe(c, &d);
-    g_variant_dict_insert(&d, "dma-ranges", "u", g_hash_table_size(c->maps));
-    g_variant_dict_insert(&d, "dma-bytes", "t", bytes);
-    g_variant_dict_insert(&d, "remap-pending", "u", c->n_pending);
-    g_variant_builder_init(&mb, G_VARIANT_TYPE("aa{sv}"));
+    vfiocpr_kv_u(&d, "dma-ranges", g_hash_table_size(c->maps));
+    vfiocpr_kv_t(&d, "dma-bytes", bytes);
+    vfiocpr_kv_u(&d, "remap-pending", c->n_pending);
+    dm = g_new0(vfiocpr_desc_map, maps->len ? maps->len : 1);
     for (guint i = 0; i < maps->len; i++)
-        g_variant_builder_add_value(&mb, describe_mapping(reg, maps->pdata[i]));
-    g_variant_dict_insert_value(&d, "mappings", g_variant_builder_end(&mb));
-    return g_variant_dict_end(&d);
+        describe_mapping(&mc, maps->pdata[i], &dm[i]);
+    vfiocpr_kv(&d, "mappings",
+               g_variant_new_fixed_array(G_VARIANT_TYPE(VFIOCPR_DESC_MAP_TYPE), dm, maps->len,
+                                         sizeof(vfiocpr_desc_map)));
+    return g_variant_builder_end(&d);
 }
 
 static gint cmp_device_name(gconstpointer a, gconstpointer b)
@@ -698,7 +711,7 @@ static gint cmp_device_name(gconstpointer a, gconstpointer b)
                   vfiocpr_device_name(*(vfiocpr_device *const *)b));
 }
 
-void vfiocpr_vfio_describe(vfiocpr *ctx, GVariantDict *out)
+void vfiocpr_vfio_describe(vfiocpr *ctx, GVariantBuilder *out)
 {
     vfiocpr_vfio *v = vfiocpr_ctx_vfio(ctx);
     g_autoptr(GPtrArray) list = g_ptr_array_new();
@@ -713,7 +726,7 @@ void vfiocpr_vfio_describe(vfiocpr *ctx, GVariantDict *out)
     g_variant_builder_init(&b, G_VARIANT_TYPE("aa{sv}"));
     for (guint i = 0; i < list->len; i++)
         g_variant_builder_add_value(&b, describe_container(list->pdata[i]));
-    g_variant_dict_insert_value(out, "containers", g_variant_builder_end(&b));
+    vfiocpr_kv(out, "containers", g_variant_builder_end(&b));
 
     g_ptr_array_set_size(list, 0);
     g_hash_table_iter_init(&it, v->devices);
@@ -723,5 +736,5 @@ void vfiocpr_vfio_describe(vfiocpr *ctx, GVariantDict *out)
     g_variant_builder_init(&b, G_VARIANT_TYPE("aa{sv}"));
     for (guint i = 0; i < list->len; i++)
         g_variant_builder_add_value(&b, vfiocpr_device_describe(list->pdata[i]));
-    g_variant_dict_insert_value(out, "devices", g_variant_builder_end(&b));
+    vfiocpr_kv(out, "devices", g_variant_builder_end(&b));
 }

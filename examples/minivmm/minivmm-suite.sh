@@ -696,8 +696,8 @@ while read -r jl; do
     need "\"devices\":[{\"name\":\"$bdf\",\"vectors\":1}],\"dma_ranges\":1,\"dma_bytes\":2097152,\"vectors\":1,"
     # the library's whole description (keys sorted): the container, its mapping, the vector
     need "\"description\":{\"containers\":[{\"backend\":\"type1\",\"dma-bytes\":2097152,\"dma-ranges\":1,\"fd\":${cfd:-?},\"groups\":[{\"fd\":"
-    need '"memfd-name":"guest-ram","offset":0,"pending":true,'
-    need "\"index\":1,\"index-name\":\"MSI\","
+    need '"pending":true,"vaddr":0}],"name":"container0","remap-pending":1,"status":"unclaimed"}]'
+    need "\"vectors\":[{\"index\":1,\"vector\":0,\"fd\":${efd:-?},\"status\":\"unclaimed\","
     need '"new":"/nonexistent/minivmm-new","fallback":"/bin/minivmm","seccomp":false}'
     kinds=$(printf '%s\n' "${jl%%,\"description\":*}" | grep -o '"kind":"' | wc -l)
     [ "$kinds" -eq 7 ] || bad="$bad; $kinds fds listed, not 7"

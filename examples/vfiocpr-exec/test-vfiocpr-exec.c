@@ -1142,7 +1142,7 @@ static void test_json_full(void)
     g_autoptr(vfiocpr) ctx = NULL;
     g_autoptr(GVariant) desc = NULL, j = NULL, c0 = NULL, c1 = NULL, d0 = NULL, d1 = NULL;
     g_autoptr(GVariant) full = NULL, fc0 = NULL, fm1 = NULL, fd0 = NULL, fd1 = NULL, fv2 = NULL;
-    g_autoptr(GVariant) counts = NULL, fi0 = NULL;
+    g_autoptr(GVariant) counts = NULL, fi0 = NULL, ram = NULL;
     g_autoptr(GError) err = NULL;
     g_autofree char *json = NULL, *dump = NULL;
 
@@ -1194,13 +1194,17 @@ static void test_json_full(void)
     g_assert_cmpstr(j_str(fc0, "name"), ==, ODD_CONTAINER);
     g_assert_cmpstr(j_str(fc0, "status"), ==, "unclaimed");
     g_assert_cmpint(j_int(fc0, "remap-pending"), ==, 2);
+    ram = obj_at(full, "fds", 0); /* sorted: "guest-ram" first */
+    g_assert_cmpstr(j_str(ram, "name"), ==, "guest-ram");
+    g_assert_cmpstr(j_str(ram, "kind"), ==, "memfd");
     fm1 = obj_at(fc0, "mappings", 1);
     g_assert_cmpint(j_int(fm1, "iova"), ==, 0x40000000);
     g_assert_cmpint(j_int(fm1, "size"), ==, 0x200000);
     g_assert_cmpint(j_int(fm1, "offset"), ==, 0x100000);
     g_assert_cmpint(j_int(fm1, "flags"), ==, VFIOCPR_DMA_READ);
-    g_assert_cmpstr(j_str(fm1, "memfd-name"), ==, "guest-ram");
+    g_assert_cmpint(j_int(fm1, "memfd"), ==, j_int(ram, "fd"));
     g_assert_true(j_bool(fm1, "pending"));
+    g_assert_cmpint(j_int(fm1, "vaddr"), ==, 0);
     fi0 = obj_at(full, "containers", 1);
     g_assert_cmpint(j_int(fi0, "ioas-id"), ==, 1);
     fd0 = obj_at(full, "devices", 0);
@@ -1208,7 +1212,10 @@ static void test_json_full(void)
     g_assert_cmpint(j_int(fd0, "group"), ==, 12);
     g_assert_cmpstr(j_str(fd0, "container"), ==, ODD_CONTAINER);
     fv2 = obj_at(fd0, "vectors", 2);
-    g_assert_cmpstr(j_str(fv2, "index-name"), ==, "MSI-X");
+    g_assert_cmpint(j_int(fv2, "index"), ==, VFIOCPR_IRQ_MSIX);
+    g_assert_cmpstr(j_str(fv2, "status"), ==, "unclaimed");
+    g_assert_true(j_bool(fv2, "has-msi"));
+    g_assert_cmpint(j_int(fv2, "kvm-gsi"), ==, -1);
     g_assert_cmpint(j_int(fv2, "vector"), ==, 2);
     g_assert_cmpint(j_int(fv2, "msi-address"), ==, 0xfee01000);
     g_assert_cmpint(j_int(fv2, "msi-data"), ==, 0x4042);
@@ -1240,16 +1247,17 @@ static void test_verify_mismatch(void)
     {
         /* the same description with one fd number changed */
         g_auto(GVariantDict) top = G_VARIANT_DICT_INIT(desc);
-        g_autoptr(GVariant) fds = g_variant_lookup_value(desc, "fds", G_VARIANT_TYPE("aa{sv}"));
+        g_autoptr(GVariant) fds = g_variant_lookup_value(desc, "fds", G_VARIANT_TYPE("a" FD_TUPLE));
         g_autoptr(GVariant) bad = NULL;
         GVariantBuilder b;
-        g_variant_builder_init(&b, G_VARIANT_TYPE("aa{sv}"));
+        g_assert_nonnull(fds);
+        g_variant_builder_init(&b, G_VARIANT_TYPE("a" FD_TUPLE));
         for (gsize i = 0; i < g_variant_n_children(fds); i++) {
-            g_autoptr(GVariant) e = g_variant_get_child_value(fds, i);
-            g_auto(GVariantDict) d = G_VARIANT_DICT_INIT(e);
-            if (i == 0)
-                g_variant_dict_insert(&d, "fd", "i", 4242);
-            g_variant_builder_add_value(&b, g_variant_dict_end(&d));
+            const char *name, *kind, *status;
+            guint64 id;
+            gint32 fd;
+            g_variant_get_child(fds, i, FD_TUPLE, &name, &id, &kind, &fd, &status);
+            g_variant_builder_add(&b, FD_TUPLE, name, id, kind, i == 0 ? 4242 : fd, status);
         }
         g_variant_dict_insert_value(&top, "fds", g_variant_builder_end(&b));
         bad = g_variant_ref_sink(g_variant_dict_end(&top));

@@ -367,40 +367,60 @@ static guint64 d_num(GVariant *d, const char *key)
     return 0;
 }
 
-/* The aa{sv} under key: a new reference, an empty array if absent. */
+/* The list of type "a" elem under key: a new reference, an empty one if absent. */
+static GVariant *d_list_of(GVariant *d, const char *key, const char *elem)
+{
+    g_autofree char *t = g_strconcat("a", elem, NULL);
+    GVariant *v = d ? g_variant_lookup_value(d, key, G_VARIANT_TYPE(t)) : NULL;
+    return v ? v : g_variant_ref_sink(g_variant_new_array(G_VARIANT_TYPE(elem), NULL, 0));
+}
+
 static GVariant *d_list(GVariant *d, const char *key)
 {
-    GVariant *v = d ? g_variant_lookup_value(d, key, G_VARIANT_TYPE("aa{sv}")) : NULL;
-    return v ? v : g_variant_ref_sink(g_variant_new_array(G_VARIANT_TYPE_VARDICT, NULL, 0));
+    return d_list_of(d, key, "a{sv}");
 }
+
+/* The tuples of vfiocpr_describe()'s long lists (see vfiocpr.h): their types, and
+ * the names the JSON gives their members. */
+#define FD_TUPLE "(stsis)"
+static const struct {
+    const char *key, *type;
+    const char *names[10];
+} tuples[] = {
+    { "fds", FD_TUPLE, { "name", "id", "kind", "fd", "status" } },
+    { "mappings", "(tttuibt)",
+      { "iova", "size", "offset", "flags", "memfd", "pending", "vaddr" } },
+    { "vectors", "(uuisbtubi)",
+      { "index", "vector", "fd", "status", "has-msi", "msi-address", "msi-data", "masked",
+        "kvm-gsi" } },
+};
 
 /* Claims every fd the description lists in the throw-away context: checks the kind
  * of anon-inode fds and that the context holds exactly what the description says.
  * Nothing is closed and no FD_CLOEXEC changes. */
 static int verify_fds(vfiocpr *ctx, GVariant *desc, GError **error)
 {
-    g_autoptr(GVariant) fds = d_list(desc, "fds");
-    GVariantIter it;
-    GVariant *e;
+    g_autoptr(GVariant) fds = d_list_of(desc, "fds", FD_TUPLE);
 
-    g_variant_iter_init(&it, fds);
-    while ((e = g_variant_iter_next_value(&it))) {
-        g_autoptr(GVariant) entry = e;
-        const char *name = d_str(entry, "name"), *kind = d_str(entry, "kind");
-        int k = kind ? kind_from_string(kind) : -1, fd = -1, r;
+    for (gsize i = 0; i < g_variant_n_children(fds); i++) {
+        const char *name, *kind;
+        guint64 id;
+        gint32 want;
+        int k, fd = -1, r;
 
-        if (!name || k < 0) {
-            g_set_error(error, EXEC_ERROR, EBADMSG, "the description lists an fd without a "
-                        "name or of unknown kind '%s'", kind ? kind : "?");
+        g_variant_get_child(fds, i, FD_TUPLE, &name, &id, &kind, &want, NULL);
+        k = kind_from_string(kind);
+        if (k < 0) {
+            g_set_error(error, EXEC_ERROR, EBADMSG, "fd '%s'/%" G_GUINT64_FORMAT ": unknown "
+                        "kind '%s'", name, id, kind);
             return -EBADMSG;
         }
-        r = vfiocpr_fd_lookup(ctx, name, d_num(entry, "id"), (vfiocpr_fd_kind)k, &fd, error);
+        r = vfiocpr_fd_lookup(ctx, name, id, (vfiocpr_fd_kind)k, &fd, error);
         if (r < 0)
             return r;
-        if (r == 0 || fd != (int)d_num(entry, "fd")) {
+        if (r == 0 || fd != want) {
             g_set_error(error, EXEC_ERROR, EBADMSG, "fd '%s'/%" G_GUINT64_FORMAT ": the "
-                        "description says fd %d, the restored context %s", name,
-                        d_num(entry, "id"), (int)d_num(entry, "fd"),
+                        "description says fd %d, the restored context %s", name, id, want,
                         r == 0 ? "does not have it" : "another one");
             return -EBADMSG;
         }
@@ -438,8 +458,8 @@ static guint count_vectors(GVariant *desc, GVariant *device)
     guint n = 0;
 
     if (device) {
-        g_autoptr(GVariant) v = d_list(device, "vectors");
-        return (guint)g_variant_n_children(v);
+        g_autoptr(GVariant) v = g_variant_lookup_value(device, "vectors", NULL);
+        return v && g_variant_is_container(v) ? (guint)g_variant_n_children(v) : 0;
     }
     for (gsize i = 0; i < g_variant_n_children(devices); i++) {
         g_autoptr(GVariant) d = g_variant_get_child_value(devices, i);
@@ -495,13 +515,41 @@ static gint cmp_entry_key(gconstpointer a, gconstpointer b)
     return strcmp(g_variant_get_string(ka, NULL), g_variant_get_string(kb, NULL));
 }
 
+static void json_variant_in(GString *out, GVariant *v, const char *key);
+
+static void json_variant(GString *out, GVariant *v)
+{
+    json_variant_in(out, v, NULL);
+}
+
 /* Any GVariant as JSON: dictionaries with string keys are objects (keys sorted, so
  * the same description always prints the same), other containers arrays, a variant
  * its value, a maybe null or its value; numbers in full (64-bit values above 2^53
- * lose precision in parsers that use doubles; non-finite doubles are null). */
-static void json_variant(GString *out, GVariant *v)
+ * lose precision in parsers that use doubles; non-finite doubles are null). The
+ * description's lists of tuples (key: the dictionary key they are under) become
+ * lists of objects with the members' names. */
+static void json_variant_in(GString *out, GVariant *v, const char *key)
 {
     const GVariantType *t = g_variant_get_type(v);
+
+    for (gsize i = 0; key && i < G_N_ELEMENTS(tuples); i++) {
+        g_autofree char *at = g_strconcat("a", tuples[i].type, NULL);
+        if (strcmp(key, tuples[i].key) != 0 || !g_variant_is_of_type(v, G_VARIANT_TYPE(at)))
+            continue;
+        g_string_append_c(out, '[');
+        for (gsize e = 0; e < g_variant_n_children(v); e++) {
+            g_autoptr(GVariant) tuple = g_variant_get_child_value(v, e);
+            g_string_append(out, e ? ",{" : "{");
+            for (gsize m = 0; m < g_variant_n_children(tuple); m++) {
+                g_autoptr(GVariant) member = g_variant_get_child_value(tuple, m);
+                json_key(out, tuples[i].names[m]);
+                json_variant_in(out, member, NULL);
+            }
+            g_string_append_c(out, '}');
+        }
+        g_string_append_c(out, ']');
+        return;
+    }
 
     switch (g_variant_classify(v)) {
     case G_VARIANT_CLASS_BOOLEAN:
@@ -547,7 +595,7 @@ static void json_variant(GString *out, GVariant *v)
         return;
     case G_VARIANT_CLASS_VARIANT: {
         g_autoptr(GVariant) inner = g_variant_get_variant(v);
-        json_variant(out, inner);
+        json_variant_in(out, inner, key);
         return;
     }
     case G_VARIANT_CLASS_MAYBE: {
@@ -572,7 +620,7 @@ static void json_variant(GString *out, GVariant *v)
                 g_autoptr(GVariant) k = g_variant_get_child_value(entries->pdata[i], 0);
                 g_autoptr(GVariant) val = g_variant_get_child_value(entries->pdata[i], 1);
                 json_key(out, g_variant_get_string(k, NULL));
-                json_variant(out, val);
+                json_variant_in(out, val, g_variant_get_string(k, NULL));
             }
             g_string_append_c(out, '}');
             return;
@@ -602,7 +650,7 @@ static char *summary_json(GVariant *desc, const run_info *ri)
     bool have = ri->status == STATE_VALID && desc;
     g_autoptr(GVariant) st = have ? g_variant_lookup_value(desc, "state", G_VARIANT_TYPE_VARDICT)
                                   : NULL;
-    g_autoptr(GVariant) fds = d_list(have ? desc : NULL, "fds");
+    g_autoptr(GVariant) fds = d_list_of(have ? desc : NULL, "fds", FD_TUPLE);
     g_autoptr(GVariant) containers = d_list(have ? desc : NULL, "containers");
     g_autoptr(GVariant) devices = d_list(have ? desc : NULL, "devices");
     guint counts[MAX_KINDS] = { 0 };
@@ -650,8 +698,10 @@ static char *summary_json(GVariant *desc, const run_info *ri)
     json_key(o, "fd_total");
     g_string_append_printf(o, "%zu", g_variant_n_children(fds));
     for (gsize i = 0; i < g_variant_n_children(fds); i++) {
-        g_autoptr(GVariant) f = g_variant_get_child_value(fds, i);
-        int k = kind_from_string(d_str(f, "kind") ? d_str(f, "kind") : "");
+        const char *kind;
+        int k;
+        g_variant_get_child(fds, i, FD_TUPLE, NULL, NULL, &kind, NULL, NULL);
+        k = kind_from_string(kind);
         if (k >= 0)
             counts[k]++;
     }
@@ -665,16 +715,19 @@ static char *summary_json(GVariant *desc, const run_info *ri)
     json_key(o, "fds");
     g_string_append_c(o, '[');
     for (gsize i = 0; i < g_variant_n_children(fds); i++) {
-        g_autoptr(GVariant) f = g_variant_get_child_value(fds, i);
+        const char *name, *kind;
+        guint64 id;
+        gint32 fd;
+        g_variant_get_child(fds, i, FD_TUPLE, &name, &id, &kind, &fd, NULL);
         g_string_append(o, i ? ",{" : "{");
         json_key(o, "name");
-        json_string(o, d_str(f, "name"));
+        json_string(o, name);
         json_key(o, "id");
-        g_string_append_printf(o, "%" G_GUINT64_FORMAT, d_num(f, "id"));
+        g_string_append_printf(o, "%" G_GUINT64_FORMAT, id);
         json_key(o, "kind");
-        json_string(o, d_str(f, "kind"));
+        json_string(o, kind);
         json_key(o, "fd");
-        g_string_append_printf(o, "%d", (int)d_num(f, "fd"));
+        g_string_append_printf(o, "%d", fd);
         g_string_append_c(o, '}');
     }
     g_string_append_c(o, ']');
