@@ -80,7 +80,7 @@ static bool memfd_name(GVariant *fds, gint32 fd, const char **name, guint64 *id)
         const char *n, *kind;
         guint64 eid;
         gint32 efd;
-        g_variant_get_child(fds, i, VFIOCPR_DESC_FD_TYPE, &n, &eid, &kind, &efd, NULL);
+        g_variant_get_child(fds, i, VFIOCPR_DESC_FD_GET, &n, &eid, &kind, &efd, NULL);
         if (efd == fd && strcmp(kind, "memfd") == 0) {
             *name = n;
             *id = eid;
@@ -166,7 +166,7 @@ static void render_device(GString *out, GVariant *d)
         const char *status;
         gboolean has_msi, masked;
         guint64 address;
-        g_variant_get_child(vecs, i, VFIOCPR_DESC_VEC_TYPE, &index, &vector, &fd, &status,
+        g_variant_get_child(vecs, i, VFIOCPR_DESC_VEC_GET, &index, &vector, &fd, &status,
                             &has_msi, &address, &data, &masked, &gsi);
         g_string_append_printf(out, "  %s %u: eventfd %d",
                                index < G_N_ELEMENTS(index_names) ? index_names[index] : "?",
@@ -233,7 +233,7 @@ static void render_fds(GString *out, GVariant *fds)
 
     for (gsize i = 0; i < n; i++) {
         const char *kind;
-        g_variant_get_child(fds, i, VFIOCPR_DESC_FD_TYPE, NULL, NULL, &kind, NULL, NULL);
+        g_variant_get_child(fds, i, VFIOCPR_DESC_FD_GET, NULL, NULL, &kind, NULL, NULL);
         for (int k = 0; k <= VFIOCPR_FD_KIND_LAST; k++)
             if (strcmp(kind, vfiocpr_fd_kind_to_string(k)) == 0)
                 per_kind[k]++;
@@ -251,7 +251,7 @@ static void render_fds(GString *out, GVariant *fds)
         guint64 id;
         gint32 fd;
         bool registered;
-        g_variant_get_child(fds, i, VFIOCPR_DESC_FD_TYPE, &name, &id, &kind, &fd, &status);
+        g_variant_get_child(fds, i, VFIOCPR_DESC_FD_GET, &name, &id, &kind, &fd, &status);
         registered = strcmp(status, "registered") == 0;
         g_string_append_printf(out, "  %-24s %-8" G_GUINT64_FORMAT " %-15s fd %-5d%s%s\n", name,
                                id, kind, fd, registered ? "" : " ", registered ? "" : status);

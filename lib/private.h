@@ -109,6 +109,9 @@ typedef struct {
 G_STATIC_ASSERT(sizeof(vfiocpr_desc_map) == 48);
 /* index, vector, fd, status, has-msi, msi-address, msi-data, masked, kvm-gsi */
 #define VFIOCPR_DESC_VEC_TYPE "(uuisbtubi)"
+/* the same, read with g_variant_get_child(): the strings borrowed from the list */
+#define VFIOCPR_DESC_FD_GET "(&st&si&s)"
+#define VFIOCPR_DESC_VEC_GET "(uui&sbtubi)"
 /*
  * vfiocpr_describe()'s a{sv} objects are built with a GVariantBuilder, one entry
  * at a time: a GVariantDict's hash table cost about twice as much per key, which

@@ -199,9 +199,10 @@ static GVariant *as_dicts(GVariant *d, const char *key)
             g_autoptr(GVariant) tuple = g_variant_get_child_value(l, i);
             GVariantBuilder e;
             g_variant_builder_init(&e, G_VARIANT_TYPE_VARDICT);
-            for (gsize m = 0; m < g_variant_n_children(tuple); m++)
-                g_variant_builder_add(&e, "{sv}", tuples[t].names[m],
-                                      g_variant_get_child_value(tuple, m));
+            for (gsize m = 0; m < g_variant_n_children(tuple); m++) {
+                g_autoptr(GVariant) member = g_variant_get_child_value(tuple, m);
+                g_variant_builder_add(&e, "{sv}", tuples[t].names[m], member);
+            }
             g_variant_builder_add_value(&b, g_variant_builder_end(&e));
         }
         return g_variant_ref_sink(g_variant_builder_end(&b));

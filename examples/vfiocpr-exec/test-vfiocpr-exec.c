@@ -1256,7 +1256,7 @@ static void test_verify_mismatch(void)
             const char *name, *kind, *status;
             guint64 id;
             gint32 fd;
-            g_variant_get_child(fds, i, FD_TUPLE, &name, &id, &kind, &fd, &status);
+            g_variant_get_child(fds, i, FD_GET, &name, &id, &kind, &fd, &status);
             g_variant_builder_add(&b, FD_TUPLE, name, id, kind, i == 0 ? 4242 : fd, status);
         }
         g_variant_dict_insert_value(&top, "fds", g_variant_builder_end(&b));

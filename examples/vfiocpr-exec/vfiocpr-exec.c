@@ -383,6 +383,7 @@ static GVariant *d_list(GVariant *d, const char *key)
 /* The tuples of vfiocpr_describe()'s long lists (see vfiocpr.h): their types, and
  * the names the JSON gives their members. */
 #define FD_TUPLE "(stsis)"
+#define FD_GET "(&st&si&s)" /* read with the strings borrowed from the list */
 static const struct {
     const char *key, *type;
     const char *names[10];
@@ -408,7 +409,7 @@ static int verify_fds(vfiocpr *ctx, GVariant *desc, GError **error)
         gint32 want;
         int k, fd = -1, r;
 
-        g_variant_get_child(fds, i, FD_TUPLE, &name, &id, &kind, &want, NULL);
+        g_variant_get_child(fds, i, FD_GET, &name, &id, &kind, &want, NULL);
         k = kind_from_string(kind);
         if (k < 0) {
             g_set_error(error, EXEC_ERROR, EBADMSG, "fd '%s'/%" G_GUINT64_FORMAT ": unknown "
@@ -700,7 +701,7 @@ static char *summary_json(GVariant *desc, const run_info *ri)
     for (gsize i = 0; i < g_variant_n_children(fds); i++) {
         const char *kind;
         int k;
-        g_variant_get_child(fds, i, FD_TUPLE, NULL, NULL, &kind, NULL, NULL);
+        g_variant_get_child(fds, i, FD_GET, NULL, NULL, &kind, NULL, NULL);
         k = kind_from_string(kind);
         if (k >= 0)
             counts[k]++;
@@ -718,7 +719,7 @@ static char *summary_json(GVariant *desc, const run_info *ri)
         const char *name, *kind;
         guint64 id;
         gint32 fd;
-        g_variant_get_child(fds, i, FD_TUPLE, &name, &id, &kind, &fd, NULL);
+        g_variant_get_child(fds, i, FD_GET, &name, &id, &kind, &fd, NULL);
         g_string_append(o, i ? ",{" : "{");
         json_key(o, "name");
         json_string(o, name);
