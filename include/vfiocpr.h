@@ -143,12 +143,13 @@ VFIOCPR_EXPORT char *vfiocpr_dump(vfiocpr *ctx);
 VFIOCPR_EXPORT int vfiocpr_state_describe(int state_fd, char **text, GError **error);
 
 /* (since 0.3) A structured description: everything vfiocpr_dump() shows, as a new
- * (not floating) reference to an a{sv}; free with g_variant_unref(). Building it
- * issues no system call. Keys (absent ones are noted; lists are sorted by name,
- * group id, iova, index/vector, fd (name, id)). The three lists that grow with the
- * guest (fds, mappings, vectors) are arrays of tuples, not of a{sv}: GLib builds an
- * a{sv} at about 1 us a key, which made 10,000 mappings cost 170 ms and 2,048
- * vectors 100 ms, inside an exec wrapper's blackout.
+ * (not floating) reference to an a{sv}; free with g_variant_unref(); NULL (and a
+ * critical warning) for a NULL ctx. Building it issues no system call. Keys
+ * (absent ones are noted; lists are sorted by name, group id, iova, index/vector,
+ * fd (name, id)). The three lists that grow with the guest (fds, mappings,
+ * vectors) are arrays of tuples, not of a{sv}: GLib builds an a{sv} at about 1 us
+ * a key, which made 10,000 mappings cost 170 ms and 2,048 vectors 100 ms, inside
+ * an exec wrapper's blackout. docs/describe.md has the same schema.
  *   "mode"        s       "cold" or "restart"
  *   "state"       a{sv}   only in a context restored from a state (kept after finish):
  *       "format-major" u, "format-minor" u, "bytes" t (blob size), "writer" s,
