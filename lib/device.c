@@ -105,6 +105,29 @@ void vfiocpr_device_set_iommufd_ids(vfiocpr_device *d, guint32 devid, guint32 hw
     d->hwpt_id = hwpt_id;
 }
 
+GVariant *vfiocpr_device_describe(vfiocpr_device *d)
+{
+    int fd = d->fd >= 0 ? d->fd
+                        : vfiocpr_fdreg_peek(vfiocpr_ctx_fdreg(vfiocpr_container_ctx(d->container)),
+                                             d->reg_name, 0);
+    GVariantBuilder out;
+
+    g_variant_builder_init(&out, G_VARIANT_TYPE_VARDICT);
+    vfiocpr_kv_s(&out, "name", d->name);
+    vfiocpr_kv_s(&out, "container", vfiocpr_container_name(d->container));
+    vfiocpr_kv_s(&out, "kind", d->kind == VFIOCPR_FD_VFIO_CDEV ? "cdev" : "group");
+    vfiocpr_kv_i(&out, "group", d->group);
+    vfiocpr_kv_i(&out, "fd", MAX(fd, -1));
+    vfiocpr_kv_s(&out, "status", !d->preserved ? "open" : d->claimed ? "claimed" : "unclaimed");
+    if (d->kind == VFIOCPR_FD_VFIO_CDEV) {
+        vfiocpr_kv_u(&out, "devid", d->devid);
+        vfiocpr_kv_u(&out, "hwpt-id", d->hwpt_id);
+    }
+    vfiocpr_irqs_describe(d, &out);
+    vfiocpr_mig_describe(d->mig, &out);
+    return g_variant_builder_end(&out);
+}
+
 VFIOCPR_EXPORT int vfiocpr_device_iommufd_ids(const vfiocpr_device *d, uint32_t *devid,
                                               uint32_t *hwpt_id)
 {

@@ -332,11 +332,10 @@ static int io_deserialize(vfiocpr *ctx, GVariant *payload, GPtrArray *byidx, GEr
     return 1;
 }
 
-static void io_describe(vfiocpr_container *c, GString *out)
+static void io_describe(vfiocpr_container *c, GVariantBuilder *out)
 {
-    /* parsed by vfiocpr-exec: "iommufd IOAS N[ (pins pending)], " */
-    g_string_append_printf(out, "iommufd IOAS %u%s, ", I(c)->ioas_id,
-                           I(c)->change_pending ? " (pins pending)" : "");
+    vfiocpr_kv_u(out, "ioas-id", I(c)->ioas_id);
+    vfiocpr_kv_b(out, "pins-pending", I(c)->change_pending);
 }
 
 static const vfiocpr_ioctl_decl io_ioctls[] = {

@@ -428,9 +428,27 @@ static int t1_deserialize(vfiocpr *ctx, GVariant *payload, GPtrArray *byidx, GEr
     return 1;
 }
 
-static void t1_describe(vfiocpr_container *c, GString *out)
+static void t1_describe(vfiocpr_container *c, GVariantBuilder *out)
 {
-    g_string_append_printf(out, "%u groups, ", g_hash_table_size(T(c)->groups));
+    g_autoptr(GList) ids = g_hash_table_get_keys(T(c)->groups);
+    vfiocpr_fdreg *reg = vfiocpr_ctx_fdreg(c->ctx);
+    GVariantBuilder b;
+
+    g_variant_builder_init(&b, G_VARIANT_TYPE("aa{sv}"));
+    ids = g_list_sort(ids, (GCompareFunc)(void *)vfiocpr_cmp_uint_ptr);
+    for (GList *l = ids; l; l = l->next) {
+        int id = GPOINTER_TO_INT(l->data);
+        GVariantBuilder g;
+
+        g_variant_builder_init(&g, G_VARIANT_TYPE_VARDICT);
+        vfiocpr_kv_u(&g, "id", (guint32)id);
+        vfiocpr_kv_i(&g, "fd", MAX(vfiocpr_fdreg_peek(reg, "vfio-group", (guint64)id), -1));
+        vfiocpr_kv_s(&g, "status",
+                     GPOINTER_TO_INT(g_hash_table_lookup(T(c)->groups, l->data)) ==
+                             GROUP_ATTACHED ? "attached" : "preserved");
+        g_variant_builder_add_value(&b, g_variant_builder_end(&g));
+    }
+    vfiocpr_kv(out, "groups", g_variant_builder_end(&b));
 }
 
 static const vfiocpr_ioctl_decl t1_ioctls[] = {
