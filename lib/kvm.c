@@ -283,3 +283,10 @@ void vfiocpr_kvm_rollback(vfiocpr *ctx)
                   "wait in their eventfds", k->exec_vm_fd, err->message);
     k->exec_vm_fd = -1;
 }
+
+const vfiocpr_decl vfiocpr_kvm_uses[] = {
+    VFIOCPR_OP(readable, VFIOCPR_SECCOMP_KVM),
+    VFIOCPR_IOCTL(KVM_SET_GSI_ROUTING, VFIOCPR_SECCOMP_KVM),
+    VFIOCPR_IOCTL(KVM_IRQFD, VFIOCPR_SECCOMP_KVM),
+    VFIOCPR_DECL_END,
+};

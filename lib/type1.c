@@ -429,7 +429,9 @@ static void t1_describe(vfiocpr_container *c, GString *out)
     g_string_append_printf(out, "%u groups, ", g_hash_table_size(T(c)->groups));
 }
 
-static const vfiocpr_ioctl_decl t1_ioctls[] = {
+static const vfiocpr_decl t1_uses[] = {
+    VFIOCPR_OP(open, 0),
+    VFIOCPR_OP(close, 0),
     VFIOCPR_IOCTL(VFIO_GET_API_VERSION, 0),
     VFIOCPR_IOCTL(VFIO_CHECK_EXTENSION, 0),
     VFIOCPR_IOCTL(VFIO_SET_IOMMU, 0),
@@ -439,7 +441,7 @@ static const vfiocpr_ioctl_decl t1_ioctls[] = {
     VFIOCPR_IOCTL(VFIO_GROUP_GET_DEVICE_FD, 0),
     VFIOCPR_IOCTL(VFIO_IOMMU_MAP_DMA, 0),
     VFIOCPR_IOCTL(VFIO_IOMMU_UNMAP_DMA, 0),
-    { NULL, 0, 0 },
+    VFIOCPR_DECL_END,
 };
 
 const vfiocpr_backend_ops vfiocpr_type1_ops = {
@@ -449,7 +451,7 @@ const vfiocpr_backend_ops vfiocpr_type1_ops = {
     .reg_prefix = "vfio-container:",
     .fd_kind = VFIOCPR_FD_VFIO_CONTAINER,
     .dma_section = "vfio-dma",
-    .ioctls = t1_ioctls,
+    .uses = t1_uses,
     .open = t1_open,
     .free_priv = free_priv,
     .attach = t1_attach,

@@ -653,3 +653,7 @@ void vfiocpr_vfio_describe(vfiocpr *ctx, GString *out)
     while (g_hash_table_iter_next(&it, &k, NULL))
         g_string_append_printf(out, "device '%s'\n", (const char *)k);
 }
+
+const vfiocpr_decl vfiocpr_vfio_uses[] = {
+    VFIOCPR_OP(open, 0), VFIOCPR_OP(close, 0), VFIOCPR_OP(memlock, 0), VFIOCPR_DECL_END,
+};

@@ -23,7 +23,7 @@ static const char *const process_needs[] = {
     "getrandom", "access", "futex", "rt_sigaction", "rt_sigprocmask", "rt_sigreturn",
     "exit_group", "exit", "getpid", "gettid", "getuid", "geteuid", "getgid", "getegid",
     "sched_getaffinity", "clock_gettime", "faccessat", "faccessat2", "uname", "sysinfo",
-    "madvise", "mremap",
+    "madvise", "mremap", "munmap",
 };
 
 /* A sanitizer runtime makes system calls of its own that no filter built for the
