@@ -30,10 +30,12 @@ static struct {
 
 static const vfiocpr_kernel_ops *inner;
 
+static char *fixed_name; /* seam_record_name */
+
 static const char *scenario_name(void)
 {
     const char *path = g_test_get_path();
-    return path && *path ? path : "main";
+    return fixed_name ? fixed_name : path && *path ? path : "main";
 }
 
 /* Under rec.lock. */
@@ -386,6 +388,14 @@ const vfiocpr_kernel_ops *seam_unrecorded(void)
 void seam_record_install(void)
 {
     vfiocpr_kernel_set_ops(seam_record_wrap(NULL));
+}
+
+void seam_record_name(const char *name)
+{
+    g_mutex_lock(&rec.lock);
+    g_free(fixed_name);
+    fixed_name = g_strdup(name);
+    g_mutex_unlock(&rec.lock);
 }
 
 void seam_record_uses(guint32 flags)

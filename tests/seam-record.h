@@ -19,6 +19,8 @@ const vfiocpr_kernel_ops *seam_record_wrap(const vfiocpr_kernel_ops *ops);
 const vfiocpr_kernel_ops *seam_unrecorded(void);
 /* Installs the recorder over the real kernel (host and guest programs). */
 void seam_record_install(void);
+/* Names the scenario from now on (programs without GTest; default "main"). */
+void seam_record_name(const char *name);
 /* The current scenario used a part of the API that needs these VFIOCPR_SECCOMP_* flags
  * (tests/seam-tag.c calls it from the public entry points it wraps). */
 void seam_record_uses(guint32 flags);

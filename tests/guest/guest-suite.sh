@@ -93,6 +93,10 @@ minivmm_iommufd() {
     fi
     echo "1..5"
 }
+# guest-cpr records what its kernel seam sees (tests/seam-record.c); printed at the
+# end, each distinct record once, for the host's tests/test-seccomp-seen
+VFIOCPR_SEAM_RECORD_DIR=/tmp/seam-records
+export VFIOCPR_SEAM_RECORD_DIR
 run() {
     name=$1
     shift
@@ -138,4 +142,8 @@ if [ "$mig" = 1 ]; then
     run mig-smoke /bin/guest-mig-smoke
     run mig /bin/guest-mig
 fi
+for f in "$VFIOCPR_SEAM_RECORD_DIR"/*.rec; do
+    [ -f "$f" ] && cat "$f"
+done | awk '{ b = b $0 "\n" } /^end$/ { if (!seen[b]++) printf "%s", b; b = "" }' |
+    sed 's/^/# seam-record /'
 exit 0
