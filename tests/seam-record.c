@@ -38,6 +38,11 @@ static const char *scenario_name(void)
     return fixed_name ? fixed_name : path && *path ? path : "main";
 }
 
+static gint cmp_str(gconstpointer a, gconstpointer b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
 /* Under rec.lock. */
 static void write_scenario(void)
 {
@@ -51,9 +56,14 @@ static void write_scenario(void)
     if (g_hash_table_size(rec.cur.seen)) {
         s = g_string_new(NULL);
         g_string_append_printf(s, "scenario %s flags 0x%x\n", rec.cur.name, rec.cur.flags);
+        g_autoptr(GPtrArray) keys = g_ptr_array_new();
         g_hash_table_iter_init(&it, rec.cur.seen);
         while (g_hash_table_iter_next(&it, &k, NULL))
-            g_string_append_printf(s, "%s\n", (char *)k);
+            g_ptr_array_add(keys, k);
+        /* sorted: the same scenario in another process is the same text */
+        g_ptr_array_sort(keys, cmp_str);
+        for (guint i = 0; i < keys->len; i++)
+            g_string_append_printf(s, "%s\n", (char *)g_ptr_array_index(keys, i));
         g_string_append(s, "end\n");
         g_string_append(rec.done, s->str);
         /* the libc, not the seam: this is the test's own I/O */

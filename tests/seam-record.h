@@ -4,7 +4,10 @@
  * of the seam and every ioctl request it issues is recorded per scenario (a GTest
  * case, or the whole program) with the VFIOCPR_SECCOMP_* parts of the API the
  * scenario used, into DIR/PROGRAM.PID.rec. tests/test-seccomp-seen compares them with
- * the library's declarations. Not in the library: the shipped seam has no such layer. */
+ * the library's declarations. Not in the library: the shipped seam has no such layer.
+ * The first recording process of a program removes that program's earlier records
+ * and sets VFIOCPR_SEAM_RECORD_OWNER, so that what it forks or execs keeps them; a
+ * harness that runs many programs into one fresh directory sets it itself. */
 #ifndef SEAM_RECORD_H
 #define SEAM_RECORD_H
 

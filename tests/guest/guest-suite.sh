@@ -96,7 +96,9 @@ minivmm_iommufd() {
 # guest-cpr records what its kernel seam sees (tests/seam-record.c); printed at the
 # end, each distinct record once, for the host's tests/test-seccomp-seen
 VFIOCPR_SEAM_RECORD_DIR=/tmp/seam-records
-export VFIOCPR_SEAM_RECORD_DIR
+# one boot, one fresh directory: no program may clear another scenario's records
+VFIOCPR_SEAM_RECORD_OWNER=guest-suite
+export VFIOCPR_SEAM_RECORD_DIR VFIOCPR_SEAM_RECORD_OWNER
 run() {
     name=$1
     shift
