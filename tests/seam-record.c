@@ -400,6 +400,14 @@ void seam_record_install(void)
     vfiocpr_kernel_set_ops(seam_record_wrap(NULL));
 }
 
+void seam_record_program(const char *name)
+{
+    if (!g_getenv(SEAM_RECORD_ENV))
+        return;
+    seam_record_install();
+    seam_record_name(name);
+}
+
 void seam_record_name(const char *name)
 {
     g_mutex_lock(&rec.lock);

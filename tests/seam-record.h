@@ -22,6 +22,9 @@ const vfiocpr_kernel_ops *seam_record_wrap(const vfiocpr_kernel_ops *ops);
 const vfiocpr_kernel_ops *seam_unrecorded(void);
 /* Installs the recorder over the real kernel (host and guest programs). */
 void seam_record_install(void);
+/* For the guest programs: when SEAM_RECORD_ENV is set, installs the recorder and
+ * names the scenario. */
+void seam_record_program(const char *name);
 /* Names the scenario from now on (programs without GTest; default "main"). */
 void seam_record_name(const char *name);
 /* The current scenario used a part of the API that needs these VFIOCPR_SECCOMP_* flags

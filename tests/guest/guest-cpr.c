@@ -1602,12 +1602,11 @@ int main(int argc, char **argv)
     args = argv + (argc > 1 ? 2 : 1);
     /* guest-suite.sh sets VFIOCPR_SEAM_RECORD_DIR: what the real kernel seam saw, for
      * tests/test-seccomp-seen on the host */
-    if (g_getenv(SEAM_RECORD_ENV)) {
+    {
         g_autofree char *name = g_strdup_printf("guest-cpr %s %s",
                                                 backend == VFIOCPR_BACKEND_IOMMUFD ? "iommufd"
                                                                                    : "type1", s);
-        seam_record_install();
-        seam_record_name(name);
+        seam_record_program(name);
     }
     if (strcmp(s, "edu-msi") == 0)
         r = scenario_edu(s, IRQ_MSI, false, args);

@@ -93,8 +93,9 @@ minivmm_iommufd() {
     fi
     echo "1..5"
 }
-# guest-cpr records what its kernel seam sees (tests/seam-record.c); printed at the
-# end, each distinct record once, for the host's tests/test-seccomp-seen
+# guest-cpr, guest-irq and guest-mig record what their kernel seam sees
+# (tests/seam-record.c); printed at the end, each distinct record once, for the
+# host's tests/test-seccomp-seen
 VFIOCPR_SEAM_RECORD_DIR=/tmp/seam-records
 # one boot, one fresh directory: no program may clear another scenario's records
 VFIOCPR_SEAM_RECORD_OWNER=guest-suite
