@@ -291,8 +291,10 @@ static guint check_sources(const vfiocpr_part *parts, const char *srcdir, GStrin
         }
         g_clear_pointer(&m, g_match_info_free);
         for (g_regex_match(io_re, text, 0, &m); g_match_info_matches(m);
-             g_match_info_next(m, NULL))
-            g_hash_table_add(used, g_strdup_printf("ioctl %s", g_match_info_fetch(m, 1)));
+             g_match_info_next(m, NULL)) {
+            g_autofree char *req = g_match_info_fetch(m, 1);
+            g_hash_table_add(used, g_strdup_printf("ioctl %s", req));
+        }
         for (const vfiocpr_decl *d = p->uses; d->name; d++)
             g_hash_table_add(decl, g_strdup_printf("%s %s", d->req ? "ioctl" : "op", d->name));
         g_hash_table_iter_init(&it, used);
