@@ -906,3 +906,10 @@ VFIOCPR_EXPORT int vfiocpr_state_describe(int state_fd, char **text, GError **er
         *text = vfiocpr_describe_render(desc);
     return r;
 }
+
+/* The writer's pid goes into every state; a transfer waits on its socket. */
+const vfiocpr_decl vfiocpr_cpr_uses[] = {
+    VFIOCPR_OP(close, 0),         VFIOCPR_OP(set_cloexec, 0),  VFIOCPR_OP(shutdown, 0),
+    VFIOCPR_OP(wait_readable, 0), VFIOCPR_OP(monotonic_ms, 0), VFIOCPR_OP(getpid, 0),
+    VFIOCPR_OP(execve, VFIOCPR_SECCOMP_EXEC), VFIOCPR_DECL_END,
+};

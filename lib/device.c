@@ -329,3 +329,12 @@ VFIOCPR_EXPORT int vfiocpr_device_close(vfiocpr_device *d, GError **error)
     g_hash_table_remove(vfiocpr_vfio_devices(vfiocpr_ctx_vfio(ctx)), d->name);
     return 0;
 }
+
+const vfiocpr_decl vfiocpr_device_uses[] = {
+    VFIOCPR_OP(readlink, 0),
+    VFIOCPR_OP(mmap, 0),
+    VFIOCPR_OP(close, 0),
+    VFIOCPR_IOCTL(VFIO_GROUP_GET_DEVICE_FD, 0),
+    VFIOCPR_IOCTL(VFIO_DEVICE_GET_REGION_INFO, 0),
+    VFIOCPR_DECL_END,
+};

@@ -590,3 +590,8 @@ int vfiocpr_fdreg_peek(vfiocpr_fdreg *reg, const char *name, guint64 id)
     entry *e = lookup(reg, name, id);
     return e ? e->fd : -ENOENT;
 }
+
+const vfiocpr_decl vfiocpr_fdreg_uses[] = {
+    VFIOCPR_OP(fstat, 0),       VFIOCPR_OP(fd_path, 0),       VFIOCPR_OP(get_cloexec, 0),
+    VFIOCPR_OP(set_cloexec, 0), VFIOCPR_OP(cloexec_range, 0), VFIOCPR_DECL_END,
+};

@@ -538,3 +538,12 @@ int vfiocpr_irqs_deserialize(GHashTable *devices, vfiocpr_fdreg *reg, GVariant *
     }
     return 0;
 }
+
+const vfiocpr_decl vfiocpr_irq_uses[] = {
+    VFIOCPR_OP(eventfd, 0),
+    VFIOCPR_OP(readable, 0),
+    VFIOCPR_OP(close, 0),
+    VFIOCPR_IOCTL(VFIO_DEVICE_GET_IRQ_INFO, 0),
+    VFIOCPR_IOCTL(VFIO_DEVICE_SET_IRQS, 0),
+    VFIOCPR_DECL_END,
+};

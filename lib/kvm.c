@@ -332,3 +332,10 @@ GVariant *vfiocpr_kvm_describe(vfiocpr *ctx)
     vfiocpr_kv(&d, "irqfds", g_variant_builder_end(&b));
     return g_variant_builder_end(&d);
 }
+
+const vfiocpr_decl vfiocpr_kvm_uses[] = {
+    VFIOCPR_OP(readable, VFIOCPR_SECCOMP_KVM),
+    VFIOCPR_IOCTL(KVM_SET_GSI_ROUTING, VFIOCPR_SECCOMP_KVM),
+    VFIOCPR_IOCTL(KVM_IRQFD, VFIOCPR_SECCOMP_KVM),
+    VFIOCPR_DECL_END,
+};

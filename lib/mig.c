@@ -664,3 +664,19 @@ VFIOCPR_EXPORT int vfiocpr_mig_load_file(vfiocpr_device *const *devices, unsigne
     }
     return 0;
 }
+
+/* Data fds are streams (read/write); files are at offsets (pread/pwrite, lseek);
+ * a device stuck in ERROR is reset as the last resort. */
+const vfiocpr_decl vfiocpr_mig_uses[] = {
+    VFIOCPR_OP(read, VFIOCPR_SECCOMP_MIGRATION),
+    VFIOCPR_OP(write, VFIOCPR_SECCOMP_MIGRATION),
+    VFIOCPR_OP(pread, VFIOCPR_SECCOMP_MIGRATION),
+    VFIOCPR_OP(pwrite, VFIOCPR_SECCOMP_MIGRATION),
+    VFIOCPR_OP(lseek, VFIOCPR_SECCOMP_MIGRATION),
+    VFIOCPR_OP(close, VFIOCPR_SECCOMP_MIGRATION),
+    VFIOCPR_IOCTL(VFIO_DEVICE_FEATURE, VFIOCPR_SECCOMP_MIGRATION),
+    VFIOCPR_IOCTL(VFIO_MIG_GET_PRECOPY_INFO, VFIOCPR_SECCOMP_MIGRATION),
+    VFIOCPR_IOCTL(VFIO_DEVICE_GET_REGION_INFO, VFIOCPR_SECCOMP_MIGRATION),
+    VFIOCPR_IOCTL(VFIO_DEVICE_RESET, VFIOCPR_SECCOMP_MIGRATION),
+    VFIOCPR_DECL_END,
+};

@@ -281,14 +281,52 @@ typedef struct vfiocpr_mapping {
 
 typedef struct vfiocpr_backend_ops vfiocpr_backend_ops;
 
-/* An ioctl request a part of the library issues, for the seccomp rules; flags: the
- * VFIOCPR_SECCOMP_* part it belongs to (0: always). Lists end with a NULL name. */
+/* What a part of the library issues, for the seccomp rules: a kernel seam op by its
+ * field name in vfiocpr_kernel_ops (req 0), or an ioctl request (the macro's name and
+ * number). flags: the VFIOCPR_SECCOMP_* part it belongs to (0: always). The rules
+ * and vfiocpr_seccomp_describe() are built from these lists only, and the tests check
+ * that what the seam really sees equals them. Lists end with a NULL name. */
 typedef struct {
     const char *name;
     unsigned long req;
     guint32 flags;
-} vfiocpr_ioctl_decl;
+} vfiocpr_decl;
+#define VFIOCPR_OP(op, f) { #op, 0, f }
 #define VFIOCPR_IOCTL(x, f) { #x, x, f }
+#define VFIOCPR_DECL_END { NULL, 0, 0 }
+
+/* The system calls a seam op may make (space separated: every libc's choice for it,
+ * e.g. fstat, newfstatat or statx), and the fcntl commands it uses (0 ends them):
+ * lib/kernel.c, next to the real ops. */
+typedef struct {
+    const char *op;
+    const char *syscalls;
+    int fcntl_cmds[3];
+} vfiocpr_op_syscalls;
+extern const vfiocpr_op_syscalls vfiocpr_kernel_op_syscalls[]; /* ends with a NULL op */
+const vfiocpr_op_syscalls *vfiocpr_kernel_op_lookup(const char *op);
+
+/* Each participant's list (the backends': their ops table's uses). */
+extern const vfiocpr_decl vfiocpr_kernel_uses[];
+extern const vfiocpr_decl vfiocpr_state_uses[];
+extern const vfiocpr_decl vfiocpr_fdreg_uses[];
+extern const vfiocpr_decl vfiocpr_cpr_uses[];
+extern const vfiocpr_decl vfiocpr_transfer_uses[];
+extern const vfiocpr_decl vfiocpr_vfio_uses[];
+extern const vfiocpr_decl vfiocpr_device_uses[];
+extern const vfiocpr_decl vfiocpr_irq_uses[];
+extern const vfiocpr_decl vfiocpr_kvm_uses[];
+extern const vfiocpr_decl vfiocpr_mig_uses[];
+
+typedef struct {
+    const char *part; /* the file, for messages */
+    const vfiocpr_decl *uses;
+} vfiocpr_part;
+/* Every participant and backend, ending with a NULL part. */
+const vfiocpr_part *vfiocpr_seccomp_parts(void);
+/* What parts allow under flags, as a set of strings: "op NAME", "ioctl 0xREQ",
+ * "syscall NAME", "fcntl CMD" (tests compare it with what the seam saw). */
+GHashTable *vfiocpr_seccomp_allowed(const vfiocpr_part *parts, guint32 flags);
 
 struct vfiocpr_container {
     gint ref;
@@ -313,7 +351,7 @@ struct vfiocpr_backend_ops {
     const char *reg_prefix;  /* registry name of the container fd: prefix + name */
     vfiocpr_fd_kind fd_kind; /* of the container fd */
     vfiocpr_section_id dma_section; /* state section of its DMA records */
-    const vfiocpr_ioctl_decl *ioctls; /* every request it issues */
+    const vfiocpr_decl *uses; /* every op and ioctl request it issues */
     /* cold start: open (fd < 0) or adopt fd, make c->fd usable, fill c->priv */
     int (*open)(vfiocpr_container *c, int fd, GError **error);
     void (*free_priv)(gpointer priv);

@@ -451,17 +451,18 @@ static void t1_describe(vfiocpr_container *c, GVariantBuilder *out)
     vfiocpr_kv(out, "groups", g_variant_builder_end(&b));
 }
 
-static const vfiocpr_ioctl_decl t1_ioctls[] = {
+static const vfiocpr_decl t1_uses[] = {
+    VFIOCPR_OP(open, 0),
+    VFIOCPR_OP(close, 0),
     VFIOCPR_IOCTL(VFIO_GET_API_VERSION, 0),
     VFIOCPR_IOCTL(VFIO_CHECK_EXTENSION, 0),
     VFIOCPR_IOCTL(VFIO_SET_IOMMU, 0),
     VFIOCPR_IOCTL(VFIO_GROUP_GET_STATUS, 0),
     VFIOCPR_IOCTL(VFIO_GROUP_SET_CONTAINER, 0),
     VFIOCPR_IOCTL(VFIO_GROUP_UNSET_CONTAINER, 0),
-    VFIOCPR_IOCTL(VFIO_GROUP_GET_DEVICE_FD, 0),
     VFIOCPR_IOCTL(VFIO_IOMMU_MAP_DMA, 0),
     VFIOCPR_IOCTL(VFIO_IOMMU_UNMAP_DMA, 0),
-    { NULL, 0, 0 },
+    VFIOCPR_DECL_END,
 };
 
 const vfiocpr_backend_ops vfiocpr_type1_ops = {
@@ -471,7 +472,7 @@ const vfiocpr_backend_ops vfiocpr_type1_ops = {
     .reg_prefix = VFIOCPR_KEY_TYPE1_CONTAINER_PREFIX,
     .fd_kind = VFIOCPR_FD_VFIO_CONTAINER,
     .dma_section = VFIOCPR_SEC_VFIO_DMA,
-    .ioctls = t1_ioctls,
+    .uses = t1_uses,
     .open = t1_open,
     .free_priv = free_priv,
     .attach = t1_attach,

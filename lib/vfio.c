@@ -740,3 +740,7 @@ void vfiocpr_vfio_describe(vfiocpr *ctx, GVariantBuilder *out)
         g_variant_builder_add_value(&b, vfiocpr_device_describe(list->pdata[i]));
     vfiocpr_kv(out, "devices", g_variant_builder_end(&b));
 }
+
+const vfiocpr_decl vfiocpr_vfio_uses[] = {
+    VFIOCPR_OP(open, 0), VFIOCPR_OP(close, 0), VFIOCPR_OP(memlock, 0), VFIOCPR_DECL_END,
+};

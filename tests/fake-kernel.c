@@ -15,6 +15,7 @@
 #include <sys/sysmacros.h>
 
 #include "fake-kernel-private.h"
+#include "seam-record.h"
 #include "transfer-peer.h"
 
 struct fk_state fk;
@@ -642,7 +643,7 @@ void fake_kernel_reset(void)
     fk.next_fd = 950;
     fk_type1_reset();
     fk_mig_reset();
-    vfiocpr_kernel_set_ops(&fake_ops);
+    vfiocpr_kernel_set_ops(seam_record_wrap(&fake_ops));
 }
 
 unsigned fake_vfio_ioctls(unsigned long request)
@@ -673,7 +674,7 @@ void fake_kernel_set_memlock(guint64 limit, bool cap_ipc_lock)
 
 void fake_kernel_uninstall(void)
 {
-    vfiocpr_kernel_set_ops(NULL);
+    vfiocpr_kernel_set_ops(seam_record_wrap(NULL));
 }
 
 void fake_kernel_fail(fk_op op, unsigned nth, int err)

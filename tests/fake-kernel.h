@@ -6,6 +6,7 @@
 #define FAKE_KERNEL_H
 
 #include "private.h"
+#include "seam-record.h"
 
 typedef enum {
     FK_MEMFD_CREATE,

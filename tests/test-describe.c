@@ -51,8 +51,8 @@ static void setup(void)
 
 static int kvm_vm(void)
 {
-    int kvm = vfiocpr_kernel->open("/dev/kvm", O_RDWR);
-    int vm = vfiocpr_kernel->ioctl(kvm, KVM_CREATE_VM, NULL);
+    int kvm = seam_unrecorded()->open("/dev/kvm", O_RDWR);
+    int vm = seam_unrecorded()->ioctl(kvm, KVM_CREATE_VM, NULL);
     g_assert_cmpint(vm, >=, 0);
     return vm;
 }

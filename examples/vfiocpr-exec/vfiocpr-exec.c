@@ -80,7 +80,8 @@ enum {
  * does between loading the filter and the execve (write, execve, exit_group).
  * strace of the test's NEW image (test-vfiocpr-exec --vmm-child, Debian 12 x86_64)
  * shows brk, mprotect, arch_prctl, set_tid_address, set_robust_list, rseq, access,
- * getrandom, futex, rt_sigaction and exit_group besides the library's calls; the rest
+ * getrandom, futex, rt_sigaction, munmap (the loader drops ld.so.cache) and exit_group
+ * besides the library's calls (which do not include munmap: it never unmaps); the rest
  * is what tests/test-seccomp found such a program can reach on other paths. A real
  * VMM needs far more (threads, signals, its event loop, KVM_RUN, ...): add them with
  * --seccomp-allow. Names unknown on this architecture are skipped. Keep the man
@@ -90,7 +91,7 @@ static const char *const startup_syscalls[] = {
     "brk", "mprotect", "arch_prctl", "set_tid_address", "set_robust_list", "rseq",
     "access", "faccessat", "faccessat2", "uname", "getrandom",
     /* libc and GLib at run time */
-    "futex", "rt_sigaction", "rt_sigprocmask", "rt_sigreturn", "madvise", "mremap",
+    "futex", "rt_sigaction", "rt_sigprocmask", "rt_sigreturn", "madvise", "mremap", "munmap",
     "getpid", "gettid", "getuid", "geteuid", "getgid", "getegid", "sched_getaffinity",
     "clock_gettime", "sysinfo",
     /* exit */

@@ -67,6 +67,7 @@
 #include "vfiocpr.h"
 #include "vfio-compat.h"
 #include "guest-util.h"
+#include "../seam-record.h"
 
 #define RAM_SIZE (2u << 20)
 #define RAM_IOVA 0x100000ull /* edu's DMA mask is 28 bits */
@@ -1599,6 +1600,14 @@ int main(int argc, char **argv)
     }
     s = argc > 1 ? argv[1] : "";
     args = argv + (argc > 1 ? 2 : 1);
+    /* guest-suite.sh sets VFIOCPR_SEAM_RECORD_DIR: what the real kernel seam saw, for
+     * tests/test-seccomp-seen on the host */
+    {
+        g_autofree char *name = g_strdup_printf("guest-cpr %s %s",
+                                                backend == VFIOCPR_BACKEND_IOMMUFD ? "iommufd"
+                                                                                   : "type1", s);
+        seam_record_program(name);
+    }
     if (strcmp(s, "edu-msi") == 0)
         r = scenario_edu(s, IRQ_MSI, false, args);
     else if (strcmp(s, "edu-intx") == 0)
