@@ -156,6 +156,9 @@ int vfiocpr_fail(GError **error, int err, const char *fmt, ...) G_GNUC_PRINTF(3,
 /* The constants, sections, features and registry keys: lib/state-format.h. */
 
 guint32 vfiocpr_crc32c(guint32 crc, const void *data, size_t len);
+/* The check value of a DMA table (format 1.6): the sum mod 2^32 over its n records
+ * of CRC32C(seed = slot index, the record's 48 bytes). */
+guint32 vfiocpr_dma_table_check(const void *records, guint n);
 /* The portable table version, for tests that compare both paths. */
 guint32 vfiocpr_crc32c_sw(guint32 crc, const void *data, size_t len);
 
@@ -269,6 +272,8 @@ void vfiocpr_ctx_step(vfiocpr *ctx, const char *step);
  * exec phases and the state sections of the mappings. Each backend (lib/type1.c,
  * lib/iommufd.c) implements one ops table. */
 
+/* One DMA mapping as the backends see it: a view of a slot of its container's
+ * table (lib/vfio.c), built on the stack for the call. */
 typedef struct vfiocpr_mapping {
     guint64 iova, size, offset;
     guint32 flags;     /* VFIOCPR_DMA_READ | VFIOCPR_DMA_WRITE */
@@ -276,8 +281,20 @@ typedef struct vfiocpr_mapping {
     int memfd;         /* -1: not backed by a registered memfd, cannot be preserved */
     guint64 mem_dev, mem_ino;
     bool pending;      /* restart: preserved, not yet provided again by the VMM */
-    bool lone;         /* its own allocation (made in this image), not part of a block */
 } vfiocpr_mapping;
+
+/* What a slot holds besides its record: known only to this image. Zeroed (one
+ * calloc) means "preserved, not provided again yet". */
+typedef struct {
+    void *vaddr;
+    gint32 memfd;
+    guint8 provided;
+    guint8 pad[3];
+} vfiocpr_map_rt;
+
+/* The number of mappings of c and the view of slot i (0 <= i < the number). */
+guint vfiocpr_container_n_maps(const vfiocpr_container *c);
+void vfiocpr_container_mapping(const vfiocpr_container *c, guint i, vfiocpr_mapping *m);
 
 typedef struct vfiocpr_backend_ops vfiocpr_backend_ops;
 
@@ -334,12 +351,29 @@ struct vfiocpr_container {
     const vfiocpr_backend_ops *ops;
     char *name;
     char *reg_name;    /* registry key of the container fd */
+    char *table_key;   /* registry key of its DMA table memfd during a handover */
     int fd;
     bool preserved;    /* came from the incoming state */
     bool claimed;      /* preserved and opened again by the VMM */
     bool prepared;     /* exec in progress: the backend's prepare ran */
-    GHashTable *maps;  /* vfiocpr_mapping*, keyed by iova */
-    GPtrArray *blocks; /* where mappings live: one allocation per state, or one each */
+    /* The DMA mappings (lib/vfio.c): n_maps fixed records, in the state's own
+     * layout, kept current in a table memfd as the VMM maps and unmaps, so that an
+     * upgrade only seals it. */
+    guint8 *rec;          /* n_maps records: g_malloc'd (rec_owned) or a read-only
+                           * mmap of an inherited sealed table (map_len bytes) */
+    bool rec_owned;
+    gsize map_len;
+    guint n_maps, cap;
+    vfiocpr_map_rt *rt;   /* cap slots */
+    guint32 *idx;         /* open addressing by iova: slot + 1, 0 empty */
+    guint idx_mask;
+    int table_fd;         /* -1: none yet */
+    bool table_sealed;    /* no longer writable: copied to a fresh one before a change */
+    bool table_inherited; /* from the state, registered (claimed) in the fd registry */
+    bool table_stale;     /* a write to it failed: rewritten whole before use */
+    guint32 table_check;  /* sum over slots of CRC32C(seed slot, record) */
+    guint n_unbacked;     /* provided mappings with no registered memfd */
+    guint64 dma_bytes;    /* sum of the sizes */
     guint n_pending;
     gpointer priv;     /* the backend's own state */
 };

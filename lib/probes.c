@@ -14,7 +14,7 @@ unsigned int vfiocpr_probe_mappings(vfiocpr *ctx)
         return 0;
     g_hash_table_iter_init(&it, vfiocpr_vfio_containers(vfiocpr_ctx_vfio(ctx)));
     while (g_hash_table_iter_next(&it, NULL, &c))
-        n += g_hash_table_size(((vfiocpr_container *)c)->maps);
+        n += ((vfiocpr_container *)c)->n_maps;
     return n;
 }
 

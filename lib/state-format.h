@@ -48,13 +48,16 @@
 #define VFIOCPR_STATE_FEATURES(X)                                                          \
     X(VFIO_TYPE1, "vfio-type1", 1)                                                          \
     X(IOMMUFD, "iommufd", 3)                                                                \
-    X(FD_INDEX, "fd-index", 4)
+    X(FD_INDEX, "fd-index", 4)                                                              \
+    X(DMA_TABLE, "dma-table", 6)
 
 /* The names as literals, for constant initializers (backend ops). */
 #define VFIOCPR_FEATURE_VFIO_TYPE1 "vfio-type1"
 #define VFIOCPR_FEATURE_IOMMUFD "iommufd"
 /* a transfer state: fd records hold indexes into the fds that travel with it */
 #define VFIOCPR_FEATURE_FD_INDEX "fd-index"
+/* the DMA records are in a sealed table memfd per container, not in the payload */
+#define VFIOCPR_FEATURE_DMA_TABLE "dma-table"
 
 typedef enum {
 #define VFIOCPR_X_(id, name, since) VFIOCPR_FEAT_##id,
@@ -97,7 +100,8 @@ extern const vfiocpr_feature_def vfiocpr_state_features[VFIOCPR_FEAT_COUNT];
     X(IOMMUFD_DEVICES, "iommufd-devices", "a(ssuu)", 3, "iommufd", 0,                       \
       VFIOCPR_FEATURE_IOMMUFD)                                                              \
     X(IOMMUFD_DMA, "iommufd-dma", "a" VFIOCPR_RECORD_DMA, 3, "vfio", VFIOCPR_RECORD_DMA_SIZE, \
-      VFIOCPR_FEATURE_IOMMUFD)
+      VFIOCPR_FEATURE_IOMMUFD)                                                              \
+    X(DMA_TABLES, "dma-tables", "a(suu)", 6, "vfio", 0, VFIOCPR_FEATURE_DMA_TABLE)
 
 typedef enum {
 #define VFIOCPR_X_(id, name, type, since, owner, record, feature) VFIOCPR_SEC_##id,
@@ -139,7 +143,8 @@ const vfiocpr_section_def *vfiocpr_section_find(const char *name);
     X(IOMMUFD_CONTAINER, "iommufd:<container>", "0", "iommufd")                             \
     X(DEVICE, "vfio-device:<device>", "0", "device")                                        \
     X(IRQ, "irq:<device>:<index>", "vector", "irq")                                         \
-    X(IRQ_UNMASK, "irq-unmask:<device>", "0", "irq")
+    X(IRQ_UNMASK, "irq-unmask:<device>", "0", "irq")                                        \
+    X(DMA_TABLE, "vfio-dma-table:<container>", "0", "vfio")
 
 typedef struct {
     const char *pattern; /* fixed text, then <placeholders> */
@@ -164,6 +169,12 @@ extern const vfiocpr_key_def vfiocpr_state_keys[VFIOCPR_KEY_COUNT];
 static inline char *vfiocpr_key_container(const char *prefix, const char *container)
 {
     return g_strconcat(prefix, container, NULL);
+}
+
+/* a container's DMA table memfd (format 1.6), registered for a handover */
+static inline char *vfiocpr_key_dma_table(const char *container)
+{
+    return g_strconcat("vfio-dma-table:", container, NULL);
 }
 
 static inline char *vfiocpr_key_device(const char *device)

@@ -310,13 +310,11 @@ static int t1_prepare(vfiocpr_container *c, GError **error)
  * valid): those are invalidated one by one first. */
 static void t1_undo(vfiocpr_container *c)
 {
-    GHashTableIter it;
-    gpointer k;
-
-    g_hash_table_iter_init(&it, c->maps);
-    while (g_hash_table_iter_next(&it, &k, NULL)) {
-        vfiocpr_mapping *m = k;
-        int r = map_vaddr(c, m, m->vaddr);
+    for (guint i = 0; i < vfiocpr_container_n_maps(c); i++) {
+        vfiocpr_mapping mm, *m = &mm;
+        int r;
+        vfiocpr_container_mapping(c, i, m);
+        r = map_vaddr(c, m, m->vaddr);
         if (r == -EINVAL) {
             struct vfio_iommu_type1_dma_unmap un = { .argsz = sizeof(un),
                                                      .flags = VFIO_DMA_UNMAP_FLAG_VADDR,

@@ -12,6 +12,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "private.h"
 #include "probes.h"
@@ -25,6 +26,269 @@ typedef struct {
 } wire_dma;
 G_STATIC_ASSERT(sizeof(wire_dma) == VFIOCPR_RECORD_DMA_SIZE);
 
+/* ------------------------------------------------------------------ the DMA table
+ *
+ * Every container keeps its mappings as wire_dma records in slots 0..n_maps-1 (swap
+ * removal keeps them dense), in the state's own byte layout, and mirrors each change
+ * into a table memfd with one pwrite. An upgrade then only seals that memfd and
+ * names it in the state: no work per mapping in the blackout. The new image maps the
+ * sealed table read-only and uses the records in place; it copies them only when the
+ * VMM first changes its mappings (outside any blackout), or after a failed handover
+ * left the table sealed. An index by iova (open addressing, one array) finds slots;
+ * the per-slot data only this image knows (vaddr, fd) is one more array. */
+
+#ifndef F_SEAL_SEAL
+#define F_SEAL_SEAL 0x0001
+#define F_SEAL_SHRINK 0x0002
+#define F_SEAL_GROW 0x0004
+#define F_SEAL_WRITE 0x0008
+#endif
+
+#define REC(c, i) ((wire_dma *)(void *)((c)->rec + (gsize)(i) * sizeof(wire_dma)))
+
+static guint32 slot_check(guint i, const wire_dma *w)
+{
+    return vfiocpr_crc32c((guint32)i, w, sizeof(*w));
+}
+
+guint32 vfiocpr_dma_table_check(const void *records, guint n)
+{
+    guint32 sum = 0;
+    for (guint i = 0; i < n; i++)
+        sum += slot_check(i, (const wire_dma *)records + i);
+    return sum;
+}
+
+static wire_dma wire_of(const vfiocpr_mapping *m)
+{
+    return (wire_dma){ .container = 0,
+                       .flags = GUINT32_TO_LE(m->flags),
+                       .iova = GUINT64_TO_LE(m->iova),
+                       .size = GUINT64_TO_LE(m->size),
+                       .offset = GUINT64_TO_LE(m->offset),
+                       .mem_dev = GUINT64_TO_LE(m->mem_dev),
+                       .mem_ino = GUINT64_TO_LE(m->mem_ino) };
+}
+
+guint vfiocpr_container_n_maps(const vfiocpr_container *c)
+{
+    return c->n_maps;
+}
+
+void vfiocpr_container_mapping(const vfiocpr_container *c, guint i, vfiocpr_mapping *m)
+{
+    const wire_dma *w = REC(c, i);
+    const vfiocpr_map_rt *rt = &c->rt[i];
+
+    *m = (vfiocpr_mapping){ .iova = GUINT64_FROM_LE(w->iova), .size = GUINT64_FROM_LE(w->size),
+                            .offset = GUINT64_FROM_LE(w->offset),
+                            .flags = GUINT32_FROM_LE(w->flags), .vaddr = rt->vaddr,
+                            .memfd = rt->provided ? rt->memfd : -1,
+                            .mem_dev = GUINT64_FROM_LE(w->mem_dev),
+                            .mem_ino = GUINT64_FROM_LE(w->mem_ino), .pending = !rt->provided };
+}
+
+static guint idx_hash(const vfiocpr_container *c, guint64 iova)
+{
+    return (guint)((iova >> 12) * 0x9E3779B97F4A7C15ull >> 32) & c->idx_mask;
+}
+
+/* The position in idx of iova, or of the empty entry where it would go. */
+static guint idx_pos(const vfiocpr_container *c, guint64 iova)
+{
+    guint p = idx_hash(c, iova);
+    while (c->idx[p] && GUINT64_FROM_LE(REC(c, c->idx[p] - 1)->iova) != iova)
+        p = (p + 1) & c->idx_mask;
+    return p;
+}
+
+static int slot_of(const vfiocpr_container *c, guint64 iova)
+{
+    guint p;
+    if (!c->idx)
+        return -1;
+    p = idx_pos(c, iova);
+    return c->idx[p] ? (int)c->idx[p] - 1 : -1;
+}
+
+/* Indexes slot (its record written already); false if the iova is there already. */
+static bool idx_add(vfiocpr_container *c, guint slot)
+{
+    guint p = idx_pos(c, GUINT64_FROM_LE(REC(c, slot)->iova));
+    if (c->idx[p])
+        return false;
+    c->idx[p] = slot + 1;
+    return true;
+}
+
+/* Linear probing deletion: later entries of the run move back into the hole. */
+static void idx_del(vfiocpr_container *c, guint64 iova)
+{
+    guint hole = idx_pos(c, iova), p = hole;
+
+    if (!c->idx[hole])
+        return;
+    c->idx[hole] = 0;
+    for (;;) {
+        guint home;
+        p = (p + 1) & c->idx_mask;
+        if (!c->idx[p])
+            return;
+        home = idx_hash(c, GUINT64_FROM_LE(REC(c, c->idx[p] - 1)->iova));
+        /* the entry at p may fill the hole unless its home lies in (hole, p] */
+        if ((p > hole && (home <= hole || home > p)) || (p < hole && home <= hole && home > p)) {
+            c->idx[hole] = c->idx[p];
+            c->idx[p] = 0;
+            hole = p;
+        }
+    }
+}
+
+/* An index for at least n entries at most half full; the records are indexed
+ * again. Returns false on a duplicate iova among them. */
+static bool idx_build(vfiocpr_container *c, guint n)
+{
+    guint size = 16;
+    while (size < 2 * (gsize)n + 2)
+        size *= 2;
+    g_free(c->idx);
+    c->idx = g_new0(guint32, size);
+    c->idx_mask = size - 1;
+    for (guint i = 0; i < c->n_maps; i++)
+        if (!idx_add(c, i))
+            return false;
+    return true;
+}
+
+/* Unmaps or frees the records; closes the table fd when it is this image's own and
+ * close_fd (not when it was handed over: it is the next image's now). */
+static void table_release(vfiocpr_container *c, bool close_fd)
+{
+    if (c->rec_owned)
+        g_free(c->rec);
+    else if (c->rec)
+        VK(munmap, c->rec, c->map_len);
+    c->rec = NULL;
+    c->rec_owned = false;
+    c->map_len = 0;
+    if (c->table_fd >= 0 && close_fd && !c->table_inherited)
+        VK(close, c->table_fd);
+    c->table_fd = -1;
+}
+
+static int table_pwrite(vfiocpr_container *c, const void *buf, gsize len, guint slot,
+                        GError **error)
+{
+    gsize done = 0;
+    while (done < len) {
+        ssize_t n = VK(pwrite, c->table_fd, (const guint8 *)buf + done, len - done,
+                       (off_t)((gsize)slot * sizeof(wire_dma) + done));
+        if (n <= 0)
+            return vfiocpr_fail(error, n ? (int)n : ENOSPC, "container '%s': DMA table memfd "
+                                "%d: write of %zu bytes at slot %u", c->name, c->table_fd, len,
+                                slot);
+        done += (gsize)n;
+    }
+    return 0;
+}
+
+/* Makes the table writable before a change: this image's own records in memory
+ * and an unsealed memfd holding exactly them. A no-op but after a restore, a
+ * failed handover or a failed write (then one copy of every record). */
+static int table_writable(vfiocpr_container *c, guint need, GError **error)
+{
+    if (c->rec_owned && need <= c->cap && c->table_fd >= 0 && !c->table_sealed &&
+        !c->table_stale)
+        return 0;
+    if (!c->rec_owned || need > c->cap) {
+        guint cap = MAX(c->cap, 16u);
+        guint8 *rec;
+        while (cap < need)
+            cap *= 2;
+        rec = g_malloc((gsize)cap * sizeof(wire_dma));
+        if (c->n_maps)
+            memcpy(rec, c->rec, (gsize)c->n_maps * sizeof(wire_dma));
+        if (c->rec_owned)
+            g_free(c->rec);
+        else if (c->rec)
+            VK(munmap, c->rec, c->map_len);
+        c->rec = rec;
+        c->rec_owned = true;
+        c->map_len = 0;
+        c->rt = g_renew(vfiocpr_map_rt, c->rt, cap);
+        memset(c->rt + c->cap, 0, (gsize)(cap - c->cap) * sizeof(*c->rt));
+        c->cap = cap;
+    }
+    if (c->table_fd < 0 || c->table_sealed || c->table_stale) {
+        int fd = VK(memfd_create, "vfiocpr-dma", MFD_CLOEXEC | MFD_ALLOW_SEALING), old = c->table_fd;
+        int r;
+        if (fd < 0)
+            return vfiocpr_fail(error, fd, "container '%s': DMA table: memfd_create", c->name);
+        c->table_fd = fd;
+        r = c->n_maps ? table_pwrite(c, c->rec, (gsize)c->n_maps * sizeof(wire_dma), 0, error) : 0;
+        if (r < 0) {
+            VK(close, fd);
+            c->table_fd = old;
+            return r;
+        }
+        if (old >= 0) {
+            if (c->table_inherited)
+                vfiocpr_fdreg_forget(vfiocpr_ctx_fdreg(c->ctx), c->table_key, 0);
+            VK(close, old);
+        }
+        c->table_inherited = false;
+        c->table_sealed = false;
+        c->table_stale = false;
+    }
+    return 0;
+}
+
+/* Slot i gets w (i == n_maps: a new slot); the check follows. The memory copy is
+ * the truth: a failed write marks the memfd stale, rewritten before it is used. */
+static int slot_put(vfiocpr_container *c, guint i, const wire_dma *w, GError **error)
+{
+    int r;
+    if (i < c->n_maps)
+        c->table_check -= slot_check(i, REC(c, i));
+    memcpy(REC(c, i), w, sizeof(*w));
+    c->table_check += slot_check(i, w);
+    r = table_pwrite(c, w, sizeof(*w), i, error);
+    if (r < 0)
+        c->table_stale = true;
+    return r;
+}
+
+/* exec or transfer: the table is sealed and registered, so that the registry
+ * carries its fd (by number or by index) with the others. Undone by table_unhand. */
+static int table_hand(vfiocpr_container *c, GError **error)
+{
+    int r;
+
+    if (c->table_fd < 0 || c->table_stale) {
+        /* a restore from a format before 1.6 that was not finished, or a failed write */
+        r = table_writable(c, c->n_maps, error);
+        if (r < 0)
+            return r;
+    }
+    if (!c->table_sealed) {
+        r = VK(add_seals, c->table_fd, F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE);
+        if (r < 0)
+            return vfiocpr_fail(error, r, "container '%s': DMA table memfd %d: seal", c->name,
+                                c->table_fd);
+        c->table_sealed = true;
+    }
+    if (c->table_inherited)
+        return 0; /* still registered from the state */
+    return vfiocpr_fdreg_save(vfiocpr_ctx_fdreg(c->ctx), c->table_key, 0, c->table_fd,
+                              VFIOCPR_FD_MEMFD, error);
+}
+
+static void table_unhand(vfiocpr_container *c)
+{
+    if (!c->table_inherited && c->table_fd >= 0)
+        vfiocpr_fdreg_forget(vfiocpr_ctx_fdreg(c->ctx), c->table_key, 0);
+}
+
 /* In the order their state sections and required features are written. */
 const vfiocpr_backend_ops *const vfiocpr_backends[] = { &vfiocpr_type1_ops,
                                                         &vfiocpr_iommufd_ops, NULL };
@@ -33,17 +297,6 @@ struct vfiocpr_vfio {
     GHashTable *containers; /* name -> vfiocpr_container* (ref held) */
     GHashTable *devices;    /* name -> vfiocpr_device* (ref held) */
 };
-
-static guint map_hash(gconstpointer p)
-{
-    guint64 iova = ((const vfiocpr_mapping *)p)->iova;
-    return (guint)(iova >> 12) ^ (guint)(iova >> 40);
-}
-
-static gboolean map_equal(gconstpointer a, gconstpointer b)
-{
-    return ((const vfiocpr_mapping *)a)->iova == ((const vfiocpr_mapping *)b)->iova;
-}
 
 vfiocpr_container *vfiocpr_container_new(vfiocpr *ctx, const char *name,
                                          const vfiocpr_backend_ops *ops, bool preserved)
@@ -56,9 +309,8 @@ vfiocpr_container *vfiocpr_container_new(vfiocpr *ctx, const char *name,
     c->reg_name = vfiocpr_key_container(ops->reg_prefix, name);
     c->fd = -1;
     c->preserved = preserved;
-    /* mappings from the state live in blocks; those made later are freed one by one */
-    c->maps = g_hash_table_new(map_hash, map_equal);
-    c->blocks = g_ptr_array_new_with_free_func(g_free);
+    c->table_fd = -1;
+    c->table_key = vfiocpr_key_dma_table(name);
     g_hash_table_insert(vfiocpr_ctx_vfio(ctx)->containers, c->name, c);
     return c;
 }
@@ -76,9 +328,11 @@ VFIOCPR_EXPORT void vfiocpr_container_unref(vfiocpr_container *c)
         return;
     if (c->priv)
         c->ops->free_priv(c->priv);
-    g_hash_table_destroy(c->maps);
-    g_ptr_array_unref(c->blocks);
+    table_release(c, !c->prepared);
+    g_free(c->rt);
+    g_free(c->idx);
     g_free(c->reg_name);
+    g_free(c->table_key);
     g_free(c->name);
     g_free(c);
 }
@@ -256,20 +510,15 @@ VFIOCPR_EXPORT int vfiocpr_device_attach(vfiocpr_container *c, const char *name,
 
 /* ------------------------------------------------------------------ DMA */
 
-static vfiocpr_mapping *mapping_at(vfiocpr_container *c, guint64 iova)
-{
-    vfiocpr_mapping key = { .iova = iova };
-    return g_hash_table_lookup(c->maps, &key);
-}
-
 VFIOCPR_EXPORT int vfiocpr_dma_map(vfiocpr_container *c, uint64_t iova, uint64_t size,
                                    void *vaddr, int memfd, uint64_t offset, uint32_t flags,
                                    GError **error)
 {
     vfiocpr_fd_stat mem = { 0 };
-    vfiocpr_mapping *m;
+    vfiocpr_mapping m;
+    wire_dma w;
     bool backed = false;
-    int r;
+    int slot, r;
 
     if (!c || c->fd < 0 || !size || !vaddr || iova + size < iova ||
         (flags & ~(VFIOCPR_DMA_READ | VFIOCPR_DMA_WRITE)))
@@ -282,63 +531,80 @@ VFIOCPR_EXPORT int vfiocpr_dma_map(vfiocpr_container *c, uint64_t iova, uint64_t
                                 ": fd %d is not a registered memfd (vfiocpr_fd_save it first)",
                                 c->name, iova, iova + size - 1, memfd);
     }
-    m = mapping_at(c, iova);
-    if (m && m->pending) {
+    slot = slot_of(c, iova);
+    if (slot >= 0 && !c->rt[slot].provided) {
+        vfiocpr_container_mapping(c, (guint)slot, &m);
         /* restart: the same range, the same memory, maybe a new address */
-        if (m->size != size || m->flags != flags)
+        if (m.size != size || m.flags != flags)
             return vfiocpr_fail(error, EINVAL, "container '%s': dma map 0x%" PRIx64 "-0x%" PRIx64
                                 ": the preserved range is 0x%" PRIx64 "-0x%" PRIx64 " flags %u, "
-                                "not flags %u", c->name, iova, iova + size - 1, m->iova,
-                                m->iova + m->size - 1, m->flags, flags);
-        if (!backed || mem.dev != m->mem_dev || mem.ino != m->mem_ino || offset != m->offset)
+                                "not flags %u", c->name, iova, iova + size - 1, m.iova,
+                                m.iova + m.size - 1, m.flags, flags);
+        if (!backed || mem.dev != m.mem_dev || mem.ino != m.mem_ino || offset != m.offset)
             return vfiocpr_fail(error, EINVAL, "container '%s': dma map 0x%" PRIx64 "-0x%" PRIx64
                                 ": not the preserved memory (recorded memfd dev %" G_GUINT64_FORMAT
                                 " ino %" G_GUINT64_FORMAT " offset 0x%" PRIx64 ", given fd %d "
                                 "offset 0x%" PRIx64 ")", c->name, iova, iova + size - 1,
-                                m->mem_dev, m->mem_ino, m->offset, memfd, offset);
+                                m.mem_dev, m.mem_ino, m.offset, memfd, offset);
         vfiocpr_ctx_step(c->ctx, "restoring");
         VFIOCPR_PROBE(remap__start, probe_s(c->name), iova, size);
-        r = c->ops->remap(c, m, vaddr, error);
+        r = c->ops->remap(c, &m, vaddr, error);
         if (r == 0) {
-            m->vaddr = vaddr;
-            m->memfd = memfd;
-            m->pending = false;
+            c->rt[slot] = (vfiocpr_map_rt){ .vaddr = vaddr, .memfd = memfd, .provided = 1 };
             c->n_pending--;
         }
         VFIOCPR_PROBE(remap__end, probe_s(c->name), iova, size, r, c->n_pending);
         return r;
     }
-    if (m)
+    if (slot >= 0)
         return vfiocpr_fail(error, EEXIST, "container '%s': dma map 0x%" PRIx64 "-0x%" PRIx64
                             ": already mapped", c->name, iova, iova + size - 1);
     if ((r = vfiocpr_ctx_may_change(c->ctx, "dma map", error)) < 0)
         return r;
     if (c->prepared)
         return vfiocpr_fail(error, EBUSY, "container '%s': dma map: exec in progress", c->name);
-    m = g_new0(vfiocpr_mapping, 1);
-    *m = (vfiocpr_mapping){ .iova = iova, .size = size, .offset = offset, .flags = flags,
-                            .vaddr = vaddr, .memfd = backed ? memfd : -1, .mem_dev = mem.dev,
-                            .mem_ino = mem.ino, .lone = true };
-    r = c->ops->map(c, m, error);
+    /* everything that can fail without a kernel change first */
+    r = table_writable(c, c->n_maps + 1, error);
+    if (r < 0)
+        return r;
+    if (2 * (gsize)(c->n_maps + 1) + 2 > (gsize)c->idx_mask + 1 || !c->idx)
+        idx_build(c, MAX(2 * c->n_maps, 8u));
+    m = (vfiocpr_mapping){ .iova = iova, .size = size, .offset = offset, .flags = flags,
+                           .vaddr = vaddr, .memfd = backed ? memfd : -1, .mem_dev = mem.dev,
+                           .mem_ino = mem.ino };
+    r = c->ops->map(c, &m, error);
+    if (r < 0)
+        return r;
+    w = wire_of(&m);
+    r = slot_put(c, c->n_maps, &w, error);
     if (r < 0) {
-        g_free(m);
+        /* the table could not hold it: the mapping would be lost at the upgrade */
+        c->table_stale = false; /* nothing beyond n_maps is read */
+        c->table_check -= slot_check(c->n_maps, &w);
+        c->ops->unmap(c, &m, NULL);
         return r;
     }
-    g_hash_table_add(c->maps, m);
-    g_ptr_array_add(c->blocks, m);
+    c->rt[c->n_maps] = (vfiocpr_map_rt){ .vaddr = vaddr, .memfd = m.memfd, .provided = 1 };
+    idx_add(c, c->n_maps);
+    c->n_maps++;
+    c->n_unbacked += m.memfd < 0;
+    c->dma_bytes += size;
     return 0;
 }
 
 VFIOCPR_EXPORT int vfiocpr_dma_unmap(vfiocpr_container *c, uint64_t iova, uint64_t size,
                                      GError **error)
 {
-    vfiocpr_mapping *m;
-    int r;
+    vfiocpr_mapping m;
+    guint last;
+    int slot, r;
 
     if (!c || c->fd < 0)
         return vfiocpr_fail(error, EINVAL, "container: dma unmap: bad container");
-    m = mapping_at(c, iova);
-    if (!m || m->size != size)
+    slot = slot_of(c, iova);
+    if (slot >= 0)
+        vfiocpr_container_mapping(c, (guint)slot, &m);
+    if (slot < 0 || m.size != size)
         return vfiocpr_fail(error, ENOENT, "container '%s': dma unmap 0x%" PRIx64 "-0x%" PRIx64
                             ": no mapping exactly there", c->name, iova, iova + size - 1);
     if ((r = vfiocpr_ctx_may_change(c->ctx, "dma unmap", error)) < 0)
@@ -346,15 +612,29 @@ VFIOCPR_EXPORT int vfiocpr_dma_unmap(vfiocpr_container *c, uint64_t iova, uint64
     if (c->prepared)
         return vfiocpr_fail(error, EBUSY, "container '%s': dma unmap 0x%" PRIx64 "-0x%" PRIx64
                             ": exec in progress", c->name, iova, iova + size - 1);
-    r = c->ops->unmap(c, m, error);
+    if ((r = table_writable(c, c->n_maps, error)) < 0)
+        return r;
+    r = c->ops->unmap(c, &m, error);
     if (r < 0)
         return r;
-    if (m->pending)
-        c->n_pending--;
-    g_hash_table_remove(c->maps, m);
-    /* a block from the state stays until the container goes; a lone one goes now */
-    if (m->lone)
-        g_ptr_array_remove_fast(c->blocks, m); /* frees it */
+    if (m.pending)
+        c->n_pending--; /* a preserved range the backend let go of (iommufd) */
+    else
+        c->n_unbacked -= m.memfd < 0;
+    c->dma_bytes -= size;
+    last = c->n_maps - 1;
+    idx_del(c, iova);
+    if ((guint)slot != last) {
+        wire_dma moved = *REC(c, last);
+        c->table_check -= slot_check(last, &moved);
+        c->rt[slot] = c->rt[last];
+        /* the memfd's tail beyond n_maps is never read; a failed write marks it stale */
+        slot_put(c, (guint)slot, &moved, NULL);
+        c->idx[idx_pos(c, GUINT64_FROM_LE(moved.iova))] = (guint32)slot + 1;
+    } else {
+        c->table_check -= slot_check(last, REC(c, last));
+    }
+    c->n_maps--;
     return 0;
 }
 
@@ -392,31 +672,35 @@ int vfiocpr_vfio_check(vfiocpr *ctx, GError **error)
     vfiocpr_vfio *v = vfiocpr_ctx_vfio(ctx);
     guint64 pinned = 0, limit = 0;
     bool cap = false;
-    GHashTableIter it, mit;
+    GHashTableIter it;
     gpointer k;
     int r;
 
+    /* counters kept at map time: nothing here grows with the mappings */
     g_hash_table_iter_init(&it, v->containers);
     while (g_hash_table_iter_next(&it, NULL, &k)) {
         vfiocpr_container *c = k;
-        if (!g_hash_table_size(c->maps))
+        if (!c->n_maps)
             continue;
         if (c->n_pending)
             return vfiocpr_fail(error, EBUSY, "container '%s': %u preserved DMA ranges are not "
                                 "re-mapped yet: finish the restore before the next exec",
                                 c->name, c->n_pending);
-        g_hash_table_iter_init(&mit, c->maps);
-        while (g_hash_table_iter_next(&mit, &k, NULL)) {
-            vfiocpr_mapping *m = k;
-            if (m->memfd < 0)
-                return vfiocpr_fail(error, EINVAL, "container '%s' (%s): DMA range 0x%" PRIx64
-                                    "-0x%" PRIx64 " is not backed by a registered memfd (mapped "
-                                    "by user address): the new image could not map it again",
-                                    c->name, c->ops->name, m->iova, m->iova + m->size - 1);
-            /* iommufd: CHANGE_PROCESS charges the new image before it uncharges the
-             * old one, both to the same user (measured on 7.3) */
-            pinned += c->ops == &vfiocpr_iommufd_ops ? 2 * m->size : m->size;
+        if (c->n_unbacked) {
+            vfiocpr_mapping m = { 0 };
+            for (guint i = 0; i < c->n_maps; i++) { /* only to name one in the message */
+                vfiocpr_container_mapping(c, i, &m);
+                if (m.memfd < 0)
+                    break;
+            }
+            return vfiocpr_fail(error, EINVAL, "container '%s' (%s): DMA range 0x%" PRIx64
+                                "-0x%" PRIx64 " is not backed by a registered memfd (mapped "
+                                "by user address): the new image could not map it again",
+                                c->name, c->ops->name, m.iova, m.iova + m.size - 1);
         }
+        /* iommufd: CHANGE_PROCESS charges the new image before it uncharges the
+         * old one, both to the same user (measured on 7.3) */
+        pinned += c->ops == &vfiocpr_iommufd_ops ? 2 * c->dma_bytes : c->dma_bytes;
         r = c->ops->check(c, error);
         if (r < 0)
             return r;
@@ -444,9 +728,15 @@ int vfiocpr_vfio_prepare(vfiocpr *ctx, GError **error)
     while (g_hash_table_iter_next(&it, NULL, &k)) {
         vfiocpr_container *c = k;
         int r;
-        if (!g_hash_table_size(c->maps))
+        if (!c->n_maps)
             continue;
-        r = c->ops->prepare(c, error);
+        /* the table first: failing there leaves DMA untouched */
+        r = table_hand(c, error);
+        if (r == 0) {
+            r = c->ops->prepare(c, error);
+            if (r < 0)
+                table_unhand(c);
+        }
         if (r < 0) {
             vfiocpr_vfio_unprepare(ctx);
             return r;
@@ -467,6 +757,8 @@ void vfiocpr_vfio_unprepare(vfiocpr *ctx)
         if (!c->prepared)
             continue;
         c->ops->undo(c);
+        /* sealed now: the next change copies the records to a fresh table */
+        table_unhand(c);
         c->prepared = false;
     }
 }
@@ -481,51 +773,62 @@ static gint cmp_container_name(gconstpointer a, gconstpointer b)
 void vfiocpr_vfio_serialize(vfiocpr *ctx, GVariantDict *d, GPtrArray *features)
 {
     vfiocpr_vfio *v = vfiocpr_ctx_vfio(ctx);
+    GVariantBuilder tables;
+    bool any_table = false;
 
+    g_variant_builder_init(&tables, VFIOCPR_SECTION_TYPE(DMA_TABLES));
     for (gsize b = 0; vfiocpr_backends[b]; b++) {
         const vfiocpr_backend_ops *ops = vfiocpr_backends[b];
         g_autoptr(GPtrArray) list = g_ptr_array_new();
         GHashTableIter it;
         gpointer k;
-        gsize n_dma = 0, at = 0;
-        wire_dma *dma;
 
         g_hash_table_iter_init(&it, v->containers);
         while (g_hash_table_iter_next(&it, NULL, &k))
-            if (((vfiocpr_container *)k)->ops == ops) {
+            if (((vfiocpr_container *)k)->ops == ops)
                 g_ptr_array_add(list, k);
-                n_dma += g_hash_table_size(((vfiocpr_container *)k)->maps);
-            }
         if (!list->len)
             continue;
         g_ptr_array_sort(list, cmp_container_name);
-        /* written in place and handed to the GVariant without a copy */
-        dma = g_new0(wire_dma, n_dma ? n_dma : 1);
+        /* the records are in each container's sealed table (handed by prepare) */
         for (guint i = 0; i < list->len; i++) {
             vfiocpr_container *c = list->pdata[i];
-            g_hash_table_iter_init(&it, c->maps);
-            while (g_hash_table_iter_next(&it, &k, NULL)) {
-                vfiocpr_mapping *m = k;
-                dma[at++] = (wire_dma){ .container = i, .flags = m->flags, .iova = m->iova,
-                                        .size = m->size, .offset = m->offset,
-                                        .mem_dev = m->mem_dev, .mem_ino = m->mem_ino };
-            }
+            if (!c->n_maps)
+                continue;
+            g_variant_builder_add(&tables, "(suu)", c->name, (guint32)c->n_maps,
+                                  c->table_check);
+            any_table = true;
         }
         ops->serialize(ctx, list, d);
         vfiocpr_section_insert(d, ops->dma_section,
-                               g_variant_new_from_data(G_VARIANT_TYPE("a" VFIOCPR_RECORD_DMA), dma,
-                                                       n_dma * sizeof(wire_dma), TRUE, g_free,
-                                                       dma));
+                               g_variant_new_fixed_array(G_VARIANT_TYPE(VFIOCPR_RECORD_DMA), NULL,
+                                                         0, sizeof(wire_dma)));
         g_ptr_array_add(features, (gpointer)ops->feature);
+    }
+    if (any_table) {
+        vfiocpr_section_insert(d, VFIOCPR_SEC_DMA_TABLES, g_variant_builder_end(&tables));
+        g_ptr_array_add(features, (gpointer)VFIOCPR_FEATURE_DMA_TABLE);
+    } else {
+        g_variant_builder_clear(&tables);
     }
 }
 
+/* Slots for n records, in memory (a format before 1.6, or a copy). */
+static void slots_alloc(vfiocpr_container *c, guint n)
+{
+    c->cap = MAX(n, 16u);
+    c->rec = g_malloc((gsize)c->cap * sizeof(wire_dma));
+    c->rec_owned = true;
+    c->rt = g_new0(vfiocpr_map_rt, c->cap);
+}
+
+/* Formats 1.1 to 1.5: the records in the payload, copied into each container's
+ * slots; the table memfd is written when the restore finishes. */
 static int deserialize_dma(const vfiocpr_backend_ops *ops, GVariant *payload, GPtrArray *byidx,
                            GError **error)
 {
     g_autoptr(GVariant) vdma = NULL;
-    g_autofree gsize *count = NULL;
-    g_autofree vfiocpr_mapping **next = NULL;
+    g_autofree guint *count = NULL;
     const wire_dma *w;
     gsize n;
 
@@ -534,32 +837,129 @@ static int deserialize_dma(const vfiocpr_backend_ops *ops, GVariant *payload, GP
         return vfiocpr_fail(error, EBADMSG, "state: %s: section '%s' is missing or of the "
                             "wrong type", ops->name, vfiocpr_state_sections[ops->dma_section].name);
     w = g_variant_get_fixed_array(vdma, &n, sizeof(wire_dma));
-    /* one allocation per container for all its ranges: count, then fill */
-    count = g_new0(gsize, byidx->len + 1);
-    next = g_new0(vfiocpr_mapping *, byidx->len + 1);
+    if (n > G_MAXUINT32 / 4)
+        return vfiocpr_fail(error, EBADMSG, "state: %s: %zu DMA records", ops->name, n);
+    count = g_new0(guint, byidx->len + 1);
     for (gsize i = 0; i < n; i++) {
-        if (w[i].container >= byidx->len || !w[i].size || w[i].iova + w[i].size < w[i].iova ||
-            (w[i].flags & ~(VFIOCPR_DMA_READ | VFIOCPR_DMA_WRITE)))
+        guint32 ci = GUINT32_FROM_LE(w[i].container), fl = GUINT32_FROM_LE(w[i].flags);
+        guint64 iova = GUINT64_FROM_LE(w[i].iova), size = GUINT64_FROM_LE(w[i].size);
+        if (ci >= byidx->len || !size || iova + size < iova ||
+            (fl & ~(VFIOCPR_DMA_READ | VFIOCPR_DMA_WRITE)))
             return vfiocpr_fail(error, EBADMSG, "state: %s: DMA record %zu: bad container, "
                                 "range or flags", ops->name, i);
-        count[w[i].container]++;
+        count[ci]++;
     }
     for (guint k = 0; k < byidx->len; k++)
         if (count[k]) {
-            next[k] = g_new0(vfiocpr_mapping, count[k]);
-            g_ptr_array_add(((vfiocpr_container *)byidx->pdata[k])->blocks, next[k]);
+            vfiocpr_container *c = byidx->pdata[k];
+            slots_alloc(c, count[k]);
+            idx_build(c, count[k]);
         }
     for (gsize i = 0; i < n; i++) {
-        vfiocpr_container *c = byidx->pdata[w[i].container];
-        vfiocpr_mapping *m = next[w[i].container]++;
-        *m = (vfiocpr_mapping){ .iova = w[i].iova, .size = w[i].size, .offset = w[i].offset,
-                                .flags = w[i].flags, .memfd = -1, .mem_dev = w[i].mem_dev,
-                                .mem_ino = w[i].mem_ino, .pending = true };
-        if (!g_hash_table_add(c->maps, m))
+        vfiocpr_container *c = byidx->pdata[GUINT32_FROM_LE(w[i].container)];
+        wire_dma *dst = REC(c, c->n_maps);
+        *dst = w[i];
+        dst->container = 0;
+        if (!idx_add(c, c->n_maps))
             return vfiocpr_fail(error, EBADMSG, "state: %s: DMA record %zu: iova 0x%" PRIx64
-                                " appears twice in container '%s'", ops->name, i, w[i].iova,
-                                c->name);
+                                " appears twice in container '%s'", ops->name, i,
+                                GUINT64_FROM_LE(w[i].iova), c->name);
+        c->table_check += slot_check(c->n_maps, dst);
+        c->dma_bytes += GUINT64_FROM_LE(dst->size);
+        c->n_maps++;
         c->n_pending++;
+    }
+    return 0;
+}
+
+/* Format 1.6: each container's records in a sealed table memfd (its fd in the
+ * registry under vfio-dma-table:<container>), read in place. The state bytes are
+ * checked as strictly as the payload's records were: seals, size, every record's
+ * range and flags, no iova twice, and the check value the writer recorded. */
+static int deserialize_tables(vfiocpr *ctx, GVariant *payload, GError **error)
+{
+    vfiocpr_vfio *v = vfiocpr_ctx_vfio(ctx);
+    vfiocpr_fdreg *reg = vfiocpr_ctx_fdreg(ctx);
+    g_autoptr(GVariant) vt = vfiocpr_section_lookup(payload, VFIOCPR_SEC_DMA_TABLES);
+    g_autofree const char **req = NULL;
+    bool feature;
+    GVariantIter it;
+    const char *name;
+    guint32 count, check;
+
+    feature = g_variant_lookup(payload, VFIOCPR_SECTION(REQUIRED_FEATURES), "^a&s", &req) &&
+              g_strv_contains(req, VFIOCPR_FEATURE_DMA_TABLE);
+    if (!vt && !vfiocpr_section_present(payload, VFIOCPR_SEC_DMA_TABLES) && !feature)
+        return 0;
+    if (!vt || !feature)
+        return vfiocpr_fail(error, EBADMSG, "state: section '%s' %s", VFIOCPR_SECTION(DMA_TABLES),
+                            !vt ? "is missing or of the wrong type"
+                                : "is there but the feature '" VFIOCPR_FEATURE_DMA_TABLE
+                                  "' is not required");
+    g_variant_iter_init(&it, vt);
+    while (g_variant_iter_next(&it, "(&suu)", &name, &count, &check)) {
+        vfiocpr_container *c = g_hash_table_lookup(v->containers, name);
+        vfiocpr_fd_stat st;
+        off_t size = 0;
+        void *map = NULL;
+        guint32 sum = 0;
+        int fd, seals, r;
+
+        if (!c || !c->preserved || c->rec || c->table_fd >= 0 || !count)
+            return vfiocpr_fail(error, EBADMSG, "state: DMA table of container '%s': no such "
+                                "preserved container, a second table for it, or no records",
+                                name);
+        if (count > VFIOCPR_STATE_MAX_PAYLOAD / sizeof(wire_dma))
+            return vfiocpr_fail(error, EBADMSG, "state: DMA table of container '%s': %u "
+                                "records", name, count);
+        fd = vfiocpr_fdreg_find(reg, c->table_key, 0, VFIOCPR_FD_MEMFD, error);
+        if (fd < 0)
+            return fd == -ENOENT ? (g_prefix_error(error, "state: "), -EBADMSG) : fd;
+        seals = VK(get_seals, fd);
+        r = VK(fstat, fd, &st, &size);
+        if (seals < 0 || r < 0 ||
+            (seals & VFIOCPR_STATE_SEALS_REQUIRED) != VFIOCPR_STATE_SEALS_REQUIRED)
+            return vfiocpr_fail(error, EPERM, "state: DMA table of container '%s': fd %d is not "
+                                "a sealed memfd (seals 0x%x, need 0x%x)", name, fd,
+                                seals < 0 ? 0u : (unsigned)seals, VFIOCPR_STATE_SEALS_REQUIRED);
+        if ((guint64)size < (guint64)count * sizeof(wire_dma))
+            return vfiocpr_fail(error, EBADMSG, "state: DMA table of container '%s': %lld bytes "
+                                "cannot hold %u records", name, (long long)size, count);
+        r = VK(mmap, fd, (gsize)count * sizeof(wire_dma), PROT_READ, 0, &map);
+        if (r < 0)
+            return vfiocpr_fail(error, r, "state: DMA table of container '%s': mmap of fd %d",
+                                name, fd);
+        c->rec = map;
+        c->rec_owned = false;
+        c->map_len = (gsize)count * sizeof(wire_dma);
+        c->table_fd = fd;
+        c->table_inherited = true;
+        c->table_sealed = true;
+        c->cap = count;
+        c->rt = g_new0(vfiocpr_map_rt, count);
+        idx_build(c, count);
+        for (guint i = 0; i < count; i++) {
+            const wire_dma *w = REC(c, i);
+            guint32 fl = GUINT32_FROM_LE(w->flags);
+            guint64 iova = GUINT64_FROM_LE(w->iova), sz = GUINT64_FROM_LE(w->size);
+            if (w->container || !sz || iova + sz < iova ||
+                (fl & ~(VFIOCPR_DMA_READ | VFIOCPR_DMA_WRITE)))
+                return vfiocpr_fail(error, EBADMSG, "state: DMA table of container '%s': record "
+                                    "%u: bad container, range or flags", name, i);
+            c->n_maps = i;
+            if (!idx_add(c, i))
+                return vfiocpr_fail(error, EBADMSG, "state: DMA table of container '%s': record "
+                                    "%u: iova 0x%" PRIx64 " appears twice", name, i, iova);
+            sum += slot_check(i, w);
+            c->dma_bytes += sz;
+        }
+        c->n_maps = count;
+        c->n_pending = count;
+        if (sum != check)
+            return vfiocpr_fail(error, EBADMSG, "state: DMA table of container '%s': check value "
+                                "0x%08x, the state records 0x%08x (corrupt or not this state's "
+                                "table)", name, sum, check);
+        c->table_check = sum;
     }
     return 0;
 }
@@ -585,7 +985,7 @@ int vfiocpr_vfio_deserialize(vfiocpr *ctx, GVariant *payload, GError **error)
         if (r < 0)
             return r;
     }
-    return 0;
+    return deserialize_tables(ctx, payload, error);
 }
 
 int vfiocpr_vfio_finish(vfiocpr *ctx, GError **error)
@@ -594,7 +994,7 @@ int vfiocpr_vfio_finish(vfiocpr *ctx, GError **error)
     g_autoptr(GString) missing = g_string_new(NULL);
     bool blocked = false;
     guint n = 0;
-    GHashTableIter it, mit;
+    GHashTableIter it;
     gpointer k;
 
     g_hash_table_iter_init(&it, v->containers);
@@ -603,14 +1003,14 @@ int vfiocpr_vfio_finish(vfiocpr *ctx, GError **error)
         if (!c->n_pending)
             continue;
         blocked |= c->ops == &vfiocpr_type1_ops;
-        g_hash_table_iter_init(&mit, c->maps);
-        while (g_hash_table_iter_next(&mit, &k, NULL)) {
-            vfiocpr_mapping *m = k;
-            if (!m->pending)
+        for (guint i = 0; i < c->n_maps; i++) {
+            vfiocpr_mapping m;
+            if (c->rt[i].provided)
                 continue;
+            vfiocpr_container_mapping(c, i, &m);
             if (n++ < 8)
                 g_string_append_printf(missing, "%s'%s' 0x%" PRIx64 "-0x%" PRIx64,
-                                       n > 1 ? ", " : "", c->name, m->iova, m->iova + m->size - 1);
+                                       n > 1 ? ", " : "", c->name, m.iova, m.iova + m.size - 1);
         }
     }
     if (n)
@@ -621,8 +1021,12 @@ int vfiocpr_vfio_finish(vfiocpr *ctx, GError **error)
                             missing->str, n > 8 ? ", ..." : "");
     g_hash_table_iter_init(&it, v->containers);
     while (g_hash_table_iter_next(&it, NULL, &k)) {
-        int r = ((vfiocpr_container *)k)->ops->finish(k, error);
+        vfiocpr_container *c = k;
+        int r = c->ops->finish(c, error);
         if (r < 0)
+            return r;
+        /* restored from a format before 1.6: the table is written once, here */
+        if (c->n_maps && c->table_fd < 0 && (r = table_writable(c, c->n_maps, error)) < 0)
             return r;
     }
     return 0;
@@ -630,7 +1034,7 @@ int vfiocpr_vfio_finish(vfiocpr *ctx, GError **error)
 
 static gint cmp_mapping_iova(gconstpointer a, gconstpointer b)
 {
-    guint64 x = (*(vfiocpr_mapping *const *)a)->iova, y = (*(vfiocpr_mapping *const *)b)->iova;
+    guint64 x = ((const vfiocpr_desc_map *)a)->iova, y = ((const vfiocpr_desc_map *)b)->iova;
     return (x > y) - (x < y);
 }
 
@@ -659,8 +1063,7 @@ static void memfd_of(memfd_cache *mc, guint64 dev, guint64 ino)
                  : -ENOENT;
 }
 
-static void describe_mapping(memfd_cache *mc, const vfiocpr_mapping *m,
-                             vfiocpr_desc_map *out)
+static void describe_mapping(memfd_cache *mc, const vfiocpr_mapping *m, vfiocpr_desc_map *out)
 {
     /* a preserved range has no fd until it is provided again: the memfd the
      * registry holds with its identity is the one it must come back with */
@@ -675,19 +1078,16 @@ static GVariant *describe_container(vfiocpr_container *c)
 {
     vfiocpr_fdreg *reg = vfiocpr_ctx_fdreg(c->ctx);
     memfd_cache mc = { .reg = reg };
-    g_autoptr(GPtrArray) maps = g_ptr_array_new();
     g_autofree vfiocpr_desc_map *dm = NULL;
     GVariantBuilder d;
-    GHashTableIter it;
-    gpointer k;
-    guint64 bytes = 0;
 
-    g_hash_table_iter_init(&it, c->maps);
-    while (g_hash_table_iter_next(&it, &k, NULL)) {
-        g_ptr_array_add(maps, k);
-        bytes += ((vfiocpr_mapping *)k)->size;
+    dm = g_new0(vfiocpr_desc_map, c->n_maps ? c->n_maps : 1);
+    for (guint i = 0; i < c->n_maps; i++) {
+        vfiocpr_mapping m;
+        vfiocpr_container_mapping(c, i, &m);
+        describe_mapping(&mc, &m, &dm[i]);
     }
-    g_ptr_array_sort(maps, cmp_mapping_iova);
+    qsort(dm, c->n_maps, sizeof(*dm), cmp_mapping_iova);
     g_variant_builder_init(&d, G_VARIANT_TYPE_VARDICT);
     vfiocpr_kv_s(&d, "name", c->name);
     vfiocpr_kv_s(&d, "backend", c->ops->name);
@@ -695,14 +1095,11 @@ static GVariant *describe_container(vfiocpr_container *c)
     vfiocpr_kv_i(&d, "fd", c->fd >= 0 ? c->fd : MAX(vfiocpr_fdreg_peek(reg, c->reg_name, 0), -1));
     vfiocpr_kv_s(&d, "status", !c->preserved ? "open" : c->claimed ? "claimed" : "unclaimed");
     c->ops->describe(c, &d);
-    vfiocpr_kv_u(&d, "dma-ranges", g_hash_table_size(c->maps));
-    vfiocpr_kv_t(&d, "dma-bytes", bytes);
+    vfiocpr_kv_u(&d, "dma-ranges", c->n_maps);
+    vfiocpr_kv_t(&d, "dma-bytes", c->dma_bytes);
     vfiocpr_kv_u(&d, "remap-pending", c->n_pending);
-    dm = g_new0(vfiocpr_desc_map, maps->len ? maps->len : 1);
-    for (guint i = 0; i < maps->len; i++)
-        describe_mapping(&mc, maps->pdata[i], &dm[i]);
     vfiocpr_kv(&d, "mappings",
-               g_variant_new_fixed_array(G_VARIANT_TYPE(VFIOCPR_DESC_MAP_TYPE), dm, maps->len,
+               g_variant_new_fixed_array(G_VARIANT_TYPE(VFIOCPR_DESC_MAP_TYPE), dm, c->n_maps,
                                          sizeof(vfiocpr_desc_map)));
     return g_variant_builder_end(&d);
 }
@@ -741,6 +1138,10 @@ void vfiocpr_vfio_describe(vfiocpr *ctx, GVariantBuilder *out)
     vfiocpr_kv(out, "devices", g_variant_builder_end(&b));
 }
 
+/* The DMA tables: written as the VMM maps, sealed for a handover, read in place. */
 const vfiocpr_decl vfiocpr_vfio_uses[] = {
-    VFIOCPR_OP(open, 0), VFIOCPR_OP(close, 0), VFIOCPR_OP(memlock, 0), VFIOCPR_DECL_END,
+    VFIOCPR_OP(open, 0),      VFIOCPR_OP(close, 0),     VFIOCPR_OP(memlock, 0),
+    VFIOCPR_OP(memfd_create, 0), VFIOCPR_OP(pwrite, 0), VFIOCPR_OP(add_seals, 0),
+    VFIOCPR_OP(get_seals, 0), VFIOCPR_OP(fstat, 0),     VFIOCPR_OP(mmap, 0),
+    VFIOCPR_OP(munmap, 0),    VFIOCPR_DECL_END,
 };

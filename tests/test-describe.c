@@ -768,7 +768,7 @@ static void test_describe_restart(void)
     g_clear_pointer(&kvm, g_variant_unref);
     desc = vfiocpr_describe(m.ctx);
     fds = as_dicts(desc, "fds");
-    g_assert_cmpuint(count_status(fds, "claimed"), ==, 13);
+    g_assert_cmpuint(count_status(fds, "claimed"), ==, 15); /* and the 2 DMA tables */
     c0 = nth(desc, "containers", 0);
     g_assert_cmpstr(s_of(c0, "status"), ==, "claimed");
     g_assert_cmpuint(num(c0, "remap-pending"), ==, 0);

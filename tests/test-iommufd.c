@@ -714,9 +714,10 @@ static void test_mixed_backends(void)
             g_autofree const char **req = NULL;
             g_assert_cmpint(vfiocpr_state_decode(blob, &payload, NULL, NULL, &err), ==, 0);
             g_assert_true(g_variant_lookup(payload, "required-features", "^a&s", &req));
-            g_assert_cmpuint(g_strv_length((char **)req), ==, 2);
+            g_assert_cmpuint(g_strv_length((char **)req), ==, 3);
             g_assert_cmpstr(req[0], ==, "vfio-type1");
             g_assert_cmpstr(req[1], ==, "iommufd");
+            g_assert_cmpstr(req[2], ==, "dma-table");
             sfd = fake_kernel_exec_ok(ctx, G_MAXUINT64);
             set_env_fd(sfd);
         }

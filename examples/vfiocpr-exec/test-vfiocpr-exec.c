@@ -1149,7 +1149,7 @@ static void test_json_full(void)
     g_setenv(VFIOCPR_STATE_ENV, env, TRUE);
     g_assert_cmpint(validate_state(env, &ctx, &desc, &dump, &err), ==, STATE_VALID);
     g_assert_no_error(err);
-    g_assert_nonnull(strstr(dump, "fds: 10 (")); /* what NEW will find: */
+    g_assert_nonnull(strstr(dump, "fds: 12 (")); /* what NEW will find (and 2 DMA tables): */
     g_assert_nonnull(strstr(dump, " unclaimed\n"));
     json = summary_json(desc, &ri);
     g_test_message("%s", json);
@@ -1163,7 +1163,8 @@ static void test_json_full(void)
     /* the schema 1 summary, now counted from the description */
     g_assert_cmpint(j_int(j, "schema"), ==, 1);
     g_assert_true(j_bool(j, "complete"));
-    g_assert_cmpint(j_int(j, "fd_total"), ==, 10); /* ram, 2 containers, group, 2 devices, 4 eventfds */
+    /* ram, 2 containers, group, 2 devices, 4 eventfds, 2 DMA tables */
+    g_assert_cmpint(j_int(j, "fd_total"), ==, 12);
     counts = j_get(j, "fd_counts", "a{sv}");
     g_assert_cmpint(j_int(counts, "eventfd"), ==, 4);
     g_assert_cmpint(j_int(counts, "iommufd"), ==, 1);
