@@ -45,6 +45,8 @@ static const guint32 fcntl_cmds[] = { F_GETFD, F_SETFD, F_ADD_SEALS, F_GET_SEALS
 
 /* What the backend-neutral parts issue; each IOMMU backend declares its own. */
 static const vfiocpr_ioctl_decl ioctls[] = {
+    /* device identity: at a cold open, and in a restore on kernels without fdinfo */
+    VFIOCPR_IOCTL(VFIO_DEVICE_GET_INFO, 0),
     VFIOCPR_IOCTL(VFIO_DEVICE_GET_REGION_INFO, 0),
     VFIOCPR_IOCTL(VFIO_DEVICE_GET_IRQ_INFO, 0),
     VFIOCPR_IOCTL(VFIO_DEVICE_SET_IRQS, 0),
