@@ -315,31 +315,16 @@ static int load_identities(GHashTable *devices, GVariant *payload, GError **erro
 /* The device name the kernel's fdinfo gives fd (the basename of
  * vfio-device-syspath, a PCI address or an mdev UUID): 1 and the path in buf,
  * 0 if fdinfo has no such line (a kernel before 6.18), < 0 if fdinfo could not be
- * read (no /proc). */
+ * read. */
 static int fdinfo_syspath(int fd, char *buf, size_t len)
 {
     static const char key[] = "vfio-device-syspath:";
-    char path[64], text[4096];
-    size_t have = 0;
+    char text[4096];
     const char *line, *end;
-    int f;
+    int r = VK(fdinfo, fd, text, sizeof(text));
 
-    snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", fd);
-    f = VK(open, path, O_RDONLY);
-    if (f < 0)
-        return f;
-    while (have < sizeof(text) - 1) {
-        ssize_t n = VK(read, f, text + have, sizeof(text) - 1 - have);
-        if (n < 0) {
-            VK(close, f);
-            return (int)n;
-        }
-        if (n == 0)
-            break;
-        have += (size_t)n;
-    }
-    VK(close, f);
-    text[have] = 0;
+    if (r < 0)
+        return r;
     for (line = text; line && *line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL) {
         if (strncmp(line, key, sizeof(key) - 1) != 0)
             continue;
@@ -409,10 +394,12 @@ int vfiocpr_devices_verify(vfiocpr *ctx, GVariant *payload, GError **error)
                                         d->name);
                 continue; /* the kernel named it: nothing better to compare */
             }
-            no_fdinfo = true;
+            /* the library needs /proc anyway (fd kinds): unreadable is not normal */
             if (r < 0)
-                g_debug("device '%s': fdinfo of fd %d unreadable (%s): identity check only",
-                        d->name, fd, g_strerror(-r));
+                return vfiocpr_fail(error, r, "state: vfio: device '%s': restore: reading "
+                                    "/proc/self/fdinfo/%d of the inherited %s fd", d->name, fd,
+                                    vfiocpr_fd_kind_to_string(d->kind));
+            no_fdinfo = true;
         }
         if (!d->id.known)
             continue; /* a state before 1.5, on a kernel without the fdinfo line */

@@ -69,6 +69,8 @@ typedef struct vfiocpr_kernel_ops {
     int (*shutdown)(int sock);
     guint32 (*getpid)(void);
     gint64 (*monotonic_ms)(void);
+    /* /proc/self/fdinfo/N whole into buf (NUL-terminated, cut at len - 1): its length */
+    int (*fdinfo)(int fd, char *buf, size_t len);
 } vfiocpr_kernel_ops;
 
 /* Installs ops (NULL: the real kernel); returns the previous table. */

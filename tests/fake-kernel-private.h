@@ -168,6 +168,12 @@ int fk_cdev_ioctl(fk_obj *o, unsigned long request, void *arg);
 int fk_iommufd_open(const char *path);
 int fk_iommufd_dir_entry(const char *dir, const char *prefix, char *buf, size_t len);
 
+/* ---- device identity (fake-kernel-devid.c) ---- */
+guint64 fk_devid_region_size(const fk_obj *o, guint32 index);
+ssize_t fk_devid_pread(const fk_obj *o, void *buf, size_t len, off_t off);
+int fk_devid_fdinfo(int fd, char *buf, size_t len);
+void fk_devid_reset(void);
+
 /* ---- KVM (fake-kernel-kvm.c) ---- */
 int fk_kvm_ioctl(int fd, fk_obj *o, unsigned long request, void *arg);
 int fk_kvm_open(const char *path);

@@ -199,7 +199,7 @@ int fk_device_ioctl(fk_obj *o, unsigned long request, void *arg)
             return -EINVAL;
         r->flags = VFIO_REGION_INFO_FLAG_READ | VFIO_REGION_INFO_FLAG_WRITE |
                    (r->index == 0 ? VFIO_REGION_INFO_FLAG_MMAP : 0);
-        r->size = r->index == 0 ? 0x1000 : 0;
+        r->size = fk_devid_region_size(o, r->index);
         r->offset = (guint64)r->index << 40;
         return 0;
     }

@@ -34,7 +34,7 @@ static const char *const names[] = {
     "memfd_create", "pwrite", "pread", "fstat", "fd_path", "get_cloexec", "set_cloexec",
     "cloexec_range", "get_seals", "add_seals", "close", "execve", "ioctl", "open", "readlink",
     "mmap", "munmap", "memlock", "eventfd", "readable", "read", "write", "lseek", "dir_entry",
-    "send_msg", "recv_msg", "wait_readable", "peer_cred", "shutdown", "any",
+    "send_msg", "recv_msg", "wait_readable", "peer_cred", "shutdown", "fdinfo", "any",
 };
 
 const char *fake_kernel_op_name(fk_op op)
@@ -120,7 +120,10 @@ static ssize_t f_pwrite(int fd, const void *buf, size_t len, off_t off)
 
 static ssize_t f_pread(int fd, void *buf, size_t len, off_t off)
 {
+    fk_obj *o;
     ENTER(FK_PREAD);
+    if ((o = fk_obj_get(fd, FK_DEVICE)))
+        return fk_devid_pread(o, buf, len, off);
     return REAL->pread(fd, buf, len, off);
 }
 
@@ -419,6 +422,16 @@ static int f_open(const char *path, int flags)
     return REAL->open(path, flags);
 }
 
+static int f_fdinfo(int fd, char *buf, size_t len)
+{
+    int r;
+
+    ENTER(FK_FDINFO);
+    if ((r = fk_devid_fdinfo(fd, buf, len)) != FK_NOT_MINE)
+        return r;
+    return REAL->fdinfo(fd, buf, len);
+}
+
 static int f_readlink(const char *path, char *buf, size_t len)
 {
     int r;
@@ -587,6 +600,7 @@ static const vfiocpr_kernel_ops fake_ops = {
     .peer_cred = f_peer_cred,
     .shutdown = f_shutdown,
     .getpid = f_getpid,
+    .fdinfo = f_fdinfo,
     .monotonic_ms = f_monotonic_ms,
 };
 
@@ -632,6 +646,7 @@ void fake_kernel_reset(void)
     fk.next_fd = 950;
     fk_type1_reset();
     fk_mig_reset();
+    fk_devid_reset();
     vfiocpr_kernel_set_ops(&fake_ops);
 }
 

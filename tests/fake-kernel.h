@@ -37,6 +37,7 @@ typedef enum {
     FK_WAIT_READABLE,
     FK_PEER_CRED,
     FK_SHUTDOWN,
+    FK_FDINFO,
     FK_N_OPS,
     FK_ANY = FK_N_OPS,
 } fk_op;
@@ -86,6 +87,13 @@ void fake_vfio_set_irq_count(unsigned index, unsigned count, bool noresize);
 unsigned fake_vfio_irq_rerequests(void);
 unsigned fake_vfio_irq_live(int device_fd, unsigned index);
 int fake_vfio_unmask_fd(int device_fd);
+/* ---- what tells device fds apart (tests/fake-kernel-devid.c): the PCI ids of the
+ * device of group (default 1234:11e8 class_rev 0x00ff0010, BAR0 0x1000) in its
+ * config region; whether /proc/self/fdinfo/N of a device fd names the device
+ * (vfio-device-syspath, Linux 6.18+; off by default, like 6.1). */
+void fake_vfio_set_device_id(int group, guint16 vendor, guint16 device, guint32 class_rev,
+                             guint64 bar0_size);
+void fake_vfio_set_fdinfo_syspath(bool on);
 /* ---- KVM model: /dev/kvm, VMs, routing commits, irqfds (EBUSY when assigned twice).
  * Off by default so host tests reach the real /dev/kvm; ioctls on fds the fake does
  * not know go to the real kernel. */
