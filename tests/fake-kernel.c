@@ -322,11 +322,7 @@ int fk_new_object(const char *link, guint32 mode, guint64 rdev, int type, fk_gro
     REAL->close(tmp);
     if (fd < 0)
         return -errno;
-    /* as on a real kernel: every group-obtained device fd is one anon inode, and
-     * every open of /dev/vfio/vfio or /dev/iommu is the same device node */
-    fake_kernel_pretend(fd, link, mode, 5,
-                        type == FK_DEVICE ? 1039 : type == FK_CONTAINER ? 88 :
-                        type == FK_IOMMUFD ? 89 : ++fk.next_ino, rdev);
+    fake_kernel_pretend(fd, link, mode, 5, type == FK_DEVICE ? 1039 : ++fk.next_ino, rdev);
     p = fk_find_pretend(fd);
     p->owned = true;
     {

@@ -385,11 +385,11 @@ static void test_groups_swapped(gconstpointer data)
     bad = forge(blob, "vfio-group", 12, "vfio-group", 13, mode, NULL);
     r = restore(bad, &ctx, &err);
     g_assert_null(ctx);
-    if (mode == SWAP_FD)
-        assert_refused(r, err, "'vfio-group'/12", "/dev/vfio/13");
-    else
-        /* whichever group is looked at first, both are named */
-        assert_refused(r, err, "/dev/vfio/12", "/dev/vfio/13");
+    /* whichever group is looked at first, the record and the fd's group are named */
+    assert_refused(r, err, "/dev/vfio/1", mode == SWAP_FD ? "'vfio-group'/1" : "not /dev/vfio/1");
+    g_assert_true((strstr(err->message, "/12") && strstr(err->message, "/13")) ||
+                  (strstr(err->message, "group 12") && strstr(err->message, "/dev/vfio/13")) ||
+                  (strstr(err->message, "group 13") && strstr(err->message, "/dev/vfio/12")));
     assert_untouched(&old, 0);
     g_clear_error(&err);
     assert_restores(blob, &old, TYPE1_ONE);
@@ -415,7 +415,10 @@ static void test_cdevs_swapped(void)
     bad = forge(blob, "vfio-device:" BDF_A, 0, "vfio-device:" BDF_B, 0, SWAP_FD, NULL);
     r = restore(bad, &ctx, &err);
     g_assert_null(ctx);
-    assert_refused(r, err, "'vfio-device:" BDF_A "'", "/dev/vfio/devices/vfio13");
+    /* whichever record is looked at first: it, and the other device's cdev */
+    assert_refused(r, err, "'vfio-device:0000:00:0", "/dev/vfio/devices/vfio1");
+    g_assert_true((strstr(err->message, BDF_A) && strstr(err->message, "vfio13")) ||
+                  (strstr(err->message, BDF_B) && strstr(err->message, "vfio12")));
     assert_untouched(&old, 0);
     g_clear_error(&err);
     assert_restores(blob, &old, IOMMUFD_ONE);
@@ -439,7 +442,10 @@ static void test_containers_swapped(void)
     setup();
 
     exec_state(&old, TYPE1_TWO, &blob);
-    bad = forge(blob, "vfio-container:c0", 0, "vfio-container:c1", 0, SWAP_FD, NULL);
+    /* On a real kernel both fds are the one /dev/vfio/vfio inode; the fake numbers its
+     * objects' inodes (golden states depend on it), so the identities travel with the
+     * fds here, which is what a real swap looks like. */
+    bad = forge(blob, "vfio-container:c0", 0, "vfio-container:c1", 0, SWAP_ALL, NULL);
     g_assert_cmpint(restore(bad, &m.ctx, &err), ==, 0); /* the documented limit */
     g_assert_cmpint(vfiocpr_container_open(m.ctx, "c0", &m.c, &err), ==, 0);
     g_assert_cmpint(vfiocpr_container_fd(m.c), ==, vfiocpr_container_fd(old.c2));
