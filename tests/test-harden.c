@@ -463,6 +463,92 @@ static void test_containers_swapped(void)
     close(old.ram);
 }
 
+/* ------------------------------------------------------------ golden blob v1.5 */
+
+/* The fake kernel as golden_v13_cold_start() left it, and the state a 1.5 writer
+ * made of it (tests/data/state-v1.5.bin): the 1.3 VMM, an exec state, with the
+ * identity of both devices (the fake's default PCI ids). */
+static GBytes *golden_v15_setup(void)
+{
+    fake_kernel_reset();
+    g_unsetenv(VFIOCPR_STATE_ENV);
+    vfiocpr_unref(golden_v13_cold_start());
+    {
+        /* the type1 container's vaddrs invalidated as the writer's exec did */
+        struct vfio_iommu_type1_dma_unmap un = { .argsz = sizeof(un),
+                                                 .flags = VFIO_DMA_UNMAP_FLAG_VADDR |
+                                                          VFIO_DMA_UNMAP_FLAG_ALL };
+        g_assert_cmpint(vfiocpr_kernel->ioctl(950, VFIO_IOMMU_UNMAP_DMA, &un), ==, 0);
+    }
+    fake_vfio_new_process(G_MAXUINT64);
+    return tu_read_file("state-v1.5.bin");
+}
+
+static void test_golden_v15(void)
+{
+    g_autoptr(GBytes) blob = golden_v15_setup();
+    g_autoptr(GVariant) payload = NULL, ids = NULL;
+    g_autoptr(GError) err = NULL;
+    g_autoptr(vfiocpr) ctx = NULL;
+    g_autoptr(vfiocpr_container) c = NULL, i = NULL;
+    g_autoptr(vfiocpr_device) dev = NULL, di = NULL;
+    guint16 major, minor;
+    GVariantIter it;
+    const char *name;
+    guint32 ids_w, n = 0;
+
+    g_assert_cmpint(vfiocpr_state_decode(blob, &payload, &major, &minor, &err), ==, 0);
+    g_assert_cmpuint(major, ==, 1);
+    g_assert_cmpuint(minor, ==, 5);
+    ids = g_variant_lookup_value(payload, "vfio-device-identity", G_VARIANT_TYPE("a(suuuuuuat)"));
+    g_assert_nonnull(ids);
+    g_variant_iter_init(&it, ids);
+    while (g_variant_iter_next(&it, "(&suuuuuu@at)", &name, NULL, NULL, NULL, &ids_w, NULL, NULL,
+                               NULL)) {
+        g_assert_true(strcmp(name, "0000:00:03.0") == 0 || strcmp(name, "0000:00:04.0") == 0);
+        g_assert_cmphex(ids_w, ==, 0x11e81234); /* edu, the fake's default */
+        n++;
+    }
+    g_assert_cmpuint(n, ==, 2);
+    g_assert_cmpint(restore(blob, &ctx, &err), ==, 0);
+    g_assert_no_error(err);
+    g_assert_cmpint(vfiocpr_container_open(ctx, "c0", &c, &err), ==, 0);
+    g_assert_cmpint(vfiocpr_device_attach(c, "0000:00:03.0", &dev, &err), ==, 0);
+    g_assert_cmpint(vfiocpr_container_open_backend(ctx, "i0", VFIOCPR_BACKEND_AUTO, &i, &err), ==,
+                    0);
+    g_assert_cmpint(vfiocpr_device_attach(i, "0000:00:04.0", &di, &err), ==, 0);
+    g_assert_no_error(err);
+    g_assert_cmpint(vfiocpr_device_fd(dev), ==, 952);
+    g_assert_cmpint(vfiocpr_device_fd(di), ==, 954);
+    g_assert_cmpint(vfiocpr_dma_map(c, 0x100000, 0x200000, (void *)0x7e0000000000ull,
+                                    GOLDEN_V11_RAM_FD, 0, 3, &err), ==, 0);
+    g_assert_cmpint(vfiocpr_dma_map(c, 0x40000000, 0x600000, (void *)0x7e0000200000ull,
+                                    GOLDEN_V11_RAM_FD, 0x200000, 1, &err), ==, 0);
+    g_assert_cmpint(vfiocpr_dma_map(i, 0x100000, 0x100000, (void *)0x7e0000800000ull,
+                                    GOLDEN_V11_RAM_FD, 0x0, 3, &err), ==, 0);
+    g_assert_no_error(err);
+    g_assert_cmpint(vfiocpr_finish(ctx, NULL, &err), >=, 0);
+    g_assert_no_error(err);
+    g_assert_cmpuint(fake_vfio_ioctls(VFIO_DEVICE_RESET), ==, 0);
+}
+
+/* The golden's recorded identities are really compared: the same state where the
+ * device behind the cdev now answers with other ids is refused, naming it. */
+static void test_golden_v15_other_device(void)
+{
+    g_autoptr(GBytes) blob = golden_v15_setup();
+    g_autoptr(GError) err = NULL;
+    vfiocpr *ctx = NULL;
+    int r;
+
+    fake_vfio_set_device_id(13, 0x8086, 0x10d3, 0x02000000, 0x20000);
+    r = restore(blob, &ctx, &err);
+    g_assert_null(ctx);
+    assert_refused(r, err, "device '0000:00:04.0'", "8086:10d3");
+    g_assert_cmpint(fcntl(954, F_GETFD), >=, 0);
+    g_assert_cmpuint(fake_vfio_device_closes(), ==, 0);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -479,5 +565,7 @@ int main(int argc, char **argv)
     ADDD("/harden/type1/groups-swapped/record", SWAP_ALL, test_groups_swapped);
     ADD("/harden/iommufd/cdevs-swapped", test_cdevs_swapped);
     ADD("/harden/type1/containers-swapped", test_containers_swapped);
+    ADD("/harden/golden-v1.5", test_golden_v15);
+    ADD("/harden/golden-v1.5/other-device", test_golden_v15_other_device);
     return g_test_run();
 }
