@@ -133,7 +133,7 @@ VFIOCPR_EXPORT int vfiocpr_device_iommufd_ids(const vfiocpr_device *d, uint32_t 
 
 #define PCI_ID_BYTES 0x30 /* vendor, device, class, revision, subsystem ids */
 
-int vfiocpr_device_identity_read(int fd, vfiocpr_device_identity *id)
+int vfiocpr_device_identity_read(int fd, guint n_sizes, vfiocpr_device_identity *id)
 {
     struct vfio_device_info info = { .argsz = sizeof(info) };
     struct vfio_region_info cfg = { .argsz = sizeof(cfg), .index = VFIO_PCI_CONFIG_REGION_INDEX };
@@ -148,8 +148,10 @@ int vfiocpr_device_identity_read(int fd, vfiocpr_device_identity *id)
     id->flags = info.flags;
     id->num_regions = info.num_regions;
     id->num_irqs = info.num_irqs;
-    /* the BARs and the ROM for PCI: their sizes are fixed by the hardware */
-    id->n_sizes = MIN(info.num_regions, (guint32)VFIOCPR_ID_REGIONS);
+    /* Region sizes cost one ioctl each in the restore and add nothing for two
+     * functions of one model: this writer records none; a state that has them is
+     * compared on as many as it holds. */
+    id->n_sizes = MIN(n_sizes, MIN(info.num_regions, (guint32)VFIOCPR_ID_REGIONS));
     for (guint i = 0; i < id->n_sizes; i++) {
         struct vfio_region_info ri = { .argsz = sizeof(ri), .index = i };
         r = VK(ioctl, fd, VFIO_DEVICE_GET_REGION_INFO, &ri);
@@ -403,7 +405,7 @@ int vfiocpr_devices_verify(vfiocpr *ctx, GVariant *payload, GError **error)
         }
         if (!d->id.known)
             continue; /* a state before 1.5, on a kernel without the fdinfo line */
-        r = vfiocpr_device_identity_read(fd, &now);
+        r = vfiocpr_device_identity_read(fd, d->id.n_sizes, &now);
         if (r < 0)
             return vfiocpr_fail(error, r, "state: vfio: device '%s': restore: reading the "
                                 "identity of inherited %s fd %d", d->name,
@@ -434,7 +436,7 @@ void vfiocpr_devices_fill_identity(GHashTable *devices)
         int r;
         if (d->id.known || d->fd < 0)
             continue;
-        r = vfiocpr_device_identity_read(d->fd, &d->id);
+        r = vfiocpr_device_identity_read(d->fd, 0, &d->id);
         if (r < 0)
             g_debug("device '%s': no identity (%s): the next restore checks it by fdinfo only",
                     d->name, g_strerror(-r));
@@ -469,7 +471,7 @@ int vfiocpr_device_add(vfiocpr_container *c, int group, const char *name, int fd
     int r = vfiocpr_ctx_may_change(vfiocpr_container_ctx(c), "device open", error);
 
     if (r == 0) {
-        r = vfiocpr_device_identity_read(fd, &d->id);
+        r = vfiocpr_device_identity_read(fd, 0, &d->id);
         if (r < 0)
             vfiocpr_fail(error, r, "device '%s': open: reading its identity (VFIO_DEVICE_GET_INFO, "
                          "region info, PCI config ids) for the restore's check", name);

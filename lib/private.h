@@ -332,9 +332,11 @@ int vfiocpr_device_claim(vfiocpr_container *c, const char *name, vfiocpr_device 
                          GError **error);
 void vfiocpr_device_set_iommufd_ids(vfiocpr_device *d, guint32 devid, guint32 hwpt_id);
 /* What a device fd is, as far as the kernel tells without touching the device:
- * VFIO_DEVICE_GET_INFO, the sizes of the first regions (PCI: the BARs, never the ROM,
- * whose info maps it) and the PCI ids from config space. Two functions of the same
- * model and subsystem have equal identities: only fdinfo tells them apart. */
+ * VFIO_DEVICE_GET_INFO (flags, regions, irqs), the PCI ids, class and revision from
+ * config space, and the sizes of the first n_sizes regions (PCI: the BARs, never the
+ * ROM, whose info maps it; written as none, compared when a state has them). Two
+ * functions of the same model and subsystem have equal identities: only fdinfo
+ * tells them apart. */
 #define VFIOCPR_ID_REGIONS 6 /* VFIO_PCI_BAR0..5 */
 typedef struct vfiocpr_device_identity {
     bool known;
@@ -344,7 +346,7 @@ typedef struct vfiocpr_device_identity {
     guint32 n_sizes;
     guint64 sizes[VFIOCPR_ID_REGIONS]; /* G_MAXUINT64: the region does not exist */
 } vfiocpr_device_identity;
-int vfiocpr_device_identity_read(int fd, vfiocpr_device_identity *id);
+int vfiocpr_device_identity_read(int fd, guint n_sizes, vfiocpr_device_identity *id);
 bool vfiocpr_device_identity_equal(const vfiocpr_device_identity *a,
                                    const vfiocpr_device_identity *b);
 char *vfiocpr_device_identity_to_string(const vfiocpr_device_identity *id);

@@ -463,6 +463,86 @@ static void test_containers_swapped(void)
     close(old.ram);
 }
 
+/* ------------------------------------------------------------ the identity section */
+
+/* The state with section key set to value (NULL: removed); checksums recomputed. */
+static GBytes *with_section(GBytes *blob, const char *key, GVariant *value)
+{
+    g_autoptr(GVariant) payload = NULL;
+    g_autoptr(GError) err = NULL;
+    g_auto(GVariantDict) d = G_VARIANT_DICT_INIT(NULL);
+
+    g_assert_cmpint(vfiocpr_state_decode(blob, &payload, NULL, NULL, &err), ==, 0);
+    g_variant_dict_init(&d, payload);
+    if (value)
+        g_variant_dict_insert_value(&d, key, value);
+    else
+        g_variant_dict_remove(&d, key);
+    return vfiocpr_state_encode(g_variant_dict_end(&d));
+}
+
+/* One identity record for device A as the fake's edu answers, with sizes. */
+static GVariant *id_record(const char *name, const guint64 *sizes, gsize n)
+{
+    return g_variant_new("(suuuuuu@at)", name, VFIO_DEVICE_FLAGS_PCI | VFIO_DEVICE_FLAGS_RESET,
+                         VFIO_PCI_NUM_REGIONS, VFIO_PCI_NUM_IRQS, 0x11e81234u, 0x11001af4u,
+                         0x00ff0010u,
+                         g_variant_new_fixed_array(G_VARIANT_TYPE_UINT64, sizes, n,
+                                                   sizeof(guint64)));
+}
+
+static GVariant *id_section(GVariant *a, GVariant *b)
+{
+    GVariant *both[] = { a, b };
+    return g_variant_new_array(G_VARIANT_TYPE("(suuuuuuat)"), both, b ? 2 : 1);
+}
+
+/* Region sizes this writer does not record are compared when a state has them (one
+ * ioctl each); a malformed section is refused before any fd is looked at. */
+static void test_identity_section(void)
+{
+    static const guint64 bar0_ok[] = { 0x100000 }, bar0_bad[] = { 0x2000 };
+    static const guint64 seven[7] = { 0 };
+    g_autoptr(GBytes) blob = NULL;
+    g_autoptr(GError) err = NULL;
+    vmm old = { 0 };
+    struct {
+        GVariant *section;
+        int want;
+        const char *msg;
+    } cases[] = {
+        { id_section(id_record(BDF_A, bar0_ok, 1), NULL), 0, NULL },
+        { id_section(id_record(BDF_A, bar0_bad, 1), NULL), -EBADFD, "sizes 0x2000" },
+        { id_section(id_record(BDF_A, seven, 7), NULL), -EBADMSG, "7 region sizes" },
+        { id_section(id_record("0000:00:09.0", NULL, 0), NULL), -EBADMSG, "no such" },
+        { id_section(id_record(BDF_A, NULL, 0), id_record(BDF_A, NULL, 0)), -EBADMSG,
+          "recorded twice" },
+        { g_variant_new_strv(NULL, 0), -EBADMSG, "is of type as" },
+    };
+
+    setup();
+    exec_state(&old, TYPE1_ONE, &blob);
+    for (gsize i = 0; i < G_N_ELEMENTS(cases); i++) {
+        g_autoptr(GBytes) forged = with_section(blob, "vfio-device-identity", cases[i].section);
+        vfiocpr *ctx = NULL;
+        unsigned regions = fake_vfio_ioctls(VFIO_DEVICE_GET_REGION_INFO);
+        int r = restore(forged, &ctx, &err);
+
+        g_test_message("case %zu: %d %s", i, r, err ? err->message : "restored");
+        g_assert_cmpint(r, ==, cases[i].want);
+        if (cases[i].msg)
+            g_assert_nonnull(strstr(err->message, cases[i].msg));
+        if (i < 2) /* the config region, and BAR0 as recorded */
+            g_assert_cmpuint(fake_vfio_ioctls(VFIO_DEVICE_GET_REGION_INFO), ==, regions + 2);
+        g_clear_error(&err);
+        g_clear_pointer(&ctx, vfiocpr_unref);
+        g_unsetenv(VFIOCPR_STATE_ENV);
+        assert_untouched(&old, 0);
+    }
+    vmm_drop(&old);
+    close(old.ram);
+}
+
 /* ------------------------------------------------------------ golden blob v1.5 */
 
 /* The fake kernel as golden_v13_cold_start() left it, and the state a 1.5 writer
@@ -565,6 +645,7 @@ int main(int argc, char **argv)
     ADDD("/harden/type1/groups-swapped/record", SWAP_ALL, test_groups_swapped);
     ADD("/harden/iommufd/cdevs-swapped", test_cdevs_swapped);
     ADD("/harden/type1/containers-swapped", test_containers_swapped);
+    ADD("/harden/identity-section", test_identity_section);
     ADD("/harden/golden-v1.5", test_golden_v15);
     ADD("/harden/golden-v1.5/other-device", test_golden_v15_other_device);
     return g_test_run();
