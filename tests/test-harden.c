@@ -15,6 +15,7 @@
 #include "fake-kernel.h"
 #include "golden-v1.h"
 #include "testutil.h"
+#include "transfer-peer.h"
 
 #define RAM_SIZE (4u << 20)
 #define BDF_A "0000:00:03.0" /* group 12 */
@@ -463,6 +464,114 @@ static void test_containers_swapped(void)
     close(old.ram);
 }
 
+/* ------------------------------------------------------------ transfer */
+
+/* The fds of a transfer state's records, in record order: the old VMM's own. */
+static GArray *transfer_fds(vfiocpr *ctx, GBytes *blob)
+{
+    g_autoptr(GVariant) payload = NULL, vfds = NULL, vnames = NULL;
+    g_autofree const char **names = NULL;
+    GArray *fds = g_array_new(FALSE, FALSE, sizeof(int));
+    const wire_fd *w;
+    gsize n;
+
+    g_assert_cmpint(vfiocpr_state_decode(blob, &payload, NULL, NULL, NULL), ==, 0);
+    vnames = g_variant_lookup_value(payload, "fd-names", G_VARIANT_TYPE_STRING_ARRAY);
+    vfds = g_variant_lookup_value(payload, "fds", G_VARIANT_TYPE("a(uutiuttt)"));
+    names = g_variant_get_strv(vnames, NULL);
+    w = g_variant_get_fixed_array(vfds, &n, sizeof(wire_fd));
+    for (gsize i = 0; i < n; i++) {
+        int fd = vfiocpr_fd_find(ctx, names[w[i].name], w[i].id, w[i].kind, NULL);
+        g_assert_cmpint(fd, >=, 0);
+        g_assert_cmpint(w[i].fd, ==, (gint32)i);
+        g_array_append_val(fds, fd);
+    }
+    return fds;
+}
+
+/* Offers blob with fds over a socket as an old process would; returns what
+ * vfiocpr_new_incoming() returned and, refused, the REFUSE text the old side got. */
+static int offer(GBytes *blob, GArray *fds, vfiocpr **out, char **refusal, int sv[2],
+                 GError **error)
+{
+    int sfd = tu_state_memfd(blob, true), r;
+
+    *refusal = NULL;
+    g_assert_cmpint(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), ==, 0);
+    g_assert_cmpint(peer_send_offer(sv[0], sfd, (const int *)(void *)fds->data, fds->len), ==, 0);
+    close(sfd);
+    r = vfiocpr_new_incoming(sv[1], 2000, 0, out, error);
+    if (r < 0) {
+        guint8 buf[8193];
+        int got[8];
+        guint type = 0;
+        guint32 len;
+        unsigned n;
+        while (peer_recv(sv[0], &type, buf, &len, got, &n, 1000) == 0)
+            if (type == VFIOCPR_XFER_REFUSE) {
+                *refusal = g_strdup((char *)buf);
+                break;
+            }
+    }
+    return r; /* the caller closes the sockets, after dropping a restored *out */
+}
+
+/* A transfer's new process is sent device records with swapped fds: it refuses,
+ * the old process hears why (both devices named) and keeps everything; sent the
+ * honest state, the new side gets each device's own file. */
+static void test_transfer_swapped(void)
+{
+    g_autoptr(GBytes) blob = NULL, bad = NULL;
+    g_autoptr(GError) err = NULL;
+    g_autoptr(GArray) fds = NULL;
+    g_autofree char *refusal = NULL;
+    vfiocpr *ctx = NULL;
+    vmm old = { 0 };
+    unsigned open_before;
+    int r, sv[2];
+
+    setup();
+    cold_start(&old, TYPE1_ONE);
+    blob = fake_kernel_capture_transfer(old.ctx); /* refused by the capture: rolled back */
+    fds = transfer_fds(old.ctx, blob);
+    open_before = tu_count_open_fds();
+    bad = forge(blob, "vfio-device:" BDF_A, 0, "vfio-device:" BDF_B, 0, SWAP_FD, NULL);
+    r = offer(bad, fds, &ctx, &refusal, sv, &err);
+    close(sv[0]);
+    close(sv[1]);
+    assert_refused(r, err, "device '" BDF_A "'", "'" BDF_B "'");
+    g_assert_nonnull(refusal);
+    g_test_message("the old side was told: %s", refusal);
+    g_assert_nonnull(strstr(refusal, BDF_A));
+    g_assert_nonnull(strstr(refusal, BDF_B));
+    g_clear_error(&err);
+    /* the new side closed what it received (copies); the old one lost nothing */
+    g_assert_cmpuint(tu_count_open_fds(), ==, open_before);
+    assert_untouched(&old, 0);
+    g_clear_pointer(&refusal, g_free);
+    r = offer(blob, fds, &ctx, &refusal, sv, &err);
+    g_assert_cmpint(r, ==, 0);
+    g_assert_no_error(err);
+    {
+        /* each received device fd is a dup of the old side's own: the same file */
+        const char *rec[] = { "vfio-device:" BDF_A, "vfio-device:" BDF_B };
+        int mine[] = { old.fd_a, old.fd_b };
+        for (int i = 0; i < 2; i++) {
+            struct stat a, b;
+            int fd = vfiocpr_fd_find(ctx, rec[i], 0, VFIOCPR_FD_VFIO_DEVICE, &err);
+            g_assert_cmpint(fd, >=, 0);
+            g_assert_cmpint(fstat(fd, &a), ==, 0);
+            g_assert_cmpint(fstat(mine[i], &b), ==, 0);
+            g_assert_cmpuint(a.st_ino, ==, b.st_ino);
+        }
+    }
+    g_clear_pointer(&ctx, vfiocpr_unref); /* refuses: the old side keeps everything */
+    close(sv[0]);
+    close(sv[1]);
+    vmm_drop(&old);
+    close(old.ram);
+}
+
 /* ------------------------------------------------------------ the identity section */
 
 /* The state with section key set to value (NULL: removed); checksums recomputed. */
@@ -646,6 +755,7 @@ int main(int argc, char **argv)
     ADD("/harden/iommufd/cdevs-swapped", test_cdevs_swapped);
     ADD("/harden/type1/containers-swapped", test_containers_swapped);
     ADD("/harden/identity-section", test_identity_section);
+    ADD("/harden/type1/transfer-devices-swapped", test_transfer_swapped);
     ADD("/harden/golden-v1.5", test_golden_v15);
     ADD("/harden/golden-v1.5/other-device", test_golden_v15_other_device);
     return g_test_run();
