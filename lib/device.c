@@ -308,7 +308,8 @@ static int load_identities(GHashTable *devices, GVariant *payload, GError **erro
         id.subvendor = (guint16)sub;
         id.subdevice = (guint16)(sub >> 16);
         id.n_sizes = (guint32)n_sizes;
-        memcpy(id.sizes, sizes, n_sizes * sizeof(guint64));
+        if (n_sizes)
+            memcpy(id.sizes, sizes, n_sizes * sizeof(guint64));
         dev->id = id;
     }
     return 0;
