@@ -7,7 +7,6 @@
 #include "config.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <linux/vfio.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -212,16 +211,6 @@ char *vfiocpr_device_identity_to_string(const vfiocpr_device_identity *id)
                                    id->sizes[i]);
     }
     return g_string_free(s, FALSE);
-}
-
-const vfiocpr_device_identity *vfiocpr_device_get_identity(const vfiocpr_device *d)
-{
-    return &d->id;
-}
-
-void vfiocpr_device_set_identity(vfiocpr_device *d, const vfiocpr_device_identity *id)
-{
-    d->id = *id;
 }
 
 #define ID_SECTION "vfio-device-identity"
@@ -475,7 +464,7 @@ int vfiocpr_device_add(vfiocpr_container *c, int group, const char *name, int fd
         r = vfiocpr_device_identity_read(fd, 0, &d->id);
         if (r < 0)
             vfiocpr_fail(error, r, "device '%s': open: reading its identity (VFIO_DEVICE_GET_INFO, "
-                         "region info, PCI config ids) for the restore's check", name);
+                         "config region, PCI ids) for the restore's check", name);
     }
     if (r == 0)
         r = vfiocpr_fdreg_save(vfiocpr_ctx_fdreg(vfiocpr_container_ctx(c)), d->reg_name, 0, fd,

@@ -350,8 +350,6 @@ int vfiocpr_device_identity_read(int fd, guint n_sizes, vfiocpr_device_identity 
 bool vfiocpr_device_identity_equal(const vfiocpr_device_identity *a,
                                    const vfiocpr_device_identity *b);
 char *vfiocpr_device_identity_to_string(const vfiocpr_device_identity *id);
-const vfiocpr_device_identity *vfiocpr_device_get_identity(const vfiocpr_device *d);
-void vfiocpr_device_set_identity(vfiocpr_device *d, const vfiocpr_device_identity *id);
 /* state 1.5: the identity of every device that has one (section vfio-device-identity) */
 void vfiocpr_devices_serialize_identity(GHashTable *devices, GVariantDict *d);
 /* restore: every preserved device's inherited fd is the device it is recorded for
