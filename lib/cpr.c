@@ -197,7 +197,8 @@ static int load_state(vfiocpr *ctx, int state_fd, const int *received, guint n_r
     if (r < 0)
         return r;
     ctx->incoming_size = g_bytes_get_size(blob);
-    by_index = g_variant_lookup(ctx->incoming, "required-features", "^a&s", &req) &&
+    by_index = g_variant_lookup(ctx->incoming, VFIOCPR_SECTION(REQUIRED_FEATURES), "^a&s",
+                                &req) &&
                g_strv_contains(req, VFIOCPR_FEATURE_FD_INDEX);
     if (by_index != (received != NULL))
         return vfiocpr_fail(error, EBADMSG, "state: %s", by_index
@@ -391,9 +392,10 @@ static GVariant *build_payload(vfiocpr *ctx, GArray *transfer_fds)
     g_auto(GVariantDict) d = G_VARIANT_DICT_INIT(NULL);
     g_autoptr(GPtrArray) features = g_ptr_array_new();
 
-    g_variant_dict_insert(&d, "writer", "s", PACKAGE_STRING);
-    g_variant_dict_insert(&d, "writer-pid", "u", vfiocpr_kernel->getpid());
-    g_variant_dict_insert(&d, "created-usec", "x", g_get_real_time());
+    vfiocpr_section_insert(&d, VFIOCPR_SEC_WRITER, g_variant_new_string(PACKAGE_STRING));
+    vfiocpr_section_insert(&d, VFIOCPR_SEC_WRITER_PID,
+                           g_variant_new_uint32(vfiocpr_kernel->getpid()));
+    vfiocpr_section_insert(&d, VFIOCPR_SEC_CREATED_USEC, g_variant_new_int64(g_get_real_time()));
     vfiocpr_fdreg_serialize_for(ctx->fdreg, &d, transfer_fds);
     if (transfer_fds)
         g_ptr_array_add(features, (gpointer)VFIOCPR_FEATURE_FD_INDEX);
@@ -402,9 +404,8 @@ static GVariant *build_payload(vfiocpr *ctx, GArray *transfer_fds)
     for (gsize i = 0; i < G_N_ELEMENTS(participants); i++)
         if (participants[i].serialize)
             participants[i].serialize(ctx, &d, features);
-    g_variant_dict_insert_value(&d, "required-features",
-                                g_variant_new_strv((const char *const *)features->pdata,
-                                                   features->len));
+    vfiocpr_section_insert(&d, VFIOCPR_SEC_REQUIRED_FEATURES,
+                           g_variant_new_strv((const char *const *)features->pdata, features->len));
     return g_variant_dict_end(&d);
 }
 
@@ -748,9 +749,9 @@ static void describe_payload(GString *out, GVariant *payload, gsize size, guint1
     g_autoptr(GDateTime) when = NULL;
     g_autofree char *when_s = NULL;
 
-    g_variant_lookup(payload, "writer", "&s", &writer);
-    g_variant_lookup(payload, "writer-pid", "u", &pid);
-    g_variant_lookup(payload, "created-usec", "x", &usec);
+    g_variant_lookup(payload, VFIOCPR_SECTION(WRITER), "&s", &writer);
+    g_variant_lookup(payload, VFIOCPR_SECTION(WRITER_PID), "u", &pid);
+    g_variant_lookup(payload, VFIOCPR_SECTION(CREATED_USEC), "x", &usec);
     when = g_date_time_new_from_unix_utc(usec / G_USEC_PER_SEC);
     when_s = when ? g_date_time_format_iso8601(when) : g_strdup("?");
     g_string_append_printf(out, "libvfiocpr state format %u.%u, %zu bytes, written by %s "

@@ -38,7 +38,7 @@ static vfiocpr_device *device_new(vfiocpr_container *c, int group, const char *n
     d->ref = 1;
     d->container = c;
     d->name = g_strdup(name);
-    d->reg_name = g_strdup_printf("vfio-device:%s", name);
+    d->reg_name = vfiocpr_key_device(name);
     d->group = group;
     d->fd = -1;
     d->kind = kind;
@@ -213,8 +213,9 @@ char *vfiocpr_device_identity_to_string(const vfiocpr_device_identity *id)
     return g_string_free(s, FALSE);
 }
 
-#define ID_SECTION "vfio-device-identity"
-#define ID_TYPE "a(suuuuuuat)" /* name, flags, regions, irqs, ids, subsystem, class, sizes */
+/* lib/state-format.h: name, flags, regions, irqs, ids, subsystem, class, sizes */
+#define ID_SECTION VFIOCPR_SECTION(VFIO_DEVICE_IDENTITY)
+#define ID_TYPE vfiocpr_state_sections[VFIOCPR_SEC_VFIO_DEVICE_IDENTITY].type
 
 static gint cmp_device_name(gconstpointer a, gconstpointer b)
 {
@@ -256,7 +257,7 @@ void vfiocpr_devices_serialize_identity(GHashTable *devices, GVariantDict *d)
         n++;
     }
     if (n)
-        g_variant_dict_insert_value(d, ID_SECTION, g_variant_builder_end(&b));
+        vfiocpr_section_insert(d, VFIOCPR_SEC_VFIO_DEVICE_IDENTITY, g_variant_builder_end(&b));
     else
         g_variant_builder_clear(&b);
 }
@@ -570,7 +571,8 @@ VFIOCPR_EXPORT int vfiocpr_device_open(vfiocpr_container *c, int group_id, const
                             "re-mapped", name, vfiocpr_container_name(c));
     if ((gfd = vfiocpr_ctx_may_change(vfiocpr_container_ctx(c), "device open", error)) < 0)
         return gfd;
-    gfd = vfiocpr_fdreg_find(reg, "vfio-group", (guint64)group_id, VFIOCPR_FD_VFIO_GROUP, error);
+    gfd = vfiocpr_fdreg_find(reg, VFIOCPR_KEY_GROUP, (guint64)group_id, VFIOCPR_FD_VFIO_GROUP,
+                             error);
     if (gfd < 0)
         return gfd;
     fd = VK(ioctl, gfd, VFIO_GROUP_GET_DEVICE_FD, (void *)name);

@@ -16,14 +16,13 @@
 #include "private.h"
 
 /* On-the-wire DMA record of both backends; matches the GVariant fixed struct
- * "(uuttttt)". container indexes the backend's container list. */
+ * VFIOCPR_RECORD_DMA. container indexes the backend's container list. */
 typedef struct {
     guint32 container;
     guint32 flags;
     guint64 iova, size, offset, mem_dev, mem_ino;
 } wire_dma;
-G_STATIC_ASSERT(sizeof(wire_dma) == 48);
-#define WIRE_DMA_TYPE "(uuttttt)"
+G_STATIC_ASSERT(sizeof(wire_dma) == VFIOCPR_RECORD_DMA_SIZE);
 
 /* In the order their state sections and required features are written. */
 const vfiocpr_backend_ops *const vfiocpr_backends[] = { &vfiocpr_type1_ops,
@@ -53,7 +52,7 @@ vfiocpr_container *vfiocpr_container_new(vfiocpr *ctx, const char *name,
     c->ctx = ctx;
     c->ops = ops;
     c->name = g_strdup(name);
-    c->reg_name = g_strdup_printf("%s%s", ops->reg_prefix, name);
+    c->reg_name = vfiocpr_key_container(ops->reg_prefix, name);
     c->fd = -1;
     c->preserved = preserved;
     /* mappings from the state live in blocks; those made later are freed one by one */
@@ -510,10 +509,10 @@ void vfiocpr_vfio_serialize(vfiocpr *ctx, GVariantDict *d, GPtrArray *features)
             }
         }
         ops->serialize(ctx, list, d);
-        g_variant_dict_insert_value(d, ops->dma_section,
-                                    g_variant_new_from_data(G_VARIANT_TYPE("a" WIRE_DMA_TYPE),
-                                                            dma, n_dma * sizeof(wire_dma), TRUE,
-                                                            g_free, dma));
+        vfiocpr_section_insert(d, ops->dma_section,
+                               g_variant_new_from_data(G_VARIANT_TYPE("a" VFIOCPR_RECORD_DMA), dma,
+                                                       n_dma * sizeof(wire_dma), TRUE, g_free,
+                                                       dma));
         g_ptr_array_add(features, (gpointer)ops->feature);
     }
     /* 1.5: what each device fd is, for the restore's swap check (optional: a 1.4
@@ -530,10 +529,10 @@ static int deserialize_dma(const vfiocpr_backend_ops *ops, GVariant *payload, GP
     const wire_dma *w;
     gsize n;
 
-    vdma = g_variant_lookup_value(payload, ops->dma_section, G_VARIANT_TYPE("a" WIRE_DMA_TYPE));
+    vdma = vfiocpr_section_lookup(payload, ops->dma_section);
     if (!vdma)
         return vfiocpr_fail(error, EBADMSG, "state: %s: section '%s' is missing or of the "
-                            "wrong type", ops->name, ops->dma_section);
+                            "wrong type", ops->name, vfiocpr_state_sections[ops->dma_section].name);
     w = g_variant_get_fixed_array(vdma, &n, sizeof(wire_dma));
     /* one allocation per container for all its ranges: count, then fill */
     count = g_new0(gsize, byidx->len + 1);

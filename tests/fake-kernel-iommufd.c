@@ -142,7 +142,7 @@ int fk_iommufd_open(const char *path)
     int fd, id;
 
     if (strcmp(path, "/dev/iommu") == 0)
-        return fk.iommufd ? fk_new_object(path, S_IFCHR | 0660, makedev(10, 257), FK_IOMMUFD, NULL)
+        return fk.iommufd ? fk_new_object(path, S_IFCHR | 0660, makedev(FK_MISC_MAJOR, FK_IOMMU_MINOR), FK_IOMMUFD, NULL)
                           : -ENOENT;
     if (strcmp(path, "/dev/vfio/devices") == 0)
         return fk.iommufd ? REAL->open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -ENOENT;
@@ -159,7 +159,8 @@ int fk_iommufd_open(const char *path)
     o->cdev = true;
     /* a real character device: its own inode and rdev, unlike a group's device fd */
     p = fk_find_pretend(fd);
-    p->st = (vfiocpr_fd_stat){ .dev = 5, .ino = ++fk.next_ino, .rdev = makedev(235, (unsigned)id),
+    p->st = (vfiocpr_fd_stat){ .dev = FK_DEVTMPFS_DEV, .ino = ++fk.next_ino,
+                               .rdev = makedev(FK_CDEV_MAJOR, (unsigned)id),
                                .mode = S_IFCHR | 0600 };
     return fd;
 }

@@ -14,43 +14,56 @@
 
 
 /* ---- migration v2 model ---- */
-#define M_STOP_COPY 1u
-#define M_P2P 2u
-#define M_PRE 4u
+#define M_P2P VFIO_MIGRATION_P2P
+#define M_PRE VFIO_MIGRATION_PRE_COPY
+#define STOP VFIO_DEVICE_STATE_STOP
+#define RUNNING VFIO_DEVICE_STATE_RUNNING
+#define STOP_COPY VFIO_DEVICE_STATE_STOP_COPY
+#define RESUMING VFIO_DEVICE_STATE_RESUMING
+#define RUNNING_P2P VFIO_DEVICE_STATE_RUNNING_P2P
+#define PRE_COPY VFIO_DEVICE_STATE_PRE_COPY
+#define PRE_COPY_P2P VFIO_DEVICE_STATE_PRE_COPY_P2P
 
 /* The single arcs the uAPI defines, written from its text (not from the library's
  * table, which is what these tests check): cur, next, flags needed, flags that must
  * be absent. */
 static const struct { guint cur, next, need, absent; } uapi_arcs[] = {
-    { 1, 3, 0, 0 }, { 3, 1, 0, 0 },                 /* STOP <-> STOP_COPY */
-    { 1, 4, 0, 0 }, { 4, 1, 0, 0 },                 /* STOP <-> RESUMING */
-    { 1, 2, 0, M_P2P }, { 2, 1, 0, M_P2P },         /* STOP <-> RUNNING, without P2P */
-    { 1, 5, M_P2P, 0 }, { 5, 1, M_P2P, 0 },         /* STOP <-> RUNNING_P2P */
-    { 5, 2, M_P2P, 0 }, { 2, 5, M_P2P, 0 },         /* RUNNING_P2P <-> RUNNING */
-    { 2, 6, M_PRE, 0 }, { 6, 2, M_PRE, 0 },         /* RUNNING <-> PRE_COPY */
-    { 6, 3, M_PRE, M_P2P },                         /* PRE_COPY -> STOP_COPY, without P2P */
-    { 6, 7, M_PRE | M_P2P, 0 }, { 7, 6, M_PRE | M_P2P, 0 },  /* PRE_COPY <-> PRE_COPY_P2P */
-    { 5, 7, M_PRE | M_P2P, 0 }, { 7, 5, M_PRE | M_P2P, 0 },  /* RUNNING_P2P <-> PRE_COPY_P2P */
-    { 7, 3, M_PRE | M_P2P, 0 },                     /* PRE_COPY_P2P -> STOP_COPY */
+    { STOP, STOP_COPY, 0, 0 },
+    { STOP_COPY, STOP, 0, 0 },
+    { STOP, RESUMING, 0, 0 },
+    { RESUMING, STOP, 0, 0 },
+    { STOP, RUNNING, 0, M_P2P }, /* with P2P, through RUNNING_P2P */
+    { RUNNING, STOP, 0, M_P2P },
+    { STOP, RUNNING_P2P, M_P2P, 0 },
+    { RUNNING_P2P, STOP, M_P2P, 0 },
+    { RUNNING_P2P, RUNNING, M_P2P, 0 },
+    { RUNNING, RUNNING_P2P, M_P2P, 0 },
+    { RUNNING, PRE_COPY, M_PRE, 0 },
+    { PRE_COPY, RUNNING, M_PRE, 0 },
+    { PRE_COPY, STOP_COPY, M_PRE, M_P2P }, /* with P2P, through PRE_COPY_P2P */
+    { PRE_COPY, PRE_COPY_P2P, M_PRE | M_P2P, 0 },
+    { PRE_COPY_P2P, PRE_COPY, M_PRE | M_P2P, 0 },
+    { RUNNING_P2P, PRE_COPY_P2P, M_PRE | M_P2P, 0 },
+    { PRE_COPY_P2P, RUNNING_P2P, M_PRE | M_P2P, 0 },
+    { PRE_COPY_P2P, STOP_COPY, M_PRE | M_P2P, 0 },
 };
 
-static bool state_supported(guint s)
+static bool state_supported(guint32 flags, guint s)
 {
     switch (s) {
-    case 5: return fk.mig_flags & M_P2P;
-    case 6: return fk.mig_flags & M_PRE;
-    case 7: return (fk.mig_flags & (M_PRE | M_P2P)) == (M_PRE | M_P2P);
-    case 0: return false;
+    case RUNNING_P2P: return flags & M_P2P;
+    case PRE_COPY: return flags & M_PRE;
+    case PRE_COPY_P2P: return (flags & (M_PRE | M_P2P)) == (M_PRE | M_P2P);
+    case VFIO_DEVICE_STATE_ERROR: return false;
     default: return true;
     }
 }
 
-static bool legal_arc(guint cur, guint next)
+static bool legal_arc(guint32 flags, guint cur, guint next)
 {
     for (gsize i = 0; i < G_N_ELEMENTS(uapi_arcs); i++)
         if (uapi_arcs[i].cur == cur && uapi_arcs[i].next == next &&
-            (fk.mig_flags & uapi_arcs[i].need) == uapi_arcs[i].need &&
-            !(fk.mig_flags & uapi_arcs[i].absent))
+            (flags & uapi_arcs[i].need) == uapi_arcs[i].need && !(flags & uapi_arcs[i].absent))
             return true;
     return false;
 }
@@ -82,16 +95,17 @@ int fk_mig_feature(fk_obj *o, struct vfio_device_feature *f)
 {
     guint idx = f->flags & VFIO_DEVICE_FEATURE_MASK;
     bool get = f->flags & VFIO_DEVICE_FEATURE_GET;
+    guint32 flags = fk_device_mig_flags(o);
 
-    if (!fk.mig_flags)
+    if (!flags)
         return -ENOTTY;
     if (idx == VFIO_DEVICE_FEATURE_MIGRATION && get) {
-        ((struct vfio_device_feature_migration *)(void *)f->data)->flags = fk.mig_flags;
+        ((struct vfio_device_feature_migration *)(void *)f->data)->flags = flags;
         return 0;
     }
     if (idx == VFIO_DEVICE_FEATURE_MIG_DATA_SIZE && get) {
-        guint64 len = fk.mig_blob ? fk.mig_blob->len : 0;
-        memcpy(f->data, &len, 8);
+        struct vfio_device_feature_mig_data_size *ds = (void *)f->data;
+        ds->stop_copy_length = fk.mig_blob ? fk.mig_blob->len : 0;
         return 0;
     }
     if (idx == VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE) {
@@ -104,9 +118,9 @@ int fk_mig_feature(fk_obj *o, struct vfio_device_feature *f)
         }
         g_array_append_val(fk.arcs, ((guint){ cur << 8 | next }));
         /* strict: one legal arc, into a supported state */
-        if (!state_supported(next) || !legal_arc(cur, next))
+        if (!state_supported(flags, next) || !legal_arc(flags, cur, next))
             return -EINVAL;
-        if (cur == 4 && next == 1) {
+        if (cur == RESUMING && next == STOP) {
             /* the driver checks what it was given; nothing at all is "nothing loaded" */
             if (old && old->buf->len &&
                 (!fk.mig_blob || old->buf->len != fk.mig_blob->len ||
@@ -114,13 +128,15 @@ int fk_mig_feature(fk_obj *o, struct vfio_device_feature *f)
                 return -EINVAL;
         }
         ms->data_fd = -1;
-        if (next == 3 && (cur == 6 || cur == 7) && old) {
+        if (next == STOP_COPY && (cur == PRE_COPY || cur == PRE_COPY_P2P) && old) {
             /* the pre-copy stream goes on: the rest of the blob, then EOF */
             old->precopy = false;
             if (fk.mig_blob)
                 old->len = fk.mig_blob->len;
-        } else if (next == 3 || next == 4 || ((next == 6 || next == 7) && cur != 6 && cur != 7)) {
-            ms->data_fd = new_stream(o, next == 6 || next == 7, next == 4);
+        } else if (next == STOP_COPY || next == RESUMING ||
+                   ((next == PRE_COPY || next == PRE_COPY_P2P) && cur != PRE_COPY &&
+                    cur != PRE_COPY_P2P)) {
+            ms->data_fd = new_stream(o, next == PRE_COPY || next == PRE_COPY_P2P, next == RESUMING);
         }
         o->mig_state = next;
         return 0;
@@ -158,11 +174,11 @@ ssize_t fk_mig_stream_write(fk_stream *st, const void *buf, size_t len)
 
 int fk_mig_stream_ioctl(fk_stream *st, unsigned long request, void *arg)
 {
-    guint64 *p = (guint64 *)((guint8 *)arg + 8); /* vfio_precopy_info: initial, dirty */
+    struct vfio_precopy_info *info = arg;
     if (request != VFIO_MIG_GET_PRECOPY_INFO || !st->precopy)
         return -EINVAL;
-    p[0] = st->len - st->pos;
-    p[1] = 0;
+    info->initial_bytes = st->len - st->pos;
+    info->dirty_bytes = 0;
     return 0;
 }
 

@@ -11,6 +11,7 @@
 #define FAKE_KERNEL_PRIVATE_H
 
 #include <linux/kvm.h>
+#include <linux/pci_regs.h>
 #include <linux/vfio.h>
 
 #include "fake-kernel.h"
@@ -19,6 +20,21 @@
 #define REAL (vfiocpr_kernel_real())
 /* A subsystem's open/readlink/dir_entry hook: the path is not one of its own. */
 #define FK_NOT_MINE INT_MIN
+/* Identities of the fake's files. Not uAPI, but fixed here: golden states record
+ * them. The misc minors are the ones include/linux/miscdevice.h assigns; /dev/iommu's
+ * and the dynamic majors are what a test machine happened to show. */
+#define FK_DEVTMPFS_DEV 5      /* st_dev of /dev nodes */
+#define FK_ANON_DEV 10         /* st_dev of anon inodes (a group's device fd) */
+#define FK_ANON_DEVICE_INO 1039
+#define FK_MISC_MAJOR 10
+#define FK_VFIO_MINOR 196
+#define FK_KVM_MINOR 232
+#define FK_IOMMU_MINOR 257
+#define FK_GROUP_MAJOR 511     /* /dev/vfio/N */
+#define FK_CDEV_MAJOR 235      /* /dev/vfio/devices/vfioN */
+#define FK_BAR0_SIZE 0x1000
+/* vfio-pci's region layout: region index << 40 (VFIO_PCI_OFFSET_SHIFT, which is not uAPI) */
+#define FK_REGION_SHIFT 40
 
 /* ---- objects (core) ---- */
 typedef struct {
@@ -44,7 +60,19 @@ typedef struct {
     int fd;        /* open group fd, -1 if closed (groups are single-open) */
     int container; /* container fd, -1 if none */
     int bound;     /* iommufd fd the device's cdev is bound to, -1 if none */
+    /* the device itself */
+    const fk_pci_model *model;
+    guint8 *config;     /* model->cfg_size bytes of PCI config space */
+    bool own_mig;       /* mig_flags are its own, not fk.mig_flags */
+    guint32 mig_flags;
 } fk_group;
+
+/* ---- KVM model ---- */
+typedef struct {
+    gint64 eventfd; /* the eventfd file, as fk_eventfd_id() names it */
+    int fd;         /* the number it was assigned by */
+    guint32 gsi;
+} fk_irqfd;
 
 /* ---- iommufd model ---- */
 typedef struct {
@@ -54,7 +82,7 @@ typedef struct {
     unsigned gen; /* the process its pins are charged to */
 } fk_iomap;
 
-#define FK_N_IRQ 5
+#define FK_N_IRQ VFIO_PCI_NUM_IRQS
 
 /* Every fake object: one struct for all types, the fields a type uses are marked. */
 typedef struct {
@@ -67,7 +95,7 @@ typedef struct {
     int unmask_fd;         /* devices: INTx unmask eventfd */
     guint mig_state;       /* devices: migration state */
     int data_fd;           /* devices: current migration data fd */
-    GHashTable *irqfds;    /* VMs: eventfd -> gsi + 1 */
+    GArray *irqfds;        /* VMs: fk_irqfd */
     unsigned routings;     /* VMs: KVM_SET_GSI_ROUTING calls */
     unsigned last_routes;  /* VMs: entries in the last one */
     unsigned last_irqchip; /* VMs: of those, IOAPIC/PIC pin routes */
@@ -156,6 +184,10 @@ void fk_free_group(gpointer p);
 int fk_container_ioctl(int fd, fk_obj *c, unsigned long request, void *arg);
 int fk_group_ioctl(fk_obj *o, unsigned long request, void *arg);
 int fk_device_ioctl(fk_obj *o, unsigned long request, void *arg);
+/* pread/pwrite on a device fd: the config region, or FK_NOT_MINE */
+ssize_t fk_device_rw(fk_obj *o, void *buf, size_t len, off_t off, bool write);
+/* The device's migration flags (fake_vfio_add_device's, else fake_mig_setup's). */
+guint32 fk_device_mig_flags(fk_obj *o);
 int fk_type1_open(const char *path);
 int fk_type1_readlink(const char *path, char *buf, size_t len);
 /* before fake_kernel_reset() clears the state, and after */
@@ -169,8 +201,6 @@ int fk_iommufd_open(const char *path);
 int fk_iommufd_dir_entry(const char *dir, const char *prefix, char *buf, size_t len);
 
 /* ---- device identity (fake-kernel-devid.c) ---- */
-guint64 fk_devid_region_size(const fk_obj *o, guint32 index);
-ssize_t fk_devid_pread(const fk_obj *o, void *buf, size_t len, off_t off);
 int fk_devid_fdinfo(int fd, char *buf, size_t len);
 void fk_devid_reset(void);
 

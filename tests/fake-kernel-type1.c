@@ -5,6 +5,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <stdlib.h>
@@ -14,10 +15,13 @@
 
 #include "fake-kernel-private.h"
 
+static void put16(guint8 *p, guint16 v);
+
 void fk_free_group(gpointer p)
 {
     fk_group *g = p;
     g_free(g->device);
+    g_free(g->config);
     g_free(g);
 }
 
@@ -188,6 +192,8 @@ int fk_device_ioctl(fk_obj *o, unsigned long request, void *arg)
     switch (request) {
     case VFIO_DEVICE_GET_INFO: {
         struct vfio_device_info *i = arg;
+        if (i->argsz < offsetof(struct vfio_device_info, num_irqs) + sizeof(i->num_irqs))
+            return -EINVAL;
         i->flags = VFIO_DEVICE_FLAGS_PCI | VFIO_DEVICE_FLAGS_RESET;
         i->num_regions = VFIO_PCI_NUM_REGIONS;
         i->num_irqs = VFIO_PCI_NUM_IRQS;
@@ -195,12 +201,15 @@ int fk_device_ioctl(fk_obj *o, unsigned long request, void *arg)
     }
     case VFIO_DEVICE_GET_REGION_INFO: {
         struct vfio_region_info *r = arg;
-        if (r->index >= VFIO_PCI_NUM_REGIONS)
+        if (r->argsz < offsetof(struct vfio_region_info, offset) + sizeof(r->offset) ||
+            r->index >= VFIO_PCI_NUM_REGIONS)
             return -EINVAL;
         r->flags = VFIO_REGION_INFO_FLAG_READ | VFIO_REGION_INFO_FLAG_WRITE |
-                   (r->index == 0 ? VFIO_REGION_INFO_FLAG_MMAP : 0);
-        r->size = fk_devid_region_size(o, r->index);
-        r->offset = (guint64)r->index << 40;
+                   (r->index == VFIO_PCI_BAR0_REGION_INDEX ? VFIO_REGION_INFO_FLAG_MMAP : 0);
+        r->size = r->index == VFIO_PCI_BAR0_REGION_INDEX ? FK_BAR0_SIZE
+                  : r->index == VFIO_PCI_CONFIG_REGION_INDEX ? o->group->model->cfg_size
+                                                             : 0;
+        r->offset = (guint64)r->index << FK_REGION_SHIFT;
         return 0;
     }
     case VFIO_DEVICE_GET_IRQ_INFO: {
@@ -235,12 +244,44 @@ int fk_device_ioctl(fk_obj *o, unsigned long request, void *arg)
         return 0;
     }
     case VFIO_DEVICE_RESET:
-        o->mig_state = 2;
+        o->mig_state = VFIO_DEVICE_STATE_RUNNING;
+        put16(o->group->config + PCI_COMMAND, o->group->model->command);
         return 0;
     case VFIO_DEVICE_FEATURE:
         return fk_mig_feature(o, arg);
     }
     return -ENOTTY;
+}
+
+/* Config space, as vfio-pci lets user space see it: reads anywhere in the region,
+ * writes only reach the command register (the ids are read-only). */
+ssize_t fk_device_rw(fk_obj *o, void *buf, size_t len, off_t off, bool write)
+{
+    guint64 base = (guint64)VFIO_PCI_CONFIG_REGION_INDEX << FK_REGION_SHIFT;
+    fk_group *g = o->group;
+    guint64 pos;
+
+    if ((guint64)off < base || (guint64)off >= base + ((guint64)1 << FK_REGION_SHIFT))
+        return FK_NOT_MINE;
+    if (o->cdev && o->bound_to < 0)
+        return -EINVAL; /* an unbound cdev refuses everything */
+    pos = (guint64)off - base;
+    if (pos >= g->model->cfg_size)
+        return -EINVAL;
+    len = MIN(len, g->model->cfg_size - pos);
+    if (!write) {
+        memcpy(buf, g->config + pos, len);
+        return (ssize_t)len;
+    }
+    for (gsize i = 0; i < len; i++)
+        if (pos + i >= PCI_COMMAND && pos + i < PCI_COMMAND + 2)
+            g->config[pos + i] = ((const guint8 *)buf)[i];
+    return (ssize_t)len;
+}
+
+guint32 fk_device_mig_flags(fk_obj *o)
+{
+    return o->group && o->group->own_mig ? o->group->mig_flags : fk.mig_flags;
 }
 
 /* ---- paths ---- */
@@ -251,7 +292,7 @@ int fk_type1_open(const char *path)
     int id;
 
     if (strcmp(path, "/dev/vfio/vfio") == 0)
-        return fk_new_object(path, S_IFCHR | 0666, makedev(10, 196), FK_CONTAINER, NULL);
+        return fk_new_object(path, S_IFCHR | 0666, makedev(FK_MISC_MAJOR, FK_VFIO_MINOR), FK_CONTAINER, NULL);
     if (!g_str_has_prefix(path, "/dev/vfio/"))
         return FK_NOT_MINE;
     id = (int)strtol(path + strlen("/dev/vfio/"), &end, 10);
@@ -260,7 +301,7 @@ int fk_type1_open(const char *path)
         return -ENOENT;
     if (g->fd >= 0)
         return -EBUSY; /* groups are single-open */
-    g->fd = fk_new_object(path, S_IFCHR | 0600, makedev(511, (unsigned)id), FK_GROUP, g);
+    g->fd = fk_new_object(path, S_IFCHR | 0600, makedev(FK_GROUP_MAJOR, (unsigned)id), FK_GROUP, g);
     return g->fd;
 }
 
@@ -297,7 +338,24 @@ void fk_type1_reset(void)
 }
 
 /* ---- test API (fake-kernel.h) ---- */
-void fake_vfio_add_group(int id, const char *device, bool mdev)
+/* As QEMU presents them: its own devices carry the Red Hat/QEMU subsystem ids, the
+ * emulated Intel NIC Intel's; mtty as samples/vfio-mdev/mtty.c builds its space. */
+const fk_pci_model fake_pci_edu = { 0x1234, 0x11e8, 0x00ff00, 0x10, 0x1af4, 0x1100, 0,
+                                    PCI_CFG_SPACE_SIZE };
+const fk_pci_model fake_pci_nvme = { 0x1b36, 0x0010, 0x010802, 0x02, 0x1af4, 0x1100, 0,
+                                     PCI_CFG_SPACE_EXP_SIZE };
+const fk_pci_model fake_pci_e1000e = { 0x8086, 0x10d3, 0x020000, 0x00, 0x8086, 0x0000, 0,
+                                       PCI_CFG_SPACE_EXP_SIZE };
+const fk_pci_model fake_pci_mtty = { 0x4348, 0x3253, 0x070002, 0x10, 0x4348, 0x3253,
+                                     PCI_COMMAND_IO, PCI_CFG_SPACE_SIZE };
+
+static void put16(guint8 *p, guint16 v)
+{
+    p[0] = (guint8)v;
+    p[1] = (guint8)(v >> 8);
+}
+
+static fk_group *add_group(int id, const char *device, bool mdev, const fk_pci_model *m)
 {
     fk_group *g = g_new0(fk_group, 1);
     g->id = id;
@@ -306,7 +364,30 @@ void fake_vfio_add_group(int id, const char *device, bool mdev)
     g->fd = -1;
     g->container = -1;
     g->bound = -1;
+    g->model = m;
+    g->config = g_malloc0(m->cfg_size);
+    put16(g->config + PCI_VENDOR_ID, m->vendor);
+    put16(g->config + PCI_DEVICE_ID, m->device);
+    put16(g->config + PCI_COMMAND, m->command);
+    g->config[PCI_REVISION_ID] = m->revision;
+    g->config[PCI_CLASS_PROG] = (guint8)m->class_code;
+    put16(g->config + PCI_CLASS_DEVICE, (guint16)(m->class_code >> 8));
+    put16(g->config + PCI_SUBSYSTEM_VENDOR_ID, m->subsys_vendor);
+    put16(g->config + PCI_SUBSYSTEM_ID, m->subsys_device);
     g_hash_table_insert(fk.groups, GINT_TO_POINTER(id), g);
+    return g;
+}
+
+void fake_vfio_add_group(int id, const char *device, bool mdev)
+{
+    add_group(id, device, mdev, mdev ? &fake_pci_mtty : &fake_pci_edu);
+}
+
+void fake_vfio_add_device(int id, const char *bdf, const fk_pci_model *model, guint32 mig_flags)
+{
+    fk_group *g = add_group(id, bdf, false, model);
+    g->own_mig = true;
+    g->mig_flags = mig_flags;
 }
 
 int fake_vfio_dma(int container_fd, guint64 iova, guint64 *size, guint64 *vaddr)

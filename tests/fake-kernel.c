@@ -114,16 +114,22 @@ static int f_memfd_create(const char *name, unsigned int flags)
 
 static ssize_t f_pwrite(int fd, const void *buf, size_t len, off_t off)
 {
+    fk_obj *o;
+    ssize_t r;
     ENTER(FK_PWRITE);
+    if ((o = fk_obj_get(fd, FK_DEVICE)) &&
+        (r = fk_device_rw(o, (void *)buf, len, off, true)) != FK_NOT_MINE)
+        return r;
     return REAL->pwrite(fd, buf, len, off);
 }
 
 static ssize_t f_pread(int fd, void *buf, size_t len, off_t off)
 {
     fk_obj *o;
+    ssize_t r;
     ENTER(FK_PREAD);
-    if ((o = fk_obj_get(fd, FK_DEVICE)))
-        return fk_devid_pread(o, buf, len, off);
+    if ((o = fk_obj_get(fd, FK_DEVICE)) && (r = fk_device_rw(o, buf, len, off, false)) != FK_NOT_MINE)
+        return r;
     return REAL->pread(fd, buf, len, off);
 }
 
@@ -322,7 +328,8 @@ int fk_new_object(const char *link, guint32 mode, guint64 rdev, int type, fk_gro
     REAL->close(tmp);
     if (fd < 0)
         return -errno;
-    fake_kernel_pretend(fd, link, mode, 5, type == FK_DEVICE ? 1039 : ++fk.next_ino, rdev);
+    fake_kernel_pretend(fd, link, mode, FK_DEVTMPFS_DEV,
+                        type == FK_DEVICE ? FK_ANON_DEVICE_INO : ++fk.next_ino, rdev);
     p = fk_find_pretend(fd);
     p->owned = true;
     {
@@ -334,14 +341,14 @@ int fk_new_object(const char *link, guint32 mode, guint64 rdev, int type, fk_gro
         }
     }
     if (type == FK_DEVICE)
-        p->st.dev = 10; /* the anon inode */
+        p->st.dev = FK_ANON_DEV;
     o = g_new0(fk_obj, 1);
     o->type = type;
     o->group = g;
     if (type == FK_VM)
-        o->irqfds = g_hash_table_new(g_direct_hash, g_direct_equal);
+        o->irqfds = g_array_new(FALSE, TRUE, sizeof(fk_irqfd));
     o->unmask_fd = -1;
-    o->mig_state = 2; /* RUNNING */
+    o->mig_state = VFIO_DEVICE_STATE_RUNNING;
     o->data_fd = -1;
     o->bound_to = -1;
     if (type == FK_IOMMUFD) {
@@ -365,7 +372,7 @@ static void free_obj(gpointer p)
         g_hash_table_destroy(o->by_iova);
     }
     if (o->irqfds)
-        g_hash_table_destroy(o->irqfds);
+        g_array_unref(o->irqfds);
     if (o->iomaps) {
         g_array_unref(o->iomaps);
         g_hash_table_destroy(o->ioas);

@@ -68,6 +68,26 @@ int fake_kernel_pretend_cloexec(int fd);
 /* Declares IOMMU group id holding one device (PCI BDF, or an mdev UUID when mdev:
  * an mdev in a container turns VFIO_UPDATE_VADDR off, as on a real kernel). */
 void fake_vfio_add_group(int id, const char *device, bool mdev);
+/* ---- device models: what a device's PCI config space shows (read with pread at the
+ * VFIO_PCI_CONFIG_REGION_INDEX region's offset; the command register is writable and
+ * VFIO_DEVICE_RESET restores it). The ids are the ones QEMU's (and the mtty sample's)
+ * devices present. fake_vfio_add_group() gives a PCI device fake_pci_edu, an mdev
+ * fake_pci_mtty. */
+typedef struct {
+    guint16 vendor, device;
+    guint32 class_code; /* base class << 16 | subclass << 8 | prog-if */
+    guint8 revision;
+    guint16 subsys_vendor, subsys_device;
+    guint16 command;    /* after reset */
+    guint16 cfg_size;   /* 256: conventional PCI, 4096: PCI Express */
+} fk_pci_model;
+extern const fk_pci_model fake_pci_edu;    /* 1234:11e8, class 00ff00 */
+extern const fk_pci_model fake_pci_nvme;   /* 1b36:0010, class 010802 */
+extern const fk_pci_model fake_pci_e1000e; /* 8086:10d3, class 020000 */
+extern const fk_pci_model fake_pci_mtty;   /* 4348:3253, class 070002 */
+/* Like fake_vfio_add_group() for a PCI device, with this identity and migration flags
+ * of its own (0: no migration support) instead of fake_mig_setup()'s. */
+void fake_vfio_add_device(int id, const char *bdf, const fk_pci_model *model, guint32 mig_flags);
 /* Times request was issued (any fd) since the last reset. */
 unsigned fake_vfio_ioctls(unsigned long request);
 /* The nth ioctl with this request fails with -err (once). */
@@ -87,13 +107,12 @@ void fake_vfio_set_irq_count(unsigned index, unsigned count, bool noresize);
 unsigned fake_vfio_irq_rerequests(void);
 unsigned fake_vfio_irq_live(int device_fd, unsigned index);
 int fake_vfio_unmask_fd(int device_fd);
-/* ---- what tells device fds apart (tests/fake-kernel-devid.c): the PCI ids of the
- * device of group (default 1234:11e8 class_rev 0x00ff0010, BAR0 0x1000) in its
- * config region; whether /proc/self/fdinfo/N of a device fd names the device
- * (vfio-device-syspath, Linux 6.18+; off by default, like 6.1). */
-void fake_vfio_set_device_id(int group, guint16 vendor, guint16 device, guint32 class_rev,
-                             guint64 bar0_size);
+/* ---- what names the device behind a fd (tests/fake-kernel-devid.c): whether
+ * /proc/self/fdinfo/N of a device fd names the device (vfio-device-syspath, Linux
+ * 6.18+; off by default, like 6.1); the PCI model group's device answers with from
+ * now on, through fds already open too (as if another device were behind them). */
 void fake_vfio_set_fdinfo_syspath(bool on);
+void fake_vfio_set_model(int group, const fk_pci_model *model);
 /* ---- KVM model: /dev/kvm, VMs, routing commits, irqfds (EBUSY when assigned twice).
  * Off by default so host tests reach the real /dev/kvm; ioctls on fds the fake does
  * not know go to the real kernel. */

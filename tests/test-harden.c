@@ -44,11 +44,9 @@ static void setup(void)
     fake_kernel_reset();
     g_unsetenv(VFIOCPR_STATE_ENV);
     fake_iommufd_enable(true);
-    fake_vfio_add_group(12, BDF_A, false);
-    fake_vfio_add_group(13, BDF_B, false);
     /* edu and e1000e, as in the guest test bed */
-    fake_vfio_set_device_id(12, 0x1234, 0x11e8, 0x00ff0010, 0x100000);
-    fake_vfio_set_device_id(13, 0x8086, 0x10d3, 0x02000000, 0x20000);
+    fake_vfio_add_device(12, BDF_A, &fake_pci_edu, 0);
+    fake_vfio_add_device(13, BDF_B, &fake_pci_e1000e, 0);
 }
 
 static void set_env_fd(int fd)
@@ -294,7 +292,7 @@ static void test_identical_devices(void)
 
     setup();
 
-    fake_vfio_set_device_id(13, 0x1234, 0x11e8, 0x00ff0010, 0x100000);
+    fake_vfio_set_model(13, &fake_pci_edu);
     exec_state(&old, TYPE1_ONE, &blob);
     bad = forge(blob, "vfio-device:" BDF_A, 0, "vfio-device:" BDF_B, 0, SWAP_FD, NULL);
     r = restore(bad, &ctx, &err);
@@ -610,7 +608,7 @@ static GVariant *id_section(GVariant *a, GVariant *b)
  * ioctl each); a malformed section is refused before any fd is looked at. */
 static void test_identity_section(void)
 {
-    static const guint64 bar0_ok[] = { 0x100000 }, bar0_bad[] = { 0x2000 };
+    static const guint64 bar0_ok[] = { 0x1000 }, bar0_bad[] = { 0x2000 };
     static const guint64 seven[7] = { 0 };
     g_autoptr(GBytes) blob = NULL;
     g_autoptr(GError) err = NULL;
@@ -730,7 +728,7 @@ static void test_golden_v15_other_device(void)
     vfiocpr *ctx = NULL;
     int r;
 
-    fake_vfio_set_device_id(13, 0x8086, 0x10d3, 0x02000000, 0x20000);
+    fake_vfio_set_model(13, &fake_pci_e1000e);
     r = restore(blob, &ctx, &err);
     g_assert_null(ctx);
     assert_refused(r, err, "device '0000:00:04.0'", "8086:10d3");
