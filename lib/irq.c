@@ -370,6 +370,11 @@ void vfiocpr_irqs_foreach(vfiocpr_device *d, vfiocpr_irq_fn fn, gpointer user)
     }
 }
 
+guint vfiocpr_irqs_count(vfiocpr_device *d)
+{
+    return g_hash_table_size(vfiocpr_device_irqs(d)->vecs);
+}
+
 int vfiocpr_irqs_intx(vfiocpr_device *d, int *trigger, int *resample, guint32 *gsi)
 {
     vfiocpr_irqs *q = vfiocpr_device_irqs(d);

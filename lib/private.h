@@ -367,6 +367,8 @@ typedef void (*vfiocpr_irq_fn)(vfiocpr_device *d, guint index, guint vector, int
 /* Every enabled vector of d in a stable order; routable: MSI/MSI-X with a message,
  * not masked. */
 void vfiocpr_irqs_foreach(vfiocpr_device *d, vfiocpr_irq_fn fn, gpointer user);
+/* The number of enabled vectors of d. */
+guint vfiocpr_irqs_count(vfiocpr_device *d);
 /* INTx trigger, unmask (resample) fd and GSI, or -ENOENT when not all three exist. */
 int vfiocpr_irqs_intx(vfiocpr_device *d, int *trigger, int *resample, guint32 *gsi);
 gint vfiocpr_cmp_uint_ptr(gconstpointer a, gconstpointer b);

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "private.h"
+#include "probes.h"
 
 /* On-the-wire DMA record of both backends; matches the GVariant fixed struct
  * VFIOCPR_RECORD_DMA. container indexes the backend's container list. */
@@ -296,14 +297,16 @@ VFIOCPR_EXPORT int vfiocpr_dma_map(vfiocpr_container *c, uint64_t iova, uint64_t
                                 "offset 0x%" PRIx64 ")", c->name, iova, iova + size - 1,
                                 m->mem_dev, m->mem_ino, m->offset, memfd, offset);
         vfiocpr_ctx_step(c->ctx, "restoring");
+        VFIOCPR_PROBE(remap__start, probe_s(c->name), iova, size);
         r = c->ops->remap(c, m, vaddr, error);
-        if (r < 0)
-            return r;
-        m->vaddr = vaddr;
-        m->memfd = memfd;
-        m->pending = false;
-        c->n_pending--;
-        return 0;
+        if (r == 0) {
+            m->vaddr = vaddr;
+            m->memfd = memfd;
+            m->pending = false;
+            c->n_pending--;
+        }
+        VFIOCPR_PROBE(remap__end, probe_s(c->name), iova, size, r, c->n_pending);
+        return r;
     }
     if (m)
         return vfiocpr_fail(error, EEXIST, "container '%s': dma map 0x%" PRIx64 "-0x%" PRIx64
