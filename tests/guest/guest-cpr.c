@@ -996,8 +996,10 @@ static int scenario_swap(char **args)
                                               (guint64)gn, false);
             g_autoptr(GBytes) g2 = forge_swap(blob, "vfio-group", (guint64)ge, "vfio-group",
                                               (guint64)gn, true);
-            r = refused(g1, pe, pn, msg, sizeof(msg)) || refused(g1, "'vfio-group'/", pe, msg,
-                                                                 sizeof(msg));
+            g_autofree char *re = g_strdup_printf("'vfio-group'/%d", ge);
+            g_autofree char *rn = g_strdup_printf("'vfio-group'/%d", gn);
+            /* whichever record is looked at first: it, and the other group's node */
+            r = refused(g1, re, pn, msg, sizeof(msg)) || refused(g1, rn, pe, msg, sizeof(msg));
             ok(r, "swap-refused: group records with swapped fd numbers refused: %s", msg);
             r = refused(g2, pe, pn, msg, sizeof(msg));
             ok(r, "swap-refused: group records swapped whole refused by the fd's path: %s", msg);
