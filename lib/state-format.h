@@ -101,6 +101,7 @@ extern const vfiocpr_feature_def vfiocpr_state_features[VFIOCPR_FEAT_COUNT];
       VFIOCPR_FEATURE_IOMMUFD)                                                              \
     X(IOMMUFD_DMA, "iommufd-dma", "a" VFIOCPR_RECORD_DMA, 3, "vfio", VFIOCPR_RECORD_DMA_SIZE, \
       VFIOCPR_FEATURE_IOMMUFD)                                                              \
+    X(VFIO_DEVICE_IDENTITY, "vfio-device-identity", "a(suuuuuuat)", 5, "device", 0, "")     \
     X(DMA_TABLES, "dma-tables", "a(suu)", 6, "vfio", 0, VFIOCPR_FEATURE_DMA_TABLE)
 
 typedef enum {

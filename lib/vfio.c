@@ -232,10 +232,11 @@ static int table_writable(vfiocpr_container *c, guint need, GError **error)
             return r;
         }
         if (old >= 0) {
-            if (c->table_inherited)
+            if (c->table_registered)
                 vfiocpr_fdreg_forget(vfiocpr_ctx_fdreg(c->ctx), c->table_key, 0);
             VK(close, old);
         }
+        c->table_registered = false;
         c->table_inherited = false;
         c->table_sealed = false;
         c->table_stale = false;
@@ -259,7 +260,9 @@ static int slot_put(vfiocpr_container *c, guint i, const wire_dma *w, GError **e
 }
 
 /* exec or transfer: the table is sealed and registered, so that the registry
- * carries its fd (by number or by index) with the others. Undone by table_unhand. */
+ * carries its fd (by number or by index) with the others. A failed handover
+ * leaves it so (sealed, registered): the next change replaces it, and a retry
+ * hands the same one again. */
 static int table_hand(vfiocpr_container *c, GError **error)
 {
     int r;
@@ -277,16 +280,12 @@ static int table_hand(vfiocpr_container *c, GError **error)
                                 c->table_fd);
         c->table_sealed = true;
     }
-    if (c->table_inherited)
-        return 0; /* still registered from the state */
-    return vfiocpr_fdreg_save(vfiocpr_ctx_fdreg(c->ctx), c->table_key, 0, c->table_fd,
-                              VFIOCPR_FD_MEMFD, error);
-}
-
-static void table_unhand(vfiocpr_container *c)
-{
-    if (!c->table_inherited && c->table_fd >= 0)
-        vfiocpr_fdreg_forget(vfiocpr_ctx_fdreg(c->ctx), c->table_key, 0);
+    if (c->table_registered)
+        return 0; /* from the state, or an earlier attempt */
+    r = vfiocpr_fdreg_save(vfiocpr_ctx_fdreg(c->ctx), c->table_key, 0, c->table_fd,
+                           VFIOCPR_FD_MEMFD, error);
+    c->table_registered = r == 0;
+    return r;
 }
 
 /* In the order their state sections and required features are written. */
@@ -732,11 +731,8 @@ int vfiocpr_vfio_prepare(vfiocpr *ctx, GError **error)
             continue;
         /* the table first: failing there leaves DMA untouched */
         r = table_hand(c, error);
-        if (r == 0) {
+        if (r == 0)
             r = c->ops->prepare(c, error);
-            if (r < 0)
-                table_unhand(c);
-        }
         if (r < 0) {
             vfiocpr_vfio_unprepare(ctx);
             return r;
@@ -757,8 +753,7 @@ void vfiocpr_vfio_unprepare(vfiocpr *ctx)
         if (!c->prepared)
             continue;
         c->ops->undo(c);
-        /* sealed now: the next change copies the records to a fresh table */
-        table_unhand(c);
+        /* the table stays sealed: the next change copies it to a fresh one */
         c->prepared = false;
     }
 }
@@ -811,6 +806,9 @@ void vfiocpr_vfio_serialize(vfiocpr *ctx, GVariantDict *d, GPtrArray *features)
     } else {
         g_variant_builder_clear(&tables);
     }
+    /* 1.5: what each device fd is, for the restore's swap check (optional: a 1.4
+     * reader ignores it) */
+    vfiocpr_devices_serialize_identity(v->devices, d);
 }
 
 /* Slots for n records, in memory (a format before 1.6, or a copy). */
@@ -934,6 +932,7 @@ static int deserialize_tables(vfiocpr *ctx, GVariant *payload, GError **error)
         c->map_len = (gsize)count * sizeof(wire_dma);
         c->table_fd = fd;
         c->table_inherited = true;
+        c->table_registered = true;
         c->table_sealed = true;
         c->cap = count;
         c->rt = g_new0(vfiocpr_map_rt, count);
@@ -985,7 +984,11 @@ int vfiocpr_vfio_deserialize(vfiocpr *ctx, GVariant *payload, GError **error)
         if (r < 0)
             return r;
     }
-    return deserialize_tables(ctx, payload, error);
+    int r = deserialize_tables(ctx, payload, error);
+    if (r < 0)
+        return r;
+    /* every device fd is the device it is recorded for (fstat cannot tell) */
+    return vfiocpr_devices_verify(ctx, payload, error);
 }
 
 int vfiocpr_vfio_finish(vfiocpr *ctx, GError **error)
@@ -1029,6 +1032,7 @@ int vfiocpr_vfio_finish(vfiocpr *ctx, GError **error)
         if (c->n_maps && c->table_fd < 0 && (r = table_writable(c, c->n_maps, error)) < 0)
             return r;
     }
+    vfiocpr_devices_fill_identity(v->devices);
     return 0;
 }
 

@@ -43,6 +43,7 @@ typedef struct {
     int cloexec;
     bool owned; /* backed by a real fd the fake opened: close it too */
     guint64 real_ino; /* owned: the backing memfd, whose dups are this object too */
+    bool real_file;   /* a real memfd with a pretended identity: size and seals are real */
 } pretend;
 
 enum { FK_CONTAINER = 1, FK_GROUP, FK_DEVICE, FK_KVM, FK_VM, FK_IOMMUFD };
@@ -132,6 +133,7 @@ typedef struct {
 
 /* The whole model's state: one instance (fake-kernel.c), reset by fake_kernel_reset(). */
 struct fk_state {
+    int memfd_at; /* > 0: memfd_create's fds are moved to this number and up */
     unsigned calls[FK_N_OPS + 1];
     GArray *log; /* fk_op per call */
     fk_op fail_op;
@@ -199,6 +201,10 @@ int fk_iommufd_ioctl(fk_obj *o, unsigned long request, void *arg);
 int fk_cdev_ioctl(fk_obj *o, unsigned long request, void *arg);
 int fk_iommufd_open(const char *path);
 int fk_iommufd_dir_entry(const char *dir, const char *prefix, char *buf, size_t len);
+
+/* ---- device identity (fake-kernel-devid.c) ---- */
+int fk_devid_fdinfo(int fd, char *buf, size_t len);
+void fk_devid_reset(void);
 
 /* ---- KVM (fake-kernel-kvm.c) ---- */
 int fk_kvm_ioctl(int fd, fk_obj *o, unsigned long request, void *arg);

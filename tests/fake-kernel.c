@@ -35,7 +35,7 @@ static const char *const names[] = {
     "memfd_create", "pwrite", "pread", "fstat", "fd_path", "get_cloexec", "set_cloexec",
     "cloexec_range", "get_seals", "add_seals", "close", "execve", "ioctl", "open", "readlink",
     "mmap", "munmap", "memlock", "eventfd", "readable", "read", "write", "lseek", "dir_entry",
-    "send_msg", "recv_msg", "wait_readable", "peer_cred", "shutdown", "any",
+    "send_msg", "recv_msg", "wait_readable", "peer_cred", "shutdown", "fdinfo", "any",
 };
 
 const char *fake_kernel_op_name(fk_op op)
@@ -109,8 +109,29 @@ static pretend *find_object_pretend(int fd)
 
 static int f_memfd_create(const char *name, unsigned int flags)
 {
+    int fd;
     ENTER(FK_MEMFD_CREATE);
-    return REAL->memfd_create(name, flags);
+    fd = REAL->memfd_create(name, flags);
+    if (fd >= 0 && fk.memfd_at > 0) {
+        int at = fk.memfd_at++;
+        g_assert_cmpint(dup3(fd, at, (flags & MFD_CLOEXEC) ? O_CLOEXEC : 0), ==, at);
+        close(fd);
+        fd = at;
+    }
+    return fd;
+}
+
+void fake_kernel_memfd_at(int first)
+{
+    fk.memfd_at = first;
+}
+
+void fake_kernel_pretend_memfd(int fd, guint64 dev, guint64 ino)
+{
+    pretend *p;
+    fake_kernel_pretend(fd, "/memfd:vfiocpr-dma (deleted)", S_IFREG | 0600, dev, ino, 0);
+    p = fk_find_pretend(fd);
+    p->real_file = true;
 }
 
 static ssize_t f_pwrite(int fd, const void *buf, size_t len, off_t off)
@@ -139,9 +160,12 @@ static int f_fstat(int fd, vfiocpr_fd_stat *st, off_t *size)
     pretend *p;
     ENTER(FK_FSTAT);
     if ((p = find_object_pretend(fd))) {
+        vfiocpr_fd_stat real;
         *st = p->st;
         if (size)
             *size = 0;
+        if (p->real_file && size)
+            REAL->fstat(fd, &real, size);
         return 0;
     }
     return REAL->fstat(fd, st, size);
@@ -191,8 +215,10 @@ static int f_cloexec_range(int first, int last)
 
 static int f_get_seals(int fd)
 {
+    pretend *p;
     ENTER(FK_GET_SEALS);
-    return find_object_pretend(fd) ? -EINVAL : REAL->get_seals(fd);
+    p = find_object_pretend(fd);
+    return p && !p->real_file ? -EINVAL : REAL->get_seals(fd);
 }
 
 static int f_add_seals(int fd, int seals)
@@ -430,6 +456,16 @@ static int f_open(const char *path, int flags)
     return REAL->open(path, flags);
 }
 
+static int f_fdinfo(int fd, char *buf, size_t len)
+{
+    int r;
+
+    ENTER(FK_FDINFO);
+    if ((r = fk_devid_fdinfo(fd, buf, len)) != FK_NOT_MINE)
+        return r;
+    return REAL->fdinfo(fd, buf, len);
+}
+
 static int f_readlink(const char *path, char *buf, size_t len)
 {
     int r;
@@ -598,6 +634,7 @@ static const vfiocpr_kernel_ops fake_ops = {
     .peer_cred = f_peer_cred,
     .shutdown = f_shutdown,
     .getpid = f_getpid,
+    .fdinfo = f_fdinfo,
     .monotonic_ms = f_monotonic_ms,
 };
 
@@ -643,6 +680,7 @@ void fake_kernel_reset(void)
     fk.next_fd = 950;
     fk_type1_reset();
     fk_mig_reset();
+    fk_devid_reset();
     vfiocpr_kernel_set_ops(seam_record_wrap(&fake_ops));
 }
 

@@ -38,6 +38,7 @@ typedef enum {
     FK_WAIT_READABLE,
     FK_PEER_CRED,
     FK_SHUTDOWN,
+    FK_FDINFO,
     FK_N_OPS,
     FK_ANY = FK_N_OPS,
 } fk_op;
@@ -59,6 +60,11 @@ void fake_kernel_set_execve(fk_execve_fn fn);
  * ino/dev come from the caller so identities are fully controlled. */
 void fake_kernel_pretend(int fd, const char *link, guint32 mode, guint64 dev, guint64 ino,
                          guint64 rdev);
+/* A real memfd at fd shown with identity (dev, ino): its size and seals stay real
+ * (a recorded DMA table restored at its number). */
+void fake_kernel_pretend_memfd(int fd, guint64 dev, guint64 ino);
+/* first > 0: every memfd_create from now on lands on first, first + 1, ... (0 ends) */
+void fake_kernel_memfd_at(int first);
 /* CLOEXEC as seen by the fake for a pretended fd (real fds: ask fcntl). */
 int fake_kernel_pretend_cloexec(int fd);
 
@@ -107,6 +113,12 @@ void fake_vfio_set_irq_count(unsigned index, unsigned count, bool noresize);
 unsigned fake_vfio_irq_rerequests(void);
 unsigned fake_vfio_irq_live(int device_fd, unsigned index);
 int fake_vfio_unmask_fd(int device_fd);
+/* ---- what names the device behind a fd (tests/fake-kernel-devid.c): whether
+ * /proc/self/fdinfo/N of a device fd names the device (vfio-device-syspath, Linux
+ * 6.18+; off by default, like 6.1); the PCI model group's device answers with from
+ * now on, through fds already open too (as if another device were behind them). */
+void fake_vfio_set_fdinfo_syspath(bool on);
+void fake_vfio_set_model(int group, const fk_pci_model *model);
 /* ---- KVM model: /dev/kvm, VMs, routing commits, irqfds (EBUSY when assigned twice).
  * Off by default so host tests reach the real /dev/kvm; ioctls on fds the fake does
  * not know go to the real kernel. */

@@ -57,6 +57,7 @@ static inline void golden_v1_pretend(void)
 #define GOLDEN_V11_RAM_FD 899
 #define GOLDEN_V11_RAM_SIZE (8u << 20)
 #define GOLDEN_V12_EFD0 890
+#define GOLDEN_V16_TABLE_FD0 880 /* the DMA tables of c0 and i0 (format 1.6) */
 
 static inline vfiocpr *golden_cold_start(bool irqs)
 {

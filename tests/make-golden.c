@@ -1,10 +1,13 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* Writes the golden blob of the current format (1.4: a transfer state) through the real exec path,
- * with the fake kernel standing in for the recorded fds. Run by hand only when a NEW
- * format version is introduced: make tests/make-golden && tests/make-golden OUT.
+/* Writes the golden blob of the current format (1.6: the exec state of
+ * golden_v13_cold_start(), with the identity of both devices, and its two DMA
+ * tables at fds GOLDEN_V16_TABLE_FD0 and up, their bytes next to it as
+ * OUT-fdN.bin) through the real exec path, with the fake kernel standing in for the recorded fds. Run by hand only when
+ * a NEW format version is introduced: make tests/make-golden && tests/make-golden OUT.
  * Released blobs are never regenerated: state-v1.bin (1.0), state-v1.1.bin (1.1) and
- * state-v1.2.bin (1.2) stay as they were written, and so does state-v1.3.bin (1.3, an
- * exec state written by the 1.3 writer). */
+ * state-v1.2.bin (1.2) stay as they were written, and so do state-v1.3.bin (1.3, an
+ * exec state written by the 1.3 writer), state-v1.4.bin (1.4, a transfer state) and
+ * state-v1.5.bin (1.5). */
 #include "config.h"
 
 #include "fake-kernel.h"
@@ -20,10 +23,19 @@ int main(int argc, char **argv)
         g_error("usage: %s OUT", argv[0]);
     g_unsetenv(VFIOCPR_STATE_ENV);
     fake_kernel_reset();
-    golden_real_fds();
+    fake_kernel_memfd_at(GOLDEN_V16_TABLE_FD0); /* the tables, made at map time */
     ctx = golden_v13_cold_start();
-    blob = fake_kernel_capture_transfer(ctx);
+    fake_kernel_memfd_at(0);
+    blob = fake_kernel_capture_state(ctx);
     if (!g_file_set_contents(argv[1], g_bytes_get_data(blob, NULL), g_bytes_get_size(blob), &err))
         g_error("%s", err->message);
+    for (int fd = GOLDEN_V16_TABLE_FD0; fd < GOLDEN_V16_TABLE_FD0 + 2; fd++) {
+        g_autofree char *out = g_strdup_printf("%.*s-fd%d.bin", (int)strlen(argv[1]) - 4, argv[1],
+                                               fd);
+        char buf[4096];
+        ssize_t n = pread(fd, buf, sizeof(buf), 0);
+        if (n <= 0 || !g_file_set_contents(out, buf, n, &err))
+            g_error("table fd %d: %s", fd, err ? err->message : "empty");
+    }
     return 0;
 }
