@@ -658,6 +658,9 @@ VFIOCPR_EXPORT int vfiocpr_container_close(vfiocpr_container *c, GError **error)
     if (r < 0)
         return r;
     vfiocpr_fdreg_forget(vfiocpr_ctx_fdreg(c->ctx), c->reg_name, 0);
+    if (c->table_registered) /* its fd is closed with the container */
+        vfiocpr_fdreg_forget(vfiocpr_ctx_fdreg(c->ctx), c->table_key, 0);
+    c->table_inherited = false;
     VK(close, c->fd);
     c->fd = -1;
     g_hash_table_remove(v->containers, c->name);
@@ -837,15 +840,15 @@ static int deserialize_dma(const vfiocpr_backend_ops *ops, GVariant *payload, GP
     w = g_variant_get_fixed_array(vdma, &n, sizeof(wire_dma));
     if (n > G_MAXUINT32 / 4)
         return vfiocpr_fail(error, EBADMSG, "state: %s: %zu DMA records", ops->name, n);
+    /* the payload is in host order here (decode byteswapped it where needed); the
+     * slots hold the table's little-endian bytes */
     count = g_new0(guint, byidx->len + 1);
     for (gsize i = 0; i < n; i++) {
-        guint32 ci = GUINT32_FROM_LE(w[i].container), fl = GUINT32_FROM_LE(w[i].flags);
-        guint64 iova = GUINT64_FROM_LE(w[i].iova), size = GUINT64_FROM_LE(w[i].size);
-        if (ci >= byidx->len || !size || iova + size < iova ||
-            (fl & ~(VFIOCPR_DMA_READ | VFIOCPR_DMA_WRITE)))
+        if (w[i].container >= byidx->len || !w[i].size || w[i].iova + w[i].size < w[i].iova ||
+            (w[i].flags & ~(VFIOCPR_DMA_READ | VFIOCPR_DMA_WRITE)))
             return vfiocpr_fail(error, EBADMSG, "state: %s: DMA record %zu: bad container, "
                                 "range or flags", ops->name, i);
-        count[ci]++;
+        count[w[i].container]++;
     }
     for (guint k = 0; k < byidx->len; k++)
         if (count[k]) {
@@ -854,16 +857,18 @@ static int deserialize_dma(const vfiocpr_backend_ops *ops, GVariant *payload, GP
             idx_build(c, count[k]);
         }
     for (gsize i = 0; i < n; i++) {
-        vfiocpr_container *c = byidx->pdata[GUINT32_FROM_LE(w[i].container)];
+        vfiocpr_container *c = byidx->pdata[w[i].container];
         wire_dma *dst = REC(c, c->n_maps);
-        *dst = w[i];
-        dst->container = 0;
+        vfiocpr_mapping m = { .iova = w[i].iova, .size = w[i].size, .offset = w[i].offset,
+                              .flags = w[i].flags, .mem_dev = w[i].mem_dev,
+                              .mem_ino = w[i].mem_ino };
+        *dst = wire_of(&m);
         if (!idx_add(c, c->n_maps))
             return vfiocpr_fail(error, EBADMSG, "state: %s: DMA record %zu: iova 0x%" PRIx64
-                                " appears twice in container '%s'", ops->name, i,
-                                GUINT64_FROM_LE(w[i].iova), c->name);
+                                " appears twice in container '%s'", ops->name, i, w[i].iova,
+                                c->name);
         c->table_check += slot_check(c->n_maps, dst);
-        c->dma_bytes += GUINT64_FROM_LE(dst->size);
+        c->dma_bytes += w[i].size;
         c->n_maps++;
         c->n_pending++;
     }
