@@ -37,7 +37,7 @@
  *                            vfiocpr_exec; in the new image the step that charges it
  *                            (type1 re-map, iommufd finish) fails with ENOMEM, a retry
  *                            after raising the limit works
- *   guest-cpr soak [total=N] [negative=fd-leak|intx-no-unmask|extra-msix]
+ *   guest-cpr soak [total=N] [negative=fd-leak|intx-no-unmask|extra-msix|dma-skip|nvme-reset]
  *                            N upgrades (default 1000; make soak) of edu on INTx and
  *                            nvme on MSI-X, every one checked (not reset, DMA both ways,
  *                            each interrupt counted exactly once, fds/VmPin/VmLck steady);
@@ -1272,12 +1272,13 @@ static long proc_kb(const char *file, const char *key)
 /* What one image measures of itself and of the guest kernel, for the leak checks. */
 typedef struct {
     guint32 fds;
-    long rss, pin, lck, sunreclaim, avail;
+    long rss, anon, pin, lck, sunreclaim, avail;
 } soak_usage;
 
 static soak_usage soak_measure(void)
 {
     return (soak_usage){ .fds = count_fds(), .rss = proc_kb("/proc/self/status", "VmRSS"),
+                         .anon = proc_kb("/proc/self/status", "RssAnon"),
                          .pin = proc_kb("/proc/self/status", "VmPin"),
                          .lck = proc_kb("/proc/self/status", "VmLck"),
                          .sunreclaim = proc_kb("/proc/meminfo", "SUnreclaim"),
@@ -1291,6 +1292,7 @@ typedef struct {
     guint32 total, done, failures, lost_tap;
     guint64 t_cold, t_exec; /* vfiocpr_exec() of the previous image was called at t_exec */
     soak_usage first, last;  /* the first restored image's and the last one's */
+    long anon_max;           /* the largest RssAnon any restored image had */
     char first_failure[512];
     guint64 blackout[SOAK_MAX]; /* vfiocpr_exec() -> start-up done, per upgrade */
     guint64 period[SOAK_MAX];   /* vfiocpr_exec() -> the next vfiocpr_exec(), per upgrade */
@@ -1347,7 +1349,7 @@ static guint64 pct(guint64 *v, guint32 n, unsigned p)
  * counted exactly once on the preserved trigger eventfd and the line unmasked through
  * the preserved unmask eventfd, one nvme Identify by DMA completes with exactly one
  * MSI-X, and the open fds, VmPin and VmLck are those of the first restored image.
- * negative=fd-leak|intx-no-unmask|extra-msix breaks one of them on purpose. */
+ * negative=fd-leak|intx-no-unmask|extra-msix|dma-skip|nvme-reset breaks one of them on purpose. */
 static int scenario_soak(char **args)
 {
     g_autoptr(GError) err = NULL;
@@ -1414,7 +1416,8 @@ static int scenario_soak(char **args)
         if (!edu_from_device(&e, gen - 1))
             soak_fail(log, gen, "edu DMA device -> RAM: the previous image's data did not "
                       "arrive at %p", (void *)e.va);
-        if (!edu_to_device(&e, gen))
+        /* dma-skip: this image's data never goes to the device */
+        if ((strcmp(neg, "dma-skip") != 0 || gen != 2) && !edu_to_device(&e, gen))
             soak_fail(log, gen, "edu DMA RAM -> device timed out");
         wr32(&e, EDU_IRQ_RAISE, 0x1);
         intx = soak_count(e.trigger, 3000);
@@ -1433,12 +1436,17 @@ static int scenario_soak(char **args)
         if (!idf || irqs != 1)
             soak_fail(log, gen, "nvme Identify by DMA %s, MSI-X counted %" G_GUINT64_FORMAT
                       ", not 1", idf ? "completed" : "FAILED", irqs);
+        /* nvme-reset: a function reset of nvme behind the library's back */
+        if (strcmp(neg, "nvme-reset") == 0 && gen == 2 &&
+            ioctl(vfiocpr_device_fd(n.dev), VFIO_DEVICE_RESET) < 0)
+            bail("soak: VFIO_DEVICE_RESET of nvme: %s", g_strerror(errno));
         if (strcmp(neg, "fd-leak") == 0 && open("/dev/null", O_RDONLY) < 0) /* no CLOEXEC */
             bail("open /dev/null");
         u = soak_measure();
         if (gen == 2)
             log->first = u;
         log->last = u;
+        log->anon_max = MAX(log->anon_max, u.anon);
         if (u.fds != log->first.fds)
             soak_fail(log, gen, "%u open fds, the first restored image had %u", u.fds,
                       log->first.fds);
@@ -1480,12 +1488,12 @@ static int scenario_soak(char **args)
                "blackout_us(median/p99/max)=%" G_GUINT64_FORMAT "/%" G_GUINT64_FORMAT "/%"
                G_GUINT64_FORMAT " cycle_us(median/p99/max)=%" G_GUINT64_FORMAT "/%"
                G_GUINT64_FORMAT "/%" G_GUINT64_FORMAT " total_s=%.1f fds=%u->%u "
-               "VmRSS_kB=%ld->%ld VmPin_kB=%ld->%ld VmLck_kB=%ld->%ld SUnreclaim_kB=%ld->%ld "
+               "VmRSS_kB=%ld->%ld RssAnon_kB=%ld->%ld(max %ld) VmPin_kB=%ld->%ld VmLck_kB=%ld->%ld SUnreclaim_kB=%ld->%ld "
                "MemAvailable_kB=%ld->%ld\n", un.release, vfiocpr_backend_to_string(backend), d,
                log->failures, pct(b, d, 50), pct(b, d, 99), pct(b, d, 100), pct(p, np, 50),
                pct(p, np, 99), pct(p, np, 100), (now_us() - log->t_cold) / 1e6, a.fds, z.fds,
-               a.rss, z.rss, a.pin, z.pin, a.lck, z.lck, a.sunreclaim, z.sunreclaim, a.avail,
-               z.avail);
+               a.rss, z.rss, a.anon, z.anon, log->anon_max, a.pin, z.pin, a.lck, z.lck,
+               a.sunreclaim, z.sunreclaim, a.avail, z.avail);
     }
     munmap(log, sizeof(*log));
     n.va = NULL;

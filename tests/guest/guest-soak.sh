@@ -1,8 +1,9 @@
 #!/bin/sh
 # SPDX-License-Identifier: LGPL-2.1-or-later
 # Runs inside the guest (busybox sh) for make soak (tests/guest/soak.sh): first the
-# soak's negative controls, 3 upgrades each, each of which must be caught; then
-# `guest-cpr soak total=CYCLES`. TAP, framed per part as guest-suite.sh does.
+# soak's negative controls, 3 upgrades each, each of which must be caught in its own
+# check; then `guest-cpr soak total=CYCLES`. TAP, framed per part as guest-suite.sh
+# does.
 #
 #   guest-soak.sh CYCLES [type1|iommufd]
 cycles=${1:-1000}
@@ -25,6 +26,8 @@ control() {
 control fd-leak "open fds"
 control intx-no-unmask "INTx counted 0"
 control extra-msix "MSI-X counted 2"
+control dma-skip "the previous image's data did not arrive"
+control nvme-reset "nvme reset: CC"
 echo "# scenario soak"
 /bin/guest-cpr --backend="$backend" soak total="$cycles" 2>&1 |
     sed '/^\(ok\|not ok\|Bail out!\|1\.\.\|#\)/!s/^/# /'

@@ -37,8 +37,8 @@ for c in $configs; do
     sum=$(sed -n 's/^# soak-summary //p' "$out")
     nfail=$(grep -c -E '^(not ok|Bail out!)' "$out")
     nok=$(grep -c '^ok' "$out")
-    # 3 controls caught, the cold start, the soak's verdict and its leak check
-    if [ "$rc" -ne 0 ] || [ "$nfail" -ne 0 ] || [ "$nok" -lt 6 ] || [ -z "$sum" ]; then
+    # 5 controls caught, the cold start, the soak's verdict and its leak check
+    if [ "$rc" -ne 0 ] || [ "$nfail" -ne 0 ] || [ "$nok" -lt 8 ] || [ -z "$sum" ]; then
         failed=1
         echo "soak: kernel $k backend $b FAILED (run-guest exit $rc, $nfail failed, $nok ok); console: $out.console"
         tail -n 20 "$out.err" | sed 's/^/  /'
