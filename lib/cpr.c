@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "private.h"
+#include "probes.h"
 
 extern char **environ;
 
@@ -190,28 +191,34 @@ static int load_state(vfiocpr *ctx, int state_fd, const int *received, guint n_r
     bool by_index;
     int r;
 
+    VFIOCPR_PROBE(phase__start, probe_s("restore"), probe_s("read state"));
     r = vfiocpr_state_read_fd(state_fd, &blob, error);
-    if (r < 0)
-        return r;
-    r = vfiocpr_state_decode(blob, &ctx->incoming, &ctx->in_major, &ctx->in_minor, error);
+    if (r == 0)
+        r = vfiocpr_state_decode(blob, &ctx->incoming, &ctx->in_major, &ctx->in_minor, error);
+    VFIOCPR_PROBE(phase__end, probe_s("restore"), probe_s("read state"), r);
     if (r < 0)
         return r;
     ctx->incoming_size = g_bytes_get_size(blob);
-    by_index = g_variant_lookup(ctx->incoming, "required-features", "^a&s", &req) &&
+    by_index = g_variant_lookup(ctx->incoming, VFIOCPR_SECTION(REQUIRED_FEATURES), "^a&s",
+                                &req) &&
                g_strv_contains(req, VFIOCPR_FEATURE_FD_INDEX);
     if (by_index != (received != NULL))
         return vfiocpr_fail(error, EBADMSG, "state: %s", by_index
                             ? "a transfer state (fds by index) cannot be restored from "
                               VFIOCPR_STATE_ENV
                             : "an exec state (fds by number) cannot come over a transfer");
+    VFIOCPR_PROBE(phase__start, probe_s("restore"), probe_s("registry"));
     r = vfiocpr_fdreg_deserialize_received(ctx->fdreg, ctx->incoming, received, n_received,
                                            error);
-    if (r < 0)
-        return r;
-    r = vfiocpr_fdreg_validate(ctx->fdreg, state_fd, error);
+    if (r == 0)
+        r = vfiocpr_fdreg_validate(ctx->fdreg, state_fd, error);
+    VFIOCPR_PROBE(phase__end, probe_s("restore"), probe_s("registry"), r);
     for (gsize i = 0; r == 0 && i < G_N_ELEMENTS(participants); i++)
-        if (participants[i].deserialize)
+        if (participants[i].deserialize) {
+            VFIOCPR_PROBE(participant__start, probe_s("restore"), probe_s(participants[i].name));
             r = participants[i].deserialize(ctx, ctx->incoming, error);
+            VFIOCPR_PROBE(participant__end, probe_s("restore"), probe_s(participants[i].name), r);
+        }
     return r;
 }
 
@@ -239,17 +246,21 @@ VFIOCPR_EXPORT int vfiocpr_new(unsigned int flags, vfiocpr **out, GError **error
     ctx = ctx_new();
     env = g_getenv(VFIOCPR_STATE_ENV);
     if (env) {
+        VFIOCPR_PROBE(restore__start, probe_s("exec"));
         r = vfiocpr_state_parse_env(env, &state_fd, error);
         if (r == 0)
             r = load_state(ctx, state_fd, NULL, 0, error);
         if (r < 0) {
             g_prefix_error(error, "restore from %s=%s: ", VFIOCPR_STATE_ENV, env);
+            VFIOCPR_PROBE(restore__end, probe_s("exec"), r, 0, 0, 0);
             return r;
         }
         if (!(flags & VFIOCPR_NEW_KEEP_STATE)) {
             r = vfiocpr_fdreg_cloexec_inherited(ctx->fdreg, error);
-            if (r < 0)
+            if (r < 0) {
+                VFIOCPR_PROBE(restore__end, probe_s("exec"), r, 0, 0, 0);
                 return r;
+            }
             /* Consumed: a child of the VMM must not mistake a stale number for state. */
             VK(close, state_fd);
             g_unsetenv(VFIOCPR_STATE_ENV);
@@ -257,6 +268,7 @@ VFIOCPR_EXPORT int vfiocpr_new(unsigned int flags, vfiocpr **out, GError **error
         ctx->restart = true;
         g_info("restart: state format %u.%u, %u fds inherited", ctx->in_major, ctx->in_minor,
                vfiocpr_fdreg_count(ctx->fdreg));
+        VFIOCPR_PROBE(restore__end, probe_s("exec"), 0, PROBE_COUNTS(ctx));
     }
     *out = g_steal_pointer(&ctx);
     return 0;
@@ -276,11 +288,17 @@ VFIOCPR_EXPORT int vfiocpr_new_incoming(int sock, unsigned int timeout_ms, unsig
         return vfiocpr_fail(error, EINVAL, "transfer: receive: unknown flags 0x%x", flags);
     if (!timeout_ms)
         timeout_ms = VFIOCPR_TRANSFER_TIMEOUT_MS;
+    VFIOCPR_PROBE(restore__start, probe_s("transfer"));
     r = vfiocpr_xfer_check_peer(sock, flags, &peer, error);
-    if (r < 0)
-        return r;
-    r = vfiocpr_xfer_recv_state(sock, VK(monotonic_ms) + timeout_ms, &state_fd, &fds, error);
     if (r < 0) {
+        VFIOCPR_PROBE(restore__end, probe_s("transfer"), r, 0, 0, 0);
+        return r;
+    }
+    VFIOCPR_PROBE(phase__start, probe_s("restore"), probe_s("receive"));
+    r = vfiocpr_xfer_recv_state(sock, VK(monotonic_ms) + timeout_ms, &state_fd, &fds, error);
+    VFIOCPR_PROBE(phase__end, probe_s("restore"), probe_s("receive"), r);
+    if (r < 0) {
+        VFIOCPR_PROBE(restore__end, probe_s("transfer"), r, 0, 0, 0);
         vfiocpr_xfer_send(sock, VFIOCPR_XFER_REFUSE, (error && *error) ? (*error)->message :
                           "receiving the state failed", NULL);
         g_prefix_error(error, "transfer from pid %u: receive: ", peer);
@@ -297,6 +315,7 @@ VFIOCPR_EXPORT int vfiocpr_new_incoming(int sock, unsigned int timeout_ms, unsig
         vfiocpr_xfer_send(sock, VFIOCPR_XFER_REFUSE, (error && *error) ? (*error)->message :
                           "the state was refused", NULL);
         g_prefix_error(error, "transfer from pid %u: validate: ", peer);
+        VFIOCPR_PROBE(restore__end, probe_s("transfer"), r, 0, 0, 0);
         return r;
     }
     ctx->restart = true;
@@ -306,6 +325,7 @@ VFIOCPR_EXPORT int vfiocpr_new_incoming(int sock, unsigned int timeout_ms, unsig
     vfiocpr_ctx_step(ctx, "validated");
     g_info("restart by transfer from pid %u: state format %u.%u, %u fds received", peer,
            ctx->in_major, ctx->in_minor, fds->len);
+    VFIOCPR_PROBE(restore__end, probe_s("transfer"), 0, PROBE_COUNTS(ctx));
     *out = g_steal_pointer(&ctx);
     return 0;
 }
@@ -391,9 +411,10 @@ static GVariant *build_payload(vfiocpr *ctx, GArray *transfer_fds)
     g_auto(GVariantDict) d = G_VARIANT_DICT_INIT(NULL);
     g_autoptr(GPtrArray) features = g_ptr_array_new();
 
-    g_variant_dict_insert(&d, "writer", "s", PACKAGE_STRING);
-    g_variant_dict_insert(&d, "writer-pid", "u", vfiocpr_kernel->getpid());
-    g_variant_dict_insert(&d, "created-usec", "x", g_get_real_time());
+    vfiocpr_section_insert(&d, VFIOCPR_SEC_WRITER, g_variant_new_string(PACKAGE_STRING));
+    vfiocpr_section_insert(&d, VFIOCPR_SEC_WRITER_PID,
+                           g_variant_new_uint32(vfiocpr_kernel->getpid()));
+    vfiocpr_section_insert(&d, VFIOCPR_SEC_CREATED_USEC, g_variant_new_int64(g_get_real_time()));
     vfiocpr_fdreg_serialize_for(ctx->fdreg, &d, transfer_fds);
     if (transfer_fds)
         g_ptr_array_add(features, (gpointer)VFIOCPR_FEATURE_FD_INDEX);
@@ -402,16 +423,20 @@ static GVariant *build_payload(vfiocpr *ctx, GArray *transfer_fds)
     for (gsize i = 0; i < G_N_ELEMENTS(participants); i++)
         if (participants[i].serialize)
             participants[i].serialize(ctx, &d, features);
-    g_variant_dict_insert_value(&d, "required-features",
-                                g_variant_new_strv((const char *const *)features->pdata,
-                                                   features->len));
+    vfiocpr_section_insert(&d, VFIOCPR_SEC_REQUIRED_FEATURES,
+                           g_variant_new_strv((const char *const *)features->pdata, features->len));
     return g_variant_dict_end(&d);
 }
 
 static int phase_check(vfiocpr *ctx, handover_op *op G_GNUC_UNUSED, GError **error)
 {
     for (gsize i = 0; i < G_N_ELEMENTS(participants); i++) {
-        int r = participants[i].check ? participants[i].check(ctx, error) : 0;
+        int r;
+        if (!participants[i].check)
+            continue;
+        VFIOCPR_PROBE(participant__start, probe_s("check"), probe_s(participants[i].name));
+        r = participants[i].check(ctx, error);
+        VFIOCPR_PROBE(participant__end, probe_s("check"), probe_s(participants[i].name), r);
         if (r < 0)
             return r;
     }
@@ -424,7 +449,12 @@ static int phase_check(vfiocpr *ctx, handover_op *op G_GNUC_UNUSED, GError **err
 static int phase_prepare(vfiocpr *ctx, handover_op *op G_GNUC_UNUSED, GError **error)
 {
     for (gsize i = 0; i < G_N_ELEMENTS(participants); i++) {
-        int r = participants[i].prepare ? participants[i].prepare(ctx, error) : 0;
+        int r;
+        if (!participants[i].prepare)
+            continue;
+        VFIOCPR_PROBE(participant__start, probe_s("prepare"), probe_s(participants[i].name));
+        r = participants[i].prepare(ctx, error);
+        VFIOCPR_PROBE(participant__end, probe_s("prepare"), probe_s(participants[i].name), r);
         if (r < 0) {
             g_prefix_error(error, "%s: ", participants[i].name);
             while (i-- > 0)
@@ -595,12 +625,16 @@ static const phase transfer_phases[] = {
 static int run_handover(vfiocpr *ctx, const phase *phases, guint n, handover_op *op,
                         const char *what, GError **error)
 {
+    const char *how = op->sock >= 0 ? "transfer" : "exec";
     guint i;
     int r = 0;
 
+    VFIOCPR_PROBE(handover__start, probe_s(how), PROBE_COUNTS(ctx));
     for (i = 0; i < n; i++) {
         g_debug("%s: phase '%s'", what, phases[i].name);
+        VFIOCPR_PROBE(phase__start, probe_s(how), probe_s(phases[i].name));
         r = phases[i].run(ctx, op, error);
+        VFIOCPR_PROBE(phase__end, probe_s(how), probe_s(phases[i].name), r);
         if (r < 0)
             break;
     }
@@ -609,19 +643,23 @@ static int run_handover(vfiocpr *ctx, const phase *phases, guint n, handover_op 
         if (op->sock >= 0)
             undo_write_state(ctx, op);
         g_clear_pointer(&op->blob, g_bytes_unref);
+        VFIOCPR_PROBE(handover__end, probe_s(how), 0);
         return 0;
     }
     {
         const char *failed = phases[MIN(i, n - 1)].name;
+        VFIOCPR_PROBE(rollback__start, probe_s(how), probe_s(failed), r);
         while (i-- > 0)
             if (phases[i].undo)
                 phases[i].undo(ctx, op);
+        VFIOCPR_PROBE(rollback__end, probe_s(how));
         g_clear_pointer(&op->blob, g_bytes_unref);
         if (error && *error)
             g_prefix_error(error, "%s: rolled back: %s: ", what, failed);
         g_info("%s failed in phase '%s' and was rolled back: %s", what, failed,
                g_strerror(-r));
     }
+    VFIOCPR_PROBE(handover__end, probe_s(how), r < 0 ? r : -EIO);
     return r < 0 ? r : -EIO;
 }
 
@@ -694,7 +732,7 @@ static int commit(vfiocpr *ctx, GError **error)
     return 0;
 }
 
-VFIOCPR_EXPORT int vfiocpr_finish(vfiocpr *ctx, char ***unclaimed, GError **error)
+static int finish(vfiocpr *ctx, char ***unclaimed, GError **error)
 {
     g_autoptr(GPtrArray) list = g_ptr_array_new_with_free_func(g_free);
     int r;
@@ -720,13 +758,24 @@ VFIOCPR_EXPORT int vfiocpr_finish(vfiocpr *ctx, char ***unclaimed, GError **erro
     vfiocpr_ctx_step(ctx, "finishing");
     /* in reverse: the registry last, once everything else took its fds over */
     for (gsize i = G_N_ELEMENTS(participants); i-- > 1;) {
-        r = participants[i].finish ? participants[i].finish(ctx, list, error) : 0;
+        if (!participants[i].finish)
+            continue;
+        VFIOCPR_PROBE(participant__start, probe_s("finish"), probe_s(participants[i].name));
+        r = participants[i].finish(ctx, list, error);
+        VFIOCPR_PROBE(participant__end, probe_s("finish"), probe_s(participants[i].name), r);
         if (r < 0)
             return r; /* still in restart mode: the VMM can fix it and finish again */
     }
-    if (uncommitted(ctx) && (r = commit(ctx, error)) < 0)
-        return r;
+    if (uncommitted(ctx)) {
+        VFIOCPR_PROBE(phase__start, probe_s("finish"), probe_s("commit"));
+        r = commit(ctx, error);
+        VFIOCPR_PROBE(phase__end, probe_s("finish"), probe_s("commit"), r);
+        if (r < 0)
+            return r;
+    }
+    VFIOCPR_PROBE(participant__start, probe_s("finish"), probe_s(participants[0].name));
     participants[0].finish(ctx, list, NULL);
+    VFIOCPR_PROBE(participant__end, probe_s("finish"), probe_s(participants[0].name), 0);
     for (guint i = 0; i < list->len; i++)
         g_message("finish: inherited fd never claimed, left open and registered: %s",
                   (char *)list->pdata[i]);
@@ -739,6 +788,16 @@ VFIOCPR_EXPORT int vfiocpr_finish(vfiocpr *ctx, char ***unclaimed, GError **erro
     return r;
 }
 
+VFIOCPR_EXPORT int vfiocpr_finish(vfiocpr *ctx, char ***unclaimed, GError **error)
+{
+    int r;
+
+    VFIOCPR_PROBE(finish__start, ctx && ctx->restart);
+    r = finish(ctx, unclaimed, error);
+    VFIOCPR_PROBE(finish__end, r, PROBE_COUNTS(ctx));
+    return r;
+}
+
 static void describe_payload(GString *out, GVariant *payload, gsize size, guint16 major,
                              guint16 minor)
 {
@@ -748,9 +807,9 @@ static void describe_payload(GString *out, GVariant *payload, gsize size, guint1
     g_autoptr(GDateTime) when = NULL;
     g_autofree char *when_s = NULL;
 
-    g_variant_lookup(payload, "writer", "&s", &writer);
-    g_variant_lookup(payload, "writer-pid", "u", &pid);
-    g_variant_lookup(payload, "created-usec", "x", &usec);
+    g_variant_lookup(payload, VFIOCPR_SECTION(WRITER), "&s", &writer);
+    g_variant_lookup(payload, VFIOCPR_SECTION(WRITER_PID), "u", &pid);
+    g_variant_lookup(payload, VFIOCPR_SECTION(CREATED_USEC), "x", &usec);
     when = g_date_time_new_from_unix_utc(usec / G_USEC_PER_SEC);
     when_s = when ? g_date_time_format_iso8601(when) : g_strdup("?");
     g_string_append_printf(out, "libvfiocpr state format %u.%u, %zu bytes, written by %s "

@@ -37,7 +37,7 @@ static vfiocpr_device *device_new(vfiocpr_container *c, int group, const char *n
     d->ref = 1;
     d->container = c;
     d->name = g_strdup(name);
-    d->reg_name = g_strdup_printf("vfio-device:%s", name);
+    d->reg_name = vfiocpr_key_device(name);
     d->group = group;
     d->fd = -1;
     d->kind = kind;
@@ -250,7 +250,8 @@ VFIOCPR_EXPORT int vfiocpr_device_open(vfiocpr_container *c, int group_id, const
                             "re-mapped", name, vfiocpr_container_name(c));
     if ((gfd = vfiocpr_ctx_may_change(vfiocpr_container_ctx(c), "device open", error)) < 0)
         return gfd;
-    gfd = vfiocpr_fdreg_find(reg, "vfio-group", (guint64)group_id, VFIOCPR_FD_VFIO_GROUP, error);
+    gfd = vfiocpr_fdreg_find(reg, VFIOCPR_KEY_GROUP, (guint64)group_id, VFIOCPR_FD_VFIO_GROUP,
+                             error);
     if (gfd < 0)
         return gfd;
     fd = VK(ioctl, gfd, VFIO_GROUP_GET_DEVICE_FD, (void *)name);

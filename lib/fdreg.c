@@ -41,7 +41,7 @@ struct vfiocpr_fdreg {
 };
 
 /* On-the-wire record, laid out exactly like the GVariant fixed-size struct
- * "(uutiuttt)" so that the whole table is one g_variant_new_fixed_array(). */
+ * VFIOCPR_RECORD_FD so that the whole table is one g_variant_new_fixed_array(). */
 typedef struct {
     guint32 name;
     guint32 kind;
@@ -52,8 +52,7 @@ typedef struct {
     guint64 ino;
     guint64 rdev;
 } wire_fd;
-G_STATIC_ASSERT(sizeof(wire_fd) == 48);
-#define WIRE_FD_TYPE "(uutiuttt)"
+G_STATIC_ASSERT(sizeof(wire_fd) == VFIOCPR_RECORD_FD_SIZE);
 
 static guint entry_hash(gconstpointer p)
 {
@@ -315,11 +314,11 @@ void vfiocpr_fdreg_serialize_for(vfiocpr_fdreg *reg, GVariantDict *payload, GArr
             g_array_append_val(transfer_fds, e->fd);
         i++;
     }
-    g_variant_dict_insert_value(payload, "fd-names",
-                                g_variant_new_strv((const char *const *)names->pdata, names->len));
-    g_variant_dict_insert_value(payload, "fds",
-                                g_variant_new_fixed_array(G_VARIANT_TYPE(WIRE_FD_TYPE), w, n,
-                                                          sizeof(wire_fd)));
+    vfiocpr_section_insert(payload, VFIOCPR_SEC_FD_NAMES,
+                           g_variant_new_strv((const char *const *)names->pdata, names->len));
+    vfiocpr_section_insert(payload, VFIOCPR_SEC_FDS,
+                           g_variant_new_fixed_array(G_VARIANT_TYPE(VFIOCPR_RECORD_FD), w, n,
+                                                     sizeof(wire_fd)));
 }
 
 int vfiocpr_fdreg_deserialize(vfiocpr_fdreg *reg, GVariant *payload, GError **error)
@@ -336,11 +335,12 @@ int vfiocpr_fdreg_deserialize_received(vfiocpr_fdreg *reg, GVariant *payload,
     const wire_fd *w;
     gsize n_names, n;
 
-    vnames = g_variant_lookup_value(payload, "fd-names", G_VARIANT_TYPE_STRING_ARRAY);
-    vfds = g_variant_lookup_value(payload, "fds", G_VARIANT_TYPE("a" WIRE_FD_TYPE));
+    vnames = vfiocpr_section_lookup(payload, VFIOCPR_SEC_FD_NAMES);
+    vfds = vfiocpr_section_lookup(payload, VFIOCPR_SEC_FDS);
     if (!vnames || !vfds)
-        return vfiocpr_fail(error, EBADMSG, "state: fd registry: section %s missing or of the "
-                            "wrong type", vnames ? "'fds'" : "'fd-names'");
+        return vfiocpr_fail(error, EBADMSG, "state: fd registry: section '%s' missing or of the "
+                            "wrong type",
+                            vnames ? VFIOCPR_SECTION(FDS) : VFIOCPR_SECTION(FD_NAMES));
     names = g_variant_get_strv(vnames, &n_names);
     for (gsize i = 0; i < n_names; i++)
         names[i] = pooled(reg, names[i], true);

@@ -267,8 +267,8 @@ static void io_serialize(vfiocpr *ctx, GPtrArray *list, GVariantDict *d)
     GHashTableIter it;
     gpointer k, val;
 
-    g_variant_builder_init(&cs, G_VARIANT_TYPE("a(su)"));
-    g_variant_builder_init(&devs, G_VARIANT_TYPE("a(ssuu)"));
+    g_variant_builder_init(&cs, VFIOCPR_SECTION_TYPE(IOMMUFD_CONTAINERS));
+    g_variant_builder_init(&devs, VFIOCPR_SECTION_TYPE(IOMMUFD_DEVICES));
     for (guint i = 0; i < list->len; i++) {
         vfiocpr_container *c = list->pdata[i];
         g_variant_builder_add(&cs, "(su)", c->name, I(c)->ioas_id);
@@ -282,25 +282,26 @@ static void io_serialize(vfiocpr *ctx, GPtrArray *list, GVariantDict *d)
         g_variant_builder_add(&devs, "(ssuu)", (const char *)k,
                               vfiocpr_device_container(val)->name, devid, hwpt);
     }
-    g_variant_dict_insert_value(d, "iommufd-containers", g_variant_builder_end(&cs));
-    g_variant_dict_insert_value(d, "iommufd-devices", g_variant_builder_end(&devs));
+    vfiocpr_section_insert(d, VFIOCPR_SEC_IOMMUFD_CONTAINERS, g_variant_builder_end(&cs));
+    vfiocpr_section_insert(d, VFIOCPR_SEC_IOMMUFD_DEVICES, g_variant_builder_end(&devs));
 }
 
 static int io_deserialize(vfiocpr *ctx, GVariant *payload, GPtrArray *byidx, GError **error)
 {
     vfiocpr_vfio *v = vfiocpr_ctx_vfio(ctx);
     GHashTable *containers = vfiocpr_vfio_containers(v);
-    g_autoptr(GVariant) vc = NULL, vd = NULL, vdma = NULL;
+    g_autoptr(GVariant) vc = NULL, vd = NULL;
     GVariantIter it;
     const char *cname, *dname;
     guint32 ioas, devid, hwpt;
+    bool dma;
 
-    vc = g_variant_lookup_value(payload, "iommufd-containers", G_VARIANT_TYPE("a(su)"));
-    vd = g_variant_lookup_value(payload, "iommufd-devices", G_VARIANT_TYPE("a(ssuu)"));
-    vdma = g_variant_lookup_value(payload, "iommufd-dma", NULL);
-    if (!vc && !vd && !vdma)
+    vc = vfiocpr_section_lookup(payload, VFIOCPR_SEC_IOMMUFD_CONTAINERS);
+    vd = vfiocpr_section_lookup(payload, VFIOCPR_SEC_IOMMUFD_DEVICES);
+    dma = vfiocpr_section_present(payload, VFIOCPR_SEC_IOMMUFD_DMA);
+    if (!vc && !vd && !dma)
         return 0;
-    if (!vc || !vd || !vdma)
+    if (!vc || !vd || !dma)
         return vfiocpr_fail(error, EBADMSG, "state: iommufd: a section is missing or of the "
                             "wrong type");
     g_variant_iter_init(&it, vc);
@@ -353,9 +354,9 @@ const vfiocpr_backend_ops vfiocpr_iommufd_ops = {
     .id = VFIOCPR_BACKEND_IOMMUFD,
     .name = "iommufd",
     .feature = VFIOCPR_FEATURE_IOMMUFD,
-    .reg_prefix = "iommufd:",
+    .reg_prefix = VFIOCPR_KEY_IOMMUFD_CONTAINER_PREFIX,
     .fd_kind = VFIOCPR_FD_IOMMUFD,
-    .dma_section = "iommufd-dma",
+    .dma_section = VFIOCPR_SEC_IOMMUFD_DMA,
     .ioctls = io_ioctls,
     .open = io_open,
     .free_priv = g_free,

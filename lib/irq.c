@@ -41,14 +41,13 @@ struct vfiocpr_irqs {
     guint32 intx_gsi;
 };
 
-/* On-the-wire vector record: GVariant "(uuuutuu)". */
+/* On-the-wire vector record: GVariant VFIOCPR_RECORD_IRQ. */
 typedef struct {
     guint32 device, index, vector, flags;
     guint64 address;
     guint32 data, pad;
 } wire_irq;
-G_STATIC_ASSERT(sizeof(wire_irq) == 32);
-#define WIRE_IRQ_TYPE "(uuuutuu)"
+G_STATIC_ASSERT(sizeof(wire_irq) == VFIOCPR_RECORD_IRQ_SIZE);
 
 #define KEY(i, v) GUINT_TO_POINTER((guint)(i) << 24 | (guint)(v))
 
@@ -72,12 +71,12 @@ void vfiocpr_irqs_free(vfiocpr_irqs *q)
 
 static char *reg_name(vfiocpr_device *d, guint index)
 {
-    return g_strdup_printf("irq:%s:%u", vfiocpr_device_name(d), index);
+    return vfiocpr_key_irq(vfiocpr_device_name(d), index);
 }
 
 static char *unmask_name(vfiocpr_device *d)
 {
-    return g_strdup_printf("irq-unmask:%s", vfiocpr_device_name(d));
+    return vfiocpr_key_irq_unmask(vfiocpr_device_name(d));
 }
 
 static vfiocpr_fdreg *reg_of(vfiocpr_device *d)
@@ -371,6 +370,11 @@ void vfiocpr_irqs_foreach(vfiocpr_device *d, vfiocpr_irq_fn fn, gpointer user)
     }
 }
 
+guint vfiocpr_irqs_count(vfiocpr_device *d)
+{
+    return g_hash_table_size(vfiocpr_device_irqs(d)->vecs);
+}
+
 int vfiocpr_irqs_intx(vfiocpr_device *d, int *trigger, int *resample, guint32 *gsi)
 {
     vfiocpr_irqs *q = vfiocpr_device_irqs(d);
@@ -399,7 +403,7 @@ void vfiocpr_irqs_serialize(GHashTable *devices, GVariantDict *dict)
     GHashTableIter it;
     gpointer k, val;
 
-    g_variant_builder_init(&intx, G_VARIANT_TYPE("a(sbu)"));
+    g_variant_builder_init(&intx, VFIOCPR_SECTION_TYPE(VFIO_INTX));
     g_hash_table_iter_init(&it, devices);
     while (g_hash_table_iter_next(&it, &k, &val)) {
         vfiocpr_irqs *q = vfiocpr_device_irqs(val);
@@ -417,12 +421,12 @@ void vfiocpr_irqs_serialize(GHashTable *devices, GVariantDict *dict)
             g_array_append_val(recs, w);
         }
     }
-    g_variant_dict_insert_value(dict, "vfio-irq-devices",
-                                g_variant_new_strv((const char *const *)names->pdata, names->len));
-    g_variant_dict_insert_value(dict, "vfio-intx", g_variant_builder_end(&intx));
-    g_variant_dict_insert_value(dict, "vfio-irqs",
-                                g_variant_new_fixed_array(G_VARIANT_TYPE(WIRE_IRQ_TYPE), recs->data,
-                                                          recs->len, sizeof(wire_irq)));
+    vfiocpr_section_insert(dict, VFIOCPR_SEC_VFIO_IRQ_DEVICES,
+                           g_variant_new_strv((const char *const *)names->pdata, names->len));
+    vfiocpr_section_insert(dict, VFIOCPR_SEC_VFIO_INTX, g_variant_builder_end(&intx));
+    vfiocpr_section_insert(dict, VFIOCPR_SEC_VFIO_IRQS,
+                           g_variant_new_fixed_array(G_VARIANT_TYPE(VFIOCPR_RECORD_IRQ), recs->data,
+                                                     recs->len, sizeof(wire_irq)));
 }
 
 int vfiocpr_irqs_deserialize(GHashTable *devices, vfiocpr_fdreg *reg, GVariant *payload,
@@ -438,9 +442,9 @@ int vfiocpr_irqs_deserialize(GHashTable *devices, vfiocpr_fdreg *reg, GVariant *
     guint32 gsi;
     gsize n, n_names;
 
-    vn = g_variant_lookup_value(payload, "vfio-irq-devices", G_VARIANT_TYPE_STRING_ARRAY);
-    vx = g_variant_lookup_value(payload, "vfio-intx", G_VARIANT_TYPE("a(sbu)"));
-    vr = g_variant_lookup_value(payload, "vfio-irqs", G_VARIANT_TYPE("a" WIRE_IRQ_TYPE));
+    vn = vfiocpr_section_lookup(payload, VFIOCPR_SEC_VFIO_IRQ_DEVICES);
+    vx = vfiocpr_section_lookup(payload, VFIOCPR_SEC_VFIO_INTX);
+    vr = vfiocpr_section_lookup(payload, VFIOCPR_SEC_VFIO_IRQS);
     if (!vn && !vx && !vr)
         return 0; /* format 1.0/1.1 without interrupts */
     if (!vn || !vx || !vr)

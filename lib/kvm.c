@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "private.h"
+#include "probes.h"
 
 typedef struct {
     int fd;
@@ -173,8 +174,8 @@ static gint cmp_dev(gconstpointer a, gconstpointer b)
                   vfiocpr_device_name(*(vfiocpr_device *const *)b));
 }
 
-VFIOCPR_EXPORT int vfiocpr_kvm_attach(vfiocpr *ctx, int vm_fd, uint32_t gsi_base,
-                                      vfiocpr_kvm_commit_fn commit, void *user, GError **error)
+static int kvm_attach(vfiocpr *ctx, int vm_fd, uint32_t gsi_base, vfiocpr_kvm_commit_fn commit,
+                      void *user, GError **error)
 {
     vfiocpr_kvm *k;
     g_autoptr(GPtrArray) devs = NULL;
@@ -237,6 +238,17 @@ VFIOCPR_EXPORT int vfiocpr_kvm_attach(vfiocpr *ctx, int vm_fd, uint32_t gsi_base
     }
     k->vm_fd = vm_fd;
     return (int)c.pending;
+}
+
+VFIOCPR_EXPORT int vfiocpr_kvm_attach(vfiocpr *ctx, int vm_fd, uint32_t gsi_base,
+                                      vfiocpr_kvm_commit_fn commit, void *user, GError **error)
+{
+    int r;
+
+    VFIOCPR_PROBE(kvm_attach__start, vm_fd);
+    r = kvm_attach(ctx, vm_fd, gsi_base, commit, user, error);
+    VFIOCPR_PROBE(kvm_attach__end, vm_fd, r);
+    return r;
 }
 
 VFIOCPR_EXPORT int vfiocpr_kvm_detach(vfiocpr *ctx, GError **error)

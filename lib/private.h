@@ -7,6 +7,7 @@
 #include <sys/types.h>
 
 #include "vfiocpr.h"
+#include "state-format.h"
 
 /* ---------------------------------------------------------------- kernel seam */
 
@@ -97,11 +98,7 @@ int vfiocpr_fail(GError **error, int err, const char *fmt, ...) G_GNUC_PRINTF(3,
 
 /* ---------------------------------------------------------------- state format */
 
-#define VFIOCPR_STATE_MAGIC "VFIOCPR\0"
-#define VFIOCPR_STATE_HEADER_SIZE 32
-#define VFIOCPR_STATE_SEALS_REQUIRED 0xf /* F_SEAL_SEAL|SHRINK|GROW|WRITE */
-/* Anything larger is refused before allocating: no real state comes near it. */
-#define VFIOCPR_STATE_MAX_PAYLOAD (256u << 20)
+/* The constants, sections, features and registry keys: lib/state-format.h. */
 
 guint32 vfiocpr_crc32c(guint32 crc, const void *data, size_t len);
 /* The portable table version, for tests that compare both paths. */
@@ -250,7 +247,7 @@ struct vfiocpr_backend_ops {
     const char *feature;     /* required feature of a state holding such a container */
     const char *reg_prefix;  /* registry name of the container fd: prefix + name */
     vfiocpr_fd_kind fd_kind; /* of the container fd */
-    const char *dma_section; /* state section of its DMA records */
+    vfiocpr_section_id dma_section; /* state section of its DMA records */
     const vfiocpr_ioctl_decl *ioctls; /* every request it issues */
     /* cold start: open (fd < 0) or adopt fd, make c->fd usable, fill c->priv */
     int (*open)(vfiocpr_container *c, int fd, GError **error);
@@ -283,10 +280,6 @@ extern const vfiocpr_backend_ops vfiocpr_type1_ops;
 extern const vfiocpr_backend_ops vfiocpr_iommufd_ops;
 /* Both, NULL-terminated: for what iterates every backend (seccomp). */
 extern const vfiocpr_backend_ops *const vfiocpr_backends[];
-#define VFIOCPR_FEATURE_VFIO_TYPE1 "vfio-type1"
-#define VFIOCPR_FEATURE_IOMMUFD "iommufd"
-/* a transfer state: fd records hold indexes into the fds that travel with it */
-#define VFIOCPR_FEATURE_FD_INDEX "fd-index"
 
 vfiocpr_vfio *vfiocpr_vfio_new(void);
 void vfiocpr_vfio_free(vfiocpr_vfio *v);
@@ -344,6 +337,8 @@ typedef void (*vfiocpr_irq_fn)(vfiocpr_device *d, guint index, guint vector, int
 /* Every enabled vector of d in a stable order; routable: MSI/MSI-X with a message,
  * not masked. */
 void vfiocpr_irqs_foreach(vfiocpr_device *d, vfiocpr_irq_fn fn, gpointer user);
+/* The number of enabled vectors of d. */
+guint vfiocpr_irqs_count(vfiocpr_device *d);
 /* INTx trigger, unmask (resample) fd and GSI, or -ENOENT when not all three exist. */
 int vfiocpr_irqs_intx(vfiocpr_device *d, int *trigger, int *resample, guint32 *gsi);
 gint vfiocpr_cmp_uint_ptr(gconstpointer a, gconstpointer b);

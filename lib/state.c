@@ -12,6 +12,7 @@
  * The payload is an a{sv} in GVariant normal form, little endian. A reader accepts
  * any minor of its major: minors only add optional keys. Keys a reader must
  * understand are listed in "required-features" and refused when unknown.
+ * Sections, features and keys: lib/state-format.h; all of it: docs/state-format.md.
  */
 #include "config.h"
 
@@ -140,18 +141,64 @@ GBytes *vfiocpr_state_encode(GVariant *payload)
     return g_bytes_new_take(buf, VFIOCPR_STATE_HEADER_SIZE + plen);
 }
 
+const vfiocpr_section_def vfiocpr_state_sections[VFIOCPR_SEC_COUNT] = {
+#define X(id, name, type, since, owner, record, feature) \
+    [VFIOCPR_SEC_##id] = { name, type, since, owner, record, feature },
+    VFIOCPR_STATE_SECTIONS(X)
+#undef X
+};
+
+const vfiocpr_feature_def vfiocpr_state_features[VFIOCPR_FEAT_COUNT] = {
+#define X(id, name, since) [VFIOCPR_FEAT_##id] = { name, since },
+    VFIOCPR_STATE_FEATURES(X)
+#undef X
+};
+
+const vfiocpr_key_def vfiocpr_state_keys[VFIOCPR_KEY_COUNT] = {
+#define X(id, pattern, idm, owner) [VFIOCPR_KEY_##id] = { pattern, idm, owner },
+    VFIOCPR_STATE_KEYS(X)
+#undef X
+};
+
+GVariant *vfiocpr_section_lookup(GVariant *payload, vfiocpr_section_id id)
+{
+    return g_variant_lookup_value(payload, vfiocpr_state_sections[id].name,
+                                  G_VARIANT_TYPE(vfiocpr_state_sections[id].type));
+}
+
+bool vfiocpr_section_present(GVariant *payload, vfiocpr_section_id id)
+{
+    g_autoptr(GVariant) v = g_variant_lookup_value(payload, vfiocpr_state_sections[id].name, NULL);
+    return v != NULL;
+}
+
+void vfiocpr_section_insert(GVariantDict *payload, vfiocpr_section_id id, GVariant *value)
+{
+    /* a writer that disagrees with the table is a bug the tests must see */
+    g_warn_if_fail(g_variant_is_of_type(value, G_VARIANT_TYPE(vfiocpr_state_sections[id].type)));
+    g_variant_dict_insert_value(payload, vfiocpr_state_sections[id].name, value);
+}
+
+const vfiocpr_section_def *vfiocpr_section_find(const char *name)
+{
+    for (gsize i = 0; i < VFIOCPR_SEC_COUNT; i++)
+        if (strcmp(vfiocpr_state_sections[i].name, name) == 0)
+            return &vfiocpr_state_sections[i];
+    return NULL;
+}
+
 /* Arrays of padding-free fixed-size records: for these, normal form is exactly "the
  * size is a multiple of the record size", while g_variant_is_normal_form() would
  * walk every member of every record (1.5 ms for 10,000 fds). The sections' readers
- * use g_variant_get_fixed_array(), which needs nothing more. */
-static const struct {
-    const char *type;
-    gsize record;
-} flat_arrays[] = {
-    { "a(uutiuttt)", 48 }, /* fd table */
-    { "a(uuttttt)", 48 },  /* DMA mappings */
-    { "a(uuuutuu)", 32 },  /* interrupt vectors */
-};
+ * use g_variant_get_fixed_array(), which needs nothing more. Matched by type, not
+ * by name, as before the table: any section of a record type is checked so. */
+static gsize flat_record(const char *type)
+{
+    for (gsize k = 0; k < VFIOCPR_SEC_COUNT; k++)
+        if (vfiocpr_state_sections[k].record && strcmp(type, vfiocpr_state_sections[k].type) == 0)
+            return vfiocpr_state_sections[k].record;
+    return 0;
+}
 
 static int check_normal_form(GVariant *dict, GError **error)
 {
@@ -165,15 +212,12 @@ static int check_normal_form(GVariant *dict, GError **error)
         g_autoptr(GVariant) boxed = g_variant_get_child_value(entry, 1);
         g_autoptr(GVariant) value = g_variant_get_variant(boxed);
         const char *type = g_variant_get_type_string(value);
-        bool flat = false;
+        gsize record = flat_record(type);
+        bool flat = record != 0;
 
-        for (gsize k = 0; k < G_N_ELEMENTS(flat_arrays); k++)
-            if (strcmp(type, flat_arrays[k].type) == 0) {
-                flat = true;
-                if (g_variant_get_size(value) % flat_arrays[k].record)
-                    return vfiocpr_fail(error, EBADMSG, "state: payload: section '%s' is not "
-                                        "a whole number of records", g_variant_get_string(key, NULL));
-            }
+        if (flat && g_variant_get_size(value) % record)
+            return vfiocpr_fail(error, EBADMSG, "state: payload: section '%s' is not "
+                                "a whole number of records", g_variant_get_string(key, NULL));
         /* the entry framing (key, variant type string) is checked without the value */
         if (!g_variant_is_normal_form(key) ||
             (!flat && !g_variant_is_normal_form(value)) ||
@@ -192,22 +236,25 @@ static int check_normal_form(GVariant *dict, GError **error)
     return 0;
 }
 
-/* Features a payload may require; a reader refuses any it does not know. */
-static const char *const known_features[] = { VFIOCPR_FEATURE_VFIO_TYPE1,
-                                               VFIOCPR_FEATURE_IOMMUFD,
-                                               VFIOCPR_FEATURE_FD_INDEX, NULL };
+static bool known_feature(const char *name)
+{
+    for (gsize k = 0; k < VFIOCPR_FEAT_COUNT; k++)
+        if (strcmp(vfiocpr_state_features[k].name, name) == 0)
+            return true;
+    return false;
+}
 
+/* A reader refuses any required feature it does not know. */
 static int check_features(GVariant *payload, GError **error)
 {
-    g_autoptr(GVariant) req = g_variant_lookup_value(payload, "required-features",
-                                                     G_VARIANT_TYPE_STRING_ARRAY);
+    g_autoptr(GVariant) req = vfiocpr_section_lookup(payload, VFIOCPR_SEC_REQUIRED_FEATURES);
     g_autofree const char **list = NULL;
 
     if (!req)
         return 0;
     list = g_variant_get_strv(req, NULL);
     for (gsize i = 0; list[i]; i++)
-        if (!g_strv_contains(known_features, list[i]))
+        if (!known_feature(list[i]))
             return vfiocpr_fail(error, ENOTSUP,
                                 "state: payload: requires feature '%s' that this library "
                                 "(%s) does not implement", list[i], PACKAGE_VERSION);

@@ -104,7 +104,8 @@ VFIOCPR_EXPORT int vfiocpr_container_add_group(vfiocpr_container *c, int group_i
     reg = vfiocpr_ctx_fdreg(c->ctx);
     if (g_hash_table_lookup_extended(t->groups, GINT_TO_POINTER(group_id), NULL, &st)) {
         /* restart: the preserved group is still attached to the preserved container */
-        r = vfiocpr_fdreg_find(reg, "vfio-group", (guint64)group_id, VFIOCPR_FD_VFIO_GROUP, error);
+        r = vfiocpr_fdreg_find(reg, VFIOCPR_KEY_GROUP, (guint64)group_id, VFIOCPR_FD_VFIO_GROUP,
+                               error);
         if (r >= 0)
             g_hash_table_insert(t->groups, GINT_TO_POINTER(group_id),
                                 GINT_TO_POINTER(GROUP_ATTACHED));
@@ -120,7 +121,8 @@ VFIOCPR_EXPORT int vfiocpr_container_add_group(vfiocpr_container *c, int group_i
                             "invalid during exec", c->name, group_id);
     if ((r = vfiocpr_ctx_may_change(c->ctx, "add group", error)) < 0)
         return r;
-    if (vfiocpr_fdreg_find(reg, "vfio-group", (guint64)group_id, VFIOCPR_FD_VFIO_GROUP, NULL) >= 0)
+    if (vfiocpr_fdreg_find(reg, VFIOCPR_KEY_GROUP, (guint64)group_id, VFIOCPR_FD_VFIO_GROUP,
+                           NULL) >= 0)
         return vfiocpr_fail(error, EEXIST, "container '%s': add group %d: the group is already "
                             "attached to another container", c->name, group_id);
     snprintf(path, sizeof(path), "/dev/vfio/%d", group_id);
@@ -154,7 +156,8 @@ VFIOCPR_EXPORT int vfiocpr_container_add_group(vfiocpr_container *c, int group_i
         }
         t->iommu_set = true;
     }
-    r = vfiocpr_fdreg_save(reg, "vfio-group", (guint64)group_id, fd, VFIOCPR_FD_VFIO_GROUP, error);
+    r = vfiocpr_fdreg_save(reg, VFIOCPR_KEY_GROUP, (guint64)group_id, fd, VFIOCPR_FD_VFIO_GROUP,
+                           error);
     if (r < 0) {
         VK(ioctl, fd, VFIO_GROUP_UNSET_CONTAINER, NULL);
         goto fail;
@@ -259,9 +262,9 @@ static int t1_close(vfiocpr_container *c, GError **error G_GNUC_UNUSED)
 
     g_hash_table_iter_init(&it, T(c)->groups);
     while (g_hash_table_iter_next(&it, &k, NULL)) {
-        int gfd = vfiocpr_fdreg_find(reg, "vfio-group", GPOINTER_TO_INT(k), VFIOCPR_FD_VFIO_GROUP,
-                                     NULL);
-        vfiocpr_fdreg_forget(reg, "vfio-group", GPOINTER_TO_INT(k));
+        int gfd = vfiocpr_fdreg_find(reg, VFIOCPR_KEY_GROUP, GPOINTER_TO_INT(k),
+                                     VFIOCPR_FD_VFIO_GROUP, NULL);
+        vfiocpr_fdreg_forget(reg, VFIOCPR_KEY_GROUP, GPOINTER_TO_INT(k));
         if (gfd >= 0)
             VK(close, gfd);
     }
@@ -345,8 +348,8 @@ static void t1_serialize(vfiocpr *ctx, GPtrArray *list, GVariantDict *d)
     GHashTableIter it;
     gpointer k, val;
 
-    g_variant_builder_init(&groups, G_VARIANT_TYPE("a(su)"));
-    g_variant_builder_init(&devices, G_VARIANT_TYPE("a(ssu)"));
+    g_variant_builder_init(&groups, VFIOCPR_SECTION_TYPE(VFIO_GROUPS));
+    g_variant_builder_init(&devices, VFIOCPR_SECTION_TYPE(VFIO_DEVICES));
     for (guint i = 0; i < list->len; i++) {
         vfiocpr_container *c = list->pdata[i];
         g_ptr_array_add(names, c->name);
@@ -360,10 +363,10 @@ static void t1_serialize(vfiocpr *ctx, GPtrArray *list, GVariantDict *d)
             g_variant_builder_add(&devices, "(ssu)", (const char *)k,
                                   vfiocpr_device_container(val)->name,
                                   (guint32)vfiocpr_device_group(val));
-    g_variant_dict_insert_value(d, "vfio-containers",
-                                g_variant_new_strv((const char *const *)names->pdata, names->len));
-    g_variant_dict_insert_value(d, "vfio-groups", g_variant_builder_end(&groups));
-    g_variant_dict_insert_value(d, "vfio-devices", g_variant_builder_end(&devices));
+    vfiocpr_section_insert(d, VFIOCPR_SEC_VFIO_CONTAINERS,
+                           g_variant_new_strv((const char *const *)names->pdata, names->len));
+    vfiocpr_section_insert(d, VFIOCPR_SEC_VFIO_GROUPS, g_variant_builder_end(&groups));
+    vfiocpr_section_insert(d, VFIOCPR_SEC_VFIO_DEVICES, g_variant_builder_end(&devices));
 }
 
 static int t1_deserialize(vfiocpr *ctx, GVariant *payload, GPtrArray *byidx, GError **error)
@@ -371,20 +374,21 @@ static int t1_deserialize(vfiocpr *ctx, GVariant *payload, GPtrArray *byidx, GEr
     vfiocpr_vfio *v = vfiocpr_ctx_vfio(ctx);
     vfiocpr_fdreg *reg = vfiocpr_ctx_fdreg(ctx);
     GHashTable *devices = vfiocpr_vfio_devices(v);
-    g_autoptr(GVariant) vc = NULL, vg = NULL, vd = NULL, vdma = NULL;
+    g_autoptr(GVariant) vc = NULL, vg = NULL, vd = NULL;
     g_autofree const char **names = NULL;
     GVariantIter it;
     const char *cname, *dname;
     guint32 gid;
     gsize n_names;
+    bool dma;
 
-    vc = g_variant_lookup_value(payload, "vfio-containers", G_VARIANT_TYPE_STRING_ARRAY);
-    vg = g_variant_lookup_value(payload, "vfio-groups", G_VARIANT_TYPE("a(su)"));
-    vd = g_variant_lookup_value(payload, "vfio-devices", G_VARIANT_TYPE("a(ssu)"));
-    vdma = g_variant_lookup_value(payload, "vfio-dma", NULL);
-    if (!vc && !vg && !vd && !vdma)
+    vc = vfiocpr_section_lookup(payload, VFIOCPR_SEC_VFIO_CONTAINERS);
+    vg = vfiocpr_section_lookup(payload, VFIOCPR_SEC_VFIO_GROUPS);
+    vd = vfiocpr_section_lookup(payload, VFIOCPR_SEC_VFIO_DEVICES);
+    dma = vfiocpr_section_present(payload, VFIOCPR_SEC_VFIO_DMA);
+    if (!vc && !vg && !vd && !dma)
         return 0;
-    if (!vc || !vg || !vd || !vdma)
+    if (!vc || !vg || !vd || !dma)
         return vfiocpr_fail(error, EBADMSG, "state: vfio: a section is missing or of the wrong "
                             "type");
     names = g_variant_get_strv(vc, &n_names);
@@ -401,7 +405,7 @@ static int t1_deserialize(vfiocpr *ctx, GVariant *payload, GPtrArray *byidx, GEr
     while (g_variant_iter_next(&it, "(&su)", &cname, &gid)) {
         vfiocpr_container *c = g_hash_table_lookup(vfiocpr_vfio_containers(v), cname);
         if (!is_type1(c) || gid > G_MAXINT ||
-            !vfiocpr_fdreg_has(reg, "vfio-group", gid, VFIOCPR_FD_VFIO_GROUP) ||
+            !vfiocpr_fdreg_has(reg, VFIOCPR_KEY_GROUP, gid, VFIOCPR_FD_VFIO_GROUP) ||
             g_hash_table_contains(T(c)->groups, GINT_TO_POINTER((int)gid)))
             return vfiocpr_fail(error, EBADMSG, "state: vfio: group %u of container '%s': "
                                 "unknown container, duplicate or no preserved fd", gid, cname);
@@ -446,9 +450,9 @@ const vfiocpr_backend_ops vfiocpr_type1_ops = {
     .id = VFIOCPR_BACKEND_TYPE1,
     .name = "type1",
     .feature = VFIOCPR_FEATURE_VFIO_TYPE1,
-    .reg_prefix = "vfio-container:",
+    .reg_prefix = VFIOCPR_KEY_TYPE1_CONTAINER_PREFIX,
     .fd_kind = VFIOCPR_FD_VFIO_CONTAINER,
-    .dma_section = "vfio-dma",
+    .dma_section = VFIOCPR_SEC_VFIO_DMA,
     .ioctls = t1_ioctls,
     .open = t1_open,
     .free_priv = free_priv,

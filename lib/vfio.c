@@ -14,16 +14,16 @@
 #include <string.h>
 
 #include "private.h"
+#include "probes.h"
 
 /* On-the-wire DMA record of both backends; matches the GVariant fixed struct
- * "(uuttttt)". container indexes the backend's container list. */
+ * VFIOCPR_RECORD_DMA. container indexes the backend's container list. */
 typedef struct {
     guint32 container;
     guint32 flags;
     guint64 iova, size, offset, mem_dev, mem_ino;
 } wire_dma;
-G_STATIC_ASSERT(sizeof(wire_dma) == 48);
-#define WIRE_DMA_TYPE "(uuttttt)"
+G_STATIC_ASSERT(sizeof(wire_dma) == VFIOCPR_RECORD_DMA_SIZE);
 
 /* In the order their state sections and required features are written. */
 const vfiocpr_backend_ops *const vfiocpr_backends[] = { &vfiocpr_type1_ops,
@@ -53,7 +53,7 @@ vfiocpr_container *vfiocpr_container_new(vfiocpr *ctx, const char *name,
     c->ctx = ctx;
     c->ops = ops;
     c->name = g_strdup(name);
-    c->reg_name = g_strdup_printf("%s%s", ops->reg_prefix, name);
+    c->reg_name = vfiocpr_key_container(ops->reg_prefix, name);
     c->fd = -1;
     c->preserved = preserved;
     /* mappings from the state live in blocks; those made later are freed one by one */
@@ -297,14 +297,16 @@ VFIOCPR_EXPORT int vfiocpr_dma_map(vfiocpr_container *c, uint64_t iova, uint64_t
                                 "offset 0x%" PRIx64 ")", c->name, iova, iova + size - 1,
                                 m->mem_dev, m->mem_ino, m->offset, memfd, offset);
         vfiocpr_ctx_step(c->ctx, "restoring");
+        VFIOCPR_PROBE(remap__start, probe_s(c->name), iova, size);
         r = c->ops->remap(c, m, vaddr, error);
-        if (r < 0)
-            return r;
-        m->vaddr = vaddr;
-        m->memfd = memfd;
-        m->pending = false;
-        c->n_pending--;
-        return 0;
+        if (r == 0) {
+            m->vaddr = vaddr;
+            m->memfd = memfd;
+            m->pending = false;
+            c->n_pending--;
+        }
+        VFIOCPR_PROBE(remap__end, probe_s(c->name), iova, size, r, c->n_pending);
+        return r;
     }
     if (m)
         return vfiocpr_fail(error, EEXIST, "container '%s': dma map 0x%" PRIx64 "-0x%" PRIx64
@@ -510,10 +512,10 @@ void vfiocpr_vfio_serialize(vfiocpr *ctx, GVariantDict *d, GPtrArray *features)
             }
         }
         ops->serialize(ctx, list, d);
-        g_variant_dict_insert_value(d, ops->dma_section,
-                                    g_variant_new_from_data(G_VARIANT_TYPE("a" WIRE_DMA_TYPE),
-                                                            dma, n_dma * sizeof(wire_dma), TRUE,
-                                                            g_free, dma));
+        vfiocpr_section_insert(d, ops->dma_section,
+                               g_variant_new_from_data(G_VARIANT_TYPE("a" VFIOCPR_RECORD_DMA), dma,
+                                                       n_dma * sizeof(wire_dma), TRUE, g_free,
+                                                       dma));
         g_ptr_array_add(features, (gpointer)ops->feature);
     }
 }
@@ -527,10 +529,10 @@ static int deserialize_dma(const vfiocpr_backend_ops *ops, GVariant *payload, GP
     const wire_dma *w;
     gsize n;
 
-    vdma = g_variant_lookup_value(payload, ops->dma_section, G_VARIANT_TYPE("a" WIRE_DMA_TYPE));
+    vdma = vfiocpr_section_lookup(payload, ops->dma_section);
     if (!vdma)
         return vfiocpr_fail(error, EBADMSG, "state: %s: section '%s' is missing or of the "
-                            "wrong type", ops->name, ops->dma_section);
+                            "wrong type", ops->name, vfiocpr_state_sections[ops->dma_section].name);
     w = g_variant_get_fixed_array(vdma, &n, sizeof(wire_dma));
     /* one allocation per container for all its ranges: count, then fill */
     count = g_new0(gsize, byidx->len + 1);

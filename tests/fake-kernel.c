@@ -1,11 +1,12 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* The fake kernel's core: fault injection, pretended fds and fake objects, the
+ * dispatch of every op to the subsystem models (fake-kernel-private.h lists them). */
 #include "config.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <linux/kvm.h>
-#include <linux/vfio.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,134 +14,21 @@
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 
-#include "fake-kernel.h"
+#include "fake-kernel-private.h"
 #include "transfer-peer.h"
-#include "vfio-compat.h"
 
-typedef struct {
-    char *link;
-    vfiocpr_fd_stat st;
-    int cloexec;
-    bool owned; /* backed by a real fd the fake opened: close it too */
-    guint64 real_ino; /* owned: the backing memfd, whose dups are this object too */
-} pretend;
-
-/* ---- VFIO type1 model ---- */
-typedef struct {
-    guint64 iova, size, vaddr;
-    bool invalid;
-} fk_dma;
-
-typedef struct {
-    int id;
-    char *device;
-    bool mdev;
-    int fd;        /* open group fd, -1 if closed (groups are single-open) */
-    int container; /* container fd, -1 if none */
-    int bound;     /* iommufd fd the device's cdev is bound to, -1 if none */
-} fk_group;
-
-enum { FK_CONTAINER = 1, FK_GROUP, FK_DEVICE, FK_KVM, FK_VM, FK_IOMMUFD };
-
-/* ---- iommufd model ---- */
-typedef struct {
-    guint32 ioas;
-    guint64 iova, length;
-    bool by_file;
-    unsigned gen; /* the process its pins are charged to */
-} fk_iomap;
-
-#define FK_N_IRQ 5
-
-typedef struct {
-    int type;
-    bool iommu_set;
-    GArray *dmas;    /* fk_dma, containers */
-    GHashTable *by_iova; /* iova -> index + 1 into dmas */
-    fk_group *group; /* groups and devices */
-    guint live[FK_N_IRQ];  /* devices: vectors enabled per index */
-    int unmask_fd;         /* devices: INTx unmask eventfd */
-    guint mig_state;       /* devices: migration state */
-    int data_fd;           /* devices: current migration data fd */
-    GHashTable *irqfds;    /* VMs: eventfd -> gsi + 1 */
-    unsigned routings;     /* VMs: KVM_SET_GSI_ROUTING calls */
-    unsigned last_routes;  /* VMs: entries in the last one */
-    unsigned last_irqchip; /* VMs: of those, IOAPIC/PIC pin routes */
-    bool split_irqchip;    /* VMs: KVM_CAP_SPLIT_IRQCHIP, the IOAPIC in user space */
-    bool cdev;             /* devices: opened as /dev/vfio/devices/vfioN */
-    int bound_to;          /* cdevs: iommufd fd after BIND, else -1 */
-    guint32 devid, pt;     /* cdevs: from BIND and ATTACH */
-    GArray *iomaps;        /* iommufd: fk_iomap */
-    guint32 next_id;       /* iommufd: object ids */
-    GHashTable *ioas;      /* iommufd: IOAS ids */
-} fk_obj;
-
-/* A process, for locked-memory accounting: the thread that runs the library is in
- * one (a transfer test runs the new process in another thread). */
-typedef struct {
-    unsigned gen;
-    guint64 locked, limit;
-} fk_proc;
-#define FK_N_PROCS 8
-static fk_proc fk_procs[FK_N_PROCS];
+struct fk_state fk;
+fk_proc fk_procs[FK_N_PROCS];
 static unsigned fk_next_gen = 1;
-static __thread int fk_cur_proc; /* index into fk_procs */
-#define CUR (&fk_procs[fk_cur_proc])
+__thread int fk_cur_proc;
 
-static fk_proc *proc_by_gen(unsigned gen)
+fk_proc *fk_proc_by_gen(unsigned gen)
 {
     for (int i = 0; i < FK_N_PROCS; i++)
         if (fk_procs[i].gen == gen)
             return &fk_procs[i];
     return NULL;
 }
-
-static struct {
-    unsigned calls[FK_N_OPS + 1];
-    GArray *log; /* fk_op per call */
-    fk_op fail_op;
-    unsigned fail_nth;
-    int fail_err;
-    fk_execve_fn execve;
-    GHashTable *pretend; /* fd -> pretend* */
-    GHashTable *by_real; /* real ino of an owned object's memfd -> its fd */
-    GHashTable *objs;    /* fd -> fk_obj* */
-    GHashTable *groups;  /* id -> fk_group* */
-    GHashTable *ioctls;  /* request -> count */
-    unsigned long fail_req;
-    unsigned fail_req_nth;
-    int fail_req_err;
-    guint64 locked, locked_limit;
-    bool memlock_set, cap_ipc_lock;
-    guint64 memlock_limit;
-    guint64 next_ino;
-    int next_fd;
-    unsigned device_closes;
-    guint irq_count[FK_N_IRQ];
-    bool msix_noresize;
-    unsigned irq_rerequests; /* SET_IRQS that hit an already live vector */
-    bool fake_kvm;
-    bool iommufd;              /* /dev/iommu and the cdevs exist */
-    bool peer_uid_set;         /* SO_PEERCRED reports this uid */
-    guint32 peer_uid;
-    bool no_change_process;    /* a kernel before 6.14 */
-    unsigned gen;              /* the current process, for iommufd pin accounting */
-    /* migration model */
-    guint32 mig_flags;
-    GByteArray *mig_blob;      /* what STOP_COPY produces; RESUMING must get exactly this */
-    guint mig_precopy_initial; /* bytes of the blob PRE_COPY offers first */
-    GHashTable *streams;       /* data fd -> fk_stream* */
-    GArray *arcs;              /* every arc the device was asked to take, as cur << 8 | next */
-} fk;
-
-typedef struct {
-    GByteArray *buf; /* RESUMING: what the library wrote */
-    const guint8 *src; /* otherwise: the blob, not copied */
-    gsize len;
-    gsize pos;
-    bool precopy; /* ENOMSG at the end instead of EOF */
-    bool resuming;
-} fk_stream;
 
 static const char *const names[] = {
     "memfd_create", "pwrite", "pread", "fstat", "fd_path", "get_cloexec", "set_cloexec",
@@ -169,7 +57,6 @@ static int enter(fk_op op)
     return 0;
 }
 
-#define REAL (vfiocpr_kernel_real())
 /* Two threads may play the old and the new process of a transfer: every op that
  * touches the model holds the lock for its whole body; the blocking socket ops only
  * while counting. */
@@ -192,7 +79,7 @@ static GRecMutex fk_lock;
     } while (0)
 
 /* The pretend of exactly this fd number (per-fd state: FD_CLOEXEC). */
-static pretend *find_pretend(int fd)
+pretend *fk_find_pretend(int fd)
 {
     return fk.pretend ? g_hash_table_lookup(fk.pretend, GINT_TO_POINTER(fd)) : NULL;
 }
@@ -200,7 +87,7 @@ static pretend *find_pretend(int fd)
 /* An object is an open file, as in the kernel, not an fd number: an fd that is a
  * dup of a fake object's backing file (received over a socket) is that object.
  * Returns the number the object is known by. */
-static int canonical(int fd)
+int fk_canonical(int fd)
 {
     vfiocpr_fd_stat st;
     gpointer c;
@@ -216,7 +103,7 @@ static int canonical(int fd)
 /* The pretend of the object behind fd (an alias included). */
 static pretend *find_object_pretend(int fd)
 {
-    return find_pretend(canonical(fd));
+    return fk_find_pretend(fk_canonical(fd));
 }
 
 static int f_memfd_create(const char *name, unsigned int flags)
@@ -227,13 +114,22 @@ static int f_memfd_create(const char *name, unsigned int flags)
 
 static ssize_t f_pwrite(int fd, const void *buf, size_t len, off_t off)
 {
+    fk_obj *o;
+    ssize_t r;
     ENTER(FK_PWRITE);
+    if ((o = fk_obj_get(fd, FK_DEVICE)) &&
+        (r = fk_device_rw(o, (void *)buf, len, off, true)) != FK_NOT_MINE)
+        return r;
     return REAL->pwrite(fd, buf, len, off);
 }
 
 static ssize_t f_pread(int fd, void *buf, size_t len, off_t off)
 {
+    fk_obj *o;
+    ssize_t r;
     ENTER(FK_PREAD);
+    if ((o = fk_obj_get(fd, FK_DEVICE)) && (r = fk_device_rw(o, buf, len, off, false)) != FK_NOT_MINE)
+        return r;
     return REAL->pread(fd, buf, len, off);
 }
 
@@ -263,7 +159,7 @@ static int f_get_cloexec(int fd)
 {
     pretend *p;
     ENTER(FK_GET_CLOEXEC);
-    if ((p = find_pretend(fd)))
+    if ((p = fk_find_pretend(fd)))
         return p->cloexec;
     return REAL->get_cloexec(fd);
 }
@@ -272,7 +168,7 @@ static int f_set_cloexec(int fd, bool on)
 {
     pretend *p;
     ENTER(FK_SET_CLOEXEC);
-    if ((p = find_pretend(fd))) {
+    if ((p = fk_find_pretend(fd))) {
         p->cloexec = on;
         return 0;
     }
@@ -283,7 +179,7 @@ static int f_cloexec_range(int first, int last)
 {
     ENTER(FK_CLOEXEC_RANGE);
     for (int fd = first; fd <= last; fd++) {
-        pretend *p = find_pretend(fd);
+        pretend *p = fk_find_pretend(fd);
         if (p)
             p->cloexec = 1;
         else
@@ -329,6 +225,7 @@ static void obj_closed(int fd)
     g_hash_table_remove(fk.objs, GINT_TO_POINTER(fd));
 }
 
+
 /* Another open fd on the same backing file as fd, or -1. */
 static int other_holder(int fd, guint64 ino)
 {
@@ -341,7 +238,7 @@ static int other_holder(int fd, guint64 ino)
         int n = atoi(de->d_name);
         if (de->d_name[0] == '.' || n == fd || n == dirfd(d))
             continue;
-        if (REAL->fstat(n, &st, NULL) == 0 && st.ino == ino && !find_pretend(n)) {
+        if (REAL->fstat(n, &st, NULL) == 0 && st.ino == ino && !fk_find_pretend(n)) {
             found = n;
             break;
         }
@@ -376,11 +273,11 @@ static int f_close(int fd)
 {
     pretend *p;
     ENTER(FK_CLOSE);
-    if (fk.streams && g_hash_table_remove(fk.streams, GINT_TO_POINTER(fd)))
+    if (fk_mig_stream_close(fd))
         return REAL->close(fd);
-    if (canonical(fd) != fd)
+    if (fk_canonical(fd) != fd)
         return REAL->close(fd); /* a dup: the object lives on */
-    if ((p = find_pretend(fd))) {
+    if ((p = fk_find_pretend(fd))) {
         bool owned = p->owned;
         if (owned && p->real_ino) {
             int other = other_holder(fd, p->real_ino);
@@ -414,7 +311,7 @@ static int f_execve(const char *path, char *const argv[], char *const envp[])
     return fk.execve ? fk.execve(path, argv, envp) : -ENOENT;
 }
 
-static int new_object(const char *link, guint32 mode, guint64 rdev, int type, fk_group *g)
+int fk_new_object(const char *link, guint32 mode, guint64 rdev, int type, fk_group *g)
 {
     int tmp = REAL->memfd_create("fake-vfio", MFD_CLOEXEC);
     fk_obj *o;
@@ -431,8 +328,9 @@ static int new_object(const char *link, guint32 mode, guint64 rdev, int type, fk
     REAL->close(tmp);
     if (fd < 0)
         return -errno;
-    fake_kernel_pretend(fd, link, mode, 5, type == FK_DEVICE ? 1039 : ++fk.next_ino, rdev);
-    p = find_pretend(fd);
+    fake_kernel_pretend(fd, link, mode, FK_DEVTMPFS_DEV,
+                        type == FK_DEVICE ? FK_ANON_DEVICE_INO : ++fk.next_ino, rdev);
+    p = fk_find_pretend(fd);
     p->owned = true;
     {
         vfiocpr_fd_stat real;
@@ -443,14 +341,14 @@ static int new_object(const char *link, guint32 mode, guint64 rdev, int type, fk
         }
     }
     if (type == FK_DEVICE)
-        p->st.dev = 10; /* the anon inode */
+        p->st.dev = FK_ANON_DEV;
     o = g_new0(fk_obj, 1);
     o->type = type;
     o->group = g;
     if (type == FK_VM)
-        o->irqfds = g_hash_table_new(g_direct_hash, g_direct_equal);
+        o->irqfds = g_array_new(FALSE, TRUE, sizeof(fk_irqfd));
     o->unmask_fd = -1;
-    o->mig_state = 2; /* RUNNING */
+    o->mig_state = VFIO_DEVICE_STATE_RUNNING;
     o->data_fd = -1;
     o->bound_to = -1;
     if (type == FK_IOMMUFD) {
@@ -474,7 +372,7 @@ static void free_obj(gpointer p)
         g_hash_table_destroy(o->by_iova);
     }
     if (o->irqfds)
-        g_hash_table_destroy(o->irqfds);
+        g_array_unref(o->irqfds);
     if (o->iomaps) {
         g_array_unref(o->iomaps);
         g_hash_table_destroy(o->ioas);
@@ -482,606 +380,62 @@ static void free_obj(gpointer p)
     g_free(o);
 }
 
-static void free_group(gpointer p)
+fk_obj *fk_obj_get(int fd, int type)
 {
-    fk_group *g = p;
-    g_free(g->device);
-    g_free(g);
-}
-
-static fk_obj *obj(int fd, int type)
-{
-    fk_obj *o = g_hash_table_lookup(fk.objs, GINT_TO_POINTER(canonical(fd)));
+    fk_obj *o = g_hash_table_lookup(fk.objs, GINT_TO_POINTER(fk_canonical(fd)));
     return o && o->type == type ? o : NULL;
-}
-
-static bool container_has_invalid(fk_obj *c)
-{
-    for (guint i = 0; i < c->dmas->len; i++)
-        if (g_array_index(c->dmas, fk_dma, i).invalid)
-            return true;
-    return false;
-}
-
-static bool container_has_mdev(int cfd)
-{
-    GHashTableIter it;
-    gpointer v;
-    g_hash_table_iter_init(&it, fk.groups);
-    while (g_hash_table_iter_next(&it, NULL, &v))
-        if (((fk_group *)v)->container == cfd && ((fk_group *)v)->mdev)
-            return true;
-    return false;
-}
-
-static int container_ioctl(int fd, fk_obj *c, unsigned long request, void *arg)
-{
-    switch (request) {
-    case VFIO_GET_API_VERSION:
-        return VFIO_API_VERSION;
-    case VFIO_CHECK_EXTENSION: {
-        uintptr_t ext = (uintptr_t)arg;
-        if (ext == VFIO_TYPE1v2_IOMMU)
-            return 1;
-        if (ext == VFIO_UPDATE_VADDR || ext == VFIO_UNMAP_ALL)
-            return c->iommu_set && !container_has_mdev(fd);
-        return 0;
-    }
-    case VFIO_SET_IOMMU: {
-        GHashTableIter it;
-        gpointer v;
-        bool any = false;
-        if ((uintptr_t)arg != VFIO_TYPE1v2_IOMMU)
-            return -EINVAL;
-        g_hash_table_iter_init(&it, fk.groups);
-        while (g_hash_table_iter_next(&it, NULL, &v))
-            any |= ((fk_group *)v)->container == fd;
-        if (!any || c->iommu_set)
-            return -EINVAL;
-        c->iommu_set = true;
-        return 0;
-    }
-    case VFIO_IOMMU_MAP_DMA: {
-        struct vfio_iommu_type1_dma_map *m = arg;
-        if (!c->iommu_set || m->argsz < sizeof(*m))
-            return -EINVAL;
-        if (m->flags & VFIO_DMA_MAP_FLAG_VADDR) {
-            /* exact iova and size, READ/WRITE clear, range invalid */
-            guint idx = GPOINTER_TO_UINT(g_hash_table_lookup(c->by_iova, &m->iova));
-            fk_dma *d = idx ? &g_array_index(c->dmas, fk_dma, idx - 1) : NULL;
-            if (m->flags != VFIO_DMA_MAP_FLAG_VADDR || !m->vaddr)
-                return -EINVAL;
-            if (!d || d->size != m->size || !d->invalid)
-                return -EINVAL;
-            if (CUR->locked + d->size > CUR->limit)
-                return -ENOMEM;
-            CUR->locked += d->size;
-            d->vaddr = m->vaddr;
-            d->invalid = false;
-            return 0;
-        }
-        if (!m->size || !m->vaddr || m->iova + m->size < m->iova)
-            return -EINVAL;
-        for (guint i = 0; i < c->dmas->len; i++) {
-            fk_dma *d = &g_array_index(c->dmas, fk_dma, i);
-            if (m->iova < d->iova + d->size && d->iova < m->iova + m->size)
-                return -EEXIST;
-        }
-        if (CUR->locked + m->size > CUR->limit)
-            return -ENOMEM;
-        CUR->locked += m->size;
-        g_array_append_val(c->dmas, ((fk_dma){ m->iova, m->size, m->vaddr, false }));
-        g_hash_table_insert(c->by_iova, g_memdup2(&m->iova, sizeof(guint64)),
-                            GUINT_TO_POINTER(c->dmas->len));
-        return 0;
-    }
-    case VFIO_IOMMU_UNMAP_DMA: {
-        struct vfio_iommu_type1_dma_unmap *u = arg;
-        if (u->flags == VFIO_DMA_UNMAP_FLAG_VADDR) {
-            /* one whole, valid range: invalid ones are refused as by the kernel */
-            guint idx = GPOINTER_TO_UINT(g_hash_table_lookup(c->by_iova, &u->iova));
-            fk_dma *d = idx ? &g_array_index(c->dmas, fk_dma, idx - 1) : NULL;
-            if (!d || d->size != u->size || d->invalid)
-                return -EINVAL;
-            d->invalid = true;
-            return 0;
-        }
-        if (u->flags & VFIO_DMA_UNMAP_FLAG_VADDR) {
-            if (!(u->flags & VFIO_DMA_UNMAP_FLAG_ALL) || u->iova || u->size)
-                return -EINVAL; /* the model only knows the forms the library uses */
-            if (container_has_invalid(c))
-                return -EINVAL;
-            for (guint i = 0; i < c->dmas->len; i++)
-                g_array_index(c->dmas, fk_dma, i).invalid = true;
-            return 0;
-        }
-        for (guint i = c->dmas->len; i-- > 0;) {
-            fk_dma *d = &g_array_index(c->dmas, fk_dma, i);
-            bool all = u->flags & VFIO_DMA_UNMAP_FLAG_ALL;
-            if (all || (d->iova >= u->iova && d->iova + d->size <= u->iova + u->size)) {
-                CUR->locked -= d->invalid ? 0 : d->size;
-                g_hash_table_remove(c->by_iova, &d->iova);
-                g_array_remove_index_fast(c->dmas, i);
-                if (i < c->dmas->len) /* the last one moved into slot i */
-                    g_hash_table_insert(c->by_iova,
-                                        g_memdup2(&g_array_index(c->dmas, fk_dma, i).iova,
-                                                  sizeof(guint64)),
-                                        GUINT_TO_POINTER(i + 1));
-            } else if (d->iova < u->iova + u->size && u->iova < d->iova + d->size) {
-                return -EINVAL; /* would split a mapping */
-            }
-        }
-        return 0;
-    }
-    }
-    return -ENOTTY;
-}
-
-static int group_ioctl(fk_obj *o, unsigned long request, void *arg)
-{
-    fk_group *g = o->group;
-
-    switch (request) {
-    case VFIO_GROUP_GET_STATUS: {
-        struct vfio_group_status *st = arg;
-        st->flags = VFIO_GROUP_FLAGS_VIABLE | (g->container >= 0 ? VFIO_GROUP_FLAGS_CONTAINER_SET : 0);
-        return 0;
-    }
-    case VFIO_GROUP_SET_CONTAINER: {
-        int cfd = *(int *)arg;
-        fk_obj *c = obj(cfd, FK_CONTAINER);
-        if (!c)
-            return -EBADF;
-        if (g->container >= 0)
-            return -EINVAL;
-        if (container_has_invalid(c))
-            return -EBUSY;
-        g->container = cfd;
-        return 0;
-    }
-    case VFIO_GROUP_UNSET_CONTAINER:
-        if (g->container < 0)
-            return -EINVAL;
-        g->container = -1;
-        return 0;
-    case VFIO_GROUP_GET_DEVICE_FD: {
-        fk_obj *c = g->container >= 0 ? obj(g->container, FK_CONTAINER) : NULL;
-        if (!c || !c->iommu_set)
-            return -EINVAL;
-        if (strcmp((const char *)arg, g->device) != 0)
-            return -ENODEV;
-        return new_object("anon_inode:[vfio-device]", 0600, 0, FK_DEVICE, g);
-    }
-    }
-    return -ENOTTY;
-}
-
-/* ---- migration v2 model ---- */
-#define M_STOP_COPY 1u
-#define M_P2P 2u
-#define M_PRE 4u
-
-/* The single arcs the uAPI defines, written from its text (not from the library's
- * table, which is what these tests check): cur, next, flags needed, flags that must
- * be absent. */
-static const struct { guint cur, next, need, absent; } uapi_arcs[] = {
-    { 1, 3, 0, 0 }, { 3, 1, 0, 0 },                 /* STOP <-> STOP_COPY */
-    { 1, 4, 0, 0 }, { 4, 1, 0, 0 },                 /* STOP <-> RESUMING */
-    { 1, 2, 0, M_P2P }, { 2, 1, 0, M_P2P },         /* STOP <-> RUNNING, without P2P */
-    { 1, 5, M_P2P, 0 }, { 5, 1, M_P2P, 0 },         /* STOP <-> RUNNING_P2P */
-    { 5, 2, M_P2P, 0 }, { 2, 5, M_P2P, 0 },         /* RUNNING_P2P <-> RUNNING */
-    { 2, 6, M_PRE, 0 }, { 6, 2, M_PRE, 0 },         /* RUNNING <-> PRE_COPY */
-    { 6, 3, M_PRE, M_P2P },                         /* PRE_COPY -> STOP_COPY, without P2P */
-    { 6, 7, M_PRE | M_P2P, 0 }, { 7, 6, M_PRE | M_P2P, 0 },  /* PRE_COPY <-> PRE_COPY_P2P */
-    { 5, 7, M_PRE | M_P2P, 0 }, { 7, 5, M_PRE | M_P2P, 0 },  /* RUNNING_P2P <-> PRE_COPY_P2P */
-    { 7, 3, M_PRE | M_P2P, 0 },                     /* PRE_COPY_P2P -> STOP_COPY */
-};
-
-static bool state_supported(guint s)
-{
-    switch (s) {
-    case 5: return fk.mig_flags & M_P2P;
-    case 6: return fk.mig_flags & M_PRE;
-    case 7: return (fk.mig_flags & (M_PRE | M_P2P)) == (M_PRE | M_P2P);
-    case 0: return false;
-    default: return true;
-    }
-}
-
-static bool legal_arc(guint cur, guint next)
-{
-    for (gsize i = 0; i < G_N_ELEMENTS(uapi_arcs); i++)
-        if (uapi_arcs[i].cur == cur && uapi_arcs[i].next == next &&
-            (fk.mig_flags & uapi_arcs[i].need) == uapi_arcs[i].need &&
-            !(fk.mig_flags & uapi_arcs[i].absent))
-            return true;
-    return false;
-}
-
-static void free_stream(gpointer p)
-{
-    fk_stream *st = p;
-    g_byte_array_unref(st->buf);
-    g_free(st);
-}
-
-static int new_stream(fk_obj *o, bool precopy, bool resuming)
-{
-    int fd = REAL->memfd_create("fake-mig-data", MFD_CLOEXEC);
-    fk_stream *st = g_new0(fk_stream, 1);
-    st->buf = g_byte_array_new();
-    st->precopy = precopy;
-    st->resuming = resuming;
-    if (!resuming && fk.mig_blob) {
-        st->src = fk.mig_blob->data;
-        st->len = precopy ? MIN(fk.mig_precopy_initial, fk.mig_blob->len) : fk.mig_blob->len;
-    }
-    g_hash_table_insert(fk.streams, GINT_TO_POINTER(fd), st);
-    o->data_fd = fd;
-    return fd;
-}
-
-static int mig_feature(fk_obj *o, struct vfio_device_feature *f)
-{
-    guint idx = f->flags & VFIO_DEVICE_FEATURE_MASK;
-    bool get = f->flags & VFIO_DEVICE_FEATURE_GET;
-
-    if (!fk.mig_flags)
-        return -ENOTTY;
-    if (idx == VFIO_DEVICE_FEATURE_MIGRATION && get) {
-        ((struct vfio_device_feature_migration *)(void *)f->data)->flags = fk.mig_flags;
-        return 0;
-    }
-    if (idx == VFIO_DEVICE_FEATURE_MIG_DATA_SIZE && get) {
-        guint64 len = fk.mig_blob ? fk.mig_blob->len : 0;
-        memcpy(f->data, &len, 8);
-        return 0;
-    }
-    if (idx == VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE) {
-        struct vfio_device_feature_mig_state *ms = (void *)f->data;
-        guint cur = o->mig_state, next = ms->device_state;
-        fk_stream *old = o->data_fd >= 0 ? g_hash_table_lookup(fk.streams, GINT_TO_POINTER(o->data_fd)) : NULL;
-        if (get) {
-            ms->device_state = cur;
-            return 0;
-        }
-        g_array_append_val(fk.arcs, ((guint){ cur << 8 | next }));
-        /* strict: one legal arc, into a supported state */
-        if (!state_supported(next) || !legal_arc(cur, next))
-            return -EINVAL;
-        if (cur == 4 && next == 1) {
-            /* the driver checks what it was given; nothing at all is "nothing loaded" */
-            if (old && old->buf->len &&
-                (!fk.mig_blob || old->buf->len != fk.mig_blob->len ||
-                 memcmp(old->buf->data, fk.mig_blob->data, old->buf->len) != 0))
-                return -EINVAL;
-        }
-        ms->data_fd = -1;
-        if (next == 3 && (cur == 6 || cur == 7) && old) {
-            /* the pre-copy stream goes on: the rest of the blob, then EOF */
-            old->precopy = false;
-            if (fk.mig_blob)
-                old->len = fk.mig_blob->len;
-        } else if (next == 3 || next == 4 || ((next == 6 || next == 7) && cur != 6 && cur != 7)) {
-            ms->data_fd = new_stream(o, next == 6 || next == 7, next == 4);
-        }
-        o->mig_state = next;
-        return 0;
-    }
-    return -ENOTTY;
-}
-
-static int device_ioctl(fk_obj *o, unsigned long request, void *arg)
-{
-    switch (request) {
-    case VFIO_DEVICE_GET_INFO: {
-        struct vfio_device_info *i = arg;
-        i->flags = VFIO_DEVICE_FLAGS_PCI | VFIO_DEVICE_FLAGS_RESET;
-        i->num_regions = VFIO_PCI_NUM_REGIONS;
-        i->num_irqs = VFIO_PCI_NUM_IRQS;
-        return 0;
-    }
-    case VFIO_DEVICE_GET_REGION_INFO: {
-        struct vfio_region_info *r = arg;
-        if (r->index >= VFIO_PCI_NUM_REGIONS)
-            return -EINVAL;
-        r->flags = VFIO_REGION_INFO_FLAG_READ | VFIO_REGION_INFO_FLAG_WRITE |
-                   (r->index == 0 ? VFIO_REGION_INFO_FLAG_MMAP : 0);
-        r->size = r->index == 0 ? 0x1000 : 0;
-        r->offset = (guint64)r->index << 40;
-        return 0;
-    }
-    case VFIO_DEVICE_GET_IRQ_INFO: {
-        struct vfio_irq_info *i = arg;
-        if (i->index >= FK_N_IRQ)
-            return -EINVAL;
-        i->count = fk.irq_count[i->index];
-        i->flags = VFIO_IRQ_INFO_EVENTFD |
-                   (i->index == VFIO_PCI_INTX_IRQ_INDEX ? VFIO_IRQ_INFO_MASKABLE | VFIO_IRQ_INFO_AUTOMASKED : 0) |
-                   (i->index == VFIO_PCI_MSI_IRQ_INDEX ||
-                    (i->index == VFIO_PCI_MSIX_IRQ_INDEX && fk.msix_noresize) ? VFIO_IRQ_INFO_NORESIZE : 0);
-        return 0;
-    }
-    case VFIO_DEVICE_SET_IRQS: {
-        struct vfio_irq_set *s = arg;
-        guint32 action = s->flags & VFIO_IRQ_SET_ACTION_TYPE_MASK;
-        if (s->index >= FK_N_IRQ || (guint64)s->start + s->count > fk.irq_count[s->index])
-            return -EINVAL;
-        if (action == VFIO_IRQ_SET_ACTION_UNMASK && (s->flags & VFIO_IRQ_SET_DATA_EVENTFD)) {
-            memcpy(&o->unmask_fd, s->data, sizeof(int));
-            return 0;
-        }
-        if (action != VFIO_IRQ_SET_ACTION_TRIGGER)
-            return 0;
-        if ((s->flags & VFIO_IRQ_SET_DATA_NONE) && !s->count) {
-            o->live[s->index] = 0;
-            return 0;
-        }
-        if (s->start < o->live[s->index])
-            fk.irq_rerequests++; /* the real kernel frees and re-requests them */
-        o->live[s->index] = MAX(o->live[s->index], s->start + s->count);
-        return 0;
-    }
-    case VFIO_DEVICE_RESET:
-        o->mig_state = 2;
-        return 0;
-    case VFIO_DEVICE_FEATURE:
-        return mig_feature(o, arg);
-    }
-    return -ENOTTY;
-}
-
-static int kvm_ioctl(int fd, fk_obj *o, unsigned long request, void *arg)
-{
-    if (o->type == FK_KVM)
-        return request == KVM_CREATE_VM ? new_object("anon_inode:kvm-vm", 0600, 0, FK_VM, NULL)
-                                        : -ENOTTY;
-    switch (request) {
-    case KVM_SET_GSI_ROUTING:
-        o->routings++;
-        if (o->split_irqchip)
-            for (unsigned i = 0; i < ((struct kvm_irq_routing *)arg)->nr; i++)
-                if (((struct kvm_irq_routing *)arg)->entries[i].type == KVM_IRQ_ROUTING_IRQCHIP)
-                    return -EINVAL; /* no in-kernel IOAPIC/PIC */
-        o->last_routes = ((struct kvm_irq_routing *)arg)->nr;
-        o->last_irqchip = 0;
-        for (unsigned i = 0; i < o->last_routes; i++)
-            o->last_irqchip += ((struct kvm_irq_routing *)arg)->entries[i].type ==
-                               KVM_IRQ_ROUTING_IRQCHIP;
-        return 0;
-    case KVM_IRQFD: {
-        struct kvm_irqfd *i = arg;
-        gpointer key = GINT_TO_POINTER((int)i->fd);
-        if (i->flags & KVM_IRQFD_FLAG_DEASSIGN)
-            return g_hash_table_remove(o->irqfds, key) ? 0 : -ENOENT;
-        if (g_hash_table_contains(o->irqfds, key))
-            return -EBUSY;
-        g_hash_table_insert(o->irqfds, key, GUINT_TO_POINTER(i->gsi + 1));
-        return 0;
-    }
-    }
-    return -ENOTTY;
-}
-
-static int iomap_add(fk_obj *o, guint32 ioas, guint64 iova, guint64 length, bool by_file)
-{
-    if (!g_hash_table_contains(o->ioas, GUINT_TO_POINTER(ioas)) || !length ||
-        iova + length < iova)
-        return -EINVAL;
-    for (guint i = 0; i < o->iomaps->len; i++) {
-        fk_iomap *m = &g_array_index(o->iomaps, fk_iomap, i);
-        if (m->ioas == ioas && iova < m->iova + m->length && m->iova < iova + length)
-            return -EEXIST;
-    }
-    if (CUR->locked + length > CUR->limit)
-        return -ENOMEM;
-    CUR->locked += length;
-    g_array_append_val(o->iomaps, ((fk_iomap){ ioas, iova, length, by_file, CUR->gen }));
-    return 0;
-}
-
-static int iommufd_ioctl(fk_obj *o, unsigned long request, void *arg)
-{
-    switch (request) {
-    case IOMMU_IOAS_ALLOC: {
-        struct iommu_ioas_alloc *a = arg;
-        if (a->size < sizeof(*a) || a->flags)
-            return -EINVAL;
-        a->out_ioas_id = o->next_id++;
-        g_hash_table_add(o->ioas, GUINT_TO_POINTER(a->out_ioas_id));
-        return 0;
-    }
-    case IOMMU_IOAS_MAP: {
-        struct iommu_ioas_map *m = arg;
-        if (!(m->flags & IOMMU_IOAS_MAP_FIXED_IOVA) || !m->user_va)
-            return -EINVAL; /* the model only knows the form the library uses */
-        return iomap_add(o, m->ioas_id, m->iova, m->length, false);
-    }
-    case IOMMU_IOAS_MAP_FILE: {
-        struct iommu_ioas_map_file *m = arg;
-        vfiocpr_fd_stat st;
-        char link[256];
-        if (!(m->flags & IOMMU_IOAS_MAP_FIXED_IOVA))
-            return -EINVAL;
-        /* shmem or hugetlbfs only: a memfd (as this fake shows fds; no call counted) */
-        pretend *p = find_pretend(m->fd);
-        if (p)
-            g_strlcpy(link, p->link, sizeof(link));
-        else if (REAL->fstat(m->fd, &st, NULL) < 0 || REAL->fd_path(m->fd, link, sizeof(link)) < 0)
-            return -EBADF;
-        if (!g_str_has_prefix(link, "/memfd:"))
-            return -EINVAL;
-        return iomap_add(o, m->ioas_id, m->iova, m->length, true);
-    }
-    case IOMMU_IOAS_UNMAP: {
-        struct iommu_ioas_unmap *u = arg;
-        for (guint i = 0; i < o->iomaps->len; i++) {
-            fk_iomap *m = &g_array_index(o->iomaps, fk_iomap, i);
-            if (m->ioas == u->ioas_id && m->iova == u->iova && m->length == u->length) {
-                if (m->gen == CUR->gen)
-                    CUR->locked -= m->length;
-                g_array_remove_index_fast(o->iomaps, i);
-                return 0;
-            }
-        }
-        return -ENOENT;
-    }
-    case IOMMU_IOAS_CHANGE_PROCESS: {
-        guint64 move = 0;
-        if (fk.no_change_process)
-            return -ENOTTY;
-        for (guint i = 0; i < o->iomaps->len; i++) {
-            fk_iomap *m = &g_array_index(o->iomaps, fk_iomap, i);
-            if (!m->by_file)
-                return -EINVAL;
-            if (m->gen != CUR->gen)
-                move += m->length;
-        }
-        /* all or nothing */
-        if (CUR->locked + move > CUR->limit)
-            return -ENOMEM;
-        CUR->locked += move;
-        for (guint i = 0; i < o->iomaps->len; i++) {
-            fk_iomap *m = &g_array_index(o->iomaps, fk_iomap, i);
-            fk_proc *was = m->gen != CUR->gen ? proc_by_gen(m->gen) : NULL;
-            if (was)
-                was->locked -= m->length;
-            m->gen = CUR->gen;
-        }
-        return 0;
-    }
-    }
-    return -ENOTTY;
-}
-
-static int cdev_ioctl(fk_obj *o, unsigned long request, void *arg)
-{
-    switch (request) {
-    case VFIO_DEVICE_BIND_IOMMUFD: {
-        struct vfio_device_bind_iommufd *b = arg;
-        fk_obj *ictx = obj(b->iommufd, FK_IOMMUFD);
-        if (!ictx)
-            return -EBADF;
-        if (o->bound_to >= 0 || o->group->bound >= 0)
-            return -EINVAL; /* a cdev is bound once */
-        o->bound_to = b->iommufd;
-        o->group->bound = b->iommufd;
-        o->devid = b->out_devid = ictx->next_id++;
-        return 0;
-    }
-    case VFIO_DEVICE_ATTACH_IOMMUFD_PT: {
-        struct vfio_device_attach_iommufd_pt *a = arg;
-        fk_obj *ictx = o->bound_to >= 0 ? obj(o->bound_to, FK_IOMMUFD) : NULL;
-        if (!ictx || !g_hash_table_contains(ictx->ioas, GUINT_TO_POINTER(a->pt_id)))
-            return -EINVAL;
-        o->pt = a->pt_id = ictx->next_id++; /* the automatic HWPT */
-        return 0;
-    }
-    }
-    /* until bound, the device refuses everything (vfio_device_fops) */
-    return o->bound_to >= 0 ? device_ioctl(o, request, arg) : -EINVAL;
 }
 
 static int f_ioctl(int fd, unsigned long request, void *arg)
 {
     gpointer n;
     fk_obj *o;
+    fk_stream *st;
 
     ENTER(FK_IOCTL);
     n = g_hash_table_lookup(fk.ioctls, GSIZE_TO_POINTER(request));
     g_hash_table_insert(fk.ioctls, GSIZE_TO_POINTER(request), GSIZE_TO_POINTER(GPOINTER_TO_SIZE(n) + 1));
     if (fk.fail_req == request && fk.fail_req_nth && --fk.fail_req_nth == 0)
         return -fk.fail_req_err;
-    if (fk.streams && g_hash_table_contains(fk.streams, GINT_TO_POINTER(fd))) {
-        fk_stream *st = g_hash_table_lookup(fk.streams, GINT_TO_POINTER(fd));
-        guint64 *p = (guint64 *)((guint8 *)arg + 8); /* vfio_precopy_info: initial, dirty */
-        if (request != VFIO_MIG_GET_PRECOPY_INFO || !st->precopy)
-            return -EINVAL;
-        p[0] = st->len - st->pos;
-        p[1] = 0;
-        return 0;
-    }
-    fd = canonical(fd);
+    if ((st = fk_mig_stream(fd)))
+        return fk_mig_stream_ioctl(st, request, arg);
+    fd = fk_canonical(fd);
     o = g_hash_table_lookup(fk.objs, GINT_TO_POINTER(fd));
     if (!o)
         return REAL->ioctl(fd, request, arg); /* e.g. a real KVM VM in the host tests */
     switch (o->type) {
     case FK_CONTAINER:
-        return container_ioctl(fd, o, request, arg);
+        return fk_container_ioctl(fd, o, request, arg);
     case FK_GROUP:
-        return group_ioctl(o, request, arg);
+        return fk_group_ioctl(o, request, arg);
     case FK_DEVICE:
-        return o->cdev ? cdev_ioctl(o, request, arg) : device_ioctl(o, request, arg);
+        return o->cdev ? fk_cdev_ioctl(o, request, arg) : fk_device_ioctl(o, request, arg);
     case FK_IOMMUFD:
-        return iommufd_ioctl(o, request, arg);
+        return fk_iommufd_ioctl(o, request, arg);
     default:
-        return kvm_ioctl(fd, o, request, arg);
+        return fk_kvm_ioctl(fd, o, request, arg);
     }
 }
 
 static int f_open(const char *path, int flags)
 {
-    int id;
-    char *end;
+    int r;
 
     ENTER(FK_OPEN);
-    if (strcmp(path, "/dev/kvm") == 0 && fk.fake_kvm)
-        return new_object(path, S_IFCHR | 0666, makedev(10, 232), FK_KVM, NULL);
-    if (strcmp(path, "/dev/vfio/vfio") == 0)
-        return new_object(path, S_IFCHR | 0666, makedev(10, 196), FK_CONTAINER, NULL);
-    if (strcmp(path, "/dev/iommu") == 0)
-        return fk.iommufd ? new_object(path, S_IFCHR | 0660, makedev(10, 257), FK_IOMMUFD, NULL)
-                          : -ENOENT;
-    if (strcmp(path, "/dev/vfio/devices") == 0)
-        return fk.iommufd ? REAL->open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -ENOENT;
-    if (g_str_has_prefix(path, "/dev/vfio/devices/vfio")) {
-        fk_group *g;
-        fk_obj *o;
-        pretend *p;
-        int fd;
-        id = (int)strtol(path + strlen("/dev/vfio/devices/vfio"), &end, 10);
-        g = *end || !fk.iommufd ? NULL : g_hash_table_lookup(fk.groups, GINT_TO_POINTER(id));
-        if (!g)
-            return -ENOENT;
-        fd = new_object(path, 0, 0, FK_DEVICE, g);
-        if (fd < 0)
-            return fd;
-        o = obj(fd, FK_DEVICE);
-        o->cdev = true;
-        /* a real character device: its own inode and rdev, unlike a group's device fd */
-        p = find_pretend(fd);
-        p->st = (vfiocpr_fd_stat){ .dev = 5, .ino = ++fk.next_ino, .rdev = makedev(235, (unsigned)id),
-                                   .mode = S_IFCHR | 0600 };
-        return fd;
-    }
-    if (g_str_has_prefix(path, "/dev/vfio/")) {
-        fk_group *g;
-        id = (int)strtol(path + strlen("/dev/vfio/"), &end, 10);
-        g = *end ? NULL : g_hash_table_lookup(fk.groups, GINT_TO_POINTER(id));
-        if (!g)
-            return -ENOENT;
-        if (g->fd >= 0)
-            return -EBUSY; /* groups are single-open */
-        g->fd = new_object(path, S_IFCHR | 0600, makedev(511, (unsigned)id), FK_GROUP, g);
-        return g->fd;
-    }
+    /* iommufd before type1: /dev/vfio/devices is not a group */
+    if ((r = fk_kvm_open(path)) != FK_NOT_MINE || (r = fk_iommufd_open(path)) != FK_NOT_MINE ||
+        (r = fk_type1_open(path)) != FK_NOT_MINE)
+        return r;
     return REAL->open(path, flags);
 }
 
 static int f_readlink(const char *path, char *buf, size_t len)
 {
-    GHashTableIter it;
-    gpointer v;
+    int r;
 
     ENTER(FK_READLINK);
-    g_hash_table_iter_init(&it, fk.groups);
-    while (g_hash_table_iter_next(&it, NULL, &v)) {
-        fk_group *g = v;
-        g_autofree char *p1 = g_strdup_printf("/sys/bus/%s/devices/%s/iommu_group",
-                                              g->mdev ? "mdev" : "pci", g->device);
-        if (strcmp(path, p1) == 0)
-            return g_snprintf(buf, len, "../../../kernel/iommu_groups/%d", g->id);
-    }
+    if ((r = fk_type1_readlink(path, buf, len)) != FK_NOT_MINE)
+        return r;
     if (g_str_has_prefix(path, "/sys/"))
         return -ENOENT;
     return REAL->readlink(path, buf, len);
@@ -1089,19 +443,11 @@ static int f_readlink(const char *path, char *buf, size_t len)
 
 static int f_dir_entry(const char *dir, const char *prefix, char *buf, size_t len)
 {
-    GHashTableIter it;
-    gpointer v;
+    int r;
 
     ENTER(FK_DIR_ENTRY);
-    g_hash_table_iter_init(&it, fk.groups);
-    while (fk.iommufd && g_hash_table_iter_next(&it, NULL, &v)) {
-        fk_group *g = v;
-        g_autofree char *d = g_strdup_printf("/sys/bus/%s/devices/%s/vfio-dev",
-                                             g->mdev ? "mdev" : "pci", g->device);
-        g_autofree char *name = g_strdup_printf("vfio%d", g->id);
-        if (strcmp(dir, d) == 0 && g_str_has_prefix(name, prefix))
-            return g_strlcpy(buf, name, len) < len ? 0 : -ENAMETOOLONG;
-    }
+    if ((r = fk_iommufd_dir_entry(dir, prefix, buf, len)) != FK_NOT_MINE)
+        return r;
     if (g_str_has_prefix(dir, "/sys/"))
         return -ENOENT;
     return REAL->dir_entry(dir, prefix, buf, len);
@@ -1155,9 +501,9 @@ static gint64 f_monotonic_ms(void)
 static int f_mmap(int fd, size_t len, int prot, off_t off, void **addr)
 {
     ENTER(FK_MMAP);
-    if (obj(fd, FK_DEVICE)) {
+    if (fk_obj_get(fd, FK_DEVICE)) {
         void *p;
-        if (obj(fd, FK_DEVICE)->cdev && obj(fd, FK_DEVICE)->bound_to < 0)
+        if (fk_obj_get(fd, FK_DEVICE)->cdev && fk_obj_get(fd, FK_DEVICE)->bound_to < 0)
             return -EINVAL;
         p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
         if (p == MAP_FAILED)
@@ -1189,32 +535,19 @@ static int f_readable(int fd)
 static ssize_t f_read(int fd, void *buf, size_t len)
 {
     fk_stream *st;
-    gsize n;
     ENTER(FK_READ);
-    st = fk.streams ? g_hash_table_lookup(fk.streams, GINT_TO_POINTER(fd)) : NULL;
-    if (!st)
-        return REAL->read(fd, buf, len);
-    if (st->resuming)
-        return -EINVAL;
-    if (st->pos == st->len)
-        return st->precopy ? -ENOMSG : 0;
-    n = MIN(len, st->len - st->pos);
-    memcpy(buf, st->src + st->pos, n);
-    st->pos += n;
-    return (ssize_t)n;
+    if ((st = fk_mig_stream(fd)))
+        return fk_mig_stream_read(st, buf, len);
+    return REAL->read(fd, buf, len);
 }
 
 static ssize_t f_write(int fd, const void *buf, size_t len)
 {
     fk_stream *st;
     ENTER(FK_WRITE);
-    st = fk.streams ? g_hash_table_lookup(fk.streams, GINT_TO_POINTER(fd)) : NULL;
-    if (!st)
-        return REAL->write(fd, buf, len);
-    if (!st->resuming)
-        return -EINVAL;
-    g_byte_array_append(st->buf, buf, (guint)len);
-    return (ssize_t)len;
+    if ((st = fk_mig_stream(fd)))
+        return fk_mig_stream_write(st, buf, len);
+    return REAL->write(fd, buf, len);
 }
 
 static off_t f_lseek(int fd, off_t off)
@@ -1291,55 +624,25 @@ void fake_kernel_reset(void)
         g_hash_table_destroy(fk.objs);
     if (fk.by_real)
         g_hash_table_destroy(fk.by_real);
-    if (fk.groups)
-        g_hash_table_destroy(fk.groups);
     if (fk.ioctls)
         g_hash_table_destroy(fk.ioctls);
-    if (fk.streams) {
-        GHashTableIter it;
-        gpointer k;
-        g_hash_table_iter_init(&it, fk.streams);
-        while (g_hash_table_iter_next(&it, &k, NULL))
-            REAL->close(GPOINTER_TO_INT(k));
-        g_hash_table_destroy(fk.streams);
-    }
-    if (fk.mig_blob)
-        g_byte_array_unref(fk.mig_blob);
-    if (fk.arcs)
-        g_array_unref(fk.arcs);
+    fk_type1_free();
+    fk_mig_free();
     memset(&fk, 0, sizeof(fk));
     fk.log = g_array_new(FALSE, FALSE, sizeof(fk_op));
     fk.pretend = g_hash_table_new_full(g_direct_hash, g_direct_equal, NULL, free_pretend);
     fk.objs = g_hash_table_new_full(g_direct_hash, g_direct_equal, NULL, free_obj);
     fk.by_real = g_hash_table_new_full(g_int64_hash, g_int64_equal, g_free, NULL);
-    fk.groups = g_hash_table_new_full(g_direct_hash, g_direct_equal, NULL, free_group);
     fk.ioctls = g_hash_table_new(g_direct_hash, g_direct_equal);
-    fk.streams = g_hash_table_new_full(g_direct_hash, g_direct_equal, NULL, free_stream);
-    fk.arcs = g_array_new(FALSE, FALSE, sizeof(guint));
     memset(fk_procs, 0, sizeof(fk_procs));
     fk_cur_proc = 0;
     CUR->gen = fk_next_gen++;
     CUR->limit = G_MAXUINT64;
     fk.next_ino = 1000;
     fk.next_fd = 950;
-    fk.irq_count[VFIO_PCI_INTX_IRQ_INDEX] = 1;
-    fk.irq_count[VFIO_PCI_MSI_IRQ_INDEX] = 1;
-    fk.irq_count[VFIO_PCI_MSIX_IRQ_INDEX] = 5;
-    fk.irq_count[VFIO_PCI_ERR_IRQ_INDEX] = 1;
-    fk.irq_count[VFIO_PCI_REQ_IRQ_INDEX] = 1;
+    fk_type1_reset();
+    fk_mig_reset();
     vfiocpr_kernel_set_ops(&fake_ops);
-}
-
-void fake_vfio_add_group(int id, const char *device, bool mdev)
-{
-    fk_group *g = g_new0(fk_group, 1);
-    g->id = id;
-    g->device = g_strdup(device);
-    g->mdev = mdev;
-    g->fd = -1;
-    g->container = -1;
-    g->bound = -1;
-    g_hash_table_insert(fk.groups, GINT_TO_POINTER(id), g);
 }
 
 unsigned fake_vfio_ioctls(unsigned long request)
@@ -1354,30 +657,6 @@ void fake_vfio_fail_ioctl(unsigned long request, unsigned nth, int err)
     fk.fail_req_err = err;
 }
 
-int fake_vfio_dma(int container_fd, guint64 iova, guint64 *size, guint64 *vaddr)
-{
-    fk_obj *c = obj(container_fd, FK_CONTAINER);
-    if (!c)
-        return -EBADF;
-    for (guint i = 0; i < c->dmas->len; i++) {
-        fk_dma *d = &g_array_index(c->dmas, fk_dma, i);
-        if (d->iova == iova) {
-            if (size)
-                *size = d->size;
-            if (vaddr)
-                *vaddr = d->vaddr;
-            return d->invalid ? 0 : 1;
-        }
-    }
-    return -ENOENT;
-}
-
-unsigned fake_vfio_dma_count(int container_fd)
-{
-    fk_obj *c = obj(container_fd, FK_CONTAINER);
-    return c ? c->dmas->len : 0;
-}
-
 void fake_vfio_new_process(guint64 locked_limit)
 {
     CUR->gen = fk_next_gen++;
@@ -1390,11 +669,6 @@ void fake_kernel_set_memlock(guint64 limit, bool cap_ipc_lock)
     fk.memlock_set = true;
     fk.memlock_limit = limit;
     fk.cap_ipc_lock = cap_ipc_lock;
-}
-
-unsigned fake_vfio_device_closes(void)
-{
-    return fk.device_closes;
 }
 
 void fake_kernel_uninstall(void)
@@ -1436,7 +710,7 @@ void fake_kernel_pretend(int fd, const char *link, guint32 mode, guint64 dev, gu
 
 int fake_kernel_pretend_cloexec(int fd)
 {
-    pretend *p = find_pretend(fd);
+    pretend *p = fk_find_pretend(fd);
     return p ? p->cloexec : -EBADF;
 }
 
@@ -1496,97 +770,6 @@ int fake_kernel_exec_ok(vfiocpr *ctx, guint64 locked_limit)
     return exec_ok_fd;
 }
 
-void fake_vfio_set_irq_count(unsigned index, unsigned count, bool noresize)
-{
-    fk.irq_count[index] = count;
-    if (index == VFIO_PCI_MSIX_IRQ_INDEX)
-        fk.msix_noresize = noresize;
-}
-
-unsigned fake_vfio_irq_rerequests(void)
-{
-    return fk.irq_rerequests;
-}
-
-unsigned fake_vfio_irq_live(int device_fd, unsigned index)
-{
-    fk_obj *o = obj(device_fd, FK_DEVICE);
-    return o ? o->live[index] : 0;
-}
-
-int fake_vfio_unmask_fd(int device_fd)
-{
-    fk_obj *o = obj(device_fd, FK_DEVICE);
-    return o ? o->unmask_fd : -1;
-}
-
-void fake_kvm_enable(void)
-{
-    fk.fake_kvm = true;
-}
-
-int fake_kvm_irqfd_gsi(int vm_fd, int efd)
-{
-    fk_obj *o = obj(vm_fd, FK_VM);
-    gpointer v = o ? g_hash_table_lookup(o->irqfds, GINT_TO_POINTER(efd)) : NULL;
-    return v ? (int)GPOINTER_TO_UINT(v) - 1 : -1;
-}
-
-unsigned fake_kvm_irqfds(int vm_fd)
-{
-    fk_obj *o = obj(vm_fd, FK_VM);
-    return o ? g_hash_table_size(o->irqfds) : 0;
-}
-
-unsigned fake_kvm_routings(int vm_fd, unsigned *last_routes)
-{
-    fk_obj *o = obj(vm_fd, FK_VM);
-    if (last_routes)
-        *last_routes = o ? o->last_routes : 0;
-    return o ? o->routings : 0;
-}
-
-void fake_mig_setup(guint32 flags, const void *blob, gsize len, guint precopy_initial)
-{
-    fk.mig_flags = flags;
-    if (fk.mig_blob)
-        g_byte_array_unref(fk.mig_blob);
-    fk.mig_blob = g_byte_array_new();
-    g_byte_array_append(fk.mig_blob, blob, (guint)len);
-    fk.mig_precopy_initial = precopy_initial;
-}
-
-void fake_mig_force_state(int device_fd, guint state)
-{
-    fk_obj *o = obj(device_fd, FK_DEVICE);
-    if (!o)
-        return;
-    o->mig_state = state;
-    o->data_fd = -1; /* a forced state has no data stream */
-}
-
-guint fake_mig_state(int device_fd)
-{
-    fk_obj *o = obj(device_fd, FK_DEVICE);
-    return o ? o->mig_state : 0;
-}
-
-const GArray *fake_mig_arcs(void)
-{
-    return fk.arcs;
-}
-
-void fake_mig_clear_arcs(void)
-{
-    g_array_set_size(fk.arcs, 0);
-}
-
-void fake_iommufd_enable(bool change_process)
-{
-    fk.iommufd = true;
-    fk.no_change_process = !change_process;
-}
-
 guint64 fake_kernel_locked(void)
 {
     return CUR->locked;
@@ -1595,44 +778,6 @@ guint64 fake_kernel_locked(void)
 void fake_kernel_set_locked_limit(guint64 limit)
 {
     CUR->limit = limit;
-}
-
-unsigned fake_iommufd_maps(int iommufd_fd, guint64 *pinned_here)
-{
-    fk_obj *o = obj(iommufd_fd, FK_IOMMUFD);
-    guint64 here = 0;
-    if (!o)
-        return 0;
-    for (guint i = 0; i < o->iomaps->len; i++)
-        if (g_array_index(o->iomaps, fk_iomap, i).gen == CUR->gen)
-            here += g_array_index(o->iomaps, fk_iomap, i).length;
-    if (pinned_here)
-        *pinned_here = here;
-    return o->iomaps->len;
-}
-
-bool fake_iommufd_mapped(int iommufd_fd, guint64 iova, bool *by_file)
-{
-    fk_obj *o = obj(iommufd_fd, FK_IOMMUFD);
-    for (guint i = 0; o && i < o->iomaps->len; i++)
-        if (g_array_index(o->iomaps, fk_iomap, i).iova == iova) {
-            if (by_file)
-                *by_file = g_array_index(o->iomaps, fk_iomap, i).by_file;
-            return true;
-        }
-    return false;
-}
-
-int fake_iommufd_cdev_binding(int cdev_fd, guint32 *devid, guint32 *pt)
-{
-    fk_obj *o = obj(cdev_fd, FK_DEVICE);
-    if (!o || !o->cdev)
-        return -ENOENT;
-    if (devid)
-        *devid = o->devid;
-    if (pt)
-        *pt = o->pt;
-    return o->bound_to;
 }
 
 void fake_kernel_set_peer_uid(guint32 uid)
@@ -1664,7 +809,7 @@ guint64 fake_kernel_locked_of_main(void)
 void fake_kernel_alias_real(int fd)
 {
     vfiocpr_fd_stat real;
-    pretend *p = find_pretend(fd);
+    pretend *p = fk_find_pretend(fd);
 
     g_assert_nonnull(p);
     g_assert_cmpint(REAL->fstat(fd, &real, NULL), ==, 0);
@@ -1710,19 +855,6 @@ GBytes *fake_kernel_capture_transfer(vfiocpr *ctx)
     return c.blob;
 }
 
-unsigned fake_kvm_irqchip_routes(int vm_fd)
-{
-    fk_obj *o = obj(vm_fd, FK_VM);
-    return o ? o->last_irqchip : 0;
-}
-
-void fake_kvm_split_irqchip(int vm_fd)
-{
-    fk_obj *o = obj(vm_fd, FK_VM);
-    g_assert_nonnull(o);
-    o->split_irqchip = true;
-}
-
 unsigned fake_kernel_exec_calls(vfiocpr *ctx)
 {
     char *argv[] = { (char *)"x", NULL };
@@ -1734,3 +866,5 @@ unsigned fake_kernel_exec_calls(vfiocpr *ctx)
             break;
     return total - before;
 }
+
+

@@ -67,6 +67,26 @@ int fake_kernel_pretend_cloexec(int fd);
 /* Declares IOMMU group id holding one device (PCI BDF, or an mdev UUID when mdev:
  * an mdev in a container turns VFIO_UPDATE_VADDR off, as on a real kernel). */
 void fake_vfio_add_group(int id, const char *device, bool mdev);
+/* ---- device models: what a device's PCI config space shows (read with pread at the
+ * VFIO_PCI_CONFIG_REGION_INDEX region's offset; the command register is writable and
+ * VFIO_DEVICE_RESET restores it). The ids are the ones QEMU's (and the mtty sample's)
+ * devices present. fake_vfio_add_group() gives a PCI device fake_pci_edu, an mdev
+ * fake_pci_mtty. */
+typedef struct {
+    guint16 vendor, device;
+    guint32 class_code; /* base class << 16 | subclass << 8 | prog-if */
+    guint8 revision;
+    guint16 subsys_vendor, subsys_device;
+    guint16 command;    /* after reset */
+    guint16 cfg_size;   /* 256: conventional PCI, 4096: PCI Express */
+} fk_pci_model;
+extern const fk_pci_model fake_pci_edu;    /* 1234:11e8, class 00ff00 */
+extern const fk_pci_model fake_pci_nvme;   /* 1b36:0010, class 010802 */
+extern const fk_pci_model fake_pci_e1000e; /* 8086:10d3, class 020000 */
+extern const fk_pci_model fake_pci_mtty;   /* 4348:3253, class 070002 */
+/* Like fake_vfio_add_group() for a PCI device, with this identity and migration flags
+ * of its own (0: no migration support) instead of fake_mig_setup()'s. */
+void fake_vfio_add_device(int id, const char *bdf, const fk_pci_model *model, guint32 mig_flags);
 /* Times request was issued (any fd) since the last reset. */
 unsigned fake_vfio_ioctls(unsigned long request);
 /* The nth ioctl with this request fails with -err (once). */

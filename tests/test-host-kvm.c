@@ -7,7 +7,9 @@
 
 #include <errno.h>
 #include <linux/kvm.h>
+#include <sys/eventfd.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 
 #include "fake-kernel.h"
 #include "testutil.h"
@@ -150,6 +152,83 @@ static void test_rollback_reattaches(void)
     close(vm);
 }
 
+/* One KVM_IRQFD call: -errno or 0, from the real kernel or from the fake. */
+static int irqfd_call(bool real, int vm, int fd, guint32 gsi, guint32 flags)
+{
+    struct kvm_irqfd a = { .fd = (guint32)fd, .gsi = gsi, .flags = flags };
+    if (real)
+        return ioctl(vm, KVM_IRQFD, &a) == 0 ? 0 : -errno;
+    return vfiocpr_kernel->ioctl(vm, KVM_IRQFD, &a);
+}
+
+/* KVM_IRQFD as virt/kvm/eventfd.c has it, asked of the fake's VM and, where there is
+ * a /dev/kvm, of a real one with the same expectations: an eventfd (not an fd number)
+ * is assigned once whatever the GSI; a deassign matches eventfd and GSI and is 0
+ * when nothing matches, leaving the irqfd attached. */
+static void irqfd_semantics(bool real)
+{
+    int vm, e1, e2, dup1, mem, closed;
+    const guint32 D = KVM_IRQFD_FLAG_DEASSIGN;
+
+    if (real) {
+        vm = new_vm();
+    } else {
+        int kvm;
+        fake_kernel_reset();
+        fake_kvm_enable();
+        kvm = vfiocpr_kernel->open("/dev/kvm", O_RDWR | O_CLOEXEC);
+        g_assert_cmpint(kvm, >=, 0);
+        vm = vfiocpr_kernel->ioctl(kvm, KVM_CREATE_VM, NULL);
+        g_assert_cmpint(vm, >=, 0);
+    }
+    e1 = eventfd(0, EFD_CLOEXEC);
+    e2 = eventfd(0, EFD_CLOEXEC);
+    dup1 = fcntl(e1, F_DUPFD_CLOEXEC, 0);
+    mem = memfd_create("not-an-eventfd", MFD_CLOEXEC);
+    closed = eventfd(0, EFD_CLOEXEC);
+    g_assert_cmpint(e1 | e2 | dup1 | mem | closed, >=, 0);
+    close(closed);
+
+    g_assert_cmpint(irqfd_call(real, vm, e1, 5, 0), ==, 0);
+    g_assert_cmpint(irqfd_call(real, vm, e1, 6, 0), ==, -EBUSY);   /* once, whatever the GSI */
+    g_assert_cmpint(irqfd_call(real, vm, dup1, 7, 0), ==, -EBUSY); /* the eventfd, not the fd */
+    g_assert_cmpint(irqfd_call(real, vm, e1, 6, D), ==, 0);        /* wrong GSI: no match, 0 */
+    g_assert_cmpint(irqfd_call(real, vm, e1, 5, 0), ==, -EBUSY);   /* ...and still attached */
+    g_assert_cmpint(irqfd_call(real, vm, e2, 5, D), ==, 0);        /* never assigned: 0 */
+    g_assert_cmpint(irqfd_call(real, vm, dup1, 5, D), ==, 0);      /* through a dup */
+    g_assert_cmpint(irqfd_call(real, vm, e1, 8, 0), ==, 0);        /* so it was detached */
+    g_assert_cmpint(irqfd_call(real, vm, e1, 8, D), ==, 0);
+    g_assert_cmpint(irqfd_call(real, vm, e1, 8, D), ==, 0);        /* twice: still 0 */
+    g_assert_cmpint(irqfd_call(real, vm, mem, 5, D), ==, -EINVAL); /* not an eventfd */
+    g_assert_cmpint(irqfd_call(real, vm, mem, 5, 0), ==, -EINVAL);
+    g_assert_cmpint(irqfd_call(real, vm, closed, 5, D), ==, -EBADF);
+    g_assert_cmpint(irqfd_call(real, vm, e2, 5, 0x80), ==, -EINVAL); /* unknown flag */
+    if (!real) {
+        g_assert_cmpuint(fake_kvm_irqfds(vm), ==, 0);
+        g_assert_cmpint(irqfd_call(real, vm, e2, 9, 0), ==, 0);
+        g_assert_cmpint(fake_kvm_irqfd_gsi(vm, e2), ==, 9);
+        g_assert_cmpuint(fake_kvm_irqfds(vm), ==, 1);
+    }
+    close(e1);
+    close(e2);
+    close(dup1);
+    close(mem);
+    if (real)
+        close(vm);
+    else
+        fake_kernel_reset();
+}
+
+static void test_irqfd_semantics(void)
+{
+    irqfd_semantics(false);
+    if (kvm_fd < 0) {
+        g_test_message("no usable /dev/kvm: the fake's answers were not compared with KVM's");
+        return;
+    }
+    irqfd_semantics(true);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -165,5 +244,6 @@ int main(int argc, char **argv)
     }
     g_test_add_func("/host-kvm/irqfds-follow-the-vm", test_irqfds_follow_the_vm);
     g_test_add_func("/host-kvm/rollback-reattaches", test_rollback_reattaches);
+    g_test_add_func("/host-kvm/irqfd-semantics", test_irqfd_semantics);
     return g_test_run();
 }

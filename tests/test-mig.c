@@ -5,6 +5,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <linux/pci_regs.h>
 #include <linux/vfio.h>
 #include <sys/stat.h>
 
@@ -24,19 +25,30 @@ typedef struct {
 
 static guint8 blob[96];
 
-static void open_dev(dev *x, guint32 flags, const char *bdf, int group)
+/* model NULL: the default device, with fake_mig_setup()'s flags; else a device of
+ * that model with flags of its own */
+static void open_model(dev *x, const fk_pci_model *model, guint32 flags, const char *bdf,
+                       int group)
 {
     g_autoptr(GError) err = NULL;
     for (gsize i = 0; i < sizeof(blob); i++)
         blob[i] = (guint8)(i * 7 + 1);
-    fake_mig_setup(flags, blob, sizeof(blob), 48);
-    fake_vfio_add_group(group, bdf, false);
+    fake_mig_setup(model ? 0 : flags, blob, sizeof(blob), 48);
+    if (model)
+        fake_vfio_add_device(group, bdf, model, flags);
+    else
+        fake_vfio_add_group(group, bdf, false);
     if (!x->ctx) {
         g_assert_cmpint(vfiocpr_new(0, &x->ctx, &err), ==, 0);
         g_assert_cmpint(vfiocpr_container_open(x->ctx, "c0", &x->c, &err), ==, 0);
     }
     g_assert_cmpint(vfiocpr_container_add_group(x->c, group, &err), >=, 0);
     g_assert_cmpint(vfiocpr_device_open(x->c, group, bdf, &x->d, &err), ==, 0);
+}
+
+static void open_dev(dev *x, guint32 flags, const char *bdf, int group)
+{
+    open_model(x, NULL, flags, bdf, group);
 }
 
 static void close_dev(dev *x)
@@ -351,6 +363,137 @@ static void test_checks(void)
     close_dev(&x);
 }
 
+static guint16 le16(const guint8 *p)
+{
+    return (guint16)(p[0] | p[1] << 8);
+}
+
+/* The fake's device as the library and a VMM see it: VFIO_DEVICE_GET_INFO, and the
+ * model's ids in the config region, whose command register alone takes writes. */
+static void test_device_model(void)
+{
+    dev x = { 0 };
+    struct vfio_device_info di = { .argsz = sizeof(di) };
+    struct vfio_region_info ri = { .argsz = sizeof(ri), .index = VFIO_PCI_CONFIG_REGION_INDEX };
+    guint8 cfg[PCI_STD_HEADER_SIZEOF], w[2] = { PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER, 0 };
+    int dfd;
+
+    open_model(&x, &fake_pci_nvme, F_SC, BDF, 12);
+    dfd = vfiocpr_device_fd(x.d);
+    g_assert_cmpint(vfiocpr_kernel->ioctl(dfd, VFIO_DEVICE_GET_INFO, &di), ==, 0);
+    g_assert_cmpuint(di.flags, ==, VFIO_DEVICE_FLAGS_PCI | VFIO_DEVICE_FLAGS_RESET);
+    g_assert_cmpuint(di.num_regions, ==, VFIO_PCI_NUM_REGIONS);
+    g_assert_cmpuint(di.num_irqs, ==, VFIO_PCI_NUM_IRQS);
+    g_assert_cmpint(vfiocpr_kernel->ioctl(dfd, VFIO_DEVICE_GET_REGION_INFO, &ri), ==, 0);
+    g_assert_cmpuint(ri.size, ==, PCI_CFG_SPACE_EXP_SIZE);
+    g_assert_false(ri.flags & VFIO_REGION_INFO_FLAG_MMAP);
+    g_assert_cmpint(vfiocpr_kernel->pread(dfd, cfg, sizeof(cfg), (off_t)ri.offset), ==, sizeof(cfg));
+    g_assert_cmphex(le16(cfg + PCI_VENDOR_ID), ==, 0x1b36);
+    g_assert_cmphex(le16(cfg + PCI_DEVICE_ID), ==, 0x0010);
+    g_assert_cmphex(cfg[PCI_CLASS_PROG] | le16(cfg + PCI_CLASS_DEVICE) << 8, ==, 0x010802);
+    g_assert_cmphex(le16(cfg + PCI_SUBSYSTEM_VENDOR_ID), ==, 0x1af4);
+    g_assert_cmphex(le16(cfg + PCI_COMMAND), ==, 0);
+    /* the command register takes a write, the ids do not; a reset restores it */
+    g_assert_cmpint(vfiocpr_kernel->pwrite(dfd, w, 2, (off_t)ri.offset + PCI_COMMAND), ==, 2);
+    g_assert_cmpint(vfiocpr_kernel->pwrite(dfd, w, 2, (off_t)ri.offset + PCI_VENDOR_ID), ==, 2);
+    g_assert_cmpint(vfiocpr_kernel->pread(dfd, cfg, 8, (off_t)ri.offset), ==, 8);
+    g_assert_cmphex(le16(cfg + PCI_COMMAND), ==, PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER);
+    g_assert_cmphex(le16(cfg + PCI_VENDOR_ID), ==, 0x1b36);
+    g_assert_cmpint(vfiocpr_kernel->ioctl(dfd, VFIO_DEVICE_RESET, NULL), ==, 0);
+    g_assert_cmpint(vfiocpr_kernel->pread(dfd, cfg, 8, (off_t)ri.offset), ==, 8);
+    g_assert_cmphex(le16(cfg + PCI_COMMAND), ==, 0);
+    /* past the end of the config space */
+    g_assert_cmpint(vfiocpr_kernel->pread(dfd, cfg, 4, (off_t)ri.offset + PCI_CFG_SPACE_EXP_SIZE),
+                    ==, -EINVAL);
+    close_dev(&x);
+}
+
+/* Migration flags are the device's: one container, a device that pre-copies and one
+ * without migration support. */
+static void test_per_device_flags(void)
+{
+    dev x = { 0 };
+    g_autoptr(GError) err = NULL;
+    vfiocpr_device *nic = NULL;
+    guint32 flags = 99;
+
+    open_model(&x, &fake_pci_edu, F_SC | F_PRE, BDF, 12);
+    fake_vfio_add_device(13, "0000:00:06.0", &fake_pci_e1000e, 0);
+    g_assert_cmpint(vfiocpr_container_add_group(x.c, 13, &err), >=, 0);
+    g_assert_cmpint(vfiocpr_device_open(x.c, 13, "0000:00:06.0", &nic, &err), ==, 0);
+    g_assert_cmpint(vfiocpr_mig_flags(x.d, &flags, &err), ==, 0);
+    g_assert_cmphex(flags, ==, F_SC | F_PRE);
+    g_assert_cmpint(vfiocpr_mig_check(x.d, VFIOCPR_MIG_INTENT_PRECOPY, &err), ==, 0);
+    g_assert_cmpint(vfiocpr_mig_flags(nic, &flags, &err), ==, 0);
+    g_assert_cmphex(flags, ==, 0);
+    g_assert_cmpint(vfiocpr_mig_check(nic, 0, &err), ==, -ENOTSUP);
+    g_assert_nonnull(strstr(err->message, "has no VFIO migration support"));
+    g_clear_error(&err);
+    /* PRE_COPY is an arc the first one takes and nothing the second one has */
+    g_assert_cmpint(vfiocpr_mig_set_state(x.d, VFIOCPR_MIG_PRE_COPY, VFIOCPR_MIG_RUNNING, &err), ==, 0);
+    g_assert_cmpuint(fake_mig_state(vfiocpr_device_fd(x.d)), ==, VFIOCPR_MIG_PRE_COPY);
+    g_assert_cmpint(vfiocpr_mig_set_state(nic, VFIOCPR_MIG_STOP, VFIOCPR_MIG_ERROR, &err), ==, -ENOTSUP);
+    vfiocpr_device_unref(nic);
+    close_dev(&x);
+}
+
+/* Loads the file into a fresh device of this model and flags at BDF; returns the rc. */
+static int load_into(int f, const fk_pci_model *model, guint32 flags, GError **error)
+{
+    dev x = { 0 };
+    vfiocpr_device *one[1];
+    int r;
+
+    setup();
+    open_model(&x, model, flags, BDF, 12);
+    g_assert_cmpint(vfiocpr_mig_set_state(x.d, VFIOCPR_MIG_STOP, VFIOCPR_MIG_RUNNING, NULL), ==, 0);
+    fake_mig_clear_arcs();
+    one[0] = x.d;
+    r = vfiocpr_mig_load_file(one, 1, f, error);
+    if (r < 0) /* refused before the device went anywhere near RESUMING */
+        g_assert_cmpuint(fake_mig_arcs()->len, ==, 0);
+    else
+        g_assert_cmpuint(fake_mig_arcs()->len, >, 0);
+    close_dev(&x);
+    return r;
+}
+
+/* The device-state file names the device by its address and by the PCI identity in
+ * its config space: another device model at the same address, or the same model
+ * with other migration flags, refuses the state; the same model takes it. */
+static void test_file_identity(void)
+{
+    dev x = { 0 };
+    g_autoptr(GError) err = NULL;
+    int f = memfd_create("file", MFD_CLOEXEC);
+    vfiocpr_device *one[1];
+    guint8 rec[48];
+
+    open_model(&x, &fake_pci_edu, F_SC, BDF, 12);
+    one[0] = x.d;
+    g_assert_cmpint(vfiocpr_mig_set_state(x.d, VFIOCPR_MIG_STOP, VFIOCPR_MIG_RUNNING, &err), ==, 0);
+    g_assert_cmpint(vfiocpr_mig_save_file(one, 1, f, &err), ==, 0);
+    close_dev(&x);
+    /* the record carries what the config space says */
+    g_assert_cmpint(pread(f, rec, sizeof(rec), 32), ==, sizeof(rec));
+    g_assert_cmphex(le16(rec + 8), ==, 0x1234);
+    g_assert_cmphex(le16(rec + 10), ==, 0x11e8);
+
+    g_assert_cmpint(load_into(f, &fake_pci_edu, F_SC, &err), ==, 0);
+    g_assert_no_error(err);
+    g_assert_cmpint(load_into(f, &fake_pci_nvme, F_SC, &err), ==, -EINVAL);
+    g_assert_nonnull(strstr(err->message, "is the state of '" BDF "' (PCI 1234:11e8, flags 0x1), "
+                                          "not of device '" BDF "' (PCI 1b36:0010, flags 0x1)"));
+    g_clear_error(&err);
+    g_assert_cmpint(load_into(f, &fake_pci_e1000e, F_SC, &err), ==, -EINVAL);
+    g_assert_nonnull(strstr(err->message, "(PCI 8086:10d3"));
+    g_clear_error(&err);
+    g_assert_cmpint(load_into(f, &fake_pci_edu, F_SC | F_PRE, &err), ==, -EINVAL);
+    g_assert_nonnull(strstr(err->message, "(PCI 1234:11e8, flags 0x5)"));
+    g_clear_error(&err);
+    close(f);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -362,5 +505,8 @@ int main(int argc, char **argv)
     ADD("/mig/precopy", test_precopy);
     ADD("/mig/file", test_file);
     ADD("/mig/checks", test_checks);
+    ADD("/mig/device-model", test_device_model);
+    ADD("/mig/per-device-flags", test_per_device_flags);
+    ADD("/mig/file-identity", test_file_identity);
     return g_test_run();
 }

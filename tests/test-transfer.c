@@ -12,6 +12,7 @@
 #include <linux/kvm.h>
 #include <linux/vfio.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 
 #include "fake-kernel.h"
 #include "golden-v1.h"
@@ -645,14 +646,23 @@ static gpointer replay_old(gpointer p)
     case 5: /* one fd fewer than the state's records: index out of range */
         peer_send_offer(r->sock, state, fds, n - 1);
         break;
-    case 6: /* two fds swapped: the identity check catches it */
-        if (n >= 2) {
-            int t = fds[0];
-            fds[0] = fds[1];
-            fds[1] = t;
+    case 6: { /* two fds of different files swapped: the identity check catches it (two
+               * eventfds share one anon inode, so a swap of those is not a swap) */
+        struct stat s0, sj;
+        int j = 1, t;
+        g_assert_cmpint(fstat(fds[0], &s0), ==, 0);
+        for (; j < n; j++) {
+            g_assert_cmpint(fstat(fds[j], &sj), ==, 0);
+            if (sj.st_dev != s0.st_dev || sj.st_ino != s0.st_ino)
+                break;
         }
+        g_assert_cmpint(j, <, n);
+        t = fds[0];
+        fds[0] = fds[j];
+        fds[j] = t;
         peer_send_offer(r->sock, state, fds, n);
         break;
+    }
     case 7: /* garbage instead of an OFFER */
         g_assert_cmpint(write(r->sock, "no protocol at all, none", 24), ==, 24);
         break;
