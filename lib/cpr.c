@@ -118,9 +118,14 @@ static int reg_finish(vfiocpr *ctx, GPtrArray *unclaimed, GError **error G_GNUC_
     return 0;
 }
 
-static void reg_describe(vfiocpr *ctx, GString *out)
+static void reg_describe(vfiocpr *ctx, GVariantBuilder *out)
 {
-    vfiocpr_fdreg_describe(ctx->fdreg, out);
+    vfiocpr_kv(out, "fds", vfiocpr_fdreg_describe(ctx->fdreg));
+}
+
+static void kvm_describe(vfiocpr *ctx, GVariantBuilder *out)
+{
+    vfiocpr_kv(out, "kvm", vfiocpr_kvm_describe(ctx));
 }
 
 static int kvm_prepare(vfiocpr *ctx, GError **error)
@@ -170,10 +175,11 @@ static const struct participant {
     void (*serialize)(vfiocpr *ctx, GVariantDict *d, GPtrArray *features);
     int (*deserialize)(vfiocpr *ctx, GVariant *payload, GError **error);
     int (*finish)(vfiocpr *ctx, GPtrArray *unclaimed, GError **error);
-    void (*describe)(vfiocpr *ctx, GString *out);
+    /* its keys of vfiocpr_describe() (the interrupts are in the devices') */
+    void (*describe)(vfiocpr *ctx, GVariantBuilder *out);
 } participants[] = {
     { "fd registry", reg_check, NULL, NULL, NULL, NULL, reg_finish, reg_describe },
-    { "KVM", NULL, kvm_prepare, kvm_undo, NULL, NULL, NULL, NULL },
+    { "KVM", NULL, kvm_prepare, kvm_undo, NULL, NULL, NULL, kvm_describe },
     { "IOMMU backends", vfiocpr_vfio_check, vfiocpr_vfio_prepare, vfiocpr_vfio_unprepare,
       vfio_serialize, vfiocpr_vfio_deserialize, vfio_finish, vfiocpr_vfio_describe },
     { "interrupts", NULL, NULL, NULL, irqs_serialize, irqs_deserialize, NULL, NULL },
@@ -375,6 +381,24 @@ VFIOCPR_EXPORT int vfiocpr_fd_find(vfiocpr *ctx, const char *name, uint64_t id,
     r = vfiocpr_fdreg_find(ctx->fdreg, name, id, kind, error);
     if (r >= 0)
         vfiocpr_ctx_step(ctx, "restoring"); /* the VMM's start-up takes things over */
+    return r;
+}
+
+VFIOCPR_EXPORT int vfiocpr_fd_lookup(vfiocpr *ctx, const char *name, uint64_t id,
+                                     vfiocpr_fd_kind kind, int *fd_out, GError **error)
+{
+    int fd = -1, r;
+
+    if (fd_out)
+        *fd_out = -1;
+    if (!ctx || !fd_out)
+        return vfiocpr_fail(error, EINVAL, "fd registry: lookup: NULL %s",
+                            !ctx ? "context" : "fd_out");
+    r = vfiocpr_fdreg_lookup(ctx->fdreg, name, id, kind, &fd, error);
+    if (r > 0) {
+        vfiocpr_ctx_step(ctx, "restoring");
+        *fd_out = fd;
+    }
     return r;
 }
 
@@ -798,60 +822,94 @@ VFIOCPR_EXPORT int vfiocpr_finish(vfiocpr *ctx, char ***unclaimed, GError **erro
     return r;
 }
 
-static void describe_payload(GString *out, GVariant *payload, gsize size, guint16 major,
-                             guint16 minor)
+/* "state" of a description: the header and who wrote it. */
+static GVariant *describe_state(GVariant *payload, gsize size, guint16 major, guint16 minor)
 {
+    g_autofree const char **req = NULL;
     const char *writer = "?";
     guint32 pid = 0;
     gint64 usec = 0;
-    g_autoptr(GDateTime) when = NULL;
-    g_autofree char *when_s = NULL;
+    GVariantBuilder d;
 
     g_variant_lookup(payload, VFIOCPR_SECTION(WRITER), "&s", &writer);
     g_variant_lookup(payload, VFIOCPR_SECTION(WRITER_PID), "u", &pid);
     g_variant_lookup(payload, VFIOCPR_SECTION(CREATED_USEC), "x", &usec);
-    when = g_date_time_new_from_unix_utc(usec / G_USEC_PER_SEC);
-    when_s = when ? g_date_time_format_iso8601(when) : g_strdup("?");
-    g_string_append_printf(out, "libvfiocpr state format %u.%u, %zu bytes, written by %s "
-                           "(pid %u) at %s\n", major, minor, size, writer, pid, when_s);
+    g_variant_builder_init(&d, G_VARIANT_TYPE_VARDICT);
+    vfiocpr_kv_u(&d, "format-major", (guint32)major);
+    vfiocpr_kv_u(&d, "format-minor", (guint32)minor);
+    vfiocpr_kv_t(&d, "bytes", (guint64)size);
+    vfiocpr_kv_s(&d, "writer", writer);
+    vfiocpr_kv_u(&d, "writer-pid", pid);
+    vfiocpr_kv_x(&d, "created-usec", usec);
+    if (!g_variant_lookup(payload, VFIOCPR_SECTION(REQUIRED_FEATURES), "^a&s", &req))
+        req = g_new0(const char *, 1);
+    vfiocpr_kv(&d, "required-features", g_variant_new_strv(req, -1));
+    return g_variant_builder_end(&d);
+}
+
+VFIOCPR_EXPORT GVariant *vfiocpr_describe(vfiocpr *ctx)
+{
+    GVariantBuilder d;
+
+    g_return_val_if_fail(ctx, NULL);
+    g_variant_builder_init(&d, G_VARIANT_TYPE_VARDICT);
+    vfiocpr_kv_s(&d, "mode", ctx->restart ? "restart" : "cold");
+    if (ctx->incoming)
+        vfiocpr_kv(&d, "state", describe_state(ctx->incoming, ctx->incoming_size,
+                                               ctx->in_major, ctx->in_minor));
+    for (gsize i = 0; i < G_N_ELEMENTS(participants); i++)
+        if (participants[i].describe)
+            participants[i].describe(ctx, &d);
+    return g_variant_ref_sink(g_variant_builder_end(&d));
 }
 
 VFIOCPR_EXPORT char *vfiocpr_dump(vfiocpr *ctx)
 {
-    GString *out = g_string_new(NULL);
+    g_autoptr(GVariant) desc = NULL;
 
     if (!ctx)
-        return g_string_free(out, FALSE);
-    if (ctx->incoming)
-        describe_payload(out, ctx->incoming, ctx->incoming_size, ctx->in_major, ctx->in_minor);
-    g_string_append_printf(out, "mode: %s\n", ctx->restart ? "restart" : "cold");
-    for (gsize i = G_N_ELEMENTS(participants); i-- > 0;)
-        if (participants[i].describe)
-            participants[i].describe(ctx, out);
-    return g_string_free(out, FALSE);
+        return g_strdup("");
+    desc = vfiocpr_describe(ctx);
+    return vfiocpr_describe_render(desc);
+}
+
+VFIOCPR_EXPORT int vfiocpr_state_describe_variant(int state_fd, GVariant **out, GError **error)
+{
+    g_autoptr(vfiocpr) ctx = NULL;
+    int r;
+
+    if (out)
+        *out = NULL;
+    if (state_fd < 0)
+        return vfiocpr_fail(error, EBADF, "state describe: bad fd %d", state_fd);
+    /* A throw-away context loaded exactly as vfiocpr_new() loads one, minus what
+     * consumes the state: nothing is closed, no flag changes, the environment stays. */
+    ctx = ctx_new();
+    r = load_state(ctx, state_fd, NULL, 0, error);
+    if (r < 0)
+        return r;
+    ctx->restart = true;
+    if (out)
+        *out = vfiocpr_describe(ctx);
+    return 0;
 }
 
 VFIOCPR_EXPORT int vfiocpr_state_describe(int state_fd, char **text, GError **error)
 {
-    vfiocpr_fdreg *reg = vfiocpr_fdreg_new();
-    g_autoptr(GBytes) blob = NULL;
-    g_autoptr(GVariant) payload = NULL;
-    guint16 major = 0, minor = 0;
+    g_autoptr(GVariant) desc = NULL;
     int r;
 
-    r = vfiocpr_state_read_fd(state_fd, &blob, error);
-    if (r == 0)
-        r = vfiocpr_state_decode(blob, &payload, &major, &minor, error);
-    if (r == 0)
-        r = vfiocpr_fdreg_deserialize(reg, payload, error);
-    if (r == 0)
-        r = vfiocpr_fdreg_validate(reg, state_fd, error);
-    if (r == 0 && text) {
-        GString *out = g_string_new(NULL);
-        describe_payload(out, payload, g_bytes_get_size(blob), major, minor);
-        vfiocpr_fdreg_describe(reg, out);
-        *text = g_string_free(out, FALSE);
-    }
-    vfiocpr_fdreg_free(reg);
+    if (text)
+        *text = NULL;
+    r = vfiocpr_state_describe_variant(state_fd, &desc, error);
+    if (r == 0 && text)
+        *text = vfiocpr_describe_render(desc);
     return r;
 }
+
+/* The writer's pid goes into every state; a transfer waits on its socket. */
+const vfiocpr_decl vfiocpr_cpr_uses[] = {
+    VFIOCPR_OP(close, 0),         VFIOCPR_OP(set_cloexec, 0),  VFIOCPR_OP(shutdown, 0),
+    VFIOCPR_OP(wait_readable, 0), VFIOCPR_OP(monotonic_ms, 0), VFIOCPR_OP(getpid, 0),
+    VFIOCPR_OP(execve, VFIOCPR_SECCOMP_EXEC), VFIOCPR_DECL_END,
+};

@@ -194,18 +194,18 @@ static int claim(entry *e, GError **error)
     return 0;
 }
 
-int vfiocpr_fdreg_find(vfiocpr_fdreg *reg, const char *name, guint64 id, vfiocpr_fd_kind kind,
-                       GError **error)
+int vfiocpr_fdreg_lookup(vfiocpr_fdreg *reg, const char *name, guint64 id,
+                         vfiocpr_fd_kind kind, int *fd_out, GError **error)
 {
     entry *e;
     int r;
 
+    *fd_out = -1;
     if (!name)
         return vfiocpr_fail(error, EINVAL, "fd registry: find: NULL name");
     e = lookup(reg, name, id);
     if (!e)
-        return vfiocpr_fail(error, ENOENT, "fd registry: find '%s'/%" G_GUINT64_FORMAT
-                            ": not registered", name, id);
+        return 0;
     if (e->kind != kind)
         return vfiocpr_fail(error, EBADFD, "fd registry: find '%s'/%" G_GUINT64_FORMAT
                             ": registered as %s, asked for %s", name, id,
@@ -215,7 +215,19 @@ int vfiocpr_fdreg_find(vfiocpr_fdreg *reg, const char *name, guint64 id, vfiocpr
         if (r < 0)
             return r;
     }
-    return e->fd;
+    *fd_out = e->fd;
+    return 1;
+}
+
+int vfiocpr_fdreg_find(vfiocpr_fdreg *reg, const char *name, guint64 id, vfiocpr_fd_kind kind,
+                       GError **error)
+{
+    int fd, r = vfiocpr_fdreg_lookup(reg, name, id, kind, &fd, error);
+
+    if (r == 0)
+        return vfiocpr_fail(error, ENOENT, "fd registry: find '%s'/%" G_GUINT64_FORMAT
+                            ": not registered", name, id);
+    return r < 0 ? r : fd;
 }
 
 int vfiocpr_fdreg_forget(vfiocpr_fdreg *reg, const char *name, guint64 id)
@@ -256,13 +268,20 @@ static int check_identity(entry *e, const char *step, GError **error)
                             ": %s fd %d %s", step, e->name, e->id,
                             vfiocpr_fd_kind_to_string(e->kind), e->fd,
                             r == -EBADF ? "is not open" : "cannot be checked (fstat)");
-    if (!same_file(&st, &e->st))
+    if (!same_file(&st, &e->st)) {
+        /* what the fd is instead, by name (only on this error path) */
+        char desc[256];
+        if (VK(fd_path, e->fd, desc, sizeof(desc)) < 0)
+            g_strlcpy(desc, "?", sizeof(desc));
         return vfiocpr_fail(error, EBADFD, "fd registry: %s '%s'/%" G_GUINT64_FORMAT
-                            ": fd %d is not the recorded %s (recorded dev %" G_GUINT64_FORMAT
-                            " ino %" G_GUINT64_FORMAT " type 0%o, found dev %" G_GUINT64_FORMAT
-                            " ino %" G_GUINT64_FORMAT " type 0%o)", step, e->name, e->id, e->fd,
-                            vfiocpr_fd_kind_to_string(e->kind), e->st.dev, e->st.ino,
-                            e->st.mode & S_IFMT, st.dev, st.ino, st.mode & S_IFMT);
+                            ": fd %d is not the recorded %s: it is %s (recorded dev %"
+                            G_GUINT64_FORMAT " ino %" G_GUINT64_FORMAT " rdev %" G_GUINT64_FORMAT
+                            " type 0%o, found dev %" G_GUINT64_FORMAT " ino %" G_GUINT64_FORMAT
+                            " rdev %" G_GUINT64_FORMAT " type 0%o)", step, e->name, e->id, e->fd,
+                            vfiocpr_fd_kind_to_string(e->kind), desc, e->st.dev, e->st.ino,
+                            e->st.rdev, e->st.mode & S_IFMT, st.dev, st.ino, st.rdev,
+                            st.mode & S_IFMT);
+    }
     return 0;
 }
 
@@ -516,28 +535,44 @@ guint vfiocpr_fdreg_finish(vfiocpr_fdreg *reg, GPtrArray *out)
     return n;
 }
 
-void vfiocpr_fdreg_describe(vfiocpr_fdreg *reg, GString *out)
+static const char *entry_status(const entry *e)
+{
+    return !e->inherited ? "registered" : e->claimed ? "claimed" : "unclaimed";
+}
+
+GVariant *vfiocpr_fdreg_describe(vfiocpr_fdreg *reg)
 {
     g_autoptr(GPtrArray) all = sorted(reg);
-    guint per_kind[VFIOCPR_FD_KIND_LAST + 1] = { 0 };
-    bool first = true;
+    GVariantBuilder b;
 
-    for (guint i = 0; i < all->len; i++)
-        per_kind[((entry *)all->pdata[i])->kind]++;
-    g_string_append_printf(out, "fds: %u", all->len);
-    for (int k = 0; k <= VFIOCPR_FD_KIND_LAST; k++)
-        if (per_kind[k]) {
-            g_string_append_printf(out, "%s%s %u", first ? " (" : ", ",
-                                   vfiocpr_fd_kind_to_string(k), per_kind[k]);
-            first = false;
-        }
-    g_string_append(out, first ? "\n" : ")\n");
+    /* a tuple each, not an a{sv}: a quarter of the cost, and one fd per vector
+     * makes thousands of them */
+    g_variant_builder_init(&b, G_VARIANT_TYPE("a" VFIOCPR_DESC_FD_TYPE));
     for (guint i = 0; i < all->len; i++) {
         entry *e = all->pdata[i];
-        g_string_append_printf(out, "  %-24s %-8" G_GUINT64_FORMAT " %-15s fd %-5d%s\n", e->name,
-                               e->id, vfiocpr_fd_kind_to_string(e->kind), e->fd,
-                               !e->inherited ? "" : e->claimed ? " claimed" : " unclaimed");
+        GVariant *f[] = { g_variant_new_string(e->name), g_variant_new_uint64(e->id),
+                          g_variant_new_string(vfiocpr_fd_kind_to_string(e->kind)),
+                          g_variant_new_int32(e->fd), g_variant_new_string(entry_status(e)) };
+        g_variant_builder_add_value(&b, g_variant_new_tuple(f, G_N_ELEMENTS(f)));
     }
+    return g_variant_builder_end(&b);
+}
+
+int vfiocpr_fdreg_by_identity(vfiocpr_fdreg *reg, vfiocpr_fd_kind kind, guint64 dev,
+                              guint64 ino, const char **name, guint64 *id)
+{
+    g_autoptr(GPtrArray) all = sorted(reg);
+
+    /* sorted, so that the same state always names the same entry */
+    for (guint i = 0; i < all->len; i++) {
+        entry *e = all->pdata[i];
+        if (e->kind == kind && e->st.dev == dev && e->st.ino == ino) {
+            *name = e->name;
+            *id = e->id;
+            return e->fd;
+        }
+    }
+    return -ENOENT;
 }
 
 bool vfiocpr_fdreg_identity(vfiocpr_fdreg *reg, int fd, vfiocpr_fd_kind kind,
@@ -562,3 +597,8 @@ int vfiocpr_fdreg_peek(vfiocpr_fdreg *reg, const char *name, guint64 id)
     entry *e = lookup(reg, name, id);
     return e ? e->fd : -ENOENT;
 }
+
+const vfiocpr_decl vfiocpr_fdreg_uses[] = {
+    VFIOCPR_OP(fstat, 0),       VFIOCPR_OP(fd_path, 0),       VFIOCPR_OP(get_cloexec, 0),
+    VFIOCPR_OP(set_cloexec, 0), VFIOCPR_OP(cloexec_range, 0), VFIOCPR_DECL_END,
+};

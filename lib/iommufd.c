@@ -332,14 +332,16 @@ static int io_deserialize(vfiocpr *ctx, GVariant *payload, GPtrArray *byidx, GEr
     return 1;
 }
 
-static void io_describe(vfiocpr_container *c, GString *out)
+static void io_describe(vfiocpr_container *c, GVariantBuilder *out)
 {
-    /* parsed by vfiocpr-exec: "iommufd IOAS N[ (pins pending)], " */
-    g_string_append_printf(out, "iommufd IOAS %u%s, ", I(c)->ioas_id,
-                           I(c)->change_pending ? " (pins pending)" : "");
+    vfiocpr_kv_u(out, "ioas-id", I(c)->ioas_id);
+    vfiocpr_kv_b(out, "pins-pending", I(c)->change_pending);
 }
 
-static const vfiocpr_ioctl_decl io_ioctls[] = {
+static const vfiocpr_decl io_uses[] = {
+    VFIOCPR_OP(open, 0),
+    VFIOCPR_OP(close, 0),
+    VFIOCPR_OP(dir_entry, 0),
     VFIOCPR_IOCTL(IOMMU_IOAS_ALLOC, 0),
     VFIOCPR_IOCTL(IOMMU_IOAS_MAP, 0),
     VFIOCPR_IOCTL(IOMMU_IOAS_MAP_FILE, 0),
@@ -347,7 +349,7 @@ static const vfiocpr_ioctl_decl io_ioctls[] = {
     VFIOCPR_IOCTL(IOMMU_IOAS_CHANGE_PROCESS, 0),
     VFIOCPR_IOCTL(VFIO_DEVICE_BIND_IOMMUFD, 0),
     VFIOCPR_IOCTL(VFIO_DEVICE_ATTACH_IOMMUFD_PT, 0),
-    { NULL, 0, 0 },
+    VFIOCPR_DECL_END,
 };
 
 const vfiocpr_backend_ops vfiocpr_iommufd_ops = {
@@ -357,7 +359,7 @@ const vfiocpr_backend_ops vfiocpr_iommufd_ops = {
     .reg_prefix = VFIOCPR_KEY_IOMMUFD_CONTAINER_PREFIX,
     .fd_kind = VFIOCPR_FD_IOMMUFD,
     .dma_section = VFIOCPR_SEC_IOMMUFD_DMA,
-    .ioctls = io_ioctls,
+    .uses = io_uses,
     .open = io_open,
     .free_priv = g_free,
     .attach = io_attach,

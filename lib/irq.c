@@ -387,6 +387,42 @@ int vfiocpr_irqs_intx(vfiocpr_device *d, int *trigger, int *resample, guint32 *g
     return 0;
 }
 
+void vfiocpr_irqs_describe(vfiocpr_device *d, GVariantBuilder *out)
+{
+    vfiocpr_irqs *q = vfiocpr_device_irqs(d);
+    g_autoptr(GList) keys = g_list_sort(g_hash_table_get_keys(q->vecs),
+                                        (GCompareFunc)(void *)vfiocpr_cmp_uint_ptr);
+    GVariantBuilder b;
+
+    /* a tuple each: devices have up to 2048 MSI-X vectors */
+    g_variant_builder_init(&b, G_VARIANT_TYPE("a" VFIOCPR_DESC_VEC_TYPE));
+    for (GList *l = keys; l; l = l->next) {
+        vec *v = g_hash_table_lookup(q->vecs, l->data);
+        guint32 gsi;
+        bool routed = vfiocpr_kvm_irqfd_gsi(ctx_of(d), v->fd, &gsi);
+        GVariant *f[] = {
+            g_variant_new_uint32(v->index), g_variant_new_uint32(v->vector),
+            g_variant_new_int32(v->fd),
+            g_variant_new_string(!v->preserved ? "enabled" : v->claimed ? "claimed" : "unclaimed"),
+            g_variant_new_boolean(v->has_msi), g_variant_new_uint64(v->has_msi ? v->address : 0),
+            g_variant_new_uint32(v->has_msi ? v->data : 0), g_variant_new_boolean(v->masked),
+            g_variant_new_int32(routed ? (gint32)gsi : -1),
+        };
+        g_variant_builder_add_value(&b, g_variant_new_tuple(f, G_N_ELEMENTS(f)));
+    }
+    vfiocpr_kv(out, "vectors", g_variant_builder_end(&b));
+    if (q->has_intx_gsi || q->unmask_fd >= 0) {
+        GVariantBuilder x;
+
+        g_variant_builder_init(&x, G_VARIANT_TYPE_VARDICT);
+        if (q->has_intx_gsi)
+            vfiocpr_kv_u(&x, "gsi", q->intx_gsi);
+        if (q->unmask_fd >= 0)
+            vfiocpr_kv_i(&x, "unmask-fd", q->unmask_fd);
+        vfiocpr_kv(out, "intx", g_variant_builder_end(&x));
+    }
+}
+
 gint vfiocpr_cmp_uint_ptr(gconstpointer a, gconstpointer b)
 {
     guint x = GPOINTER_TO_UINT(a), y = GPOINTER_TO_UINT(b);
@@ -502,3 +538,12 @@ int vfiocpr_irqs_deserialize(GHashTable *devices, vfiocpr_fdreg *reg, GVariant *
     }
     return 0;
 }
+
+const vfiocpr_decl vfiocpr_irq_uses[] = {
+    VFIOCPR_OP(eventfd, 0),
+    VFIOCPR_OP(readable, 0),
+    VFIOCPR_OP(close, 0),
+    VFIOCPR_IOCTL(VFIO_DEVICE_GET_IRQ_INFO, 0),
+    VFIOCPR_IOCTL(VFIO_DEVICE_SET_IRQS, 0),
+    VFIOCPR_DECL_END,
+};

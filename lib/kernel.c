@@ -25,6 +25,10 @@
 
 #include "private.h"
 
+#ifndef F_ADD_SEALS
+#define F_ADD_SEALS 1033
+#define F_GET_SEALS 1034
+#endif
 #ifndef CLOSE_RANGE_CLOEXEC
 #define CLOSE_RANGE_CLOEXEC (1U << 2)
 #endif
@@ -155,6 +159,33 @@ static int real_readlink(const char *path, char *buf, size_t len)
         return -errno;
     buf[n] = '\0';
     return (int)n;
+}
+
+static int real_fdinfo(int fd, char *buf, size_t len)
+{
+    char path[64];
+    size_t have = 0;
+    int f, r = 0;
+
+    snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", fd);
+    f = real_open(path, O_RDONLY);
+    if (f < 0)
+        return f;
+    while (have < len - 1) {
+        ssize_t n = read(f, buf + have, len - 1 - have);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            r = -errno;
+            break;
+        }
+        if (n == 0)
+            break;
+        have += (size_t)n;
+    }
+    close(f); /* read-only procfs file: nothing a failed close could lose */
+    buf[have] = '\0';
+    return r < 0 ? r : (int)have;
 }
 
 static int real_mmap(int fd, size_t len, int prot, off_t off, void **addr)
@@ -389,6 +420,63 @@ static const vfiocpr_kernel_ops real_ops = {
     .shutdown = real_shutdown,
     .getpid = real_getpid,
     .monotonic_ms = real_monotonic_ms,
+    .fdinfo = real_fdinfo,
+};
+
+/* What each real op above may make the kernel see, for the seccomp rules: every
+ * system call of the libc wrappers it uses (glibc's fstat is newfstatat since 2.33,
+ * older ones fstat, others statx; opendir opens and fstats; clock_gettime is normally
+ * the vDSO, a syscall only without a usable clock source). Keep it next to the ops:
+ * a change of an op is a change of this line. */
+const vfiocpr_op_syscalls vfiocpr_kernel_op_syscalls[] = {
+    { "memfd_create", "memfd_create", { 0 } },
+    { "pwrite", "pwrite64", { 0 } },
+    { "pread", "pread64", { 0 } },
+    { "fstat", "fstat newfstatat statx", { 0 } },
+    { "fd_path", "readlink readlinkat", { 0 } },
+    { "get_cloexec", "fcntl", { F_GETFD } },
+    { "set_cloexec", "fcntl", { F_SETFD } },
+    { "cloexec_range", "close_range fcntl", { F_SETFD } },
+    { "get_seals", "fcntl", { F_GET_SEALS } },
+    { "add_seals", "fcntl", { F_ADD_SEALS } },
+    { "close", "close", { 0 } },
+    { "execve", "execve", { 0 } },
+    { "ioctl", "ioctl", { 0 } }, /* each request is declared on its own */
+    { "open", "openat", { 0 } },
+    { "readlink", "readlink readlinkat", { 0 } },
+    { "fdinfo", "openat read close", { 0 } },
+    { "mmap", "mmap", { 0 } },
+    { "munmap", "munmap", { 0 } },
+    { "memlock", "prlimit64 capget", { 0 } },
+    { "eventfd", "eventfd2", { 0 } },
+    { "readable", "poll ppoll", { 0 } },
+    { "read", "read", { 0 } },
+    { "write", "write", { 0 } },
+    { "lseek", "lseek", { 0 } },
+    { "dir_entry", "openat fstat newfstatat statx getdents64 close", { 0 } },
+    { "send_msg", "sendmsg", { 0 } },
+    { "recv_msg", "recvmsg close", { 0 } },
+    { "wait_readable", "poll ppoll", { 0 } },
+    { "peer_cred", "getsockopt geteuid", { 0 } },
+    { "shutdown", "shutdown", { 0 } },
+    { "getpid", "getpid", { 0 } },
+    { "monotonic_ms", "clock_gettime", { 0 } },
+    { NULL, NULL, { 0 } },
+};
+
+const vfiocpr_op_syscalls *vfiocpr_kernel_op_lookup(const char *op)
+{
+    for (const vfiocpr_op_syscalls *o = vfiocpr_kernel_op_syscalls; o->op; o++)
+        if (strcmp(o->op, op) == 0)
+            return o;
+    return NULL;
+}
+
+/* The seam's own helper below (the kind of an fd). */
+const vfiocpr_decl vfiocpr_kernel_uses[] = {
+    VFIOCPR_OP(fstat, 0),
+    VFIOCPR_OP(fd_path, 0),
+    VFIOCPR_DECL_END,
 };
 
 const vfiocpr_kernel_ops *vfiocpr_kernel = &real_ops;

@@ -295,3 +295,47 @@ void vfiocpr_kvm_rollback(vfiocpr *ctx)
                   "wait in their eventfds", k->exec_vm_fd, err->message);
     k->exec_vm_fd = -1;
 }
+
+bool vfiocpr_kvm_irqfd_gsi(vfiocpr *ctx, int fd, guint32 *gsi)
+{
+    vfiocpr_kvm *k = vfiocpr_ctx_kvm(ctx);
+
+    if (k->vm_fd < 0)
+        return false;
+    for (guint i = 0; i < k->irqfds->len; i++)
+        if (g_array_index(k->irqfds, irqfd, i).fd == fd) {
+            *gsi = g_array_index(k->irqfds, irqfd, i).gsi;
+            return true;
+        }
+    return false;
+}
+
+GVariant *vfiocpr_kvm_describe(vfiocpr *ctx)
+{
+    vfiocpr_kvm *k = vfiocpr_ctx_kvm(ctx);
+    GVariantBuilder d, b;
+
+    g_variant_builder_init(&d, G_VARIANT_TYPE_VARDICT);
+    vfiocpr_kv_i(&d, "vm-fd", k->vm_fd);
+    g_variant_builder_init(&b, G_VARIANT_TYPE("aa{sv}"));
+    for (guint i = 0; k->vm_fd >= 0 && i < k->irqfds->len; i++) {
+        const irqfd *f = &g_array_index(k->irqfds, irqfd, i);
+        GVariantBuilder fd;
+
+        g_variant_builder_init(&fd, G_VARIANT_TYPE_VARDICT);
+        vfiocpr_kv_i(&fd, "fd", f->fd);
+        vfiocpr_kv_u(&fd, "gsi", f->gsi);
+        if (f->flags & KVM_IRQFD_FLAG_RESAMPLE)
+            vfiocpr_kv_i(&fd, "resample-fd", f->resamplefd);
+        g_variant_builder_add_value(&b, g_variant_builder_end(&fd));
+    }
+    vfiocpr_kv(&d, "irqfds", g_variant_builder_end(&b));
+    return g_variant_builder_end(&d);
+}
+
+const vfiocpr_decl vfiocpr_kvm_uses[] = {
+    VFIOCPR_OP(readable, VFIOCPR_SECCOMP_KVM),
+    VFIOCPR_IOCTL(KVM_SET_GSI_ROUTING, VFIOCPR_SECCOMP_KVM),
+    VFIOCPR_IOCTL(KVM_IRQFD, VFIOCPR_SECCOMP_KVM),
+    VFIOCPR_DECL_END,
+};

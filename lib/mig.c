@@ -113,6 +113,23 @@ void vfiocpr_mig_free(vfiocpr_mig *m)
     g_free(m);
 }
 
+void vfiocpr_mig_describe(vfiocpr_mig *m, GVariantBuilder *out)
+{
+    GVariantBuilder d;
+
+    /* only what this image learnt: describing asks the device nothing */
+    if (!m->known && !m->state_known && m->data_fd < 0)
+        return;
+    g_variant_builder_init(&d, G_VARIANT_TYPE_VARDICT);
+    if (m->known)
+        vfiocpr_kv_u(&d, "flags", m->flags);
+    if (m->state_known)
+        vfiocpr_kv_s(&d, "state", vfiocpr_mig_state_to_string((vfiocpr_mig_state)m->state));
+    if (m->data_fd >= 0)
+        vfiocpr_kv_i(&d, "data-fd", m->data_fd);
+    vfiocpr_kv(out, "migration", g_variant_builder_end(&d));
+}
+
 static int feature(vfiocpr_device *d, guint32 flags, void *data, gsize len)
 {
     g_autofree struct vfio_device_feature *f = g_malloc0(sizeof(*f) + len);
@@ -647,3 +664,19 @@ VFIOCPR_EXPORT int vfiocpr_mig_load_file(vfiocpr_device *const *devices, unsigne
     }
     return 0;
 }
+
+/* Data fds are streams (read/write); files are at offsets (pread/pwrite, lseek);
+ * a device stuck in ERROR is reset as the last resort. */
+const vfiocpr_decl vfiocpr_mig_uses[] = {
+    VFIOCPR_OP(read, VFIOCPR_SECCOMP_MIGRATION),
+    VFIOCPR_OP(write, VFIOCPR_SECCOMP_MIGRATION),
+    VFIOCPR_OP(pread, VFIOCPR_SECCOMP_MIGRATION),
+    VFIOCPR_OP(pwrite, VFIOCPR_SECCOMP_MIGRATION),
+    VFIOCPR_OP(lseek, VFIOCPR_SECCOMP_MIGRATION),
+    VFIOCPR_OP(close, VFIOCPR_SECCOMP_MIGRATION),
+    VFIOCPR_IOCTL(VFIO_DEVICE_FEATURE, VFIOCPR_SECCOMP_MIGRATION),
+    VFIOCPR_IOCTL(VFIO_MIG_GET_PRECOPY_INFO, VFIOCPR_SECCOMP_MIGRATION),
+    VFIOCPR_IOCTL(VFIO_DEVICE_GET_REGION_INFO, VFIOCPR_SECCOMP_MIGRATION),
+    VFIOCPR_IOCTL(VFIO_DEVICE_RESET, VFIOCPR_SECCOMP_MIGRATION),
+    VFIOCPR_DECL_END,
+};

@@ -70,6 +70,8 @@ typedef struct vfiocpr_kernel_ops {
     int (*shutdown)(int sock);
     guint32 (*getpid)(void);
     gint64 (*monotonic_ms)(void);
+    /* /proc/self/fdinfo/N whole into buf (NUL-terminated, cut at len - 1): its length */
+    int (*fdinfo)(int fd, char *buf, size_t len);
 } vfiocpr_kernel_ops;
 
 /* Installs ops (NULL: the real kernel); returns the previous table. */
@@ -91,6 +93,61 @@ bool vfiocpr_kind_shares_inode(vfiocpr_fd_kind kind);
 /* An fd the kernel shows as found serves a registration of kind want: the same
  * kind, or a vfio cdev registered as VFIOCPR_FD_VFIO_DEVICE (what 0.1 called it). */
 bool vfiocpr_kind_matches(vfiocpr_fd_kind want, vfiocpr_fd_kind found);
+
+/* ---------------------------------------------------------------- descriptions
+ *
+ * The tuple types of the lists that grow with the guest (see vfiocpr_describe()). */
+#define VFIOCPR_DESC_FD_TYPE "(stsis)"     /* name, id, kind, fd, status */
+/* iova, size, offset, flags, memfd, pending, vaddr: a fixed-size struct, so that a
+ * container's whole list is one fixed array built with no allocation per mapping
+ * (10,000 mappings as a{sv} took ~170 ms to describe) */
+#define VFIOCPR_DESC_MAP_TYPE "(tttuibt)"
+typedef struct {
+    guint64 iova, size, offset;
+    guint32 flags;
+    gint32 memfd;
+    guint8 pending, pad[7];
+    guint64 vaddr;
+} vfiocpr_desc_map;
+G_STATIC_ASSERT(sizeof(vfiocpr_desc_map) == 48);
+/* index, vector, fd, status, has-msi, msi-address, msi-data, masked, kvm-gsi */
+#define VFIOCPR_DESC_VEC_TYPE "(uuisbtubi)"
+/* the same, read with g_variant_get_child(): the strings borrowed from the list */
+#define VFIOCPR_DESC_FD_GET "(&st&si&s)"
+#define VFIOCPR_DESC_VEC_GET "(uui&sbtubi)"
+/*
+ * vfiocpr_describe()'s a{sv} objects are built with a GVariantBuilder, one entry
+ * at a time: a GVariantDict's hash table cost about twice as much per key, which
+ * shows at 10,000 DMA mappings. Each key is added once. */
+static inline void vfiocpr_kv(GVariantBuilder *b, const char *key, GVariant *value)
+{
+    g_variant_builder_add_value(b, g_variant_new_dict_entry(g_variant_new_string(key),
+                                                            g_variant_new_variant(value)));
+}
+static inline void vfiocpr_kv_s(GVariantBuilder *b, const char *key, const char *v)
+{
+    vfiocpr_kv(b, key, g_variant_new_string(v));
+}
+static inline void vfiocpr_kv_u(GVariantBuilder *b, const char *key, guint32 v)
+{
+    vfiocpr_kv(b, key, g_variant_new_uint32(v));
+}
+static inline void vfiocpr_kv_i(GVariantBuilder *b, const char *key, gint32 v)
+{
+    vfiocpr_kv(b, key, g_variant_new_int32(v));
+}
+static inline void vfiocpr_kv_t(GVariantBuilder *b, const char *key, guint64 v)
+{
+    vfiocpr_kv(b, key, g_variant_new_uint64(v));
+}
+static inline void vfiocpr_kv_x(GVariantBuilder *b, const char *key, gint64 v)
+{
+    vfiocpr_kv(b, key, g_variant_new_int64(v));
+}
+static inline void vfiocpr_kv_b(GVariantBuilder *b, const char *key, bool v)
+{
+    vfiocpr_kv(b, key, g_variant_new_boolean(v));
+}
 
 /* ---------------------------------------------------------------- errors */
 
@@ -149,6 +206,11 @@ vfiocpr_fdreg *vfiocpr_fdreg_new(void);
 void vfiocpr_fdreg_free(vfiocpr_fdreg *reg);
 int vfiocpr_fdreg_save(vfiocpr_fdreg *reg, const char *name, guint64 id, int fd,
                        vfiocpr_fd_kind kind, GError **error);
+/* 1 and *fd_out when registered (claiming an inherited fd), 0 with no error when
+ * nothing is registered under (name, id), < 0 on a real failure (wrong kind, ...). */
+int vfiocpr_fdreg_lookup(vfiocpr_fdreg *reg, const char *name, guint64 id,
+                         vfiocpr_fd_kind kind, int *fd_out, GError **error);
+/* The same, but absence is -ENOENT with the error set (vfiocpr_fd_find's contract). */
 int vfiocpr_fdreg_find(vfiocpr_fdreg *reg, const char *name, guint64 id, vfiocpr_fd_kind kind,
                        GError **error);
 int vfiocpr_fdreg_forget(vfiocpr_fdreg *reg, const char *name, guint64 id);
@@ -176,7 +238,12 @@ int vfiocpr_fdreg_clear_cloexec(vfiocpr_fdreg *reg, GError **error);
 void vfiocpr_fdreg_undo_cloexec(vfiocpr_fdreg *reg);
 /* Ends restart mode for the registry; describes unclaimed inherited fds into out. */
 guint vfiocpr_fdreg_finish(vfiocpr_fdreg *reg, GPtrArray *out);
-void vfiocpr_fdreg_describe(vfiocpr_fdreg *reg, GString *out);
+/* Every entry, sorted by (name, id): aa{sv} as documented for vfiocpr_describe(). */
+GVariant *vfiocpr_fdreg_describe(vfiocpr_fdreg *reg);
+/* The first entry (by name, id) of this kind with this file identity: its fd, name
+ * (the registry's copy) and id, or -ENOENT. No syscall. */
+int vfiocpr_fdreg_by_identity(vfiocpr_fdreg *reg, vfiocpr_fd_kind kind, guint64 dev,
+                              guint64 ino, const char **name, guint64 *id);
 /* The identity of fd if it is registered with that kind (no syscall). */
 bool vfiocpr_fdreg_identity(vfiocpr_fdreg *reg, int fd, vfiocpr_fd_kind kind,
                             vfiocpr_fd_stat *st);
@@ -216,14 +283,52 @@ typedef struct vfiocpr_mapping {
 
 typedef struct vfiocpr_backend_ops vfiocpr_backend_ops;
 
-/* An ioctl request a part of the library issues, for the seccomp rules; flags: the
- * VFIOCPR_SECCOMP_* part it belongs to (0: always). Lists end with a NULL name. */
+/* What a part of the library issues, for the seccomp rules: a kernel seam op by its
+ * field name in vfiocpr_kernel_ops (req 0), or an ioctl request (the macro's name and
+ * number). flags: the VFIOCPR_SECCOMP_* part it belongs to (0: always). The rules
+ * and vfiocpr_seccomp_describe() are built from these lists only, and the tests check
+ * that what the seam really sees equals them. Lists end with a NULL name. */
 typedef struct {
     const char *name;
     unsigned long req;
     guint32 flags;
-} vfiocpr_ioctl_decl;
+} vfiocpr_decl;
+#define VFIOCPR_OP(op, f) { #op, 0, f }
 #define VFIOCPR_IOCTL(x, f) { #x, x, f }
+#define VFIOCPR_DECL_END { NULL, 0, 0 }
+
+/* The system calls a seam op may make (space separated: every libc's choice for it,
+ * e.g. fstat, newfstatat or statx), and the fcntl commands it uses (0 ends them):
+ * lib/kernel.c, next to the real ops. */
+typedef struct {
+    const char *op;
+    const char *syscalls;
+    int fcntl_cmds[3];
+} vfiocpr_op_syscalls;
+extern const vfiocpr_op_syscalls vfiocpr_kernel_op_syscalls[]; /* ends with a NULL op */
+const vfiocpr_op_syscalls *vfiocpr_kernel_op_lookup(const char *op);
+
+/* Each participant's list (the backends': their ops table's uses). */
+extern const vfiocpr_decl vfiocpr_kernel_uses[];
+extern const vfiocpr_decl vfiocpr_state_uses[];
+extern const vfiocpr_decl vfiocpr_fdreg_uses[];
+extern const vfiocpr_decl vfiocpr_cpr_uses[];
+extern const vfiocpr_decl vfiocpr_transfer_uses[];
+extern const vfiocpr_decl vfiocpr_vfio_uses[];
+extern const vfiocpr_decl vfiocpr_device_uses[];
+extern const vfiocpr_decl vfiocpr_irq_uses[];
+extern const vfiocpr_decl vfiocpr_kvm_uses[];
+extern const vfiocpr_decl vfiocpr_mig_uses[];
+
+typedef struct {
+    const char *part; /* the file, for messages */
+    const vfiocpr_decl *uses;
+} vfiocpr_part;
+/* Every participant and backend, ending with a NULL part. */
+const vfiocpr_part *vfiocpr_seccomp_parts(void);
+/* What parts allow under flags, as a set of strings: "op NAME", "ioctl 0xREQ",
+ * "syscall NAME", "fcntl CMD" (tests compare it with what the seam saw). */
+GHashTable *vfiocpr_seccomp_allowed(const vfiocpr_part *parts, guint32 flags);
 
 struct vfiocpr_container {
     gint ref;
@@ -248,7 +353,7 @@ struct vfiocpr_backend_ops {
     const char *reg_prefix;  /* registry name of the container fd: prefix + name */
     vfiocpr_fd_kind fd_kind; /* of the container fd */
     vfiocpr_section_id dma_section; /* state section of its DMA records */
-    const vfiocpr_ioctl_decl *ioctls; /* every request it issues */
+    const vfiocpr_decl *uses; /* every op and ioctl request it issues */
     /* cold start: open (fd < 0) or adopt fd, make c->fd usable, fill c->priv */
     int (*open)(vfiocpr_container *c, int fd, GError **error);
     void (*free_priv)(gpointer priv);
@@ -273,7 +378,8 @@ struct vfiocpr_backend_ops {
      * their devices; false-y (0, nothing added) when the state has none */
     int (*deserialize)(vfiocpr *ctx, GVariant *payload, GPtrArray *containers,
                        GError **error);
-    void (*describe)(vfiocpr_container *c, GString *out);
+    /* the backend's own keys of the container's description */
+    void (*describe)(vfiocpr_container *c, GVariantBuilder *out);
 };
 
 extern const vfiocpr_backend_ops vfiocpr_type1_ops;
@@ -299,7 +405,8 @@ void vfiocpr_vfio_serialize(vfiocpr *ctx, GVariantDict *payload, GPtrArray *feat
 int vfiocpr_vfio_deserialize(vfiocpr *ctx, GVariant *payload, GError **error);
 /* restart ends: every preserved range must have been provided again */
 int vfiocpr_vfio_finish(vfiocpr *ctx, GError **error);
-void vfiocpr_vfio_describe(vfiocpr *ctx, GString *out);
+/* Adds "containers" and "devices" (aa{sv}, sorted by name) to a description. */
+void vfiocpr_vfio_describe(vfiocpr *ctx, GVariantBuilder *out);
 
 const char *vfiocpr_container_name(const vfiocpr_container *c);
 vfiocpr *vfiocpr_container_ctx(const vfiocpr_container *c);
@@ -322,7 +429,37 @@ int vfiocpr_device_add(vfiocpr_container *c, int group, const char *name, int fd
 int vfiocpr_device_claim(vfiocpr_container *c, const char *name, vfiocpr_device **out,
                          GError **error);
 void vfiocpr_device_set_iommufd_ids(vfiocpr_device *d, guint32 devid, guint32 hwpt_id);
+/* What a device fd is, as far as the kernel tells without touching the device:
+ * VFIO_DEVICE_GET_INFO (flags, regions, irqs), the PCI ids, class and revision from
+ * config space, and the sizes of the first n_sizes regions (PCI: the BARs, never the
+ * ROM, whose info maps it; written as none, compared when a state has them). Two
+ * functions of the same model and subsystem have equal identities: only fdinfo
+ * tells them apart. */
+#define VFIOCPR_ID_REGIONS 6 /* VFIO_PCI_BAR0..5 */
+typedef struct vfiocpr_device_identity {
+    bool known;
+    guint32 flags, num_regions, num_irqs;
+    guint16 vendor, device, subvendor, subdevice;
+    guint32 class_rev; /* config 0x08: revision, then the class code */
+    guint32 n_sizes;
+    guint64 sizes[VFIOCPR_ID_REGIONS]; /* G_MAXUINT64: the region does not exist */
+} vfiocpr_device_identity;
+int vfiocpr_device_identity_read(int fd, guint n_sizes, vfiocpr_device_identity *id);
+bool vfiocpr_device_identity_equal(const vfiocpr_device_identity *a,
+                                   const vfiocpr_device_identity *b);
+char *vfiocpr_device_identity_to_string(const vfiocpr_device_identity *id);
+/* state 1.5: the identity of every device that has one (section vfio-device-identity) */
+void vfiocpr_devices_serialize_identity(GHashTable *devices, GVariantDict *d);
+/* restore: every preserved device's inherited fd is the device it is recorded for
+ * (fdinfo's vfio-device-syspath where the kernel has it, else the recorded identity;
+ * a state before 1.5 has none: then only fdinfo can check). Touches nothing. */
+int vfiocpr_devices_verify(vfiocpr *ctx, GVariant *payload, GError **error);
+/* after a restore: devices restored from a state without identity get one now,
+ * outside the blackout, for the next upgrade's check (best effort) */
+void vfiocpr_devices_fill_identity(GHashTable *devices);
 vfiocpr_fd_kind vfiocpr_device_kind(const vfiocpr_device *d);
+/* One device's a{sv} for vfiocpr_describe() (vectors, INTx, migration included). */
+GVariant *vfiocpr_device_describe(vfiocpr_device *d);
 
 #endif
 
@@ -345,6 +482,8 @@ gint vfiocpr_cmp_uint_ptr(gconstpointer a, gconstpointer b);
 void vfiocpr_irqs_serialize(GHashTable *devices, GVariantDict *dict);
 int vfiocpr_irqs_deserialize(GHashTable *devices, vfiocpr_fdreg *reg, GVariant *payload,
                              GError **error);
+/* "vectors" (aa{sv}) and, when set, "intx" (a{sv}) of d's description. */
+void vfiocpr_irqs_describe(vfiocpr_device *d, GVariantBuilder *out);
 
 /* ---------------------------------------------------------------- KVM */
 
@@ -355,6 +494,10 @@ void vfiocpr_kvm_free(vfiocpr_kvm *k);
 /* exec: detach irqfds so interrupts accumulate in the eventfds; undo re-attaches */
 int vfiocpr_kvm_prepare(vfiocpr *ctx, GError **error);
 void vfiocpr_kvm_rollback(vfiocpr *ctx);
+/* The GSI the irqfd of eventfd fd is attached to in the VM, if it is. */
+bool vfiocpr_kvm_irqfd_gsi(vfiocpr *ctx, int fd, guint32 *gsi);
+/* "kvm" of a description: a{sv} */
+GVariant *vfiocpr_kvm_describe(vfiocpr *ctx);
 
 /* ---------------------------------------------------------------- migration */
 
@@ -362,3 +505,11 @@ typedef struct vfiocpr_mig vfiocpr_mig;
 vfiocpr_mig *vfiocpr_mig_new(void);
 void vfiocpr_mig_free(vfiocpr_mig *m);
 vfiocpr_mig *vfiocpr_device_mig(vfiocpr_device *d);
+/* "migration" (a{sv}) of a device's description, when anything is known */
+void vfiocpr_mig_describe(vfiocpr_mig *m, GVariantBuilder *out);
+
+/* ---------------------------------------------------------------- descriptions */
+
+/* The text of vfiocpr_dump() and vfiocpr_state_describe(), from the a{sv} of
+ * vfiocpr_describe(): one renderer, so the two cannot drift. */
+char *vfiocpr_describe_render(GVariant *desc);

@@ -401,3 +401,10 @@ int vfiocpr_state_parse_env(const char *value, int *fd_out, GError **error)
     *fd_out = (int)n;
     return 0;
 }
+
+/* The state memfd: written for an exec or a transfer, read by the new process. */
+const vfiocpr_decl vfiocpr_state_uses[] = {
+    VFIOCPR_OP(memfd_create, 0), VFIOCPR_OP(pwrite, 0),    VFIOCPR_OP(pread, 0),
+    VFIOCPR_OP(fstat, 0),        VFIOCPR_OP(get_seals, 0), VFIOCPR_OP(add_seals, 0),
+    VFIOCPR_OP(close, 0),        VFIOCPR_DECL_END,
+};

@@ -261,3 +261,9 @@ int vfiocpr_xfer_recv_state(int sock, gint64 deadline, int *state_fd, GArray **f
     *fds_out = g_steal_pointer(&fds);
     return 0;
 }
+
+const vfiocpr_decl vfiocpr_transfer_uses[] = {
+    VFIOCPR_OP(send_msg, 0),      VFIOCPR_OP(recv_msg, 0),     VFIOCPR_OP(peer_cred, 0),
+    VFIOCPR_OP(wait_readable, 0), VFIOCPR_OP(monotonic_ms, 0), VFIOCPR_OP(close, 0),
+    VFIOCPR_DECL_END,
+};

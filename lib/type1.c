@@ -369,6 +369,30 @@ static void t1_serialize(vfiocpr *ctx, GPtrArray *list, GVariantDict *d)
     vfiocpr_section_insert(d, VFIOCPR_SEC_VFIO_DEVICES, g_variant_builder_end(&devices));
 }
 
+/* fstat identity (checked before) tells group fds apart, but a forged record could
+ * carry another group's fd with that group's identity: the fd's path names its
+ * group. One readlink per group. */
+static int check_group_fd(vfiocpr_container *c, guint32 gid, GError **error)
+{
+    int fd = vfiocpr_fdreg_peek(vfiocpr_ctx_fdreg(c->ctx), VFIOCPR_KEY_GROUP, gid);
+    char link[256], want[64], want_noiommu[64];
+    int r;
+
+    if (fd < 0)
+        return vfiocpr_fail(error, EBADMSG, "state: vfio: group %u has no preserved fd", gid);
+    r = VK(fd_path, fd, link, sizeof(link));
+    if (r < 0)
+        return vfiocpr_fail(error, r, "state: vfio: group %u of container '%s': restore: "
+                            "reading the path of inherited fd %d", gid, c->name, fd);
+    snprintf(want, sizeof(want), "/dev/vfio/%u", gid);
+    snprintf(want_noiommu, sizeof(want_noiommu), "/dev/vfio/noiommu-%u", gid);
+    if (strcmp(link, want) != 0 && strcmp(link, want_noiommu) != 0)
+        return vfiocpr_fail(error, EBADFD, "state: vfio: group %u of container '%s': restore: "
+                            "inherited fd %d is %s, not %s: the state's fds are swapped or "
+                            "forged; nothing was touched", gid, c->name, fd, link, want);
+    return 0;
+}
+
 static int t1_deserialize(vfiocpr *ctx, GVariant *payload, GPtrArray *byidx, GError **error)
 {
     vfiocpr_vfio *v = vfiocpr_ctx_vfio(ctx);
@@ -381,6 +405,7 @@ static int t1_deserialize(vfiocpr *ctx, GVariant *payload, GPtrArray *byidx, GEr
     guint32 gid;
     gsize n_names;
     bool dma;
+    int r;
 
     vc = vfiocpr_section_lookup(payload, VFIOCPR_SEC_VFIO_CONTAINERS);
     vg = vfiocpr_section_lookup(payload, VFIOCPR_SEC_VFIO_GROUPS);
@@ -409,6 +434,9 @@ static int t1_deserialize(vfiocpr *ctx, GVariant *payload, GPtrArray *byidx, GEr
             g_hash_table_contains(T(c)->groups, GINT_TO_POINTER((int)gid)))
             return vfiocpr_fail(error, EBADMSG, "state: vfio: group %u of container '%s': "
                                 "unknown container, duplicate or no preserved fd", gid, cname);
+        r = check_group_fd(c, gid, error);
+        if (r < 0)
+            return r;
         g_hash_table_insert(T(c)->groups, GINT_TO_POINTER((int)gid),
                             GINT_TO_POINTER(GROUP_PRESERVED));
     }
@@ -416,7 +444,6 @@ static int t1_deserialize(vfiocpr *ctx, GVariant *payload, GPtrArray *byidx, GEr
     while (g_variant_iter_next(&it, "(&s&su)", &dname, &cname, &gid)) {
         vfiocpr_container *c = g_hash_table_lookup(vfiocpr_vfio_containers(v), cname);
         vfiocpr_device *dev;
-        int r;
         if (!is_type1(c) || !g_hash_table_contains(T(c)->groups, GINT_TO_POINTER((int)gid)) ||
             !*dname || g_hash_table_contains(devices, dname))
             return vfiocpr_fail(error, EBADMSG, "state: vfio: device '%s': unknown container or "
@@ -428,22 +455,42 @@ static int t1_deserialize(vfiocpr *ctx, GVariant *payload, GPtrArray *byidx, GEr
     return 1;
 }
 
-static void t1_describe(vfiocpr_container *c, GString *out)
+static void t1_describe(vfiocpr_container *c, GVariantBuilder *out)
 {
-    g_string_append_printf(out, "%u groups, ", g_hash_table_size(T(c)->groups));
+    g_autoptr(GList) ids = g_hash_table_get_keys(T(c)->groups);
+    vfiocpr_fdreg *reg = vfiocpr_ctx_fdreg(c->ctx);
+    GVariantBuilder b;
+
+    g_variant_builder_init(&b, G_VARIANT_TYPE("aa{sv}"));
+    ids = g_list_sort(ids, (GCompareFunc)(void *)vfiocpr_cmp_uint_ptr);
+    for (GList *l = ids; l; l = l->next) {
+        int id = GPOINTER_TO_INT(l->data);
+        GVariantBuilder g;
+
+        g_variant_builder_init(&g, G_VARIANT_TYPE_VARDICT);
+        vfiocpr_kv_u(&g, "id", (guint32)id);
+        vfiocpr_kv_i(&g, "fd", MAX(vfiocpr_fdreg_peek(reg, "vfio-group", (guint64)id), -1));
+        vfiocpr_kv_s(&g, "status",
+                     GPOINTER_TO_INT(g_hash_table_lookup(T(c)->groups, l->data)) ==
+                             GROUP_ATTACHED ? "attached" : "preserved");
+        g_variant_builder_add_value(&b, g_variant_builder_end(&g));
+    }
+    vfiocpr_kv(out, "groups", g_variant_builder_end(&b));
 }
 
-static const vfiocpr_ioctl_decl t1_ioctls[] = {
+static const vfiocpr_decl t1_uses[] = {
+    VFIOCPR_OP(open, 0),
+    VFIOCPR_OP(fd_path, 0), /* a restored group fd is /dev/vfio/<its group> */
+    VFIOCPR_OP(close, 0),
     VFIOCPR_IOCTL(VFIO_GET_API_VERSION, 0),
     VFIOCPR_IOCTL(VFIO_CHECK_EXTENSION, 0),
     VFIOCPR_IOCTL(VFIO_SET_IOMMU, 0),
     VFIOCPR_IOCTL(VFIO_GROUP_GET_STATUS, 0),
     VFIOCPR_IOCTL(VFIO_GROUP_SET_CONTAINER, 0),
     VFIOCPR_IOCTL(VFIO_GROUP_UNSET_CONTAINER, 0),
-    VFIOCPR_IOCTL(VFIO_GROUP_GET_DEVICE_FD, 0),
     VFIOCPR_IOCTL(VFIO_IOMMU_MAP_DMA, 0),
     VFIOCPR_IOCTL(VFIO_IOMMU_UNMAP_DMA, 0),
-    { NULL, 0, 0 },
+    VFIOCPR_DECL_END,
 };
 
 const vfiocpr_backend_ops vfiocpr_type1_ops = {
@@ -453,7 +500,7 @@ const vfiocpr_backend_ops vfiocpr_type1_ops = {
     .reg_prefix = VFIOCPR_KEY_TYPE1_CONTAINER_PREFIX,
     .fd_kind = VFIOCPR_FD_VFIO_CONTAINER,
     .dma_section = VFIOCPR_SEC_VFIO_DMA,
-    .ioctls = t1_ioctls,
+    .uses = t1_uses,
     .open = t1_open,
     .free_priv = free_priv,
     .attach = t1_attach,

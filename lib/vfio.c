@@ -518,6 +518,9 @@ void vfiocpr_vfio_serialize(vfiocpr *ctx, GVariantDict *d, GPtrArray *features)
                                                        dma));
         g_ptr_array_add(features, (gpointer)ops->feature);
     }
+    /* 1.5: what each device fd is, for the restore's swap check (optional: a 1.4
+     * reader ignores it) */
+    vfiocpr_devices_serialize_identity(v->devices, d);
 }
 
 static int deserialize_dma(const vfiocpr_backend_ops *ops, GVariant *payload, GPtrArray *byidx,
@@ -585,7 +588,8 @@ int vfiocpr_vfio_deserialize(vfiocpr *ctx, GVariant *payload, GError **error)
         if (r < 0)
             return r;
     }
-    return 0;
+    /* every device fd is the device it is recorded for (fstat cannot tell) */
+    return vfiocpr_devices_verify(ctx, payload, error);
 }
 
 int vfiocpr_vfio_finish(vfiocpr *ctx, GError **error)
@@ -625,13 +629,100 @@ int vfiocpr_vfio_finish(vfiocpr *ctx, GError **error)
         if (r < 0)
             return r;
     }
+    vfiocpr_devices_fill_identity(v->devices);
     return 0;
 }
 
-void vfiocpr_vfio_describe(vfiocpr *ctx, GString *out)
+static gint cmp_mapping_iova(gconstpointer a, gconstpointer b)
+{
+    guint64 x = (*(vfiocpr_mapping *const *)a)->iova, y = (*(vfiocpr_mapping *const *)b)->iova;
+    return (x > y) - (x < y);
+}
+
+/* The registered memfd of one file identity; mappings mostly share one memfd, so
+ * the last answer is kept. */
+typedef struct {
+    vfiocpr_fdreg *reg;
+    bool valid;
+    guint64 dev, ino;
+    int fd;
+    const char *name;
+    guint64 id;
+} memfd_cache;
+
+static void memfd_of(memfd_cache *mc, guint64 dev, guint64 ino)
+{
+    if (mc->valid && mc->dev == dev && mc->ino == ino)
+        return;
+    mc->valid = true;
+    mc->dev = dev;
+    mc->ino = ino;
+    mc->name = NULL;
+    mc->id = 0;
+    mc->fd = ino ? vfiocpr_fdreg_by_identity(mc->reg, VFIOCPR_FD_MEMFD, dev, ino, &mc->name,
+                                             &mc->id)
+                 : -ENOENT;
+}
+
+static void describe_mapping(memfd_cache *mc, const vfiocpr_mapping *m,
+                             vfiocpr_desc_map *out)
+{
+    /* a preserved range has no fd until it is provided again: the memfd the
+     * registry holds with its identity is the one it must come back with */
+    if (m->memfd < 0)
+        memfd_of(mc, m->mem_dev, m->mem_ino);
+    *out = (vfiocpr_desc_map){ .iova = m->iova, .size = m->size, .offset = m->offset,
+                       .flags = m->flags, .memfd = m->memfd >= 0 ? m->memfd : MAX(mc->fd, -1),
+                       .pending = m->pending, .vaddr = (guint64)(uintptr_t)m->vaddr };
+}
+
+static GVariant *describe_container(vfiocpr_container *c)
+{
+    vfiocpr_fdreg *reg = vfiocpr_ctx_fdreg(c->ctx);
+    memfd_cache mc = { .reg = reg };
+    g_autoptr(GPtrArray) maps = g_ptr_array_new();
+    g_autofree vfiocpr_desc_map *dm = NULL;
+    GVariantBuilder d;
+    GHashTableIter it;
+    gpointer k;
+    guint64 bytes = 0;
+
+    g_hash_table_iter_init(&it, c->maps);
+    while (g_hash_table_iter_next(&it, &k, NULL)) {
+        g_ptr_array_add(maps, k);
+        bytes += ((vfiocpr_mapping *)k)->size;
+    }
+    g_ptr_array_sort(maps, cmp_mapping_iova);
+    g_variant_builder_init(&d, G_VARIANT_TYPE_VARDICT);
+    vfiocpr_kv_s(&d, "name", c->name);
+    vfiocpr_kv_s(&d, "backend", c->ops->name);
+    /* not claimed yet: the fd the registry holds for it */
+    vfiocpr_kv_i(&d, "fd", c->fd >= 0 ? c->fd : MAX(vfiocpr_fdreg_peek(reg, c->reg_name, 0), -1));
+    vfiocpr_kv_s(&d, "status", !c->preserved ? "open" : c->claimed ? "claimed" : "unclaimed");
+    c->ops->describe(c, &d);
+    vfiocpr_kv_u(&d, "dma-ranges", g_hash_table_size(c->maps));
+    vfiocpr_kv_t(&d, "dma-bytes", bytes);
+    vfiocpr_kv_u(&d, "remap-pending", c->n_pending);
+    dm = g_new0(vfiocpr_desc_map, maps->len ? maps->len : 1);
+    for (guint i = 0; i < maps->len; i++)
+        describe_mapping(&mc, maps->pdata[i], &dm[i]);
+    vfiocpr_kv(&d, "mappings",
+               g_variant_new_fixed_array(G_VARIANT_TYPE(VFIOCPR_DESC_MAP_TYPE), dm, maps->len,
+                                         sizeof(vfiocpr_desc_map)));
+    return g_variant_builder_end(&d);
+}
+
+static gint cmp_device_name(gconstpointer a, gconstpointer b)
+{
+    return strcmp(vfiocpr_device_name(*(vfiocpr_device *const *)a),
+                  vfiocpr_device_name(*(vfiocpr_device *const *)b));
+}
+
+void vfiocpr_vfio_describe(vfiocpr *ctx, GVariantBuilder *out)
 {
     vfiocpr_vfio *v = vfiocpr_ctx_vfio(ctx);
     g_autoptr(GPtrArray) list = g_ptr_array_new();
+    GVariantBuilder b;
     GHashTableIter it;
     gpointer k;
 
@@ -639,19 +730,22 @@ void vfiocpr_vfio_describe(vfiocpr *ctx, GString *out)
     while (g_hash_table_iter_next(&it, NULL, &k))
         g_ptr_array_add(list, k);
     g_ptr_array_sort(list, cmp_container_name);
-    for (guint i = 0; i < list->len; i++) {
-        vfiocpr_container *c = list->pdata[i];
-        guint64 bytes = 0;
-        g_hash_table_iter_init(&it, c->maps);
-        while (g_hash_table_iter_next(&it, &k, NULL))
-            bytes += ((vfiocpr_mapping *)k)->size;
-        g_string_append_printf(out, "container '%s': ", c->name);
-        c->ops->describe(c, out);
-        g_string_append_printf(out, "%u DMA ranges (%" G_GUINT64_FORMAT " bytes)%s\n",
-                               g_hash_table_size(c->maps), bytes,
-                               c->n_pending ? ", re-map pending" : "");
-    }
+    g_variant_builder_init(&b, G_VARIANT_TYPE("aa{sv}"));
+    for (guint i = 0; i < list->len; i++)
+        g_variant_builder_add_value(&b, describe_container(list->pdata[i]));
+    vfiocpr_kv(out, "containers", g_variant_builder_end(&b));
+
+    g_ptr_array_set_size(list, 0);
     g_hash_table_iter_init(&it, v->devices);
-    while (g_hash_table_iter_next(&it, &k, NULL))
-        g_string_append_printf(out, "device '%s'\n", (const char *)k);
+    while (g_hash_table_iter_next(&it, NULL, &k))
+        g_ptr_array_add(list, k);
+    g_ptr_array_sort(list, cmp_device_name);
+    g_variant_builder_init(&b, G_VARIANT_TYPE("aa{sv}"));
+    for (guint i = 0; i < list->len; i++)
+        g_variant_builder_add_value(&b, vfiocpr_device_describe(list->pdata[i]));
+    vfiocpr_kv(out, "devices", g_variant_builder_end(&b));
 }
+
+const vfiocpr_decl vfiocpr_vfio_uses[] = {
+    VFIOCPR_OP(open, 0), VFIOCPR_OP(close, 0), VFIOCPR_OP(memlock, 0), VFIOCPR_DECL_END,
+};

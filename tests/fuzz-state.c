@@ -65,13 +65,13 @@ static GBytes *with_checksums(const uint8_t *data, size_t size)
 
 /* Whatever the loader accepted must survive a write/read cycle unchanged: the next
  * exec writes exactly what was loaded. */
-static void round_trip(vfiocpr_fdreg *reg, const char *before)
+static void round_trip(vfiocpr_fdreg *reg, GVariant *before)
 {
     g_auto(GVariantDict) d = G_VARIANT_DICT_INIT(NULL);
     g_autoptr(GBytes) blob = NULL;
     g_autoptr(GVariant) payload = NULL;
     g_autoptr(GError) err = NULL;
-    g_autoptr(GString) after = g_string_new(NULL);
+    g_autoptr(GVariant) after = NULL;
     vfiocpr_fdreg *copy = vfiocpr_fdreg_new();
 
     vfiocpr_fdreg_serialize(reg, &d);
@@ -79,10 +79,11 @@ static void round_trip(vfiocpr_fdreg *reg, const char *before)
     if (vfiocpr_state_decode(blob, &payload, NULL, NULL, &err) < 0 ||
         vfiocpr_fdreg_deserialize(copy, payload, &err) < 0)
         g_error("fuzz: a loaded registry does not load again once written: %s", err->message);
-    vfiocpr_fdreg_describe(copy, after);
-    if (strcmp(before, after->str) != 0)
-        g_error("fuzz: registry changed across a write/read cycle:\n%s---\n%s", before,
-                after->str);
+    after = g_variant_ref_sink(vfiocpr_fdreg_describe(copy));
+    if (!g_variant_equal(before, after)) {
+        g_autofree char *b = g_variant_print(before, FALSE), *a = g_variant_print(after, FALSE);
+        g_error("fuzz: registry changed across a write/read cycle:\n%s\n---\n%s", b, a);
+    }
     vfiocpr_fdreg_free(copy);
 }
 
@@ -90,7 +91,8 @@ static void parse(GBytes *blob)
 {
     g_autoptr(GVariant) payload = NULL;
     g_autoptr(GError) err = NULL;
-    g_autoptr(GString) text = NULL;
+    g_autoptr(GVariant) desc = NULL;
+    g_autofree char *text = NULL;
     g_autoptr(GPtrArray) unclaimed = NULL;
     guint16 major, minor;
     vfiocpr_fdreg *reg;
@@ -104,10 +106,19 @@ static void parse(GBytes *blob)
     r = vfiocpr_fdreg_deserialize(reg, payload, &err);
     /* Described even when loading stopped halfway: a partial registry must still be
      * self-consistent. */
-    text = g_string_new(NULL);
-    vfiocpr_fdreg_describe(reg, text);
+    desc = g_variant_ref_sink(vfiocpr_fdreg_describe(reg));
+    {
+        /* and rendered, as vfiocpr_state_describe() would: hostile names included */
+        g_auto(GVariantDict) d = G_VARIANT_DICT_INIT(NULL);
+        g_autoptr(GVariant) all = NULL;
+        g_variant_dict_insert_value(&d, "fds", desc);
+        all = g_variant_ref_sink(g_variant_dict_end(&d));
+        text = vfiocpr_describe_render(all);
+        if (!g_str_has_prefix(text, "mode: ?\nfds: "))
+            g_error("fuzz: a registry renders as: %s", text);
+    }
     if (r == 0)
-        round_trip(reg, text->str);
+        round_trip(reg, desc);
     unclaimed = g_ptr_array_new_with_free_func(g_free);
     vfiocpr_fdreg_finish(reg, unclaimed);
     vfiocpr_fdreg_free(reg);

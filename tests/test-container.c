@@ -413,12 +413,12 @@ static void test_model_group_add_while_invalid(void)
     fake_vfio_add_group(13, "0000:00:04.0", false);
     g_assert_cmpint(vmm_start(&m, false, &err), ==, 0);
     cfd = vfiocpr_container_fd(m.c);
-    g_assert_cmpint(vfiocpr_kernel->ioctl(cfd, VFIO_IOMMU_UNMAP_DMA, &un), ==, 0);
-    gfd = vfiocpr_kernel->open("/dev/vfio/13", O_RDWR);
-    g_assert_cmpint(vfiocpr_kernel->ioctl(gfd, VFIO_GROUP_SET_CONTAINER, &cfd), ==, -EBUSY);
+    g_assert_cmpint(seam_unrecorded()->ioctl(cfd, VFIO_IOMMU_UNMAP_DMA, &un), ==, 0);
+    gfd = seam_unrecorded()->open("/dev/vfio/13", O_RDWR);
+    g_assert_cmpint(seam_unrecorded()->ioctl(gfd, VFIO_GROUP_SET_CONTAINER, &cfd), ==, -EBUSY);
     /* invalidating twice is refused too: the library must never try */
-    g_assert_cmpint(vfiocpr_kernel->ioctl(cfd, VFIO_IOMMU_UNMAP_DMA, &un), ==, -EINVAL);
-    vfiocpr_kernel->close(gfd);
+    g_assert_cmpint(seam_unrecorded()->ioctl(cfd, VFIO_IOMMU_UNMAP_DMA, &un), ==, -EINVAL);
+    seam_unrecorded()->close(gfd);
     vmm_drop(&m);
 }
 
@@ -458,6 +458,26 @@ static void test_cold_errors(void)
     g_assert_cmpint(vfiocpr_container_close(c, &err), ==, 0);
     close(efd);
     g_free(buf);
+}
+
+/* A group whose container cannot take the IOMMU type is taken out of it again and
+ * closed: adding it once more works (groups are single-open). */
+static void test_set_iommu_fails(void)
+{
+    g_autoptr(vfiocpr) ctx = NULL;
+    g_autoptr(vfiocpr_container) c = NULL;
+    g_autoptr(GError) err = NULL;
+
+    g_assert_cmpint(vfiocpr_new(0, &ctx, &err), ==, 0);
+    g_assert_cmpint(vfiocpr_container_open(ctx, "c0", &c, &err), ==, 0);
+    fake_vfio_fail_ioctl(VFIO_SET_IOMMU, 1, EINVAL);
+    g_assert_cmpint(vfiocpr_container_add_group(c, 12, &err), ==, -EINVAL);
+    g_assert_nonnull(strstr(err->message, "VFIO_SET_IOMMU"));
+    g_clear_error(&err);
+    g_assert_cmpuint(fake_vfio_ioctls(VFIO_GROUP_UNSET_CONTAINER), ==, 1);
+    g_assert_cmpint(vfiocpr_container_add_group(c, 12, &err), >=, 0);
+    g_assert_cmpuint(fake_vfio_ioctls(VFIO_SET_IOMMU), ==, 2);
+    g_assert_cmpint(vfiocpr_container_close(c, &err), ==, 0);
 }
 
 /* Two containers, each with its group and device: one invalidation each, both
@@ -552,6 +572,7 @@ int main(int argc, char **argv)
     ADD("/container/exec-fault-sweep", test_exec_fault_sweep);
     ADD("/container/model/group-add-while-invalid", test_model_group_add_while_invalid);
     ADD("/container/cold-errors", test_cold_errors);
+    ADD("/container/set-iommu-fails", test_set_iommu_fails);
     ADD("/container/map-region", test_map_region);
     ADD("/container/two-containers", test_two_containers);
     return g_test_run();

@@ -180,7 +180,7 @@ static void test_restart_claims_and_finish(fixture *f, gconstpointer data)
 
     golden_v1_pretend();
     for (gsize i = 0; i < G_N_ELEMENTS(fds); i++) /* as after exec: inheritable */
-        g_assert_cmpint(vfiocpr_kernel->set_cloexec(fds[i].fd, false), ==, 0);
+        g_assert_cmpint(seam_unrecorded()->set_cloexec(fds[i].fd, false), ==, 0);
     env = g_strdup_printf("%d", sfd);
     g_setenv(VFIOCPR_STATE_ENV, env, TRUE);
     g_assert_cmpint(vfiocpr_new(0, &ctx, &err), ==, 0);
@@ -225,7 +225,7 @@ static void test_cloexec_runs(fixture *f, gconstpointer data)
     }
     blob = fake_kernel_capture_state(f->ctx);
     for (gsize i = 0; i < G_N_ELEMENTS(fds); i++)
-        vfiocpr_kernel->set_cloexec(fds[i], false);
+        seam_unrecorded()->set_cloexec(fds[i], false);
     sfd = tu_state_memfd(blob, true);
     env = g_strdup_printf("%d", sfd);
     g_setenv(VFIOCPR_STATE_ENV, env, TRUE);

@@ -87,12 +87,21 @@ boot() {
         /^(not )?ok [0-9]+/ { good = $1 == "ok"; sub(/^(not )?ok [0-9]+( - )?/, ""); seen = 1
                               printf "%s %d - [%s] %s\n", good ? "ok" : "not ok", ++n, k, $0; next }
         /^Bail out!/ { printf "not ok %d - [%s] %s: %s\n", ++n, k, cur, $0; next }
+        /^# seam-record / { next }
         /^#/ { print; next }
         END { if (rc == 99 || n == start_n)
                   printf "not ok %d - [%s] the guest did not boot or did not finish (rc %s)\n", ++n, k, rc
               print n > countfile }
     ' start_n="$n" "$tmp/out-$k"
     n=$(cat "$tmp/n")
+    # what the kernel seam saw in the guest, for tests/test-seccomp-seen
+    if [ -n "${VFIOCPR_SEAM_RECORD_DIR:-}" ]; then
+        rec="$VFIOCPR_SEAM_RECORD_DIR/guest_$(echo "$k" | tr -c 'A-Za-z0-9\n' _)"
+        mkdir -p "$VFIOCPR_SEAM_RECORD_DIR"
+        rm -f "$rec".*.rec
+        sed -n 's/^# seam-record //p' "$tmp/out-$k" >"$rec.0.rec"
+        echo "# kernel $k: $(grep -c '^scenario ' "$rec.0.rec") seam records into $rec.0.rec"
+    fi
     if [ "$rc" -ne 0 ]; then
         echo "# kernel $k: last lines of the console log:"
         tail -n 30 "$tmp/console-$k.log" 2>/dev/null | sed 's/^/#   /'

@@ -158,7 +158,7 @@ static int irqfd_call(bool real, int vm, int fd, guint32 gsi, guint32 flags)
     struct kvm_irqfd a = { .fd = (guint32)fd, .gsi = gsi, .flags = flags };
     if (real)
         return ioctl(vm, KVM_IRQFD, &a) == 0 ? 0 : -errno;
-    return vfiocpr_kernel->ioctl(vm, KVM_IRQFD, &a);
+    return seam_unrecorded()->ioctl(vm, KVM_IRQFD, &a);
 }
 
 /* KVM_IRQFD as virt/kvm/eventfd.c has it, asked of the fake's VM and, where there is
@@ -176,9 +176,9 @@ static void irqfd_semantics(bool real)
         int kvm;
         fake_kernel_reset();
         fake_kvm_enable();
-        kvm = vfiocpr_kernel->open("/dev/kvm", O_RDWR | O_CLOEXEC);
+        kvm = seam_unrecorded()->open("/dev/kvm", O_RDWR | O_CLOEXEC);
         g_assert_cmpint(kvm, >=, 0);
-        vm = vfiocpr_kernel->ioctl(kvm, KVM_CREATE_VM, NULL);
+        vm = seam_unrecorded()->ioctl(kvm, KVM_CREATE_VM, NULL);
         g_assert_cmpint(vm, >=, 0);
     }
     e1 = eventfd(0, EFD_CLOEXEC);

@@ -239,7 +239,7 @@ static void test_blocker_user_va(void)
     /* the kernel itself would refuse CHANGE_PROCESS: the probe says so too */
     {
         struct iommu_ioas_change_process cp = { .size = sizeof(cp) };
-        g_assert_cmpint(vfiocpr_kernel->ioctl(vfiocpr_container_fd(m.c),
+        g_assert_cmpint(seam_unrecorded()->ioctl(vfiocpr_container_fd(m.c),
                                               IOMMU_IOAS_CHANGE_PROCESS, &cp), ==, -EINVAL);
     }
     g_assert_cmpint(vfiocpr_dma_unmap(m.c, 0x8000000, 0x10000, &err), ==, 0);
@@ -625,8 +625,8 @@ static void test_irqs_and_kvm_on_cdev(void)
             g_assert_cmpint(vfiocpr_irq_set_msi(m.dev, VFIOCPR_IRQ_MSIX, i, 0xfee00000,
                                                 0x40 + i, false, &err), ==, 0);
         g_assert_cmpint(vfiocpr_finish(m.ctx, NULL, &err), ==, 0);
-        kvm = vfiocpr_kernel->open("/dev/kvm", O_RDWR);
-        vm = vfiocpr_kernel->ioctl(kvm, KVM_CREATE_VM, 0);
+        kvm = seam_unrecorded()->open("/dev/kvm", O_RDWR);
+        vm = seam_unrecorded()->ioctl(kvm, KVM_CREATE_VM, 0);
         g_assert_cmpint(vfiocpr_kvm_attach(m.ctx, vm, 24, NULL, NULL, &err), >=, 0);
         g_assert_no_error(err);
         g_assert_cmpint(fake_kvm_irqfd_gsi(vm, efd[1]), ==, 25);
@@ -753,7 +753,7 @@ static void test_golden_v13_restore(void)
         struct vfio_iommu_type1_dma_unmap un = { .argsz = sizeof(un),
                                                  .flags = VFIO_DMA_UNMAP_FLAG_VADDR |
                                                           VFIO_DMA_UNMAP_FLAG_ALL };
-        g_assert_cmpint(vfiocpr_kernel->ioctl(950, VFIO_IOMMU_UNMAP_DMA, &un), ==, 0);
+        g_assert_cmpint(seam_unrecorded()->ioctl(950, VFIO_IOMMU_UNMAP_DMA, &un), ==, 0);
     }
     fake_vfio_new_process(G_MAXUINT64);
     sfd = tu_state_memfd(blob, true);
@@ -837,37 +837,37 @@ static void test_model(void)
     int ifd, cdev, mf = memfd_create("m", MFD_CLOEXEC), ef = tu_eventfd(0, 0);
 
     g_assert_cmpint(ftruncate(mf, 0x200000), ==, 0);
-    ifd = vfiocpr_kernel->open("/dev/iommu", O_RDWR);
-    g_assert_cmpint(vfiocpr_kernel->ioctl(ifd, IOMMU_IOAS_ALLOC, &a), ==, 0);
+    ifd = seam_unrecorded()->open("/dev/iommu", O_RDWR);
+    g_assert_cmpint(seam_unrecorded()->ioctl(ifd, IOMMU_IOAS_ALLOC, &a), ==, 0);
     {
         struct iommu_ioas_map_file f = { .size = sizeof(f), .flags = IOMMU_IOAS_MAP_FIXED_IOVA,
                                          .ioas_id = a.out_ioas_id, .fd = ef, .length = 0x1000 };
-        g_assert_cmpint(vfiocpr_kernel->ioctl(ifd, IOMMU_IOAS_MAP_FILE, &f), ==, -EINVAL);
+        g_assert_cmpint(seam_unrecorded()->ioctl(ifd, IOMMU_IOAS_MAP_FILE, &f), ==, -EINVAL);
         f.fd = mf;
         f.length = 0x200000;
-        g_assert_cmpint(vfiocpr_kernel->ioctl(ifd, IOMMU_IOAS_MAP_FILE, &f), ==, 0);
-        g_assert_cmpint(vfiocpr_kernel->ioctl(ifd, IOMMU_IOAS_MAP_FILE, &f), ==, -EEXIST);
+        g_assert_cmpint(seam_unrecorded()->ioctl(ifd, IOMMU_IOAS_MAP_FILE, &f), ==, 0);
+        g_assert_cmpint(seam_unrecorded()->ioctl(ifd, IOMMU_IOAS_MAP_FILE, &f), ==, -EEXIST);
     }
-    g_assert_cmpint(vfiocpr_kernel->ioctl(ifd, IOMMU_IOAS_CHANGE_PROCESS, &cp), ==, 0);
+    g_assert_cmpint(seam_unrecorded()->ioctl(ifd, IOMMU_IOAS_CHANGE_PROCESS, &cp), ==, 0);
     fake_vfio_new_process(0x1000);
-    g_assert_cmpint(vfiocpr_kernel->ioctl(ifd, IOMMU_IOAS_CHANGE_PROCESS, &cp), ==, -ENOMEM);
+    g_assert_cmpint(seam_unrecorded()->ioctl(ifd, IOMMU_IOAS_CHANGE_PROCESS, &cp), ==, -ENOMEM);
     g_assert_cmpuint(fake_kernel_locked(), ==, 0);
     fake_kernel_set_locked_limit(G_MAXUINT64);
-    g_assert_cmpint(vfiocpr_kernel->ioctl(ifd, IOMMU_IOAS_CHANGE_PROCESS, &cp), ==, 0);
+    g_assert_cmpint(seam_unrecorded()->ioctl(ifd, IOMMU_IOAS_CHANGE_PROCESS, &cp), ==, 0);
     g_assert_cmpuint(fake_kernel_locked(), ==, 0x200000);
-    cdev = vfiocpr_kernel->open("/dev/vfio/devices/vfio12", O_RDWR);
+    cdev = seam_unrecorded()->open("/dev/vfio/devices/vfio12", O_RDWR);
     g_assert_cmpint(cdev, >=, 0);
     {
         struct vfio_device_bind_iommufd b = { .argsz = sizeof(b), .iommufd = ifd };
         struct vfio_region_info ri = { .argsz = sizeof(ri) };
-        g_assert_cmpint(vfiocpr_kernel->ioctl(cdev, VFIO_DEVICE_GET_REGION_INFO, &ri), ==, -EINVAL);
-        g_assert_cmpint(vfiocpr_kernel->ioctl(cdev, VFIO_DEVICE_BIND_IOMMUFD, &b), ==, 0);
-        g_assert_cmpint(vfiocpr_kernel->ioctl(cdev, VFIO_DEVICE_BIND_IOMMUFD, &b), ==, -EINVAL);
-        g_assert_cmpint(vfiocpr_kernel->ioctl(cdev, VFIO_DEVICE_GET_REGION_INFO, &ri), ==, 0);
+        g_assert_cmpint(seam_unrecorded()->ioctl(cdev, VFIO_DEVICE_GET_REGION_INFO, &ri), ==, -EINVAL);
+        g_assert_cmpint(seam_unrecorded()->ioctl(cdev, VFIO_DEVICE_BIND_IOMMUFD, &b), ==, 0);
+        g_assert_cmpint(seam_unrecorded()->ioctl(cdev, VFIO_DEVICE_BIND_IOMMUFD, &b), ==, -EINVAL);
+        g_assert_cmpint(seam_unrecorded()->ioctl(cdev, VFIO_DEVICE_GET_REGION_INFO, &ri), ==, 0);
     }
-    g_assert_cmpint(vfiocpr_kernel->close(cdev), ==, 0);
+    g_assert_cmpint(seam_unrecorded()->close(cdev), ==, 0);
     g_assert_cmpuint(fake_vfio_device_closes(), ==, 1);
-    g_assert_cmpint(vfiocpr_kernel->close(ifd), ==, 0);
+    g_assert_cmpint(seam_unrecorded()->close(ifd), ==, 0);
     g_assert_cmpuint(fake_kernel_locked(), ==, 0);
     close(mf);
     close(ef);

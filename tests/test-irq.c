@@ -23,8 +23,8 @@ typedef struct {
 
 static int kvm_vm(void)
 {
-    int kvm = vfiocpr_kernel->open("/dev/kvm", O_RDWR);
-    int vm = vfiocpr_kernel->ioctl(kvm, KVM_CREATE_VM, NULL);
+    int kvm = seam_unrecorded()->open("/dev/kvm", O_RDWR);
+    int vm = seam_unrecorded()->ioctl(kvm, KVM_CREATE_VM, NULL);
     g_assert_cmpint(vm, >=, 0);
     return vm;
 }
@@ -136,7 +136,7 @@ static void test_negative_control_rerequest(void)
     g_assert_cmpint(vmm_start(&m, &err), ==, 0);
     for (unsigned i = 0; i < NVEC; i++)
         fd[i] = m.fds[i];
-    g_assert_cmpint(vfiocpr_kernel->ioctl(vfiocpr_device_fd(m.d), VFIO_DEVICE_SET_IRQS,
+    g_assert_cmpint(seam_unrecorded()->ioctl(vfiocpr_device_fd(m.d), VFIO_DEVICE_SET_IRQS,
                                           &(struct { struct vfio_irq_set s; int f[NVEC]; }){
                                               .s = { .argsz = sizeof(struct vfio_irq_set) + sizeof(fd),
                                                      .flags = VFIO_IRQ_SET_DATA_EVENTFD |

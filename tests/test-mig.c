@@ -380,30 +380,30 @@ static void test_device_model(void)
 
     open_model(&x, &fake_pci_nvme, F_SC, BDF, 12);
     dfd = vfiocpr_device_fd(x.d);
-    g_assert_cmpint(vfiocpr_kernel->ioctl(dfd, VFIO_DEVICE_GET_INFO, &di), ==, 0);
+    g_assert_cmpint(seam_unrecorded()->ioctl(dfd, VFIO_DEVICE_GET_INFO, &di), ==, 0);
     g_assert_cmpuint(di.flags, ==, VFIO_DEVICE_FLAGS_PCI | VFIO_DEVICE_FLAGS_RESET);
     g_assert_cmpuint(di.num_regions, ==, VFIO_PCI_NUM_REGIONS);
     g_assert_cmpuint(di.num_irqs, ==, VFIO_PCI_NUM_IRQS);
-    g_assert_cmpint(vfiocpr_kernel->ioctl(dfd, VFIO_DEVICE_GET_REGION_INFO, &ri), ==, 0);
+    g_assert_cmpint(seam_unrecorded()->ioctl(dfd, VFIO_DEVICE_GET_REGION_INFO, &ri), ==, 0);
     g_assert_cmpuint(ri.size, ==, PCI_CFG_SPACE_EXP_SIZE);
     g_assert_false(ri.flags & VFIO_REGION_INFO_FLAG_MMAP);
-    g_assert_cmpint(vfiocpr_kernel->pread(dfd, cfg, sizeof(cfg), (off_t)ri.offset), ==, sizeof(cfg));
+    g_assert_cmpint(seam_unrecorded()->pread(dfd, cfg, sizeof(cfg), (off_t)ri.offset), ==, sizeof(cfg));
     g_assert_cmphex(le16(cfg + PCI_VENDOR_ID), ==, 0x1b36);
     g_assert_cmphex(le16(cfg + PCI_DEVICE_ID), ==, 0x0010);
     g_assert_cmphex(cfg[PCI_CLASS_PROG] | le16(cfg + PCI_CLASS_DEVICE) << 8, ==, 0x010802);
     g_assert_cmphex(le16(cfg + PCI_SUBSYSTEM_VENDOR_ID), ==, 0x1af4);
     g_assert_cmphex(le16(cfg + PCI_COMMAND), ==, 0);
     /* the command register takes a write, the ids do not; a reset restores it */
-    g_assert_cmpint(vfiocpr_kernel->pwrite(dfd, w, 2, (off_t)ri.offset + PCI_COMMAND), ==, 2);
-    g_assert_cmpint(vfiocpr_kernel->pwrite(dfd, w, 2, (off_t)ri.offset + PCI_VENDOR_ID), ==, 2);
-    g_assert_cmpint(vfiocpr_kernel->pread(dfd, cfg, 8, (off_t)ri.offset), ==, 8);
+    g_assert_cmpint(seam_unrecorded()->pwrite(dfd, w, 2, (off_t)ri.offset + PCI_COMMAND), ==, 2);
+    g_assert_cmpint(seam_unrecorded()->pwrite(dfd, w, 2, (off_t)ri.offset + PCI_VENDOR_ID), ==, 2);
+    g_assert_cmpint(seam_unrecorded()->pread(dfd, cfg, 8, (off_t)ri.offset), ==, 8);
     g_assert_cmphex(le16(cfg + PCI_COMMAND), ==, PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER);
     g_assert_cmphex(le16(cfg + PCI_VENDOR_ID), ==, 0x1b36);
-    g_assert_cmpint(vfiocpr_kernel->ioctl(dfd, VFIO_DEVICE_RESET, NULL), ==, 0);
-    g_assert_cmpint(vfiocpr_kernel->pread(dfd, cfg, 8, (off_t)ri.offset), ==, 8);
+    g_assert_cmpint(seam_unrecorded()->ioctl(dfd, VFIO_DEVICE_RESET, NULL), ==, 0);
+    g_assert_cmpint(seam_unrecorded()->pread(dfd, cfg, 8, (off_t)ri.offset), ==, 8);
     g_assert_cmphex(le16(cfg + PCI_COMMAND), ==, 0);
     /* past the end of the config space */
-    g_assert_cmpint(vfiocpr_kernel->pread(dfd, cfg, 4, (off_t)ri.offset + PCI_CFG_SPACE_EXP_SIZE),
+    g_assert_cmpint(seam_unrecorded()->pread(dfd, cfg, 4, (off_t)ri.offset + PCI_CFG_SPACE_EXP_SIZE),
                     ==, -EINVAL);
     close_dev(&x);
 }

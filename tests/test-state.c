@@ -263,7 +263,7 @@ static void test_golden_v11_restore(void)
     int sfd;
 
     vfiocpr_unref(golden_v11_cold_start());
-    g_assert_cmpint(vfiocpr_kernel->ioctl(950, VFIO_IOMMU_UNMAP_DMA, &un), ==, 0);
+    g_assert_cmpint(seam_unrecorded()->ioctl(950, VFIO_IOMMU_UNMAP_DMA, &un), ==, 0);
     sfd = tu_state_memfd(blob, true);
     set_state_env(sfd);
     g_assert_cmpint(vfiocpr_new(0, &ctx, &err), ==, 0);
@@ -346,7 +346,7 @@ static void test_golden_v12_restore(void)
     fake_kvm_enable();
     vfiocpr_unref(golden_v12_cold_start());
     g_assert_cmpuint(fake_vfio_ioctls(VFIO_DEVICE_SET_IRQS), ==, 1);
-    g_assert_cmpint(vfiocpr_kernel->ioctl(950, VFIO_IOMMU_UNMAP_DMA, &un), ==, 0);
+    g_assert_cmpint(seam_unrecorded()->ioctl(950, VFIO_IOMMU_UNMAP_DMA, &un), ==, 0);
     set_state_env(tu_state_memfd(blob, true));
     g_assert_cmpint(vfiocpr_new(0, &ctx, &err), ==, 0);
     g_assert_no_error(err);
@@ -359,8 +359,8 @@ static void test_golden_v12_restore(void)
     for (int i = 0; i < 3; i++)
         g_assert_cmpint(fds[i], ==, GOLDEN_V12_EFD0 + i);
     g_assert_cmpuint(fake_vfio_ioctls(VFIO_DEVICE_SET_IRQS), ==, 1); /* none in the new image */
-    kvm = vfiocpr_kernel->open("/dev/kvm", O_RDWR);
-    vm = vfiocpr_kernel->ioctl(kvm, KVM_CREATE_VM, NULL);
+    kvm = seam_unrecorded()->open("/dev/kvm", O_RDWR);
+    vm = seam_unrecorded()->ioctl(kvm, KVM_CREATE_VM, NULL);
     g_assert_cmpint(vfiocpr_kvm_attach(ctx, vm, 64, keep_routes, NULL, &err), ==, 0);
     g_assert_cmpuint(seen_n, ==, 2); /* vector 2 was masked */
     g_assert_cmphex(seen_routes[0].address, ==, 0xfee01000);
@@ -698,6 +698,8 @@ int main(int argc, char **argv)
     g_test_add_data_func("/state/golden-v1.2/every-byte-flip", "state-v1.2.bin",
                          test_golden_every_byte_flip);
     g_test_add_data_func("/state/golden-v1.3/every-byte-flip", "state-v1.3.bin",
+                         test_golden_every_byte_flip);
+    g_test_add_data_func("/state/golden-v1.5/every-byte-flip", "state-v1.5.bin",
                          test_golden_every_byte_flip);
     ADD("/state/golden-v1.2/restore", test_golden_v12_restore);
     ADD("/state/golden-v1.1/decode", test_golden_v11_decode);

@@ -17,7 +17,7 @@ so="$top_builddir/lib/.libs/libvfiocpr.so"
 sym="$top_srcdir/lib/libvfiocpr.sym"
 header="$top_srcdir/include/vfiocpr.h"
 
-echo "1..3"
+echo "1..4"
 if [ ! -f "$so" ]; then
     echo "Bail out! $so not built"
     exit 1
@@ -55,13 +55,17 @@ awk '
             if (t == "") continue
             if (t == "{") {
                 if (prev != "") print prev > nodes
+                node = prev
                 section = ""
             } else if (t == "}") {
                 section = ""
             } else if (t == ":") {
                 section = prev
             } else if (t == ";") {
-                if (section == "global" && prev != "") print prev > listed
+                if (section == "global" && prev != "") {
+                    print prev > listed
+                    print prev, node > listed_nodes
+                }
             } else {
                 prev = t
                 continue
@@ -69,9 +73,9 @@ awk '
             prev = ""
         }
     }
-'  nodes="$tmp/nodes" listed="$tmp/listed.raw" "$sym" ||
+'  nodes="$tmp/nodes" listed="$tmp/listed.raw" listed_nodes="$tmp/listed-nodes" "$sym" ||
     { echo "Bail out! cannot parse $sym"; exit 1; }
-touch "$tmp/nodes" "$tmp/listed.raw"
+touch "$tmp/nodes" "$tmp/listed.raw" "$tmp/listed-nodes"
 sort -u "$tmp/listed.raw" >"$tmp/listed"
 
 # Defined global dynamic symbols, one "name version" per line (version empty when
@@ -161,4 +165,24 @@ if [ -s "$tmp/unversioned" ]; then
     diag "$tmp/unversioned" "exported without a VFIOCPR_ version"
 else
     echo "ok 3 - every exported symbol carries a VFIOCPR_ version node"
+fi
+
+# Each symbol carries the node that lists it as its default version (name@@NODE): a
+# symbol moved to another node, or a new one listed in an old node, changes the ABI
+# of binaries linked against the old one.
+awk '
+    FILENAME == want { node[$1] = $2; next }
+    $2 ~ /^@@/ { have[$1] = substr($2, 3) }
+    END {
+        for (s in node)
+            if (!(s in have)) print s " listed in " node[s] ", exported without a default version"
+            else if (have[s] != node[s]) print s " listed in " node[s] ", exported as " have[s]
+    }
+' want="$tmp/listed-nodes" "$tmp/listed-nodes" "$tmp/exported.ver" | sort >"$tmp/wrong-node"
+if [ -s "$tmp/wrong-node" ]; then
+    echo "not ok 4 - every symbol's default version is the node that lists it"
+    diag "$tmp/wrong-node" "version node mismatch"
+else
+    echo "ok 4 - every symbol's default version is the node that lists it" \
+        "($(awk '$2 == "VFIOCPR_0.3"' "$tmp/listed-nodes" | wc -l) in VFIOCPR_0.3)"
 fi

@@ -681,7 +681,7 @@ while read -r jl; do
     bad=
     need() { case $jl in *"$1"*) ;; *) bad="$bad; no $1" ;; esac; }
     need '{"schema":1,"state":"valid","state_fd":"'
-    need '"format_version":"1.4",'
+    need '"format_version":"1.5",'
     need '"writer":{"name":"libvfiocpr '
     need "\"pid\":$pid,"
     need '"complete":true,"fd_total":7,"fd_counts":{"other":1,"memfd":2,"eventfd":1,"vfio-container":1,"vfio-group":1,"vfio-device":1,"kvm":0,"iommufd":0,"vfio-cdev":0},'
@@ -694,8 +694,12 @@ while read -r jl; do
     need "{\"name\":\"vfio-device:$bdf\",\"id\":0,\"kind\":\"vfio-device\",\"fd\":${dfd:-?}}"
     need '"containers":[{"name":"container0","groups":1,"dma_ranges":1,"dma_bytes":2097152,"remap_pending":true}],'
     need "\"devices\":[{\"name\":\"$bdf\",\"vectors\":1}],\"dma_ranges\":1,\"dma_bytes\":2097152,\"vectors\":1,"
+    # the library's whole description (keys sorted): the container, its mapping, the vector
+    need "\"description\":{\"containers\":[{\"backend\":\"type1\",\"dma-bytes\":2097152,\"dma-ranges\":1,\"fd\":${cfd:-?},\"groups\":[{\"fd\":"
+    need '"pending":true,"vaddr":0}],"name":"container0","remap-pending":1,"status":"unclaimed"}]'
+    need "\"vectors\":[{\"index\":1,\"vector\":0,\"fd\":${efd:-?},\"status\":\"unclaimed\","
     need '"new":"/nonexistent/minivmm-new","fallback":"/bin/minivmm","seccomp":false}'
-    kinds=$(printf '%s\n' "$jl" | grep -o '"kind":"' | wc -l)
+    kinds=$(printf '%s\n' "${jl%%,\"description\":*}" | grep -o '"kind":"' | wc -l)
     [ "$kinds" -eq 7 ] || bad="$bad; $kinds fds listed, not 7"
     if [ -z "$bad" ]; then
         result OK "wrapper: fallback: JSON summary $n: valid, pid $pid, 7 fds: memfd 2 (guest-ram, minivmm-state), vfio-container fd $cfd, vfio-group $group, vfio-device fd $dfd, eventfd fd $efd (irq:$bdf:1), other 1 (control-listen); container0: 1 DMA range, 2 MiB, re-map pending; 1 vector"

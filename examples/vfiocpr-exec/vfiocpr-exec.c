@@ -37,6 +37,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <math.h>
 #include <seccomp.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -79,7 +80,8 @@ enum {
  * does between loading the filter and the execve (write, execve, exit_group).
  * strace of the test's NEW image (test-vfiocpr-exec --vmm-child, Debian 12 x86_64)
  * shows brk, mprotect, arch_prctl, set_tid_address, set_robust_list, rseq, access,
- * getrandom, futex, rt_sigaction and exit_group besides the library's calls; the rest
+ * getrandom, futex, rt_sigaction, munmap (the loader drops ld.so.cache) and exit_group
+ * besides the library's calls (which do not include munmap: it never unmaps); the rest
  * is what tests/test-seccomp found such a program can reach on other paths. A real
  * VMM needs far more (threads, signals, its event loop, KVM_RUN, ...): add them with
  * --seccomp-allow. Names unknown on this architecture are skipped. Keep the man
@@ -89,7 +91,7 @@ static const char *const startup_syscalls[] = {
     "brk", "mprotect", "arch_prctl", "set_tid_address", "set_robust_list", "rseq",
     "access", "faccessat", "faccessat2", "uname", "getrandom",
     /* libc and GLib at run time */
-    "futex", "rt_sigaction", "rt_sigprocmask", "rt_sigreturn", "madvise", "mremap",
+    "futex", "rt_sigaction", "rt_sigprocmask", "rt_sigreturn", "madvise", "mremap", "munmap",
     "getpid", "gettid", "getuid", "geteuid", "getgid", "getegid", "sched_getaffinity",
     "clock_gettime", "sysinfo",
     /* exit */
@@ -301,95 +303,28 @@ static parse_result parse_args(int argc, char **argv, options *o, GError **error
 
 /* ------------------------------------------------------------------ state summary
  *
- * Built from the text of vfiocpr_dump(), the only public description of a state.
- * That text is for humans: names are printed raw, so a name with a newline or a
- * trailing space cannot be read back exactly. Every fd read back is therefore
- * checked with vfiocpr_fd_find() (same fd number) and "complete" says whether the
- * whole description was recovered. Interrupt vectors are not in the text: they are
- * derived from the eventfds the library registers as "irq:DEVICE:INDEX", id VECTOR.
+ * Built from vfiocpr_describe() of the context vfiocpr_new() restored from the
+ * state (what vfiocpr_state_describe_variant() gives for the state memfd): the
+ * library's own structured description of the incoming state (names, ids and numbers exactly, whatever
+ * bytes a name holds), never from the text of vfiocpr_dump(). The fds it lists are
+ * then claimed in the throw-away context with vfiocpr_fd_lookup(), which also checks
+ * the kind of anon-inode fds (eventfd, VFIO device, KVM) that vfiocpr_new() leaves
+ * to the first look-up.
  */
 
-typedef struct {
-    char *name;
-    guint64 id;
-    int kind; /* vfiocpr_fd_kind */
-    int fd;
-    bool verified;
-} fd_info;
+typedef enum { STATE_NONE, STATE_VALID, STATE_INVALID } state_status;
+
+static const char *const status_names[] = { "none", "valid", "invalid" };
 
 typedef struct {
-    char *name;
-    guint groups, dma_ranges;
-    guint64 dma_bytes;
-    bool remap_pending;
-    bool iommufd;      /* else type1 */
-    guint ioas;
-    bool pins_pending; /* iommufd: CHANGE_PROCESS not done yet */
-} container_info;
-
-typedef struct {
-    char *name;
-    guint vectors;
-} device_info;
+    state_status status;
+    const char *state_env; /* VFIOCPR_STATE_FD's value, or NULL */
+    const char *error;     /* why the state is invalid */
+    const char *new_path, *fallback;
+    bool seccomp;
+} run_info;
 
 #define MAX_KINDS 32
-
-typedef struct {
-    bool have_header;
-    guint major, minor;
-    guint64 state_bytes;
-    char *writer, *created;
-    guint64 writer_pid;
-    bool have_counts;
-    guint fd_total;
-    guint fd_counts[MAX_KINDS];
-    GPtrArray *fds;        /* fd_info * */
-    GPtrArray *containers; /* container_info * */
-    GPtrArray *devices;    /* device_info * */
-    guint64 dma_ranges, dma_bytes;
-    guint vectors;
-    guint unparsed_lines;
-    bool complete;
-} summary;
-
-static void fd_info_free(gpointer p)
-{
-    fd_info *f = p;
-    g_free(f->name);
-    g_free(f);
-}
-
-static void container_info_free(gpointer p)
-{
-    container_info *c = p;
-    g_free(c->name);
-    g_free(c);
-}
-
-static void device_info_free(gpointer p)
-{
-    device_info *d = p;
-    g_free(d->name);
-    g_free(d);
-}
-
-static void summary_init(summary *s)
-{
-    memset(s, 0, sizeof(*s));
-    s->fds = g_ptr_array_new_with_free_func(fd_info_free);
-    s->containers = g_ptr_array_new_with_free_func(container_info_free);
-    s->devices = g_ptr_array_new_with_free_func(device_info_free);
-}
-
-static void summary_clear(summary *s)
-{
-    g_free(s->writer);
-    g_free(s->created);
-    g_ptr_array_unref(s->fds);
-    g_ptr_array_unref(s->containers);
-    g_ptr_array_unref(s->devices);
-    memset(s, 0, sizeof(*s));
-}
 
 /* Number of fd kinds this library knows (vfiocpr_fd_kind_to_string() != "unknown"). */
 static int n_kinds(void)
@@ -408,267 +343,130 @@ static int kind_from_string(const char *s)
     return -1;
 }
 
-static bool parse_u64(const char *s, guint64 *out)
+/* Typed look-ups in an a{sv} of the description, with a default when absent. */
+static const char *d_str(GVariant *d, const char *key)
 {
-    return g_ascii_string_to_unsigned(s, 10, 0, G_MAXUINT64, out, NULL);
+    const char *s = NULL;
+    return d && g_variant_lookup(d, key, "&s", &s) ? s : NULL;
 }
 
-/* Splits off the last space-separated token of s (trailing spaces ignored): *tok gets
- * it, s is cut before it (and before the spaces that precede it). */
-static bool pop_token(char *s, char **tok)
+static guint64 d_num(GVariant *d, const char *key)
 {
-    char *end = s + strlen(s), *sp;
+    g_autoptr(GVariant) v = d ? g_variant_lookup_value(d, key, NULL) : NULL;
 
-    while (end > s && end[-1] == ' ')
-        *--end = '\0';
-    sp = strrchr(s, ' ');
-    if (!sp || sp[1] == '\0')
-        return false;
-    *tok = sp + 1;
-    *sp = '\0';
-    while (sp > s && sp[-1] == ' ')
-        *--sp = '\0';
-    return true;
-}
-
-/* "libvfiocpr state format 1.2, 1234 bytes, written by libvfiocpr 0.1.0 (pid 42) at T" */
-static bool parse_header(const char *line, summary *s)
-{
-    static const char pfx[] = "libvfiocpr state format ";
-    const char *p = line + sizeof(pfx) - 1, *by, *pid;
-    int n = 0;
-
-    if (!g_str_has_prefix(line, pfx) ||
-        sscanf(p, "%u.%u, %" SCNu64 " bytes, written by %n", &s->major, &s->minor,
-               &s->state_bytes, &n) != 3 || n == 0)
-        return false;
-    by = p + n;
-    pid = g_strrstr(by, " (pid ");
-    if (!pid)
-        return false;
-    n = 0;
-    if (sscanf(pid, " (pid %" SCNu64 ") at %n", &s->writer_pid, &n) != 1 || n == 0)
-        return false;
-    g_free(s->writer);
-    g_free(s->created);
-    s->writer = g_strndup(by, (gsize)(pid - by));
-    s->created = g_strdup(pid + n);
-    s->have_header = true;
-    return true;
-}
-
-/* "fds: 3 (memfd 1, eventfd 2)" or "fds: 0" */
-static bool parse_fd_counts(const char *line, summary *s)
-{
-    g_autofree char *copy = g_strdup(line + strlen("fds: "));
-    char *paren = strchr(copy, ' ');
-    guint64 total;
-
-    memset(s->fd_counts, 0, sizeof(s->fd_counts));
-    if (paren)
-        *paren++ = '\0';
-    if (!parse_u64(copy, &total) || total > G_MAXUINT)
-        return false;
-    s->fd_total = (guint)total;
-    if (paren) {
-        g_auto(GStrv) parts = NULL;
-        gsize len = strlen(paren);
-        if (len < 2 || paren[0] != '(' || paren[len - 1] != ')')
-            return false;
-        paren[len - 1] = '\0';
-        parts = g_strsplit(paren + 1, ", ", -1);
-        for (gsize i = 0; parts[i]; i++) {
-            char *num;
-            guint64 v;
-            int k;
-            if (!pop_token(parts[i], &num) || !parse_u64(num, &v) ||
-                (k = kind_from_string(parts[i])) < 0 || v > G_MAXUINT)
-                return false;
-            s->fd_counts[k] = (guint)v;
-        }
-    }
-    s->have_counts = true;
-    return true;
-}
-
-/* "  NAME<pad> ID<pad> KIND<pad> fd N<pad>[ claimed| unclaimed]" */
-static bool parse_fd_line(const char *line, summary *s)
-{
-    g_autofree char *copy = g_strdup(line + 2);
-    char *t_fd, *t_fdword, *t_kind, *t_id, *end;
-    guint64 id, fd;
-    int kind;
-    fd_info *f;
-
-    end = copy + strlen(copy);
-    while (end > copy && end[-1] == ' ')
-        *--end = '\0';
-    if (g_str_has_suffix(copy, " unclaimed"))
-        copy[strlen(copy) - strlen(" unclaimed")] = '\0';
-    else if (g_str_has_suffix(copy, " claimed"))
-        copy[strlen(copy) - strlen(" claimed")] = '\0';
-    if (!pop_token(copy, &t_fd) || !pop_token(copy, &t_fdword) || !pop_token(copy, &t_kind) ||
-        !pop_token(copy, &t_id))
-        return false;
-    if (strcmp(t_fdword, "fd") != 0 || !parse_u64(t_fd, &fd) || fd > G_MAXINT ||
-        !parse_u64(t_id, &id) || (kind = kind_from_string(t_kind)) < 0)
-        return false;
-    f = g_new0(fd_info, 1);
-    f->name = g_strdup(copy); /* what is left: the name, its padding already cut */
-    f->id = id;
-    f->kind = kind;
-    f->fd = (int)fd;
-    g_ptr_array_add(s->fds, f);
-    return true;
-}
-
-/* "container 'NAME': G groups, D DMA ranges (B bytes)[, re-map pending]" (type1) or
- * "container 'NAME': iommufd IOAS N[ (pins pending)], D DMA ranges (B bytes)[, ...]" */
-static bool parse_container(const char *line, summary *s)
-{
-    const char *name = line + strlen("container '"), *q = g_strrstr(name, "': ");
-    container_info c = { 0 };
-    const char *p;
-    int n = 0;
-
-    if (!q)
-        return false;
-    p = q + 3;
-    if (sscanf(p, "iommufd IOAS %u%n", &c.ioas, &n) == 1 && n > 0) {
-        c.iommufd = true;
-        p += n;
-        if (g_str_has_prefix(p, " (pins pending)")) {
-            c.pins_pending = true;
-            p += strlen(" (pins pending)");
-        }
-        if (!g_str_has_prefix(p, ", "))
-            return false;
-        p += 2;
-    } else if (sscanf(p, "%u groups, %n", &c.groups, &n) == 1 && n > 0) {
-        p += n;
-    } else {
-        return false;
-    }
-    n = 0;
-    if (sscanf(p, "%u DMA ranges (%" SCNu64 " bytes)%n", &c.dma_ranges, &c.dma_bytes, &n) != 2 ||
-        n == 0)
-        return false;
-    if (p[n] != '\0' && strcmp(p + n, ", re-map pending") != 0)
-        return false;
-    c.remap_pending = p[n] != '\0';
-    c.name = g_strndup(name, (gsize)(q - name));
-    g_ptr_array_add(s->containers, g_memdup2(&c, sizeof(c)));
-    s->dma_ranges += c.dma_ranges;
-    s->dma_bytes += c.dma_bytes;
-    return true;
-}
-
-/* "device 'NAME'" */
-static bool parse_device(const char *line, summary *s)
-{
-    const char *name = line + strlen("device '");
-    size_t len = strlen(name);
-    device_info *d;
-
-    if (len == 0 || name[len - 1] != '\'')
-        return false;
-    d = g_new0(device_info, 1);
-    d->name = g_strndup(name, len - 1);
-    g_ptr_array_add(s->devices, d);
-    return true;
-}
-
-/* Parses the text of vfiocpr_dump(). complete is provisional: verify_fds() settles it. */
-static void parse_dump(const char *text, summary *s)
-{
-    g_auto(GStrv) lines = g_strsplit(text, "\n", -1);
-    bool in_fds = false;
-
-    for (gsize i = 0; lines[i]; i++) {
-        const char *l = lines[i];
-        bool ok;
-
-        if (!*l && !lines[i + 1])
-            break; /* after the final newline */
-        if (in_fds)
-            ok = g_str_has_prefix(l, "  ") && parse_fd_line(l, s);
-        else if (g_str_has_prefix(l, "libvfiocpr state format "))
-            ok = parse_header(l, s);
-        else if (g_str_has_prefix(l, "mode: "))
-            ok = true;
-        else if (g_str_has_prefix(l, "container '"))
-            ok = parse_container(l, s);
-        else if (g_str_has_prefix(l, "device '"))
-            ok = parse_device(l, s);
-        else if (g_str_has_prefix(l, "fds: "))
-            ok = in_fds = parse_fd_counts(l, s);
-        else
-            ok = false;
-        if (!ok)
-            s->unparsed_lines++;
-    }
-    s->complete = s->have_header && s->have_counts && !s->unparsed_lines &&
-                  s->fds->len == s->fd_total;
-}
-
-/* Interrupt vectors: verified eventfds named "irq:DEVICE:INDEX" (INDEX 0-4: INTx, MSI,
- * MSI-X, ERR, REQ) of a listed device; the id is the vector. */
-static void count_vectors(summary *s)
-{
-    s->vectors = 0;
-    for (guint i = 0; i < s->devices->len; i++)
-        ((device_info *)s->devices->pdata[i])->vectors = 0;
-    for (guint i = 0; i < s->fds->len; i++) {
-        fd_info *f = s->fds->pdata[i];
-        const char *colon;
-        if (!f->verified || f->kind != VFIOCPR_FD_EVENTFD || !g_str_has_prefix(f->name, "irq:"))
-            continue;
-        colon = strrchr(f->name, ':');
-        if (colon == f->name + 3 || colon[1] < '0' || colon[1] > '4' || colon[2] != '\0')
-            continue;
-        for (guint k = 0; k < s->devices->len; k++) {
-            device_info *d = s->devices->pdata[k];
-            if (strlen(d->name) == (size_t)(colon - f->name - 4) &&
-                strncmp(d->name, f->name + 4, (size_t)(colon - f->name - 4)) == 0) {
-                d->vectors++;
-                s->vectors++;
-                break;
-            }
-        }
-    }
-}
-
-/* Claims every fd read back from the description in the throw-away context: proves
- * the read-back (same fd number) and checks the kind of anon-inode fds, which
- * vfiocpr_new() leaves to the first vfiocpr_fd_find(). Nothing is closed and no
- * FD_CLOEXEC changes. Returns a negative errno only for a kind mismatch (-EBADFD). */
-static int verify_fds(vfiocpr *ctx, summary *s, GError **error)
-{
-    guint verified = 0;
-
-    for (guint i = 0; i < s->fds->len; i++) {
-        fd_info *f = s->fds->pdata[i];
-        g_autoptr(GError) local = NULL;
-        int r = vfiocpr_fd_find(ctx, f->name, f->id, (vfiocpr_fd_kind)f->kind, &local);
-
-        if (r == -EBADFD) {
-            g_propagate_error(error, g_steal_pointer(&local));
-            return r;
-        }
-        f->verified = r == f->fd;
-        verified += f->verified;
-    }
-    if (verified != s->fds->len) {
-        /* drop what was misread: the JSON lists only exact entries */
-        for (guint i = s->fds->len; i-- > 0;)
-            if (!((fd_info *)s->fds->pdata[i])->verified)
-                g_ptr_array_remove_index(s->fds, i);
-        s->complete = false;
-    }
-    if (verified != vfiocpr_fd_count(ctx))
-        s->complete = false;
-    count_vectors(s);
+    if (!v)
+        return 0;
+    if (g_variant_is_of_type(v, G_VARIANT_TYPE_UINT32))
+        return g_variant_get_uint32(v);
+    if (g_variant_is_of_type(v, G_VARIANT_TYPE_INT32))
+        return (guint64)(gint64)g_variant_get_int32(v);
+    if (g_variant_is_of_type(v, G_VARIANT_TYPE_UINT64))
+        return g_variant_get_uint64(v);
+    if (g_variant_is_of_type(v, G_VARIANT_TYPE_INT64))
+        return (guint64)g_variant_get_int64(v);
+    if (g_variant_is_of_type(v, G_VARIANT_TYPE_BOOLEAN))
+        return g_variant_get_boolean(v);
     return 0;
+}
+
+/* The list of type "a" elem under key: a new reference, an empty one if absent. */
+static GVariant *d_list_of(GVariant *d, const char *key, const char *elem)
+{
+    g_autofree char *t = g_strconcat("a", elem, NULL);
+    GVariant *v = d ? g_variant_lookup_value(d, key, G_VARIANT_TYPE(t)) : NULL;
+    return v ? v : g_variant_ref_sink(g_variant_new_array(G_VARIANT_TYPE(elem), NULL, 0));
+}
+
+static GVariant *d_list(GVariant *d, const char *key)
+{
+    return d_list_of(d, key, "a{sv}");
+}
+
+/* The tuples of vfiocpr_describe()'s long lists (see vfiocpr.h): their types, and
+ * the names the JSON gives their members. */
+#define FD_TUPLE "(stsis)"
+#define FD_GET "(&st&si&s)" /* read with the strings borrowed from the list */
+static const struct {
+    const char *key, *type;
+    const char *names[10];
+} tuples[] = {
+    { "fds", FD_TUPLE, { "name", "id", "kind", "fd", "status" } },
+    { "mappings", "(tttuibt)",
+      { "iova", "size", "offset", "flags", "memfd", "pending", "vaddr" } },
+    { "vectors", "(uuisbtubi)",
+      { "index", "vector", "fd", "status", "has-msi", "msi-address", "msi-data", "masked",
+        "kvm-gsi" } },
+};
+
+/* Claims every fd the description lists in the throw-away context: checks the kind
+ * of anon-inode fds and that the context holds exactly what the description says.
+ * Nothing is closed and no FD_CLOEXEC changes. */
+static int verify_fds(vfiocpr *ctx, GVariant *desc, GError **error)
+{
+    g_autoptr(GVariant) fds = d_list_of(desc, "fds", FD_TUPLE);
+
+    for (gsize i = 0; i < g_variant_n_children(fds); i++) {
+        const char *name, *kind;
+        guint64 id;
+        gint32 want;
+        int k, fd = -1, r;
+
+        g_variant_get_child(fds, i, FD_GET, &name, &id, &kind, &want, NULL);
+        k = kind_from_string(kind);
+        if (k < 0) {
+            g_set_error(error, EXEC_ERROR, EBADMSG, "fd '%s'/%" G_GUINT64_FORMAT ": unknown "
+                        "kind '%s'", name, id, kind);
+            return -EBADMSG;
+        }
+        r = vfiocpr_fd_lookup(ctx, name, id, (vfiocpr_fd_kind)k, &fd, error);
+        if (r < 0)
+            return r;
+        if (r == 0 || fd != want) {
+            g_set_error(error, EXEC_ERROR, EBADMSG, "fd '%s'/%" G_GUINT64_FORMAT ": the "
+                        "description says fd %d, the restored context %s", name, id, want,
+                        r == 0 ? "does not have it" : "another one");
+            return -EBADMSG;
+        }
+    }
+    return 0;
+}
+
+/* Step 1: validates the incoming state without consuming it. On STATE_VALID, *desc
+ * is its description (every fd verified), *ctx the throw-away context and, if dump
+ * is not NULL, *dump its text as NEW will find it (before anything was claimed). */
+static state_status validate_state(const char *state_env, vfiocpr **ctx, GVariant **desc,
+                                   char **dump, GError **error)
+{
+    *ctx = NULL;
+    *desc = NULL;
+    if (!state_env)
+        return STATE_NONE;
+    if (vfiocpr_new(VFIOCPR_NEW_KEEP_STATE, ctx, error) < 0)
+        return STATE_INVALID;
+    /* The context just restored describes the state as vfiocpr_state_describe_variant()
+     * would (tests/test-describe asserts they are equal) without loading it a second
+     * time inside the blackout. */
+    *desc = vfiocpr_describe(*ctx);
+    if (dump)
+        *dump = vfiocpr_dump(*ctx);
+    return verify_fds(*ctx, *desc, error) < 0 ? STATE_INVALID : STATE_VALID;
+}
+
+/* Interrupt vectors of one device (NULL: of every device). */
+static guint count_vectors(GVariant *desc, GVariant *device)
+{
+    g_autoptr(GVariant) devices = d_list(desc, "devices");
+    guint n = 0;
+
+    if (device) {
+        g_autoptr(GVariant) v = g_variant_lookup_value(device, "vectors", NULL);
+        return v && g_variant_is_container(v) ? (guint)g_variant_n_children(v) : 0;
+    }
+    for (gsize i = 0; i < g_variant_n_children(devices); i++) {
+        g_autoptr(GVariant) d = g_variant_get_child_value(devices, i);
+        n += count_vectors(desc, d);
+    }
+    return n;
 }
 
 /* ------------------------------------------------------------------ JSON */
@@ -711,23 +509,153 @@ static void json_key(GString *out, const char *key)
     g_string_append_c(out, ':');
 }
 
-typedef enum { STATE_NONE, STATE_VALID, STATE_INVALID } state_status;
+static gint cmp_entry_key(gconstpointer a, gconstpointer b)
+{
+    g_autoptr(GVariant) ka = g_variant_get_child_value(*(GVariant *const *)a, 0);
+    g_autoptr(GVariant) kb = g_variant_get_child_value(*(GVariant *const *)b, 0);
+    return strcmp(g_variant_get_string(ka, NULL), g_variant_get_string(kb, NULL));
+}
 
-static const char *const status_names[] = { "none", "valid", "invalid" };
+static void json_variant_in(GString *out, GVariant *v, const char *key);
 
-typedef struct {
-    state_status status;
-    const char *state_env; /* VFIOCPR_STATE_FD's value, or NULL */
-    const char *error;     /* why the state is invalid */
-    const char *new_path, *fallback;
-    bool seccomp;
-} run_info;
+static void json_variant(GString *out, GVariant *v)
+{
+    json_variant_in(out, v, NULL);
+}
 
-/* One line of JSON. Schema (version 1): see the man page. */
-static char *summary_json(const summary *s, const run_info *ri)
+/* Any GVariant as JSON: dictionaries with string keys are objects (keys sorted, so
+ * the same description always prints the same), other containers arrays, a variant
+ * its value, a maybe null or its value; numbers in full (64-bit values above 2^53
+ * lose precision in parsers that use doubles; non-finite doubles are null). The
+ * description's lists of tuples (key: the dictionary key they are under) become
+ * lists of objects with the members' names. */
+static void json_variant_in(GString *out, GVariant *v, const char *key)
+{
+    const GVariantType *t = g_variant_get_type(v);
+
+    for (gsize i = 0; key && i < G_N_ELEMENTS(tuples); i++) {
+        g_autofree char *at = g_strconcat("a", tuples[i].type, NULL);
+        if (strcmp(key, tuples[i].key) != 0 || !g_variant_is_of_type(v, G_VARIANT_TYPE(at)))
+            continue;
+        g_string_append_c(out, '[');
+        for (gsize e = 0; e < g_variant_n_children(v); e++) {
+            g_autoptr(GVariant) tuple = g_variant_get_child_value(v, e);
+            g_string_append(out, e ? ",{" : "{");
+            for (gsize m = 0; m < g_variant_n_children(tuple); m++) {
+                g_autoptr(GVariant) member = g_variant_get_child_value(tuple, m);
+                json_key(out, tuples[i].names[m]);
+                json_variant_in(out, member, NULL);
+            }
+            g_string_append_c(out, '}');
+        }
+        g_string_append_c(out, ']');
+        return;
+    }
+
+    switch (g_variant_classify(v)) {
+    case G_VARIANT_CLASS_BOOLEAN:
+        g_string_append(out, g_variant_get_boolean(v) ? "true" : "false");
+        return;
+    case G_VARIANT_CLASS_BYTE:
+        g_string_append_printf(out, "%u", g_variant_get_byte(v));
+        return;
+    case G_VARIANT_CLASS_INT16:
+        g_string_append_printf(out, "%d", g_variant_get_int16(v));
+        return;
+    case G_VARIANT_CLASS_UINT16:
+        g_string_append_printf(out, "%u", g_variant_get_uint16(v));
+        return;
+    case G_VARIANT_CLASS_INT32:
+        g_string_append_printf(out, "%" G_GINT32_FORMAT, g_variant_get_int32(v));
+        return;
+    case G_VARIANT_CLASS_UINT32:
+        g_string_append_printf(out, "%" G_GUINT32_FORMAT, g_variant_get_uint32(v));
+        return;
+    case G_VARIANT_CLASS_INT64:
+        g_string_append_printf(out, "%" G_GINT64_FORMAT, g_variant_get_int64(v));
+        return;
+    case G_VARIANT_CLASS_UINT64:
+        g_string_append_printf(out, "%" G_GUINT64_FORMAT, g_variant_get_uint64(v));
+        return;
+    case G_VARIANT_CLASS_HANDLE:
+        g_string_append_printf(out, "%" G_GINT32_FORMAT, g_variant_get_handle(v));
+        return;
+    case G_VARIANT_CLASS_DOUBLE: {
+        double d = g_variant_get_double(v);
+        char buf[G_ASCII_DTOSTR_BUF_SIZE];
+        if (isfinite(d))
+            g_string_append(out, g_ascii_formatd(buf, sizeof(buf), "%.17g", d));
+        else
+            g_string_append(out, "null");
+        return;
+    }
+    case G_VARIANT_CLASS_STRING:
+    case G_VARIANT_CLASS_OBJECT_PATH:
+    case G_VARIANT_CLASS_SIGNATURE:
+        json_string(out, g_variant_get_string(v, NULL));
+        return;
+    case G_VARIANT_CLASS_VARIANT: {
+        g_autoptr(GVariant) inner = g_variant_get_variant(v);
+        json_variant_in(out, inner, key);
+        return;
+    }
+    case G_VARIANT_CLASS_MAYBE: {
+        g_autoptr(GVariant) inner = g_variant_get_maybe(v);
+        if (inner)
+            json_variant(out, inner);
+        else
+            g_string_append(out, "null");
+        return;
+    }
+    case G_VARIANT_CLASS_ARRAY:
+        if (g_variant_type_is_dict_entry(g_variant_type_element(t)) &&
+            g_variant_type_equal(g_variant_type_key(g_variant_type_element(t)),
+                                 G_VARIANT_TYPE_STRING)) {
+            g_autoptr(GPtrArray) entries = g_ptr_array_new_with_free_func(
+                (GDestroyNotify)g_variant_unref);
+            for (gsize i = 0; i < g_variant_n_children(v); i++)
+                g_ptr_array_add(entries, g_variant_get_child_value(v, i));
+            g_ptr_array_sort(entries, cmp_entry_key);
+            g_string_append_c(out, '{');
+            for (guint i = 0; i < entries->len; i++) {
+                g_autoptr(GVariant) k = g_variant_get_child_value(entries->pdata[i], 0);
+                g_autoptr(GVariant) val = g_variant_get_child_value(entries->pdata[i], 1);
+                json_key(out, g_variant_get_string(k, NULL));
+                json_variant_in(out, val, g_variant_get_string(k, NULL));
+            }
+            g_string_append_c(out, '}');
+            return;
+        }
+        /* any other array is a JSON array */
+        G_GNUC_FALLTHROUGH;
+    case G_VARIANT_CLASS_TUPLE:
+    case G_VARIANT_CLASS_DICT_ENTRY:
+        g_string_append_c(out, '[');
+        for (gsize i = 0; i < g_variant_n_children(v); i++) {
+            g_autoptr(GVariant) c = g_variant_get_child_value(v, i);
+            if (i)
+                g_string_append_c(out, ',');
+            json_variant(out, c);
+        }
+        g_string_append_c(out, ']');
+        return;
+    }
+    g_string_append(out, "null");
+}
+
+/* One line of JSON. Schema (version 1): see the man page. The summary keys come
+ * first, as schema 1 always had them, then the library's whole description. */
+static char *summary_json(GVariant *desc, const run_info *ri)
 {
     GString *o = g_string_new("{");
-    bool have = ri->status == STATE_VALID;
+    bool have = ri->status == STATE_VALID && desc;
+    g_autoptr(GVariant) st = have ? g_variant_lookup_value(desc, "state", G_VARIANT_TYPE_VARDICT)
+                                  : NULL;
+    g_autoptr(GVariant) fds = d_list_of(have ? desc : NULL, "fds", FD_TUPLE);
+    g_autoptr(GVariant) containers = d_list(have ? desc : NULL, "containers");
+    g_autoptr(GVariant) devices = d_list(have ? desc : NULL, "devices");
+    guint counts[MAX_KINDS] = { 0 };
+    guint64 dma_ranges = 0, dma_bytes = 0;
     int nk = n_kinds();
 
     json_key(o, "schema");
@@ -739,99 +667,125 @@ static char *summary_json(const summary *s, const run_info *ri)
     json_key(o, "error");
     json_string(o, ri->error);
     json_key(o, "format_version");
-    if (have && s->have_header)
-        g_string_append_printf(o, "\"%u.%u\"", s->major, s->minor);
+    if (st)
+        g_string_append_printf(o, "\"%u.%u\"", (guint)d_num(st, "format-major"),
+                               (guint)d_num(st, "format-minor"));
     else
         g_string_append(o, "null");
     json_key(o, "state_bytes");
-    if (have && s->have_header)
-        g_string_append_printf(o, "%" G_GUINT64_FORMAT, s->state_bytes);
+    if (st)
+        g_string_append_printf(o, "%" G_GUINT64_FORMAT, d_num(st, "bytes"));
     else
         g_string_append(o, "null");
     json_key(o, "writer");
-    if (have && s->have_header) {
+    if (st) {
+        g_autoptr(GDateTime) when = g_date_time_new_from_unix_utc(
+            (gint64)d_num(st, "created-usec") / G_USEC_PER_SEC);
+        g_autofree char *created = when ? g_date_time_format_iso8601(when) : NULL;
         g_string_append_c(o, '{');
         json_key(o, "name");
-        json_string(o, s->writer);
+        json_string(o, d_str(st, "writer"));
         json_key(o, "pid");
-        g_string_append_printf(o, "%" G_GUINT64_FORMAT, s->writer_pid);
+        g_string_append_printf(o, "%" G_GUINT64_FORMAT, d_num(st, "writer-pid"));
         json_key(o, "created");
-        json_string(o, s->created);
+        json_string(o, created);
         g_string_append_c(o, '}');
     } else {
         g_string_append(o, "null");
     }
+    /* read from the library's description: always exact now */
     json_key(o, "complete");
-    g_string_append(o, !have ? "null" : s->complete ? "true" : "false");
+    g_string_append(o, have ? "true" : "null");
     json_key(o, "fd_total");
-    g_string_append_printf(o, "%u", have ? s->fd_total : 0);
+    g_string_append_printf(o, "%zu", g_variant_n_children(fds));
+    for (gsize i = 0; i < g_variant_n_children(fds); i++) {
+        const char *kind;
+        int k;
+        g_variant_get_child(fds, i, FD_GET, NULL, NULL, &kind, NULL, NULL);
+        k = kind_from_string(kind);
+        if (k >= 0)
+            counts[k]++;
+    }
     json_key(o, "fd_counts");
     g_string_append_c(o, '{');
     for (int k = 0; k < nk; k++) {
         json_key(o, vfiocpr_fd_kind_to_string((vfiocpr_fd_kind)k));
-        g_string_append_printf(o, "%u", have ? s->fd_counts[k] : 0);
+        g_string_append_printf(o, "%u", counts[k]);
     }
     g_string_append_c(o, '}');
     json_key(o, "fds");
     g_string_append_c(o, '[');
-    for (guint i = 0; have && i < s->fds->len; i++) {
-        const fd_info *f = s->fds->pdata[i];
+    for (gsize i = 0; i < g_variant_n_children(fds); i++) {
+        const char *name, *kind;
+        guint64 id;
+        gint32 fd;
+        g_variant_get_child(fds, i, FD_GET, &name, &id, &kind, &fd, NULL);
         g_string_append(o, i ? ",{" : "{");
         json_key(o, "name");
-        json_string(o, f->name);
+        json_string(o, name);
         json_key(o, "id");
-        g_string_append_printf(o, "%" G_GUINT64_FORMAT, f->id);
+        g_string_append_printf(o, "%" G_GUINT64_FORMAT, id);
         json_key(o, "kind");
-        json_string(o, vfiocpr_fd_kind_to_string((vfiocpr_fd_kind)f->kind));
+        json_string(o, kind);
         json_key(o, "fd");
-        g_string_append_printf(o, "%d", f->fd);
+        g_string_append_printf(o, "%d", fd);
         g_string_append_c(o, '}');
     }
     g_string_append_c(o, ']');
     json_key(o, "containers");
     g_string_append_c(o, '[');
-    for (guint i = 0; have && i < s->containers->len; i++) {
-        const container_info *c = s->containers->pdata[i];
+    for (gsize i = 0; i < g_variant_n_children(containers); i++) {
+        g_autoptr(GVariant) c = g_variant_get_child_value(containers, i);
+        g_autoptr(GVariant) groups = d_list(c, "groups");
+        const char *backend = d_str(c, "backend");
         g_string_append(o, i ? ",{" : "{");
         json_key(o, "name");
-        json_string(o, c->name);
+        json_string(o, d_str(c, "name"));
         json_key(o, "groups");
-        g_string_append_printf(o, "%u", c->groups);
+        g_string_append_printf(o, "%zu", g_variant_n_children(groups));
         json_key(o, "dma_ranges");
-        g_string_append_printf(o, "%u", c->dma_ranges);
+        g_string_append_printf(o, "%" G_GUINT64_FORMAT, d_num(c, "dma-ranges"));
         json_key(o, "dma_bytes");
-        g_string_append_printf(o, "%" G_GUINT64_FORMAT, c->dma_bytes);
+        g_string_append_printf(o, "%" G_GUINT64_FORMAT, d_num(c, "dma-bytes"));
         json_key(o, "remap_pending");
-        g_string_append(o, c->remap_pending ? "true" : "false");
-        if (c->iommufd) {
+        g_string_append(o, d_num(c, "remap-pending") ? "true" : "false");
+        if (backend && strcmp(backend, "iommufd") == 0) {
             json_key(o, "backend");
             json_string(o, "iommufd");
             json_key(o, "ioas");
-            g_string_append_printf(o, "%u", c->ioas);
+            g_string_append_printf(o, "%" G_GUINT64_FORMAT, d_num(c, "ioas-id"));
             json_key(o, "pins_pending");
-            g_string_append(o, c->pins_pending ? "true" : "false");
+            g_string_append(o, d_num(c, "pins-pending") ? "true" : "false");
         }
         g_string_append_c(o, '}');
+        dma_ranges += d_num(c, "dma-ranges");
+        dma_bytes += d_num(c, "dma-bytes");
     }
     g_string_append_c(o, ']');
     json_key(o, "devices");
     g_string_append_c(o, '[');
-    for (guint i = 0; have && i < s->devices->len; i++) {
-        const device_info *d = s->devices->pdata[i];
+    for (gsize i = 0; i < g_variant_n_children(devices); i++) {
+        g_autoptr(GVariant) d = g_variant_get_child_value(devices, i);
         g_string_append(o, i ? ",{" : "{");
         json_key(o, "name");
-        json_string(o, d->name);
+        json_string(o, d_str(d, "name"));
         json_key(o, "vectors");
-        g_string_append_printf(o, "%u", d->vectors);
+        g_string_append_printf(o, "%u", count_vectors(desc, d));
         g_string_append_c(o, '}');
     }
     g_string_append_c(o, ']');
     json_key(o, "dma_ranges");
-    g_string_append_printf(o, "%" G_GUINT64_FORMAT, have ? s->dma_ranges : 0);
+    g_string_append_printf(o, "%" G_GUINT64_FORMAT, dma_ranges);
     json_key(o, "dma_bytes");
-    g_string_append_printf(o, "%" G_GUINT64_FORMAT, have ? s->dma_bytes : 0);
+    g_string_append_printf(o, "%" G_GUINT64_FORMAT, dma_bytes);
     json_key(o, "vectors");
-    g_string_append_printf(o, "%u", have ? s->vectors : 0);
+    g_string_append_printf(o, "%u", have ? count_vectors(desc, NULL) : 0);
+    /* everything vfiocpr_describe() documents: mappings, vectors, fds, ... */
+    json_key(o, "description");
+    if (have)
+        json_variant(o, desc);
+    else
+        g_string_append(o, "null");
     json_key(o, "new");
     json_string(o, ri->new_path);
     json_key(o, "fallback");
@@ -842,7 +796,7 @@ static char *summary_json(const summary *s, const run_info *ri)
     return g_string_free(o, FALSE);
 }
 
-static char *summary_text(const summary *s, const run_info *ri, const char *dump)
+static char *summary_text(GVariant *desc, const run_info *ri, const char *dump)
 {
     GString *o = g_string_new(NULL);
 
@@ -852,16 +806,13 @@ static char *summary_text(const summary *s, const run_info *ri, const char *dump
         g_string_append_printf(o, PROG ": incoming state %s=%s is INVALID: %s\n",
                                VFIOCPR_STATE_ENV, ri->state_env, ri->error);
     } else {
-        g_auto(GStrv) lines = g_strsplit(dump, "\n", -1);
+        g_auto(GStrv) lines = g_strsplit(dump ? dump : "", "\n", -1);
         g_string_append_printf(o, PROG ": incoming state %s=%s is valid\n", VFIOCPR_STATE_ENV,
                                ri->state_env);
         for (gsize i = 0; lines[i]; i++)
             if (*lines[i])
                 g_string_append_printf(o, "  %s\n", lines[i]);
-        g_string_append_printf(o, "  interrupt vectors: %u (eventfds registered as "
-                               "irq:DEVICE:INDEX)\n", s->vectors);
-        if (!s->complete)
-            g_string_append(o, "  (some names could not be read back exactly)\n");
+        g_string_append_printf(o, "  interrupt vectors: %u\n", count_vectors(desc, NULL));
     }
     g_string_append_printf(o, PROG ": next: exec %s%s%s%s\n", ri->new_path,
                            ri->fallback ? ", fallback " : "", ri->fallback ? ri->fallback : "",
@@ -1017,9 +968,9 @@ static int run(int argc, char **argv)
     options o = { .seccomp_allow = allow_list };
     g_autoptr(GError) error = NULL;
     g_autoptr(vfiocpr) ctx = NULL;
+    g_autoptr(GVariant) desc = NULL;
     g_autofree char *dump = NULL;
     run_info ri = { 0 };
-    summary s;
     scmp_filter_ctx filter = NULL;
     int r, e;
 
@@ -1055,27 +1006,19 @@ static int run(int argc, char **argv)
     }
 
     /* 1. validate, keeping everything as it is */
-    summary_init(&s);
     ri.state_env = g_getenv(VFIOCPR_STATE_ENV);
     ri.new_path = o.new_argv[0];
     ri.fallback = o.fallback;
     ri.seccomp = o.seccomp;
-    if (!ri.state_env) {
-        ri.status = STATE_NONE;
-    } else if (vfiocpr_new(VFIOCPR_NEW_KEEP_STATE, &ctx, &error) < 0) {
-        ri.status = STATE_INVALID;
-    } else {
-        dump = vfiocpr_dump(ctx);
-        parse_dump(dump, &s);
-        ri.status = verify_fds(ctx, &s, &error) < 0 ? STATE_INVALID : STATE_VALID;
-    }
+    ri.status = validate_state(ri.state_env, &ctx, &desc,
+                               o.summary == SUMMARY_TEXT ? &dump : NULL, &error);
     if (ri.status == STATE_INVALID)
         ri.error = error->message;
 
     /* 2. describe */
     if (o.summary != SUMMARY_NONE) {
-        g_autofree char *text = o.summary == SUMMARY_JSON ? summary_json(&s, &ri)
-                                                          : summary_text(&s, &ri, dump);
+        g_autofree char *text = o.summary == SUMMARY_JSON ? summary_json(desc, &ri)
+                                                          : summary_text(desc, &ri, dump);
         int fd = o.summary == SUMMARY_JSON ? STDOUT_FILENO : STDERR_FILENO;
         r = write_all(fd, text, strlen(text));
         if (r < 0 && fd == STDOUT_FILENO)
@@ -1083,7 +1026,7 @@ static int run(int argc, char **argv)
     }
     /* the context only validated: dropping it closes nothing, changes no flag */
     g_clear_pointer(&ctx, vfiocpr_unref);
-    summary_clear(&s);
+    g_clear_pointer(&desc, g_variant_unref);
     if (ri.status == STATE_INVALID) {
         g_autofree char *msg = g_strdup(ri.error);
         return fail(&o, EXIT_STATE_INVALID, "state-invalid", msg);

@@ -44,6 +44,7 @@
 
 #include "vfiocpr.h"
 #include "guest-util.h"
+#include "../seam-record.h"
 
 /* e1000e registers (82574 datasheet; QEMU hw/net/e1000_regs.h) */
 #define E1000_ICR 0xC0
@@ -512,6 +513,12 @@ int main(int argc, char **argv)
     }
     s = argc > 1 ? argv[1] : "";
     args = argv + (argc > 1 ? 2 : 1);
+    {
+        /* guest-suite.sh: what the real kernel seam saw, for tests/test-seccomp-seen */
+        g_autofree char *name = g_strdup_printf("guest-irq %s %s", iommufd ? "iommufd" : "type1",
+                                                s);
+        seam_record_program(name);
+    }
     if (strcmp(s, "msix-count") == 0)
         r = scenario(s, false, args);
     else if (strcmp(s, "msix-negative") == 0)

@@ -23,6 +23,7 @@
 
 #include "vfiocpr.h"
 #include "guest-util.h"
+#include "../seam-record.h"
 
 #define UUID2 "83b8f4f2-509f-382f-3c1e-e6bfe0fa1002"
 
@@ -76,6 +77,7 @@ int main(void)
     struct stat sb;
 
     setvbuf(stdout, NULL, _IOLBF, 0);
+    seam_record_program("guest-mig"); /* guest-suite.sh: for tests/test-seccomp-seen */
     if (!find_mdev(uuid, sizeof(uuid), NULL))
         bail("no mdev device (is mtty loaded and an instance created?): %s", g_strerror(errno));
     if (vfiocpr_new(0, &ctx, &err) < 0 || vfiocpr_container_open(ctx, "c0", &c, &err) < 0 ||

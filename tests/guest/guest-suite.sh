@@ -93,6 +93,13 @@ minivmm_iommufd() {
     fi
     echo "1..5"
 }
+# guest-cpr, guest-irq and guest-mig record what their kernel seam sees
+# (tests/seam-record.c); printed at the end, each distinct record once, for the
+# host's tests/test-seccomp-seen
+VFIOCPR_SEAM_RECORD_DIR=/tmp/seam-records
+# one boot, one fresh directory: no program may clear another scenario's records
+VFIOCPR_SEAM_RECORD_OWNER=guest-suite
+export VFIOCPR_SEAM_RECORD_DIR VFIOCPR_SEAM_RECORD_OWNER
 run() {
     name=$1
     shift
@@ -104,7 +111,7 @@ run() {
 }
 run smoke /bin/guest-smoke
 for s in edu-msi edu-intx edu-negative rollback group-busy nvme nvme-negative two-ioas \
-         exec-window exec-window-negative nvme-busy memlock; do
+         swap-refused exec-window exec-window-negative nvme-busy memlock; do
     run "$s" /bin/guest-cpr "$s"
 done
 for s in msix-count msix-negative; do
@@ -120,7 +127,7 @@ run cycles /bin/guest-cpr cycles "$cycles"
 if [ "$iommufd" = 1 ]; then
     run iommufd-smoke /bin/guest-iommufd-smoke
     # the same scenario code on the other backend, plus what only iommufd has
-    for s in edu-msi edu-intx edu-negative rollback nvme nvme-negative two-ioas exec-window \
+    for s in edu-msi edu-intx edu-negative rollback nvme nvme-negative two-ioas swap-refused exec-window \
              exec-window-negative nvme-busy pin uva-refused memlock; do
         run "iommufd-$s" /bin/guest-cpr --backend=iommufd "$s"
     done
@@ -138,4 +145,8 @@ if [ "$mig" = 1 ]; then
     run mig-smoke /bin/guest-mig-smoke
     run mig /bin/guest-mig
 fi
+for f in "$VFIOCPR_SEAM_RECORD_DIR"/*.rec; do
+    [ -f "$f" ] && cat "$f"
+done | awk '{ b = b $0 "\n" } /^end$/ { if (!seen[b]++) printf "%s", b; b = "" }' |
+    sed 's/^/# seam-record /'
 exit 0
