@@ -681,13 +681,14 @@ while read -r jl; do
     bad=
     need() { case $jl in *"$1"*) ;; *) bad="$bad; no $1" ;; esac; }
     need '{"schema":1,"state":"valid","state_fd":"'
-    need '"format_version":"1.5",'
+    need '"format_version":"1.6",'
     need '"writer":{"name":"libvfiocpr '
     need "\"pid\":$pid,"
-    need '"complete":true,"fd_total":7,"fd_counts":{"other":1,"memfd":2,"eventfd":1,"vfio-container":1,"vfio-group":1,"vfio-device":1,"kvm":0,"iommufd":0,"vfio-cdev":0},'
+    need '"complete":true,"fd_total":8,"fd_counts":{"other":1,"memfd":3,"eventfd":1,"vfio-container":1,"vfio-group":1,"vfio-device":1,"kvm":0,"iommufd":0,"vfio-cdev":0},'
     need '{"name":"control-listen","id":0,"kind":"other","fd":'
     need '{"name":"guest-ram","id":0,"kind":"memfd","fd":'
     need '{"name":"minivmm-state","id":0,"kind":"memfd","fd":'
+    need '{"name":"vfio-dma-table:container0","id":0,"kind":"memfd","fd":'
     need "{\"name\":\"irq:$bdf:1\",\"id\":0,\"kind\":\"eventfd\",\"fd\":${efd:-?}}"
     need "{\"name\":\"vfio-container:container0\",\"id\":0,\"kind\":\"vfio-container\",\"fd\":${cfd:-?}}"
     need "{\"name\":\"vfio-group\",\"id\":$group,\"kind\":\"vfio-group\",\"fd\":"
@@ -700,9 +701,9 @@ while read -r jl; do
     need "\"vectors\":[{\"index\":1,\"vector\":0,\"fd\":${efd:-?},\"status\":\"unclaimed\","
     need '"new":"/nonexistent/minivmm-new","fallback":"/bin/minivmm","seccomp":false}'
     kinds=$(printf '%s\n' "${jl%%,\"description\":*}" | grep -o '"kind":"' | wc -l)
-    [ "$kinds" -eq 7 ] || bad="$bad; $kinds fds listed, not 7"
+    [ "$kinds" -eq 8 ] || bad="$bad; $kinds fds listed, not 8"
     if [ -z "$bad" ]; then
-        result OK "wrapper: fallback: JSON summary $n: valid, pid $pid, 7 fds: memfd 2 (guest-ram, minivmm-state), vfio-container fd $cfd, vfio-group $group, vfio-device fd $dfd, eventfd fd $efd (irq:$bdf:1), other 1 (control-listen); container0: 1 DMA range, 2 MiB, re-map pending; 1 vector"
+        result OK "wrapper: fallback: JSON summary $n: valid, pid $pid, 8 fds: memfd 3 (guest-ram, minivmm-state, the DMA table), vfio-container fd $cfd, vfio-group $group, vfio-device fd $dfd, eventfd fd $efd (irq:$bdf:1), other 1 (control-listen); container0: 1 DMA range, 2 MiB, re-map pending; 1 vector"
     else
         result NOTOK "wrapper: fallback: JSON summary $n:${bad#;}"
         echo "#   $jl"
