@@ -1011,8 +1011,10 @@ static int scenario_swap(char **args)
                                               (guint64)gn, true);
             g_autofree char *re = g_strdup_printf("'vfio-group'/%d", ge);
             g_autofree char *rn = g_strdup_printf("'vfio-group'/%d", gn);
-            /* whichever record is looked at first: it, and the other group's node */
-            r = refused(g1, re, pn, msg, sizeof(msg)) || refused(g1, rn, pe, msg, sizeof(msg));
+            /* whichever record is looked at first: it, and the other group's node (one
+             * restore, its one message: the registry's order can differ between two) */
+            r = refused(g1, "'vfio-group'/", "/dev/vfio/", msg, sizeof(msg)) &&
+                ((strstr(msg, re) && strstr(msg, pn)) || (strstr(msg, rn) && strstr(msg, pe)));
             ok(r, "swap-refused: group records with swapped fd numbers refused: %s", msg);
             r = refused(g2, pe, pn, msg, sizeof(msg));
             ok(r, "swap-refused: group records swapped whole refused by the fd's path: %s", msg);
