@@ -75,6 +75,8 @@ guint32 vfiocpr_crc32c_sw(guint32 crc, const void *data, size_t len)
 }
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <cpuid.h>
+
 /* SSE4.2 has CRC32C in one instruction: ~10x the table's speed, which matters in
  * the exec blackout for large states (and under emulation even more). */
 __attribute__((target("sse4.2"))) static guint32 crc32c_hw(guint32 crc, const void *data,
@@ -95,14 +97,22 @@ __attribute__((target("sse4.2"))) static guint32 crc32c_hw(guint32 crc, const vo
     return ~(guint32)c;
 }
 
+/* CPUID leaf 1, ECX bit 20 (SSE4.2), asked at the first checksum. Not
+ * __builtin_cpu_supports(): that links libgcc's __cpu_indicator_init, a constructor
+ * that probes every CPU feature in every process loading the library (the library's
+ * largest own cost of an exec cycle, measured), for the one bit needed here. */
+static bool have_sse42(void)
+{
+    unsigned a, b, c, d;
+    return __get_cpuid(1, &a, &b, &c, &d) && (c & bit_SSE4_2);
+}
+
 guint32 vfiocpr_crc32c(guint32 crc, const void *data, size_t len)
 {
-    static int hw = -1;
+    static int hw = -1; /* racing first calls store the same answer */
 
-    if (G_UNLIKELY(hw < 0)) {
-        __builtin_cpu_init();
-        hw = __builtin_cpu_supports("sse4.2");
-    }
+    if (G_UNLIKELY(hw < 0))
+        hw = have_sse42();
     return hw ? crc32c_hw(crc, data, len) : vfiocpr_crc32c_sw(crc, data, len);
 }
 #else
