@@ -170,15 +170,56 @@ const vfiocpr_key_def vfiocpr_state_keys[VFIOCPR_KEY_COUNT] = {
 #undef X
 };
 
+static __thread struct {
+    GVariant *payload; /* referenced while the index is up */
+    GVariant *value[VFIOCPR_SEC_COUNT];
+} sec_index;
+
+void vfiocpr_section_index_begin(GVariant *payload)
+{
+    GVariantIter it;
+    const char *key;
+    GVariant *value;
+
+    vfiocpr_section_index_end();
+    sec_index.payload = g_variant_ref(payload);
+    g_variant_iter_init(&it, payload);
+    while (g_variant_iter_next(&it, "{&sv}", &key, &value)) {
+        const vfiocpr_section_def *def = vfiocpr_section_find(key);
+        gsize id = def ? (gsize)(def - vfiocpr_state_sections) : VFIOCPR_SEC_COUNT;
+        if (id < VFIOCPR_SEC_COUNT && !sec_index.value[id])
+            sec_index.value[id] = value;
+        else
+            g_variant_unref(value);
+    }
+}
+
+void vfiocpr_section_index_end(void)
+{
+    for (gsize i = 0; i < VFIOCPR_SEC_COUNT; i++)
+        g_clear_pointer(&sec_index.value[i], g_variant_unref);
+    g_clear_pointer(&sec_index.payload, g_variant_unref);
+}
+
 GVariant *vfiocpr_section_lookup(GVariant *payload, vfiocpr_section_id id)
 {
+    if (payload == sec_index.payload) {
+        GVariant *v = sec_index.value[id];
+        return v && g_variant_is_of_type(v, G_VARIANT_TYPE(vfiocpr_state_sections[id].type))
+                   ? g_variant_ref(v)
+                   : NULL;
+    }
     return g_variant_lookup_value(payload, vfiocpr_state_sections[id].name,
                                   G_VARIANT_TYPE(vfiocpr_state_sections[id].type));
 }
 
 bool vfiocpr_section_present(GVariant *payload, vfiocpr_section_id id)
 {
-    g_autoptr(GVariant) v = g_variant_lookup_value(payload, vfiocpr_state_sections[id].name, NULL);
+    g_autoptr(GVariant) v = NULL;
+
+    if (payload == sec_index.payload)
+        return sec_index.value[id] != NULL;
+    v = g_variant_lookup_value(payload, vfiocpr_state_sections[id].name, NULL);
     return v != NULL;
 }
 
