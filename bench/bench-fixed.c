@@ -7,7 +7,10 @@
  * on its own, median of many runs; also how many seam ops of each interesting kind
  * the restore issued (fd_path = readlink of /proc/self/fd/N).
  *
- *   bench-fixed [--backend type1|iommufd]... [--runs N]
+ *   bench-fixed [--backend type1|iommufd]... [--runs N]              fake kernel
+ *   bench-fixed --device BDF|auto [--backend type1|iommufd]... [--runs N]
+ *                                        real kernel (the guest), a device bound to
+ *                                        vfio-pci (auto: the first one bound)
  *
  * Like bench-cpr, everything runs in this process with execve replaced by a hook,
  * so the code is warm: what is measured is the library's own work, not first-use
@@ -29,6 +32,7 @@
 #define PAGE 4096ull
 #define IOVA0 0x100000ull
 
+static bool real;
 static const char *bdf = "0000:00:03.0";
 static vfiocpr_backend backend = VFIOCPR_BACKEND_TYPE1;
 
@@ -144,10 +148,12 @@ static void run(result *res)
     char *argv[] = { (char *)"new-vmm", NULL };
     double t;
 
-    fake_kernel_reset();
-    fake_vfio_add_group(12, bdf, false);
-    fake_kernel_set_memlock(G_MAXUINT64, true);
-    fake_iommufd_enable(true);
+    if (!real) {
+        fake_kernel_reset();
+        fake_vfio_add_group(12, bdf, false);
+        fake_kernel_set_memlock(G_MAXUINT64, true);
+        fake_iommufd_enable(true);
+    }
     install();
     g_unsetenv(VFIOCPR_STATE_ENV);
     vmm_start(&m);
@@ -223,6 +229,9 @@ int main(int argc, char **argv)
                 list[n_list++] = VFIOCPR_BACKEND_IOMMUFD;
             else
                 goto usage;
+        } else if (strcmp(argv[i], "--device") == 0 && i + 1 < argc) {
+            real = true;
+            bdf = argv[++i];
         } else if (strcmp(argv[i], "--runs") == 0 && i + 1 < argc) {
             runs = atoi(argv[++i]);
             if (runs < 1)
@@ -231,12 +240,28 @@ int main(int argc, char **argv)
             goto usage;
         }
     }
+    if (real && strcmp(bdf, "auto") == 0) {
+        GDir *d = g_dir_open("/sys/bus/pci/drivers/vfio-pci", 0, NULL);
+        const char *e;
+        bdf = NULL;
+        while (d && (e = g_dir_read_name(d)))
+            if (strchr(e, ':') && strchr(e, '.'))
+                bdf = g_strdup(e); /* the last one listed: any bound device */
+        if (d)
+            g_dir_close(d);
+        if (!bdf) {
+            fprintf(stderr, "bench-fixed: no device bound to vfio-pci\n");
+            return 1;
+        }
+    }
     if (!n_list) {
         list[n_list++] = VFIOCPR_BACKEND_TYPE1;
-        list[n_list++] = VFIOCPR_BACKEND_IOMMUFD;
+        if (!real || access("/dev/iommu", F_OK) == 0)
+            list[n_list++] = VFIOCPR_BACKEND_IOMMUFD;
     }
-    printf("libvfiocpr %s: bench-fixed (fake kernel, 1 mapping; median of %d runs, us)\n",
-           PACKAGE_VERSION, runs);
+    printf("libvfiocpr %s: bench-fixed (%s kernel%s%s, 1 mapping; median of %d runs, us)\n",
+           PACKAGE_VERSION, real ? "real" : "fake", real ? ", device " : "", real ? bdf : "",
+           runs);
     printf("(the machine may be shared: the minimum is the cost without interference)\n");
     printf("%-8s %4s %9s %9s %9s %9s %9s %8s %6s %7s\n", "backend", "fds", "prepare", "restore",
            "finish", "total", "min total", "fd_path", "fstat", "ioctls");
@@ -262,6 +287,7 @@ int main(int argc, char **argv)
     }
     return 0;
 usage:
-    fprintf(stderr, "usage: %s [--backend type1|iommufd]... [--runs N]\n", argv[0]);
+    fprintf(stderr, "usage: %s [--device BDF|auto] [--backend type1|iommufd]... [--runs N]\n",
+            argv[0]);
     return 2;
 }

@@ -404,7 +404,12 @@ int vfiocpr_fdreg_validate(vfiocpr_fdreg *reg, int state_fd, GError **error)
                                 e->id, e->fd);
         if ((r = check_identity(e, "restore", error)) < 0)
             return r;
-        e->kind_checked = !vfiocpr_kind_shares_inode(e->kind);
+        /* A kind that may live on the shared anon inode is proven by its link name
+         * when claimed, unless this fd is a device node whose number alone names
+         * the kind (/dev/kvm), as the link name check would decide it too. */
+        e->kind_checked = !vfiocpr_kind_shares_inode(e->kind) ||
+                          (S_ISCHR(e->st.mode) &&
+                           vfiocpr_kernel_kind_from_link("", &e->st) == e->kind);
         /* identity settles these kinds, but only if the type agrees with the kind */
         if (e->kind == VFIOCPR_FD_MEMFD && !S_ISREG(e->st.mode))
             return vfiocpr_fail(error, EBADFD, "state: fd registry: '%s'/%" G_GUINT64_FORMAT

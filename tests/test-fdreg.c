@@ -188,17 +188,31 @@ static void test_restart_claims_and_finish(fixture *f, gconstpointer data)
     g_assert_cmpuint(fake_kernel_calls(FK_CLOEXEC_RANGE), ==, 1);
     for (gsize i = 0; i < G_N_ELEMENTS(fds); i++)
         g_assert_cmpint(fake_kernel_pretend_cloexec(fds[i].fd), ==, 1);
-    /* the VMM of the new image asks only for the device and the RAM */
+    /* validation is one fstat per fd, no link name read: the identity (dev, ino,
+     * rdev, type) settles every kind but those on the shared anon inode */
+    g_assert_cmpuint(fake_kernel_calls(FK_FSTAT), ==, G_N_ELEMENTS(fds) + 1 /* state */);
+    g_assert_cmpuint(fake_kernel_calls(FK_FD_PATH), ==, 0);
+    /* the VMM of the new image asks only for the device and the RAM; the device
+     * fd's kind is an anon inode's, proven by its link name once, when claimed */
+    g_assert_cmpint(vfiocpr_fd_find(ctx, "vfio-device", 0x300, VFIOCPR_FD_VFIO_DEVICE, &err), ==,
+                    903);
+    g_assert_cmpuint(fake_kernel_calls(FK_FD_PATH), ==, 1);
     g_assert_cmpint(vfiocpr_fd_find(ctx, "vfio-device", 0x300, VFIOCPR_FD_VFIO_DEVICE, &err), ==,
                     903);
     g_assert_cmpint(vfiocpr_fd_find(ctx, "guest-ram", 0, VFIOCPR_FD_MEMFD, &err), ==, 900);
+    g_assert_cmpint(vfiocpr_fd_find(ctx, "vfio-container", 0, VFIOCPR_FD_VFIO_CONTAINER, &err), ==,
+                    901);
+    g_assert_cmpint(vfiocpr_fd_find(ctx, "vfio-group", 12, VFIOCPR_FD_VFIO_GROUP, &err), ==, 902);
+    g_assert_cmpint(vfiocpr_fd_find(ctx, "kvm", 0, VFIOCPR_FD_KVM, &err), ==, 907);
+    g_assert_cmpuint(fake_kernel_calls(FK_FD_PATH), ==, 1); /* claimed once, others by fstat */
+    g_assert_cmpuint(fake_kernel_calls(FK_FSTAT), ==, G_N_ELEMENTS(fds) + 1);
     /* a wrong kind is refused and does not claim */
-    assert_fails(vfiocpr_fd_find(ctx, "kvm", 0, VFIOCPR_FD_EVENTFD, &err), &err, EBADFD, NULL);
-    g_assert_cmpint(vfiocpr_finish(ctx, &unclaimed, &err), ==, 7);
-    g_assert_cmpuint(g_strv_length(unclaimed), ==, 7);
+    assert_fails(vfiocpr_fd_find(ctx, "irq-msix", 0, VFIOCPR_FD_MEMFD, &err), &err, EBADFD, NULL);
+    g_assert_cmpint(vfiocpr_finish(ctx, &unclaimed, &err), ==, 4);
+    g_assert_cmpuint(g_strv_length(unclaimed), ==, 4);
     g_assert_cmpstr(unclaimed[0], ==, "'irq-msix'/0: eventfd fd 904");
-    g_assert_cmpstr(unclaimed[3], ==, "'kvm'/0: kvm fd 907");
-    g_assert_cmpstr(unclaimed[6], ==, "'vfio-group'/12: vfio-group fd 902");
+    g_assert_cmpstr(unclaimed[2], ==, "'irq-msix'/2: eventfd fd 906");
+    g_assert_cmpstr(unclaimed[3], ==, "'log'/0: other fd 908");
     /* none closed, all still registered: the next exec preserves them again */
     g_assert_cmpuint(fake_kernel_calls(FK_CLOSE), ==, 1); /* the state memfd only */
     g_assert_cmpuint(vfiocpr_fd_count(ctx), ==, G_N_ELEMENTS(fds));
