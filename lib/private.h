@@ -216,6 +216,10 @@ vfiocpr_fdreg *vfiocpr_fdreg_new(void);
 void vfiocpr_fdreg_free(vfiocpr_fdreg *reg);
 int vfiocpr_fdreg_save(vfiocpr_fdreg *reg, const char *name, guint64 id, int fd,
                        vfiocpr_fd_kind kind, GError **error);
+/* The restore proved the kind of the inherited (name, id) by other means than its
+ * link name (the device checks): its claim reads no link name. */
+void vfiocpr_fdreg_kind_proven(vfiocpr_fdreg *reg, const char *name, guint64 id,
+                               vfiocpr_fd_kind kind);
 /* 1 and *fd_out when registered (claiming an inherited fd), 0 with no error when
  * nothing is registered under (name, id), < 0 on a real failure (wrong kind, ...). */
 int vfiocpr_fdreg_lookup(vfiocpr_fdreg *reg, const char *name, guint64 id,
