@@ -201,12 +201,12 @@ static int load_state(vfiocpr *ctx, int state_fd, const int *received, guint n_r
     VFIOCPR_PROBE(phase__start, probe_s("restore"), probe_s("read state"));
     r = vfiocpr_state_read_fd(state_fd, &blob, error);
     if (r == 0)
-        r = vfiocpr_state_decode(blob, &ctx->incoming, &ctx->in_major, &ctx->in_minor, error);
+        r = vfiocpr_state_decode_indexed(blob, &ctx->incoming, &ctx->in_major, &ctx->in_minor,
+                                         error);
     VFIOCPR_PROBE(phase__end, probe_s("restore"), probe_s("read state"), r);
     if (r < 0)
         return r;
     ctx->incoming_size = g_bytes_get_size(blob);
-    vfiocpr_section_index_begin(ctx->incoming);
     r = load_sections(ctx, state_fd, received, n_received, error);
     vfiocpr_section_index_end();
     return r;

@@ -251,7 +251,9 @@ static gsize flat_record(const char *type)
     return 0;
 }
 
-static int check_normal_form(GVariant *dict, GError **error)
+/* index, when not NULL, gets each known section's value (the first entry of a
+ * name), from the same walk. */
+static int check_normal_form(GVariant *dict, GVariant **index, GError **error)
 {
     gsize n = g_variant_n_children(dict);
     g_auto(GVariantBuilder) rebuilt = G_VARIANT_BUILDER_INIT(G_VARIANT_TYPE_VARDICT);
@@ -276,6 +278,11 @@ static int check_normal_form(GVariant *dict, GError **error)
             return vfiocpr_fail(error, EBADMSG, "state: payload: entry %zu not in GVariant "
                                 "normal form", i);
         g_variant_builder_add_value(&rebuilt, entry);
+        if (index) {
+            const vfiocpr_section_def *def = vfiocpr_section_find(g_variant_get_string(key, NULL));
+            if (def && !index[def - vfiocpr_state_sections])
+                index[def - vfiocpr_state_sections] = g_variant_ref(value);
+        }
     }
     /* With every entry normal, the dict is normal iff re-framing the same entries
      * gives the same bytes: one copy instead of a walk of every record. */
@@ -312,8 +319,39 @@ static int check_features(GVariant *payload, GError **error)
     return 0;
 }
 
+static int decode(GBytes *blob, GVariant **payload_out, guint16 *major_out, guint16 *minor_out,
+                  GVariant **index, GError **error);
+
 int vfiocpr_state_decode(GBytes *blob, GVariant **payload_out, guint16 *major_out,
                          guint16 *minor_out, GError **error)
+{
+    return decode(blob, payload_out, major_out, minor_out, NULL, error);
+}
+
+int vfiocpr_state_decode_indexed(GBytes *blob, GVariant **payload_out, guint16 *major_out,
+                                 guint16 *minor_out, GError **error)
+{
+    GVariant *index[VFIOCPR_SEC_COUNT] = { NULL };
+    int r = decode(blob, payload_out, major_out, minor_out,
+                   G_BYTE_ORDER == G_LITTLE_ENDIAN ? index : NULL, error);
+
+    vfiocpr_section_index_end();
+    if (r < 0) {
+        for (gsize i = 0; i < VFIOCPR_SEC_COUNT; i++)
+            g_clear_pointer(&index[i], g_variant_unref);
+        return r;
+    }
+    if (G_BYTE_ORDER != G_LITTLE_ENDIAN) {
+        vfiocpr_section_index_begin(*payload_out); /* the values are the swapped ones */
+        return 0;
+    }
+    sec_index.payload = g_variant_ref(*payload_out);
+    memcpy(sec_index.value, index, sizeof(index));
+    return 0;
+}
+
+static int decode(GBytes *blob, GVariant **payload_out, guint16 *major_out, guint16 *minor_out,
+                  GVariant **index, GError **error)
 {
     gsize len;
     const guint8 *p = g_bytes_get_data(blob, &len);
@@ -352,7 +390,7 @@ int vfiocpr_state_decode(GBytes *blob, GVariant **payload_out, guint16 *major_ou
     /* Untrusted from here on: trusted=FALSE and a normal-form check before any use. */
     pbytes = g_bytes_new_from_bytes(blob, hsize, plen);
     v = g_variant_ref_sink(g_variant_new_from_bytes(G_VARIANT_TYPE_VARDICT, pbytes, FALSE));
-    r = check_normal_form(v, error);
+    r = check_normal_form(v, index, error);
     if (r < 0)
         return r;
     if (G_BYTE_ORDER != G_LITTLE_ENDIAN) {
