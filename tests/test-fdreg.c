@@ -293,6 +293,73 @@ static void test_dump_cold(fixture *f, gconstpointer data)
     g_assert_nonnull(strstr(dump, "ram"));
 }
 
+/* Debug messages are formatted only when shown: a writer sees none of the library's
+ * unless G_MESSAGES_DEBUG names the domain (GLib 2.62's g_debug() would format and
+ * hand every one to the writer, which then drops it). */
+static unsigned n_debug;
+static char last_debug[512];
+
+static GLogWriterOutput count_writer(GLogLevelFlags level, const GLogField *fields, gsize n,
+                                     gpointer user_data)
+{
+    const char *domain = NULL, *message = NULL;
+
+    for (gsize i = 0; i < n; i++) {
+        if (strcmp(fields[i].key, "GLIB_DOMAIN") == 0)
+            domain = fields[i].value;
+        if (strcmp(fields[i].key, "MESSAGE") == 0)
+            message = fields[i].value;
+    }
+    if ((level & G_LOG_LEVEL_DEBUG) && g_strcmp0(domain, "vfiocpr") == 0) {
+        n_debug++;
+        g_strlcpy(last_debug, message ? message : "", sizeof(last_debug));
+        return G_LOG_WRITER_HANDLED;
+    }
+    return g_log_writer_default(level, fields, n, user_data);
+}
+
+static void test_log_only_when_shown(fixture *f, gconstpointer data)
+{
+    const char *shown[] = { "vfiocpr", "all", "gio, vfiocpr", "x,vfiocpr,y" };
+    const char *hidden[] = { "vfiocprx", "gio", "", "al" };
+
+    g_log_set_writer_func(count_writer, NULL, NULL);
+    for (gsize i = 0; i < G_N_ELEMENTS(hidden); i++) {
+        g_setenv("G_MESSAGES_DEBUG", hidden[i], TRUE);
+        n_debug = 0;
+        g_assert_cmpint(vfiocpr_fd_find(f->ctx, "nothing", 7, VFIOCPR_FD_MEMFD, NULL), ==,
+                        -ENOENT);
+        g_assert_cmpuint(n_debug, ==, 0);
+    }
+    g_unsetenv("G_MESSAGES_DEBUG");
+    n_debug = 0;
+    g_assert_cmpint(vfiocpr_fd_find(f->ctx, "nothing", 7, VFIOCPR_FD_MEMFD, NULL), ==, -ENOENT);
+    g_assert_cmpuint(n_debug, ==, 0);
+    for (gsize i = 0; i < G_N_ELEMENTS(shown); i++) {
+        g_autoptr(GError) err = NULL;
+        g_setenv("G_MESSAGES_DEBUG", shown[i], TRUE);
+        n_debug = 0;
+        g_assert_cmpint(vfiocpr_fd_find(f->ctx, "nothing", 7, VFIOCPR_FD_MEMFD, NULL), ==,
+                        -ENOENT);
+        g_assert_cmpuint(n_debug, ==, 1);
+        g_assert_nonnull(strstr(last_debug, "'nothing'/7: not registered"));
+        /* with a GError the message is the same, logged once */
+        g_assert_cmpint(vfiocpr_fd_find(f->ctx, "nothing", 7, VFIOCPR_FD_MEMFD, &err), ==,
+                        -ENOENT);
+        g_assert_cmpuint(n_debug, ==, 2);
+        g_assert_nonnull(strstr(err->message, "'nothing'/7: not registered"));
+    }
+    g_unsetenv("G_MESSAGES_DEBUG");
+    /* without a listener the error still carries the whole message */
+    {
+        g_autoptr(GError) err = NULL;
+        g_assert_cmpint(vfiocpr_fd_find(f->ctx, "nothing", 7, VFIOCPR_FD_MEMFD, &err), ==,
+                        -ENOENT);
+        g_assert_error(err, VFIOCPR_ERROR, ENOENT);
+        g_assert_nonnull(strstr(err->message, "'nothing'/7: not registered"));
+    }
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -305,5 +372,6 @@ int main(int argc, char **argv)
     ADD("/fdreg/cloexec-runs", test_cloexec_runs);
     ADD("/fdreg/keep-state", test_keep_state);
     ADD("/fdreg/dump-cold", test_dump_cold);
+    ADD("/fdreg/log-only-when-shown", test_log_only_when_shown); /* sets the writer: last */
     return g_test_run();
 }
