@@ -121,7 +121,7 @@ awk -v kernel="$KERNEL" -v page="$PAGE" '
             lm = pct(kl SUBSEP "blackout", 0.5, cnt[kl]); fm = pct(kf SUBSEP "blackout", 0.5, cnt[kf])
             l9 = pct(kl SUBSEP "blackout", 0.9, cnt[kl]); f9 = pct(kf SUBSEP "blackout", 0.9, cnt[kf])
             printf "%-8s %8d %5d %11.1f %11.1f %6.2f %11.1f %11.1f %6.2f\n", be, n, cnt[kl], lm, fm,
-                   fm > 0 ? lm / fm : 0, l9, f9, f9 > 0 ? l9 / f9 : 0 }
+                   (fm > 0 ? lm / fm : 0), l9, f9, (f9 > 0 ? l9 / f9 : 0) }
         printf "\nphase medians in us (prep: request -> execve; exec: execve -> the new main(); then restore)\n"
         for (o = 1; o <= no; o++) {
             split(order[o], bn, SUBSEP); be = bn[1]; n = bn[2]
