@@ -29,6 +29,7 @@ UPGRADES=${2:-20}
 shift $(($# > 2 ? 2 : $#))
 MAPPINGS=${*:-1 100 10000}
 PAGE=${PAGE:-4k}
+TRACE=${TRACE-1 10000}
 SRC=$(cd "$(dirname "$0")/.." && pwd)
 B=${top_builddir:-.}
 EXTRA=()
@@ -36,6 +37,13 @@ for f in bench/floor-upgrade bench/lib-upgrade; do
     [ -x "$B/$f" ] || { echo "bench-upgrade-guest: no $B/$f (make check TESTS= in the build directory)" >&2; exit 1; }
     EXTRA+=(--extra "$B/$f")
 done
+# the library with GLib and libc static too (configure found static GLib): the same
+# program without the dynamic loader
+PROGS="floor-upgrade lib-upgrade"
+if [ -x "$B/bench/lib-upgrade-static" ]; then
+    EXTRA+=(--extra "$B/bench/lib-upgrade-static")
+    PROGS="floor-upgrade lib-upgrade lib-upgrade-static"
+fi
 KVM=0
 if [ -f "$B/examples/minivmm/minivmm" ] && [ -f "$B/examples/minivmm/minivmm-guest.bin" ]; then
     EXTRA+=(--extra "$B/examples/minivmm/minivmm" --extra "$B/examples/minivmm/minivmm-guest.bin")
@@ -53,18 +61,24 @@ backends=type1
 echo "=== uname \$(uname -r) backends \$backends"
 for be in \$backends; do
     for n in $MAPPINGS; do
-        for prog in floor lib; do
-            /bin/\$prog-upgrade --device "\$bdf" --backend \$be --mappings \$n --page-size $PAGE \\
+        for prog in $PROGS; do
+            /bin/\$prog --device "\$bdf" --backend \$be --mappings \$n --page-size $PAGE \\
                 --upgrades $UPGRADES || echo "=== FAILED \$prog \$be \$n rc=\$?"
         done
     done
-    for prog in floor lib; do
-        if /bin/\$prog-upgrade --device "\$bdf" --backend \$be --mappings 1 --upgrades 1 \\
+    for prog in floor-upgrade lib-upgrade; do
+        if /bin/\$prog --device "\$bdf" --backend \$be --mappings 1 --upgrades 1 \\
             --negative >/tmp/neg.out 2>&1; then
             echo "=== negative \$prog \$be NOT CAUGHT"
         else
             echo "=== negative \$prog \$be caught: \$(grep -o 'check: .*' /tmp/neg.out || tail -1 /tmp/neg.out)"
         fi
+    done
+    # where the library's time goes: its kernel-seam calls, timed, in one upgrade
+    for n in $TRACE; do
+        echo "=== trace \$be \$n"
+        /bin/lib-upgrade --device "\$bdf" --backend \$be --mappings \$n --page-size $PAGE \\
+            --upgrades 1 --trace | grep '^trace ' || echo "=== trace \$be \$n FAILED"
     done
 done
 if [ $KVM = 1 ] && [ -e /dev/kvm ]; then
@@ -89,15 +103,18 @@ awk -v kernel="$KERNEL" -v page="$PAGE" '
         i = int(p * n + 0.999999); if (i < 1) i = 1; if (i > n) i = n
         return a[i] }
     /^=== uname / { uname = $3; next }
-    /^=== FAILED / || / NOT CAUGHT/ || /^=== kvm .* FAILED/ { print; fail = 1; next }
+    /^=== FAILED / || / NOT CAUGHT/ || /^=== (kvm|trace) .* FAILED/ { print; fail = 1; next }
     /^=== negative / { neg[++nneg] = substr($0, 5); next }
     /^=== kvm / { kbe = $3; next }
+    /^=== trace / { tr[++ntr] = ""; tr[++ntr] = "library timeline, " $3 ", " $4 " mapping(s):"; next }
+    /^trace / { tr[++ntr] = $0; next }
     /^upgrade-bench: error/ { print; fail = 1; next }
     /^upgrade-bench: / {
         prog = $2; be = $3; n = $5
         if ($10 != "ok") { print; fail = 1 }
         k = be SUBSEP n SUBSEP prog
         if (!((be, n) in seen)) { seen[be, n] = 1; order[++no] = be SUBSEP n }
+        if (!(prog in isprog)) { isprog[prog] = 1; progs[++np] = prog }
         c = ++cnt[k]
         for (i = 11; i + 1 <= NF && $i != "check:"; i += 2) {
             f = $i; v[k SUBSEP f, c] = $(i + 1)
@@ -110,25 +127,29 @@ awk -v kernel="$KERNEL" -v page="$PAGE" '
         if ($4 != "ok:") kbad[kbe]++
         next }
     END {
-        printf "bench-upgrade-guest: kernel %s (%s), edu, %s pages; whole upgrade blackout in us\n",
+        printf "bench-upgrade-guest: kernel %s (%s), edu, %s pages, one MSI vector; whole upgrade blackout in us\n",
                kernel, uname, page
-        printf "%-8s %8s %5s %11s %11s %6s %11s %11s %6s\n", "backend", "mappings", "runs",
-               "lib median", "floor med", "ratio", "lib p90", "floor p90", "ratio"
+        printf "%-8s %8s %-10s %5s %11s %11s %6s %11s %11s %6s\n", "backend", "mappings", "program",
+               "runs", "median", "floor med", "ratio", "p90", "floor p90", "ratio"
         for (o = 1; o <= no; o++) {
             split(order[o], bn, SUBSEP); be = bn[1]; n = bn[2]
-            kl = be SUBSEP n SUBSEP "library"; kf = be SUBSEP n SUBSEP "floor"
-            if (!cnt[kl] || !cnt[kf]) { printf "%-8s %8s missing results\n", be, n; fail = 1; continue }
-            lm = pct(kl SUBSEP "blackout", 0.5, cnt[kl]); fm = pct(kf SUBSEP "blackout", 0.5, cnt[kf])
-            l9 = pct(kl SUBSEP "blackout", 0.9, cnt[kl]); f9 = pct(kf SUBSEP "blackout", 0.9, cnt[kf])
-            printf "%-8s %8d %5d %11.1f %11.1f %6.2f %11.1f %11.1f %6.2f\n", be, n, cnt[kl], lm, fm,
-                   (fm > 0 ? lm / fm : 0), l9, f9, (f9 > 0 ? l9 / f9 : 0) }
-        printf "\nphase medians in us (prep: request -> execve; exec: execve -> the new main(); then restore)\n"
+            kf = be SUBSEP n SUBSEP "floor"
+            if (!cnt[kf]) { printf "%-8s %8s no floor results\n", be, n; fail = 1; continue }
+            fm = pct(kf SUBSEP "blackout", 0.5, cnt[kf]); f9 = pct(kf SUBSEP "blackout", 0.9, cnt[kf])
+            for (pi = 1; pi <= np; pi++) {
+                prog = progs[pi]; if (prog == "floor") continue
+                kl = be SUBSEP n SUBSEP prog
+                if (!cnt[kl]) { printf "%-8s %8s %-10s no results\n", be, n, prog; fail = 1; continue }
+                lm = pct(kl SUBSEP "blackout", 0.5, cnt[kl]); l9 = pct(kl SUBSEP "blackout", 0.9, cnt[kl])
+                printf "%-8s %8d %-10s %5d %11.1f %11.1f %6.2f %11.1f %11.1f %6.2f\n", be, n, prog,
+                       cnt[kl], lm, fm, (fm > 0 ? lm / fm : 0), l9, f9, (f9 > 0 ? l9 / f9 : 0) } }
+        printf "\nphase medians in us (prep: request -> execve; exec: execve -> the new main(); restore: main -> usable, then its parts)\n"
         for (o = 1; o <= no; o++) {
             split(order[o], bn, SUBSEP); be = bn[1]; n = bn[2]
-            for (pi = 1; pi <= 2; pi++) {
-                prog = pi == 1 ? "library" : "floor"; k = be SUBSEP n SUBSEP prog
+            for (pi = 1; pi <= np; pi++) {
+                prog = progs[pi]; k = be SUBSEP n SUBSEP prog
                 if (!cnt[k]) continue
-                line = sprintf("%-8s %8d %-8s", be, n, prog)
+                line = sprintf("%-8s %8d %-10s", be, n, prog)
                 nf = split(fl[k], fs, " ")
                 for (j = 1; j <= nf; j++)
                     if (fs[j] != "blackout")
@@ -143,5 +164,6 @@ awk -v kernel="$KERNEL" -v page="$PAGE" '
                    pct("kvm" SUBSEP be SUBSEP "pause", 0.5, kn[be]), pct("kvm" SUBSEP be SUBSEP "pause", 0.9, kn[be]),
                    pct("kvm" SUBSEP be SUBSEP "blackout", 0.5, kn[be]), pct("kvm" SUBSEP be SUBSEP "blackout", 0.9, kn[be])
             if (kbad[be]) fail = 1 }
+        for (i = 1; i <= ntr; i++) print tr[i]
         exit fail }
 ' "$T/out"

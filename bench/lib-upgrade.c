@@ -25,10 +25,182 @@
 #include <linux/pci_regs.h>
 #include <linux/vfio.h>
 
+#include "private.h" /* the kernel seam, for --trace */
 #include "vfiocpr.h"
+
+#ifdef LIB_UPGRADE_STATIC
+#define PROG "lib-static"
+#else
+#define PROG "library"
+#endif
 
 static bench_opts opt;
 static struct bench_times *bt;
+
+/* --trace: every call the library makes through its kernel seam (lib/kernel.c),
+ * timed; the gaps between them are the library's own work. The page holds the old
+ * image's preparation and the new image's restore of one upgrade. */
+static const vfiocpr_kernel_ops *base;
+static vfiocpr_kernel_ops traced;
+
+static void tr(const char *op, uint32_t req, uint64_t t0)
+{
+    uint64_t t1 = bench_now_ns();
+    struct bench_trace *e = bt->n_trace ? &bt->trace[bt->n_trace - 1] : NULL;
+
+    if (e && e->req == req && !strcmp(e->op, op)) {
+        e->count++;
+        e->last = t1;
+        return;
+    }
+    if (bt->n_trace == BENCH_TRACE_MAX) {
+        bt->trace_lost++;
+        return;
+    }
+    e = &bt->trace[bt->n_trace++];
+    *e = (struct bench_trace){ .first = t0, .last = t1, .count = 1, .req = req };
+    snprintf(e->op, sizeof(e->op), "%s", op);
+}
+
+#define TR(op, req, call)                                                                      \
+    do {                                                                                       \
+        uint64_t t0_ = bench_now_ns();                                                         \
+        __typeof__(call) r_ = (call);                                                          \
+        tr(op, req, t0_);                                                                      \
+        return r_;                                                                             \
+    } while (0)
+
+static int t_ioctl(int fd, unsigned long req, void *arg)
+{
+    TR("ioctl", (uint32_t)req, base->ioctl(fd, req, arg));
+}
+static int t_open(const char *path, int flags)
+{
+    TR("open", 0, base->open(path, flags));
+}
+static int t_fstat(int fd, vfiocpr_fd_stat *st, off_t *size)
+{
+    TR("fstat", 0, base->fstat(fd, st, size));
+}
+static int t_fd_path(int fd, char *buf, size_t len)
+{
+    TR("fd_path", 0, base->fd_path(fd, buf, len));
+}
+static int t_readlink(const char *path, char *buf, size_t len)
+{
+    TR("readlink", 0, base->readlink(path, buf, len));
+}
+static int t_mmap(int fd, size_t len, int prot, off_t off, void **addr)
+{
+    TR("mmap", 0, base->mmap(fd, len, prot, off, addr));
+}
+static int t_munmap(void *addr, size_t len)
+{
+    TR("munmap", 0, base->munmap(addr, len));
+}
+static int t_memfd_create(const char *name, unsigned int flags)
+{
+    TR("memfd_create", 0, base->memfd_create(name, flags));
+}
+static ssize_t t_pwrite(int fd, const void *buf, size_t len, off_t off)
+{
+    TR("pwrite", 0, base->pwrite(fd, buf, len, off));
+}
+static ssize_t t_pread(int fd, void *buf, size_t len, off_t off)
+{
+    TR("pread", 0, base->pread(fd, buf, len, off));
+}
+static int t_get_seals(int fd)
+{
+    TR("get_seals", 0, base->get_seals(fd));
+}
+static int t_add_seals(int fd, int seals)
+{
+    TR("add_seals", 0, base->add_seals(fd, seals));
+}
+static int t_get_cloexec(int fd)
+{
+    TR("get_cloexec", 0, base->get_cloexec(fd));
+}
+static int t_set_cloexec(int fd, bool on)
+{
+    TR("set_cloexec", 0, base->set_cloexec(fd, on));
+}
+static int t_cloexec_range(int first, int last)
+{
+    TR("cloexec_range", 0, base->cloexec_range(first, last));
+}
+static int t_close(int fd)
+{
+    TR("close", 0, base->close(fd));
+}
+static int t_memlock(guint64 *limit, bool *cap)
+{
+    TR("memlock", 0, base->memlock(limit, cap));
+}
+static int t_eventfd(unsigned int initval, int flags)
+{
+    TR("eventfd", 0, base->eventfd(initval, flags));
+}
+static int t_dir_entry(const char *dir, const char *prefix, char *buf, size_t len)
+{
+    TR("dir_entry", 0, base->dir_entry(dir, prefix, buf, len));
+}
+
+static void trace_install(void)
+{
+    base = vfiocpr_kernel;
+    traced = *base;
+    traced.ioctl = t_ioctl;
+    traced.open = t_open;
+    traced.fstat = t_fstat;
+    traced.fd_path = t_fd_path;
+    traced.readlink = t_readlink;
+    traced.mmap = t_mmap;
+    traced.munmap = t_munmap;
+    traced.memfd_create = t_memfd_create;
+    traced.pwrite = t_pwrite;
+    traced.pread = t_pread;
+    traced.get_seals = t_get_seals;
+    traced.add_seals = t_add_seals;
+    traced.get_cloexec = t_get_cloexec;
+    traced.set_cloexec = t_set_cloexec;
+    traced.cloexec_range = t_cloexec_range;
+    traced.close = t_close;
+    traced.memlock = t_memlock;
+    traced.eventfd = t_eventfd;
+    traced.dir_entry = t_dir_entry;
+    vfiocpr_kernel_set_ops(&traced);
+}
+
+/* The timeline of one upgrade, relative to the request: the program's stamps and
+ * the library's seam calls between them. */
+static void trace_print(unsigned iter)
+{
+    static const char *const names[T_COUNT] = { "request", "execve", "main", "p1", "p2",
+                                                "p3", "p4", "usable" };
+    uint64_t t0 = bt->t[T_REQUEST], prev = t0;
+    unsigned e = 0;
+
+    printf("trace %u: %u entries%s (us from the request; gap: since the previous one ended)\n",
+           iter, bt->n_trace, bt->trace_lost ? ", some lost" : "");
+    for (int s = 0; s < T_COUNT; s++) {
+        for (; e < bt->n_trace && bt->trace[e].first < bt->t[s]; e++) {
+            const struct bench_trace *x = &bt->trace[e];
+            printf("trace %u: %10.1f  gap %9.1f  %-13s", iter, us(t0, x->first), us(prev, x->first),
+                   x->op);
+            if (x->req)
+                printf(" 0x%08x", x->req);
+            else
+                printf("           ");
+            printf(" x%-6u %9.1f us\n", x->count, us(x->first, x->last));
+            prev = x->last;
+        }
+        printf("trace %u: %10.1f  gap %9.1f  [%s]\n", iter, us(t0, bt->t[s]), us(prev, bt->t[s]),
+               names[s]);
+        prev = bt->t[s];
+    }
+}
 
 /* The library's execve (lib/kernel.c): the end of its preparation. */
 int __real_execve(const char *path, char *const argv[], char *const envp[]);
@@ -122,15 +294,21 @@ static void __attribute__((noreturn)) upgrade(vmm *v, unsigned done)
     GError *err = NULL;
     char mappings[16], upgrades[16], iter[16];
     const char *page = opt.page == 4096 ? "4k" : "2m";
-    char *argv[] = { (char *)"lib-upgrade", (char *)"--restart", iter, (char *)"--device",
+    char *argv[] = { (char *)PROG, (char *)"--restart", iter, (char *)"--device",
                      (char *)opt.bdf, (char *)"--backend", (char *)opt.backend,
                      (char *)"--mappings", mappings, (char *)"--page-size", (char *)page,
-                     (char *)"--upgrades", upgrades, opt.negative ? (char *)"--negative" : NULL,
-                     NULL };
+                     (char *)"--upgrades", upgrades, NULL, NULL, NULL };
+    int a = 13;
+
+    if (opt.negative)
+        argv[a++] = (char *)"--negative";
+    if (opt.trace)
+        argv[a++] = (char *)"--trace";
 
     snprintf(mappings, sizeof(mappings), "%u", opt.mappings);
     snprintf(upgrades, sizeof(upgrades), "%u", opt.upgrades);
     snprintf(iter, sizeof(iter), "%u", done);
+    bt->n_trace = bt->trace_lost = 0;
     bt->t[T_REQUEST] = bench_now_ns();
     vfiocpr_exec(v->ctx, "/proc/self/exe", argv, NULL, &err);
     die_err("vfiocpr_exec", err);
@@ -152,6 +330,8 @@ int main(int argc, char **argv)
         argv += 2;
     }
     bench_parse(argc, argv, &opt, bdf, sizeof(bdf));
+    if (opt.trace)
+        trace_install();
     start(&v, restart);
     if (restart) {
         char why[128];
@@ -160,7 +340,9 @@ int main(int argc, char **argv)
 
         bt->t[T_USABLE] = bench_now_ns();
         fail = bench_check(v.bar, v.ram, &opt, v.irq_fd, done, why, sizeof(why));
-        bench_report("library", &opt, done, bt, fail, pn);
+        bench_report(PROG, &opt, done, bt, fail, pn);
+        if (opt.trace)
+            trace_print(done);
         if (fail)
             return 1;
         if (done >= opt.upgrades)

@@ -61,9 +61,21 @@ enum {
     T_USABLE,   /* the device is usable again: the blackout ends */
     T_COUNT
 };
+/* lib-upgrade --trace: the library's calls into its kernel seam, consecutive calls
+ * of one kind (and ioctl request) folded into one entry */
+struct bench_trace {
+    uint64_t first, last; /* start of the first call, end of the last */
+    uint32_t count;
+    uint32_t req;
+    char op[16];
+};
+#define BENCH_TRACE_MAX 4096
 struct bench_times {
     uint64_t t[T_COUNT];
+    uint32_t n_trace, trace_lost;
+    struct bench_trace trace[BENCH_TRACE_MAX];
 };
+#define BENCH_TIMES_SIZE ((sizeof(struct bench_times) + 4095) & ~(size_t)4095)
 
 typedef struct {
     const char *bdf;
@@ -72,6 +84,7 @@ typedef struct {
     uint64_t page;
     unsigned upgrades;
     bool negative; /* the check looks where nothing was mapped: it must fail */
+    bool trace;    /* lib-upgrade: print the library's seam calls of each upgrade */
 } bench_opts;
 
 static inline uint64_t bench_now_ns(void)
@@ -102,11 +115,11 @@ static inline struct bench_times *bench_times_map(bool create)
     void *p;
     if (create) {
         int fd = memfd_create("bench-times", 0);
-        if (fd < 0 || ftruncate(fd, 4096) < 0 || dup2(fd, BENCH_TIMES_FD) < 0)
+        if (fd < 0 || ftruncate(fd, BENCH_TIMES_SIZE) < 0 || dup2(fd, BENCH_TIMES_FD) < 0)
             bench_die("timing memfd");
         close(fd);
     }
-    p = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, BENCH_TIMES_FD, 0);
+    p = mmap(NULL, BENCH_TIMES_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, BENCH_TIMES_FD, 0);
     if (p == MAP_FAILED)
         bench_die("mmap of the timing memfd (fd %d)", BENCH_TIMES_FD);
     return p;
@@ -149,7 +162,7 @@ static inline int bench_find_edu(char *bdf, size_t len)
 static void bench_usage(const char *prog)
 {
     fprintf(stderr, "usage: %s [--device BDF] [--backend type1|iommufd] [--mappings N] "
-            "[--page-size 4k|2m] [--upgrades K] [--negative]\n", prog);
+            "[--page-size 4k|2m] [--upgrades K] [--negative] [--trace]\n", prog);
     exit(2);
 }
 
@@ -162,6 +175,7 @@ static inline void bench_parse(int argc, char **argv, bench_opts *o, char *bdf, 
     o->page = 4096;
     o->upgrades = 20;
     o->negative = false;
+    o->trace = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--device") && v)
@@ -176,6 +190,8 @@ static inline void bench_parse(int argc, char **argv, bench_opts *o, char *bdf, 
             o->upgrades = (unsigned)strtoul(argv[++i], NULL, 0);
         else if (!strcmp(a, "--negative"))
             o->negative = true;
+        else if (!strcmp(a, "--trace"))
+            o->trace = true;
         else
             bench_usage(argv[0]);
     }
