@@ -340,7 +340,9 @@ int main(int argc, char **argv)
 
         bt->t[T_USABLE] = bench_now_ns();
         fail = bench_check(v.bar, v.ram, &opt, v.irq_fd, done, why, sizeof(why));
-        bench_report(PROG, &opt, done, bt, fail, pn);
+        /* the dynamic loader binding every symbol at exec instead of at first call */
+        bench_report(getenv("LD_BIND_NOW") && strcmp(PROG, "lib-static") ? "lib-bindnow" : PROG,
+                     &opt, done, bt, fail, pn);
         if (opt.trace)
             trace_print(done);
         if (fail)
