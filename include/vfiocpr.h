@@ -38,9 +38,11 @@ extern "C" {
  * vectors (MSI messages, INTx GSI); optional: their eventfds are in the registry.
  * 1.3: iommufd containers (IOAS), cdev devices and their mappings by file
  * (required feature "iommufd" whenever one exists). 1.4: a transfer's state names
- * each fd by its index in the fds sent with it (required feature "fd-index"). */
+ * each fd by its index in the fds sent with it (required feature "fd-index").
+ * 1.5: the identity of each device (GET_INFO, BAR sizes, PCI ids), optional: the
+ * restore checks every inherited device fd against it where fdinfo cannot. */
 #define VFIOCPR_STATE_FORMAT_MAJOR 1
-#define VFIOCPR_STATE_FORMAT_MINOR 4
+#define VFIOCPR_STATE_FORMAT_MINOR 5
 
 #define VFIOCPR_ERROR (vfiocpr_error_quark())
 VFIOCPR_EXPORT GQuark vfiocpr_error_quark(void);

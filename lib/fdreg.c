@@ -268,13 +268,20 @@ static int check_identity(entry *e, const char *step, GError **error)
                             ": %s fd %d %s", step, e->name, e->id,
                             vfiocpr_fd_kind_to_string(e->kind), e->fd,
                             r == -EBADF ? "is not open" : "cannot be checked (fstat)");
-    if (!same_file(&st, &e->st))
+    if (!same_file(&st, &e->st)) {
+        /* what the fd is instead, by name (only on this error path) */
+        char desc[256];
+        if (VK(fd_path, e->fd, desc, sizeof(desc)) < 0)
+            g_strlcpy(desc, "?", sizeof(desc));
         return vfiocpr_fail(error, EBADFD, "fd registry: %s '%s'/%" G_GUINT64_FORMAT
-                            ": fd %d is not the recorded %s (recorded dev %" G_GUINT64_FORMAT
-                            " ino %" G_GUINT64_FORMAT " type 0%o, found dev %" G_GUINT64_FORMAT
-                            " ino %" G_GUINT64_FORMAT " type 0%o)", step, e->name, e->id, e->fd,
-                            vfiocpr_fd_kind_to_string(e->kind), e->st.dev, e->st.ino,
-                            e->st.mode & S_IFMT, st.dev, st.ino, st.mode & S_IFMT);
+                            ": fd %d is not the recorded %s: it is %s (recorded dev %"
+                            G_GUINT64_FORMAT " ino %" G_GUINT64_FORMAT " rdev %" G_GUINT64_FORMAT
+                            " type 0%o, found dev %" G_GUINT64_FORMAT " ino %" G_GUINT64_FORMAT
+                            " rdev %" G_GUINT64_FORMAT " type 0%o)", step, e->name, e->id, e->fd,
+                            vfiocpr_fd_kind_to_string(e->kind), desc, e->st.dev, e->st.ino,
+                            e->st.rdev, e->st.mode & S_IFMT, st.dev, st.ino, st.rdev,
+                            st.mode & S_IFMT);
+    }
     return 0;
 }
 

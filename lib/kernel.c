@@ -161,6 +161,33 @@ static int real_readlink(const char *path, char *buf, size_t len)
     return (int)n;
 }
 
+static int real_fdinfo(int fd, char *buf, size_t len)
+{
+    char path[64];
+    size_t have = 0;
+    int f, r = 0;
+
+    snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", fd);
+    f = real_open(path, O_RDONLY);
+    if (f < 0)
+        return f;
+    while (have < len - 1) {
+        ssize_t n = read(f, buf + have, len - 1 - have);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            r = -errno;
+            break;
+        }
+        if (n == 0)
+            break;
+        have += (size_t)n;
+    }
+    close(f); /* read-only procfs file: nothing a failed close could lose */
+    buf[have] = '\0';
+    return r < 0 ? r : (int)have;
+}
+
 static int real_mmap(int fd, size_t len, int prot, off_t off, void **addr)
 {
     void *p = mmap(NULL, len, prot, MAP_SHARED, fd, off);
@@ -393,6 +420,7 @@ static const vfiocpr_kernel_ops real_ops = {
     .shutdown = real_shutdown,
     .getpid = real_getpid,
     .monotonic_ms = real_monotonic_ms,
+    .fdinfo = real_fdinfo,
 };
 
 /* What each real op above may make the kernel see, for the seccomp rules: every
@@ -416,6 +444,7 @@ const vfiocpr_op_syscalls vfiocpr_kernel_op_syscalls[] = {
     { "ioctl", "ioctl", { 0 } }, /* each request is declared on its own */
     { "open", "openat", { 0 } },
     { "readlink", "readlink readlinkat", { 0 } },
+    { "fdinfo", "openat read close", { 0 } },
     { "mmap", "mmap", { 0 } },
     { "munmap", "munmap", { 0 } },
     { "memlock", "prlimit64 capget", { 0 } },

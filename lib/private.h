@@ -70,6 +70,8 @@ typedef struct vfiocpr_kernel_ops {
     int (*shutdown)(int sock);
     guint32 (*getpid)(void);
     gint64 (*monotonic_ms)(void);
+    /* /proc/self/fdinfo/N whole into buf (NUL-terminated, cut at len - 1): its length */
+    int (*fdinfo)(int fd, char *buf, size_t len);
 } vfiocpr_kernel_ops;
 
 /* Installs ops (NULL: the real kernel); returns the previous table. */
@@ -427,6 +429,34 @@ int vfiocpr_device_add(vfiocpr_container *c, int group, const char *name, int fd
 int vfiocpr_device_claim(vfiocpr_container *c, const char *name, vfiocpr_device **out,
                          GError **error);
 void vfiocpr_device_set_iommufd_ids(vfiocpr_device *d, guint32 devid, guint32 hwpt_id);
+/* What a device fd is, as far as the kernel tells without touching the device:
+ * VFIO_DEVICE_GET_INFO (flags, regions, irqs), the PCI ids, class and revision from
+ * config space, and the sizes of the first n_sizes regions (PCI: the BARs, never the
+ * ROM, whose info maps it; written as none, compared when a state has them). Two
+ * functions of the same model and subsystem have equal identities: only fdinfo
+ * tells them apart. */
+#define VFIOCPR_ID_REGIONS 6 /* VFIO_PCI_BAR0..5 */
+typedef struct vfiocpr_device_identity {
+    bool known;
+    guint32 flags, num_regions, num_irqs;
+    guint16 vendor, device, subvendor, subdevice;
+    guint32 class_rev; /* config 0x08: revision, then the class code */
+    guint32 n_sizes;
+    guint64 sizes[VFIOCPR_ID_REGIONS]; /* G_MAXUINT64: the region does not exist */
+} vfiocpr_device_identity;
+int vfiocpr_device_identity_read(int fd, guint n_sizes, vfiocpr_device_identity *id);
+bool vfiocpr_device_identity_equal(const vfiocpr_device_identity *a,
+                                   const vfiocpr_device_identity *b);
+char *vfiocpr_device_identity_to_string(const vfiocpr_device_identity *id);
+/* state 1.5: the identity of every device that has one (section vfio-device-identity) */
+void vfiocpr_devices_serialize_identity(GHashTable *devices, GVariantDict *d);
+/* restore: every preserved device's inherited fd is the device it is recorded for
+ * (fdinfo's vfio-device-syspath where the kernel has it, else the recorded identity;
+ * a state before 1.5 has none: then only fdinfo can check). Touches nothing. */
+int vfiocpr_devices_verify(vfiocpr *ctx, GVariant *payload, GError **error);
+/* after a restore: devices restored from a state without identity get one now,
+ * outside the blackout, for the next upgrade's check (best effort) */
+void vfiocpr_devices_fill_identity(GHashTable *devices);
 vfiocpr_fd_kind vfiocpr_device_kind(const vfiocpr_device *d);
 /* One device's a{sv} for vfiocpr_describe() (vectors, INTx, migration included). */
 GVariant *vfiocpr_device_describe(vfiocpr_device *d);

@@ -97,7 +97,8 @@ extern const vfiocpr_feature_def vfiocpr_state_features[VFIOCPR_FEAT_COUNT];
     X(IOMMUFD_DEVICES, "iommufd-devices", "a(ssuu)", 3, "iommufd", 0,                       \
       VFIOCPR_FEATURE_IOMMUFD)                                                              \
     X(IOMMUFD_DMA, "iommufd-dma", "a" VFIOCPR_RECORD_DMA, 3, "vfio", VFIOCPR_RECORD_DMA_SIZE, \
-      VFIOCPR_FEATURE_IOMMUFD)
+      VFIOCPR_FEATURE_IOMMUFD)                                                              \
+    X(VFIO_DEVICE_IDENTITY, "vfio-device-identity", "a(suuuuuuat)", 5, "device", 0, "")
 
 typedef enum {
 #define VFIOCPR_X_(id, name, type, since, owner, record, feature) VFIOCPR_SEC_##id,

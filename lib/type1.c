@@ -369,6 +369,30 @@ static void t1_serialize(vfiocpr *ctx, GPtrArray *list, GVariantDict *d)
     vfiocpr_section_insert(d, VFIOCPR_SEC_VFIO_DEVICES, g_variant_builder_end(&devices));
 }
 
+/* fstat identity (checked before) tells group fds apart, but a forged record could
+ * carry another group's fd with that group's identity: the fd's path names its
+ * group. One readlink per group. */
+static int check_group_fd(vfiocpr_container *c, guint32 gid, GError **error)
+{
+    int fd = vfiocpr_fdreg_peek(vfiocpr_ctx_fdreg(c->ctx), VFIOCPR_KEY_GROUP, gid);
+    char link[256], want[64], want_noiommu[64];
+    int r;
+
+    if (fd < 0)
+        return vfiocpr_fail(error, EBADMSG, "state: vfio: group %u has no preserved fd", gid);
+    r = VK(fd_path, fd, link, sizeof(link));
+    if (r < 0)
+        return vfiocpr_fail(error, r, "state: vfio: group %u of container '%s': restore: "
+                            "reading the path of inherited fd %d", gid, c->name, fd);
+    snprintf(want, sizeof(want), "/dev/vfio/%u", gid);
+    snprintf(want_noiommu, sizeof(want_noiommu), "/dev/vfio/noiommu-%u", gid);
+    if (strcmp(link, want) != 0 && strcmp(link, want_noiommu) != 0)
+        return vfiocpr_fail(error, EBADFD, "state: vfio: group %u of container '%s': restore: "
+                            "inherited fd %d is %s, not %s: the state's fds are swapped or "
+                            "forged; nothing was touched", gid, c->name, fd, link, want);
+    return 0;
+}
+
 static int t1_deserialize(vfiocpr *ctx, GVariant *payload, GPtrArray *byidx, GError **error)
 {
     vfiocpr_vfio *v = vfiocpr_ctx_vfio(ctx);
@@ -381,6 +405,7 @@ static int t1_deserialize(vfiocpr *ctx, GVariant *payload, GPtrArray *byidx, GEr
     guint32 gid;
     gsize n_names;
     bool dma;
+    int r;
 
     vc = vfiocpr_section_lookup(payload, VFIOCPR_SEC_VFIO_CONTAINERS);
     vg = vfiocpr_section_lookup(payload, VFIOCPR_SEC_VFIO_GROUPS);
@@ -409,6 +434,9 @@ static int t1_deserialize(vfiocpr *ctx, GVariant *payload, GPtrArray *byidx, GEr
             g_hash_table_contains(T(c)->groups, GINT_TO_POINTER((int)gid)))
             return vfiocpr_fail(error, EBADMSG, "state: vfio: group %u of container '%s': "
                                 "unknown container, duplicate or no preserved fd", gid, cname);
+        r = check_group_fd(c, gid, error);
+        if (r < 0)
+            return r;
         g_hash_table_insert(T(c)->groups, GINT_TO_POINTER((int)gid),
                             GINT_TO_POINTER(GROUP_PRESERVED));
     }
@@ -416,7 +444,6 @@ static int t1_deserialize(vfiocpr *ctx, GVariant *payload, GPtrArray *byidx, GEr
     while (g_variant_iter_next(&it, "(&s&su)", &dname, &cname, &gid)) {
         vfiocpr_container *c = g_hash_table_lookup(vfiocpr_vfio_containers(v), cname);
         vfiocpr_device *dev;
-        int r;
         if (!is_type1(c) || !g_hash_table_contains(T(c)->groups, GINT_TO_POINTER((int)gid)) ||
             !*dname || g_hash_table_contains(devices, dname))
             return vfiocpr_fail(error, EBADMSG, "state: vfio: device '%s': unknown container or "
@@ -453,6 +480,7 @@ static void t1_describe(vfiocpr_container *c, GVariantBuilder *out)
 
 static const vfiocpr_decl t1_uses[] = {
     VFIOCPR_OP(open, 0),
+    VFIOCPR_OP(fd_path, 0), /* a restored group fd is /dev/vfio/<its group> */
     VFIOCPR_OP(close, 0),
     VFIOCPR_IOCTL(VFIO_GET_API_VERSION, 0),
     VFIOCPR_IOCTL(VFIO_CHECK_EXTENSION, 0),

@@ -518,6 +518,9 @@ void vfiocpr_vfio_serialize(vfiocpr *ctx, GVariantDict *d, GPtrArray *features)
                                                        dma));
         g_ptr_array_add(features, (gpointer)ops->feature);
     }
+    /* 1.5: what each device fd is, for the restore's swap check (optional: a 1.4
+     * reader ignores it) */
+    vfiocpr_devices_serialize_identity(v->devices, d);
 }
 
 static int deserialize_dma(const vfiocpr_backend_ops *ops, GVariant *payload, GPtrArray *byidx,
@@ -585,7 +588,8 @@ int vfiocpr_vfio_deserialize(vfiocpr *ctx, GVariant *payload, GError **error)
         if (r < 0)
             return r;
     }
-    return 0;
+    /* every device fd is the device it is recorded for (fstat cannot tell) */
+    return vfiocpr_devices_verify(ctx, payload, error);
 }
 
 int vfiocpr_vfio_finish(vfiocpr *ctx, GError **error)
@@ -625,6 +629,7 @@ int vfiocpr_vfio_finish(vfiocpr *ctx, GError **error)
         if (r < 0)
             return r;
     }
+    vfiocpr_devices_fill_identity(v->devices);
     return 0;
 }
 

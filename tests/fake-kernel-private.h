@@ -200,6 +200,10 @@ int fk_cdev_ioctl(fk_obj *o, unsigned long request, void *arg);
 int fk_iommufd_open(const char *path);
 int fk_iommufd_dir_entry(const char *dir, const char *prefix, char *buf, size_t len);
 
+/* ---- device identity (fake-kernel-devid.c) ---- */
+int fk_devid_fdinfo(int fd, char *buf, size_t len);
+void fk_devid_reset(void);
+
 /* ---- KVM (fake-kernel-kvm.c) ---- */
 int fk_kvm_ioctl(int fd, fk_obj *o, unsigned long request, void *arg);
 int fk_kvm_open(const char *path);

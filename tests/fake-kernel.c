@@ -35,7 +35,7 @@ static const char *const names[] = {
     "memfd_create", "pwrite", "pread", "fstat", "fd_path", "get_cloexec", "set_cloexec",
     "cloexec_range", "get_seals", "add_seals", "close", "execve", "ioctl", "open", "readlink",
     "mmap", "munmap", "memlock", "eventfd", "readable", "read", "write", "lseek", "dir_entry",
-    "send_msg", "recv_msg", "wait_readable", "peer_cred", "shutdown", "any",
+    "send_msg", "recv_msg", "wait_readable", "peer_cred", "shutdown", "fdinfo", "any",
 };
 
 const char *fake_kernel_op_name(fk_op op)
@@ -430,6 +430,16 @@ static int f_open(const char *path, int flags)
     return REAL->open(path, flags);
 }
 
+static int f_fdinfo(int fd, char *buf, size_t len)
+{
+    int r;
+
+    ENTER(FK_FDINFO);
+    if ((r = fk_devid_fdinfo(fd, buf, len)) != FK_NOT_MINE)
+        return r;
+    return REAL->fdinfo(fd, buf, len);
+}
+
 static int f_readlink(const char *path, char *buf, size_t len)
 {
     int r;
@@ -598,6 +608,7 @@ static const vfiocpr_kernel_ops fake_ops = {
     .peer_cred = f_peer_cred,
     .shutdown = f_shutdown,
     .getpid = f_getpid,
+    .fdinfo = f_fdinfo,
     .monotonic_ms = f_monotonic_ms,
 };
 
@@ -643,6 +654,7 @@ void fake_kernel_reset(void)
     fk.next_fd = 950;
     fk_type1_reset();
     fk_mig_reset();
+    fk_devid_reset();
     vfiocpr_kernel_set_ops(seam_record_wrap(&fake_ops));
 }
 

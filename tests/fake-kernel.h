@@ -38,6 +38,7 @@ typedef enum {
     FK_WAIT_READABLE,
     FK_PEER_CRED,
     FK_SHUTDOWN,
+    FK_FDINFO,
     FK_N_OPS,
     FK_ANY = FK_N_OPS,
 } fk_op;
@@ -107,6 +108,12 @@ void fake_vfio_set_irq_count(unsigned index, unsigned count, bool noresize);
 unsigned fake_vfio_irq_rerequests(void);
 unsigned fake_vfio_irq_live(int device_fd, unsigned index);
 int fake_vfio_unmask_fd(int device_fd);
+/* ---- what names the device behind a fd (tests/fake-kernel-devid.c): whether
+ * /proc/self/fdinfo/N of a device fd names the device (vfio-device-syspath, Linux
+ * 6.18+; off by default, like 6.1); the PCI model group's device answers with from
+ * now on, through fds already open too (as if another device were behind them). */
+void fake_vfio_set_fdinfo_syspath(bool on);
+void fake_vfio_set_model(int group, const fk_pci_model *model);
 /* ---- KVM model: /dev/kvm, VMs, routing commits, irqfds (EBUSY when assigned twice).
  * Off by default so host tests reach the real /dev/kvm; ioctls on fds the fake does
  * not know go to the real kernel. */

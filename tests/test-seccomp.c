@@ -263,6 +263,8 @@ static int run_op(const char *op, int memfd, int efd, const int *sv, const int *
         return k->open("/dev/null", O_RDONLY) >= 0 ? 0 : 1;
     if (!strcmp(op, "readlink"))
         return k->readlink("/proc/self/exe", buf, sizeof(buf)) > 0 ? 0 : 1;
+    if (!strcmp(op, "fdinfo"))
+        return k->fdinfo(memfd, buf, sizeof(buf)) > 0 ? 0 : 1;
     if (!strcmp(op, "mmap")) {
         void *p;
         return k->mmap(memfd, 4096, PROT_READ, 0, &p);

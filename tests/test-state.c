@@ -699,6 +699,8 @@ int main(int argc, char **argv)
                          test_golden_every_byte_flip);
     g_test_add_data_func("/state/golden-v1.3/every-byte-flip", "state-v1.3.bin",
                          test_golden_every_byte_flip);
+    g_test_add_data_func("/state/golden-v1.5/every-byte-flip", "state-v1.5.bin",
+                         test_golden_every_byte_flip);
     ADD("/state/golden-v1.2/restore", test_golden_v12_restore);
     ADD("/state/golden-v1.1/decode", test_golden_v11_decode);
     ADD("/state/golden-v1.1/restore", test_golden_v11_restore);

@@ -681,7 +681,7 @@ while read -r jl; do
     bad=
     need() { case $jl in *"$1"*) ;; *) bad="$bad; no $1" ;; esac; }
     need '{"schema":1,"state":"valid","state_fd":"'
-    need '"format_version":"1.4",'
+    need '"format_version":"1.5",'
     need '"writer":{"name":"libvfiocpr '
     need "\"pid\":$pid,"
     need '"complete":true,"fd_total":7,"fd_counts":{"other":1,"memfd":2,"eventfd":1,"vfio-container":1,"vfio-group":1,"vfio-device":1,"kvm":0,"iommufd":0,"vfio-cdev":0},'

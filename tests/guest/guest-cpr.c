@@ -33,6 +33,11 @@
  *                            after restoring, one that hangs, one that refuses: after
  *                            each the old one carries on (DMA at its addresses, its
  *                            interrupt delivered once, not reset); then a good one
+ *   guest-cpr swap-refused   edu and nvme: the new image is given the old one's state
+ *                            with the two device records' fds swapped (checksums
+ *                            recomputed); the restore refuses it naming both, the
+ *                            nvme controller is not reset, and the honest state then
+ *                            restores (type1: a swapped group record is refused too)
  *   guest-cpr demo           the same as edu-msi, told in words for a person
  * With --backend=iommufd first (guest-cpr --backend=iommufd edu-msi) every container
  * is an iommufd IOAS and every device its vfio cdev; the scenarios are the same code.
@@ -58,6 +63,7 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -65,6 +71,7 @@
 #include <linux/capability.h>
 
 #include "vfiocpr.h"
+#include "private.h" /* the state codec, to forge a state as an attacker could */
 #include "vfio-compat.h"
 #include "guest-util.h"
 #include "../seam-record.h"
@@ -834,6 +841,183 @@ static int scenario_two(char **args)
     r = nvme_identify(&n, &irqs) && irqs == 1;
     ok(r, "two-ioas: nvme Identify after exec (container c1), MSI-X counted %" G_GUINT64_FORMAT,
        irqs);
+    two_stop(&e, &n);
+    return 0;
+}
+
+/* ------------------------------------------------------------------ swapped fds */
+
+static GBytes *read_state(int fd)
+{
+    struct stat st;
+    guint8 *buf;
+
+    if (fstat(fd, &st) < 0 || st.st_size <= 0)
+        bail("state fd %d: fstat", fd);
+    buf = g_malloc((gsize)st.st_size);
+    if (pread(fd, buf, (gsize)st.st_size, 0) != st.st_size)
+        bail("state fd %d: read", fd);
+    return g_bytes_new_take(buf, (gsize)st.st_size);
+}
+
+/* The state with the fds of two records swapped (all: their recorded identities
+ * too), encoded again with good checksums. The record layout is lib/fdreg.c's. */
+static GBytes *forge_swap(GBytes *blob, const char *nx, guint64 ix, const char *ny, guint64 iy,
+                          bool all)
+{
+    typedef struct {
+        guint32 name, kind;
+        guint64 id;
+        gint32 fd;
+        guint32 mode;
+        guint64 dev, ino, rdev;
+    } wire_fd;
+    g_autoptr(GVariant) payload = NULL, vfds = NULL, vnames = NULL;
+    g_autoptr(GError) err = NULL;
+    g_autofree const char **names = NULL;
+    g_autofree wire_fd *w = NULL;
+    GVariantDict d;
+    wire_fd *x = NULL, *y = NULL, t;
+    const wire_fd *src;
+    gsize n;
+
+    if (vfiocpr_state_decode(blob, &payload, NULL, NULL, &err) < 0)
+        bail("decode the state: %s", err->message);
+    vnames = g_variant_lookup_value(payload, "fd-names", G_VARIANT_TYPE_STRING_ARRAY);
+    vfds = g_variant_lookup_value(payload, "fds", G_VARIANT_TYPE("a(uutiuttt)"));
+    if (!vnames || !vfds)
+        bail("state without an fd table");
+    names = g_variant_get_strv(vnames, NULL);
+    src = g_variant_get_fixed_array(vfds, &n, sizeof(wire_fd));
+    w = g_memdup2(src, n * sizeof(wire_fd));
+    for (gsize i = 0; i < n; i++) {
+        if (strcmp(names[w[i].name], nx) == 0 && w[i].id == ix)
+            x = &w[i];
+        if (strcmp(names[w[i].name], ny) == 0 && w[i].id == iy)
+            y = &w[i];
+    }
+    if (!x || !y)
+        bail("state has no record %s/%" G_GUINT64_FORMAT " or %s/%" G_GUINT64_FORMAT, nx, ix, ny,
+             iy);
+    t = *x;
+    x->fd = y->fd;
+    y->fd = t.fd;
+    if (all) {
+        x->mode = y->mode, x->dev = y->dev, x->ino = y->ino, x->rdev = y->rdev;
+        y->mode = t.mode, y->dev = t.dev, y->ino = t.ino, y->rdev = t.rdev;
+    }
+    g_variant_dict_init(&d, payload);
+    g_variant_dict_insert_value(&d, "fds", g_variant_new_fixed_array(G_VARIANT_TYPE("(uutiuttt)"),
+                                                                      w, n, sizeof(wire_fd)));
+    return vfiocpr_state_encode(g_variant_dict_end(&d));
+}
+
+/* Offers blob as the incoming state; true when vfiocpr_new() refused it with a
+ * message naming both what_x and what_y (into msg), and consumed nothing. */
+static bool refused(GBytes *blob, const char *what_x, const char *what_y, char *msg, size_t len)
+{
+    g_autoptr(GError) err = NULL;
+    g_autofree char *num = NULL;
+    vfiocpr *ctx = NULL;
+    gsize size;
+    const void *p = g_bytes_get_data(blob, &size);
+    int fd = memfd_create("forged-state", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    int r;
+    bool good;
+
+    if (fd < 0 || write(fd, p, size) != (ssize_t)size ||
+        fcntl(fd, F_ADD_SEALS, F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE) < 0)
+        bail("forged state memfd");
+    num = g_strdup_printf("%d", fd);
+    setenv(VFIOCPR_STATE_ENV, num, 1);
+    r = vfiocpr_new(0, &ctx, &err);
+    g_strlcpy(msg, err ? err->message : "accepted", len);
+    good = r < 0 && err && strstr(err->message, what_x) && strstr(err->message, what_y) &&
+           g_strcmp0(getenv(VFIOCPR_STATE_ENV), num) == 0 && fcntl(fd, F_GETFD) >= 0;
+    if (ctx)
+        vfiocpr_unref(ctx);
+    close(fd);
+    return good;
+}
+
+static int scenario_swap(char **args)
+{
+    g_autoptr(GError) err = NULL;
+    char ebdf[32], nbdf[32], msg[1024];
+    vmm e = { .irq = IRQ_MSI }, n = { .irq = IRQ_MSIX };
+    guint64 irqs = 0;
+    bool r;
+
+    if (find_pci(0x1234, 0x11e8, ebdf, sizeof(ebdf)) < 0 ||
+        find_pci(0x1b36, 0x0010, nbdf, sizeof(nbdf)) < 0)
+        bail("swap-refused needs edu and nvme");
+    e.bdf = ebdf;
+    n.bdf = nbdf;
+    if (!arg(args, "gen")) {
+        g_autofree char *tn = NULL;
+        char *next[] = { (char *)"swap-refused", (char *)"gen=2", NULL, NULL };
+        two_start(&e, &n, &err);
+        r = edu_to_device(&e, 45);
+        ok(r, "swap-refused: edu DMA RAM -> device before exec");
+        r = nvme_enable(&n) && nvme_identify(&n, &irqs) && irqs == 1;
+        ok(r, "swap-refused: nvme enabled, Identify completed before exec");
+        tn = g_strdup_printf("n=%u", tap_n);
+        next[2] = tn;
+        vmm_exec(&e, "/proc/self/exe", next, &err);
+        bail("exec: %s", err ? err->message : "?");
+    }
+    tap_n = (unsigned)atoi(arg(args, "n"));
+    {
+        const char *env = getenv(VFIOCPR_STATE_ENV);
+        g_autofree char *keep = g_strdup(env);
+        g_autofree char *rx = g_strdup_printf("vfio-device:%s", ebdf);
+        g_autofree char *ry = g_strdup_printf("vfio-device:%s", nbdf);
+        g_autoptr(GBytes) blob = NULL, bad = NULL;
+        not_reset nr;
+
+        if (!env)
+            bail("no incoming state");
+        blob = read_state(atoi(env));
+        /* a cdev's own rdev would give a swap of the numbers alone away to fstat: the
+         * records are swapped whole there, so the device check is what decides */
+        bad = forge_swap(blob, rx, 0, ry, 0, IOMMUFD);
+        r = refused(bad, ebdf, nbdf, msg, sizeof(msg));
+        ok(r, "swap-refused: device records with swapped fds refused naming both (by %s): %s",
+           strstr(msg, "vfio-device-syspath") ? "fdinfo" :
+           strstr(msg, "recorded device") ? "the recorded identity" : "fstat", msg);
+        nr = check_not_reset(nbdf);
+        ok(nr.bus_master && nr.sysfs_enable,
+           "swap-refused: nvme still enabled after the refusal (command 0x%04x, sysfs enable %d)",
+           nr.cmd, nr.sysfs_enable);
+        if (!IOMMUFD) {
+            int ge = vfiocpr_device_group_id(ebdf, NULL), gn = vfiocpr_device_group_id(nbdf, NULL);
+            g_autofree char *pe = g_strdup_printf("/dev/vfio/%d", ge);
+            g_autofree char *pn = g_strdup_printf("/dev/vfio/%d", gn);
+            g_autoptr(GBytes) g1 = forge_swap(blob, "vfio-group", (guint64)ge, "vfio-group",
+                                              (guint64)gn, false);
+            g_autoptr(GBytes) g2 = forge_swap(blob, "vfio-group", (guint64)ge, "vfio-group",
+                                              (guint64)gn, true);
+            g_autofree char *re = g_strdup_printf("'vfio-group'/%d", ge);
+            g_autofree char *rn = g_strdup_printf("'vfio-group'/%d", gn);
+            /* whichever record is looked at first: it, and the other group's node */
+            r = refused(g1, re, pn, msg, sizeof(msg)) || refused(g1, rn, pe, msg, sizeof(msg));
+            ok(r, "swap-refused: group records with swapped fd numbers refused: %s", msg);
+            r = refused(g2, pe, pn, msg, sizeof(msg));
+            ok(r, "swap-refused: group records swapped whole refused by the fd's path: %s", msg);
+        }
+        setenv(VFIOCPR_STATE_ENV, keep, 1);
+    }
+    /* the honest state: nothing was lost */
+    two_start(&e, &n, &err);
+    ok(e.restarted, "swap-refused: the honest state restores");
+    ok(vfiocpr_device_fd(e.dev) != vfiocpr_device_fd(n.dev),
+       "swap-refused: edu fd %d, nvme fd %d", vfiocpr_device_fd(e.dev), vfiocpr_device_fd(n.dev));
+    ok(rd32(&n, NVME_CC) == NVME_CC_VALUE && (rd32(&n, NVME_CSTS) & 1),
+       "swap-refused: nvme not reset (CC 0x%08x CSTS 0x%x)", rd32(&n, NVME_CC), rd32(&n, NVME_CSTS));
+    r = nvme_identify(&n, &irqs) && irqs == 1;
+    ok(r, "swap-refused: nvme Identify after the restore, MSI-X counted %" G_GUINT64_FORMAT, irqs);
+    r = edu_from_device(&e, 45);
+    ok(r, "swap-refused: edu DMA device -> RAM after the restore (data from before the exec)");
     two_stop(&e, &n);
     return 0;
 }
@@ -1624,6 +1808,8 @@ int main(int argc, char **argv)
         r = scenario_cycles(args);
     else if (strcmp(s, "group-busy") == 0)
         r = scenario_group_busy(args);
+    else if (strcmp(s, "swap-refused") == 0)
+        r = scenario_swap(args);
     else if (strcmp(s, "two-ioas") == 0)
         r = scenario_two(args);
     else if (strcmp(s, "exec-window") == 0)

@@ -111,7 +111,7 @@ run() {
 }
 run smoke /bin/guest-smoke
 for s in edu-msi edu-intx edu-negative rollback group-busy nvme nvme-negative two-ioas \
-         exec-window exec-window-negative nvme-busy; do
+         swap-refused exec-window exec-window-negative nvme-busy; do
     run "$s" /bin/guest-cpr "$s"
 done
 for s in msix-count msix-negative; do
@@ -127,7 +127,7 @@ run cycles /bin/guest-cpr cycles "$cycles"
 if [ "$iommufd" = 1 ]; then
     run iommufd-smoke /bin/guest-iommufd-smoke
     # the same scenario code on the other backend, plus what only iommufd has
-    for s in edu-msi edu-intx edu-negative rollback nvme nvme-negative two-ioas exec-window \
+    for s in edu-msi edu-intx edu-negative rollback nvme nvme-negative two-ioas swap-refused exec-window \
              exec-window-negative nvme-busy pin uva-refused; do
         run "iommufd-$s" /bin/guest-cpr --backend=iommufd "$s"
     done
