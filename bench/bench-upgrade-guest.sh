@@ -40,9 +40,11 @@ done
 # the library with GLib and libc static too (configure found static GLib): the same
 # program without the dynamic loader
 PROGS="floor-upgrade lib-upgrade"
+LIBS=lib-upgrade
 if [ -x "$B/bench/lib-upgrade-static" ]; then
     EXTRA+=(--extra "$B/bench/lib-upgrade-static")
     PROGS="floor-upgrade lib-upgrade lib-upgrade-static"
+    LIBS="lib-upgrade lib-upgrade-static"
 fi
 # and the dynamic one with LD_BIND_NOW=1 (inherited across its execs): lazy binding's
 # share of the blackout
@@ -80,9 +82,11 @@ for be in \$backends; do
     done
     # where the library's time goes: its kernel-seam calls, timed, in one upgrade
     for n in $TRACE; do
-        echo "=== trace \$be \$n"
-        /bin/lib-upgrade --device "\$bdf" --backend \$be --mappings \$n --page-size $PAGE \\
-            --upgrades 1 --trace | grep '^trace ' || echo "=== trace \$be \$n FAILED"
+        for prog in $LIBS; do
+            echo "=== trace \$be \$n \$prog"
+            /bin/\$prog --device "\$bdf" --backend \$be --mappings \$n --page-size $PAGE \\
+                --upgrades 1 --trace | grep '^trace ' || echo "=== trace \$be \$n \$prog FAILED"
+        done
     done
 done
 if [ $KVM = 1 ] && [ -e /dev/kvm ]; then
@@ -110,7 +114,7 @@ awk -v kernel="$KERNEL" -v page="$PAGE" '
     /^=== FAILED / || / NOT CAUGHT/ || /^=== (kvm|trace) .* FAILED/ { print; fail = 1; next }
     /^=== negative / { neg[++nneg] = substr($0, 5); next }
     /^=== kvm / { kbe = $3; next }
-    /^=== trace / { tr[++ntr] = ""; tr[++ntr] = "library timeline, " $3 ", " $4 " mapping(s):"; next }
+    /^=== trace / { tr[++ntr] = ""; tr[++ntr] = $5 " timeline, " $3 ", " $4 " mapping(s):"; next }
     /^trace / { tr[++ntr] = $0; next }
     /^upgrade-bench: error/ { print; fail = 1; next }
     /^upgrade-bench: / {

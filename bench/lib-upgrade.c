@@ -142,6 +142,10 @@ static int t_eventfd(unsigned int initval, int flags)
 {
     TR("eventfd", 0, base->eventfd(initval, flags));
 }
+static int t_fdinfo(int fd, char *buf, size_t len)
+{
+    TR("fdinfo", 0, base->fdinfo(fd, buf, len));
+}
 static int t_dir_entry(const char *dir, const char *prefix, char *buf, size_t len)
 {
     TR("dir_entry", 0, base->dir_entry(dir, prefix, buf, len));
@@ -170,6 +174,7 @@ static void trace_install(void)
     traced.memlock = t_memlock;
     traced.eventfd = t_eventfd;
     traced.dir_entry = t_dir_entry;
+    traced.fdinfo = t_fdinfo;
     vfiocpr_kernel_set_ops(&traced);
 }
 
