@@ -125,39 +125,43 @@ awk -v kernel="$KERNEL" -v page="$PAGE" '
         if (!(prog in isprog)) { isprog[prog] = 1; progs[++np] = prog }
         c = ++cnt[k]
         for (i = 11; i + 1 <= NF && $i != "check:"; i += 2) {
-            f = $i; v[k SUBSEP f, c] = $(i + 1)
+            f = $i; v[k SUBSEP f, c] = $(i + 1) + 0
             if (!((k, f) in hasf)) { hasf[k, f] = 1; fl[k] = fl[k] " " f } }
         next }
     /^minivmm: upgrade [0-9]+\/[0-9]+: / {
         kn[kbe]++; c = kn[kbe]
-        p = $0; sub(/.*guest pause /, "", p); sub(/ us.*/, "", p); v["kvm" SUBSEP kbe SUBSEP "pause", c] = p
-        b = $0; sub(/.* blackout /, "", b); sub(/ us.*/, "", b); v["kvm" SUBSEP kbe SUBSEP "blackout", c] = b
+        p = $0; sub(/.*guest pause /, "", p); sub(/ us.*/, "", p); v["kvm" SUBSEP kbe SUBSEP "pause", c] = p + 0
+        b = $0; sub(/.* blackout /, "", b); sub(/ us.*/, "", b); v["kvm" SUBSEP kbe SUBSEP "blackout", c] = b + 0
         if ($4 != "ok:") kbad[kbe]++
         next }
     END {
         printf "bench-upgrade-guest: kernel %s (%s), edu, %s pages, one MSI vector; whole upgrade blackout in us\n",
                kernel, uname, page
-        printf "%-8s %8s %-10s %5s %11s %11s %6s %11s %11s %6s\n", "backend", "mappings", "program",
-               "runs", "median", "floor med", "ratio", "p90", "floor p90", "ratio"
+        printf "%-8s %8s %-11s %4s %10s %10s %6s %10s %10s %6s %10s %10s %6s\n", "backend", "mappings",
+               "program", "runs", "median", "floor med", "ratio", "p90", "floor p90", "ratio", "min",
+               "floor min", "ratio"
         for (o = 1; o <= no; o++) {
             split(order[o], bn, SUBSEP); be = bn[1]; n = bn[2]
             kf = be SUBSEP n SUBSEP "floor"
             if (!cnt[kf]) { printf "%-8s %8s no floor results\n", be, n; fail = 1; continue }
             fm = pct(kf SUBSEP "blackout", 0.5, cnt[kf]); f9 = pct(kf SUBSEP "blackout", 0.9, cnt[kf])
+            f0 = pct(kf SUBSEP "blackout", 0, cnt[kf])
             for (pi = 1; pi <= np; pi++) {
                 prog = progs[pi]; if (prog == "floor") continue
                 kl = be SUBSEP n SUBSEP prog
                 if (!cnt[kl]) { printf "%-8s %8s %-10s no results\n", be, n, prog; fail = 1; continue }
                 lm = pct(kl SUBSEP "blackout", 0.5, cnt[kl]); l9 = pct(kl SUBSEP "blackout", 0.9, cnt[kl])
-                printf "%-8s %8d %-10s %5d %11.1f %11.1f %6.2f %11.1f %11.1f %6.2f\n", be, n, prog,
-                       cnt[kl], lm, fm, (fm > 0 ? lm / fm : 0), l9, f9, (f9 > 0 ? l9 / f9 : 0) } }
+                l0 = pct(kl SUBSEP "blackout", 0, cnt[kl])
+                printf "%-8s %8d %-11s %4d %10.0f %10.0f %6.2f %10.0f %10.0f %6.2f %10.0f %10.0f %6.2f\n",
+                       be, n, prog, cnt[kl], lm, fm, (fm > 0 ? lm / fm : 0), l9, f9,
+                       (f9 > 0 ? l9 / f9 : 0), l0, f0, (f0 > 0 ? l0 / f0 : 0) } }
         printf "\nphase medians in us (prep: request -> execve; exec: execve -> the new main(); restore: main -> usable, then its parts)\n"
         for (o = 1; o <= no; o++) {
             split(order[o], bn, SUBSEP); be = bn[1]; n = bn[2]
             for (pi = 1; pi <= np; pi++) {
                 prog = progs[pi]; k = be SUBSEP n SUBSEP prog
                 if (!cnt[k]) continue
-                line = sprintf("%-8s %8d %-10s", be, n, prog)
+                line = sprintf("%-8s %8d %-11s", be, n, prog)
                 nf = split(fl[k], fs, " ")
                 for (j = 1; j <= nf; j++)
                     if (fs[j] != "blackout")
