@@ -33,6 +33,15 @@
  *                            after restoring, one that hangs, one that refuses: after
  *                            each the old one carries on (DMA at its addresses, its
  *                            interrupt delivered once, not reset); then a good one
+ *   guest-cpr memlock        CAP_IPC_LOCK dropped: too low an RLIMIT_MEMLOCK blocks
+ *                            vfiocpr_exec; in the new image the step that charges it
+ *                            (type1 re-map, iommufd finish) fails with ENOMEM, a retry
+ *                            after raising the limit works
+ *   guest-cpr soak [total=N] [negative=fd-leak|intx-no-unmask|extra-msix|dma-skip|nvme-reset]
+ *                            N upgrades (default 1000; make soak) of edu on INTx and
+ *                            nvme on MSI-X, every one checked (not reset, DMA both ways,
+ *                            each interrupt counted exactly once, fds/VmPin/VmLck steady);
+ *                            prints a "# soak-summary" line with the times and usage
  *   guest-cpr swap-refused   edu and nvme: the new image is given the old one's state
  *                            with the two device records' fds swapped (checksums
  *                            recomputed); the restore refuses it naming both, the
@@ -65,6 +74,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/utsname.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -156,6 +166,8 @@ typedef struct {
     /* group-busy: a second group tried while ranges are pending, then after finish */
     int extra_group;
     int extra_rc_pending, extra_rc_after;
+    /* memlock: the scenario maps guest RAM itself, to see the re-map fail and retry it */
+    bool no_map;
     char extra_msg[512];
 } vmm;
 
@@ -248,8 +260,8 @@ static void vmm_device(vmm *v, const char *cname, GError **error)
         if (pwrite(vfiocpr_device_fd(v->dev), &cmd, 2, (off_t)(v->cfg_off + PCI_COMMAND)) != 2)
             bail("enable bus master");
     }
-    if (vfiocpr_dma_map(v->c, RAM_IOVA, RAM_SIZE, v->va, v->ram, 0,
-                        VFIOCPR_DMA_READ | VFIOCPR_DMA_WRITE, error) < 0)
+    if (!v->no_map && vfiocpr_dma_map(v->c, RAM_IOVA, RAM_SIZE, v->va, v->ram, 0,
+                                      VFIOCPR_DMA_READ | VFIOCPR_DMA_WRITE, error) < 0)
         bail("dma map: %s", (*error)->message);
     /* cold: SET_IRQS; restart: the preserved eventfds, no ioctl */
     if (vfiocpr_irq_enable(v->dev, v->irq == IRQ_MSI ? VFIOCPR_IRQ_MSI :
@@ -1422,6 +1434,442 @@ static int scenario_uva(char **args)
     bail("uva-refused: the exec without the user-VA range failed: %s", err ? err->message : "?");
 }
 
+/* ------------------------------------------------------------------ soak */
+
+/* A line of /proc/self/status or /proc/meminfo, in kB (-1 if absent). */
+static long proc_kb(const char *file, const char *key)
+{
+    FILE *f = fopen(file, "r");
+    char line[256];
+    size_t kl = strlen(key);
+    long kb = -1;
+
+    while (f && fgets(line, sizeof(line), f))
+        if (strncmp(line, key, kl) == 0 && line[kl] == ':') {
+            kb = strtol(line + kl + 1, NULL, 10);
+            break;
+        }
+    if (f)
+        fclose(f);
+    return kb;
+}
+
+/* What one image measures of itself and of the guest kernel, for the leak checks. */
+typedef struct {
+    guint32 fds;
+    long rss, anon, pin, lck, sunreclaim, avail;
+} soak_usage;
+
+static soak_usage soak_measure(void)
+{
+    return (soak_usage){ .fds = count_fds(), .rss = proc_kb("/proc/self/status", "VmRSS"),
+                         .anon = proc_kb("/proc/self/status", "RssAnon"),
+                         .pin = proc_kb("/proc/self/status", "VmPin"),
+                         .lck = proc_kb("/proc/self/status", "VmLck"),
+                         .sunreclaim = proc_kb("/proc/meminfo", "SUnreclaim"),
+                         .avail = proc_kb("/proc/meminfo", "MemAvailable") };
+}
+
+/* The soak's record, in a memfd the library preserves like guest RAM: every image
+ * appends its cycle and the last one does the statistics. */
+#define SOAK_MAX 100000u
+typedef struct {
+    guint32 total, done, failures, lost_tap;
+    guint64 t_cold, t_exec; /* vfiocpr_exec() of the previous image was called at t_exec */
+    soak_usage first, last;  /* the first restored image's and the last one's */
+    long anon_max;           /* the largest RssAnon any restored image had */
+    char first_failure[512];
+    guint64 blackout[SOAK_MAX]; /* vfiocpr_exec() -> start-up done, per upgrade */
+    guint64 period[SOAK_MAX];   /* vfiocpr_exec() -> the next vfiocpr_exec(), per upgrade */
+} soak_log;
+
+static bool soak_failed; /* this image's upgrade failed a check */
+
+static void soak_fail(soak_log *log, unsigned gen, const char *fmt, ...) G_GNUC_PRINTF(3, 4);
+static void soak_fail(soak_log *log, unsigned gen, const char *fmt, ...)
+{
+    g_autofree char *msg = NULL;
+    va_list ap;
+
+    va_start(ap, fmt);
+    msg = g_strdup_vprintf(fmt, ap);
+    va_end(ap);
+    if (!soak_failed)
+        log->failures++;
+    soak_failed = true;
+    if (!log->first_failure[0])
+        g_snprintf(log->first_failure, sizeof(log->first_failure), "upgrade %u: %s", gen - 1, msg);
+    /* each failure is a TAP line, up to a point: a broken soak must not flood the console */
+    if (log->lost_tap++ < 20)
+        ok(false, "soak: upgrade %u/%u: %s", gen - 1, log->total, msg);
+    else if (log->lost_tap == 21)
+        printf("# soak: further failures are only counted\n");
+}
+
+/* The count an eventfd has collected, after waiting for the first: exactly one wanted.
+ * A second look after a pause catches an interrupt that arrives late. */
+static guint64 soak_count(int fd, int timeout_ms)
+{
+    guint64 n = eventfd_wait(fd, timeout_ms);
+    if (n)
+        n += eventfd_wait(fd, 20);
+    return n;
+}
+
+/* The p-th percentile (nearest rank) of n values, sorted in place. */
+static guint64 pct(guint64 *v, guint32 n, unsigned p)
+{
+    guint64 rank = ((guint64)n * p + 99) / 100;
+    if (!n)
+        return 0;
+    qsort(v, n, sizeof(*v), cmp_u64);
+    return v[rank ? MIN(rank, n) - 1 : 0];
+}
+
+/* N upgrades of a VMM with edu on INTx in container c0 and nvme on MSI-X in c1 (one
+ * guest RAM mapped in both). After every exec the new image checks: neither device
+ * reset (edu: physical bus master and sysfs enable; nvme: CC.EN, CSTS.RDY), the data
+ * the previous image DMA'd into edu arrives in this image's mapping (device -> RAM),
+ * new data goes to the device for the next one (RAM -> device), one INTx raised is
+ * counted exactly once on the preserved trigger eventfd and the line unmasked through
+ * the preserved unmask eventfd, one nvme Identify by DMA completes with exactly one
+ * MSI-X, and the open fds, VmPin and VmLck are those of the first restored image.
+ * CAP_IPC_LOCK is dropped, so the pins are accounted against RLIMIT_MEMLOCK.
+ * negative=fd-leak|intx-no-unmask|extra-msix|dma-skip|nvme-reset breaks one of them on purpose. */
+static bool has_cap_ipc_lock(void);
+
+static int scenario_soak(char **args)
+{
+    g_autoptr(GError) err = NULL;
+    const char *neg = arg(args, "negative") ? arg(args, "negative") : "";
+    unsigned gen = arg(args, "gen") ? (unsigned)atoi(arg(args, "gen")) : 1;
+    char ebdf[32], nbdf[32];
+    vmm e = { .irq = IRQ_INTX }, n = { .irq = IRQ_MSIX };
+    soak_log *log;
+    int logfd;
+    guint64 t_up;
+
+    if (find_pci(0x1234, 0x11e8, ebdf, sizeof(ebdf)) < 0 ||
+        find_pci(0x1b36, 0x0010, nbdf, sizeof(nbdf)) < 0)
+        bail("soak needs edu and nvme");
+    e.bdf = ebdf;
+    n.bdf = nbdf;
+    if (arg(args, "n"))
+        tap_n = (unsigned)atoi(arg(args, "n"));
+    /* An unprivileged VMM's accounting: without CAP_IPC_LOCK the pins are charged, and
+     * a limit of exactly what an upgrade needs (both containers; iommufd: the old and
+     * the new image at once) turns any charge left behind into an ENOMEM. */
+    if (gen == 1 && (drop_cap_ipc_lock() < 0 ||
+                     set_memlock_soft((IOMMUFD ? 2u : 1u) * 2u * RAM_SIZE) < 0))
+        bail("soak: drop CAP_IPC_LOCK, set RLIMIT_MEMLOCK: %s", g_strerror(errno));
+    vmm_begin(&e, &err);
+    n.ctx = vfiocpr_ref(e.ctx);
+    n.ram = e.ram;
+    n.va = e.va;
+    n.restarted = e.restarted;
+    logfd = vfiocpr_fd_find(e.ctx, "soak-log", 0, VFIOCPR_FD_MEMFD, NULL);
+    if (gen == 1) {
+        logfd = memfd_create("soak-log", MFD_CLOEXEC);
+        if (logfd < 0 || ftruncate(logfd, sizeof(soak_log)) < 0 ||
+            vfiocpr_fd_save(e.ctx, "soak-log", 0, logfd, VFIOCPR_FD_MEMFD, &err) < 0)
+            bail("soak log: %s", err ? err->message : g_strerror(errno));
+    } else if (logfd < 0) {
+        bail("soak: image %u: the soak log did not survive the exec", gen);
+    }
+    log = mmap(NULL, sizeof(*log), PROT_READ | PROT_WRITE, MAP_SHARED, logfd, 0);
+    if (log == MAP_FAILED)
+        bail("mmap soak log");
+    vmm_device(&e, "c0", &err);
+    vmm_device(&n, "c1", &err);
+    vmm_end(&e, &err);
+    t_up = now_us();
+    if (gen == 1) {
+        log->total = arg(args, "total") ? (guint32)atoi(arg(args, "total")) : 1000;
+        if (log->total < 1 || log->total > SOAK_MAX)
+            bail("soak: total=%u out of range (1..%u)", log->total, SOAK_MAX);
+        log->t_cold = t_up;
+        ok(!e.restarted && nvme_enable(&n) && edu_to_device(&e, 1) && edu_irq(&e) == 1,
+           "soak: cold start (%s): edu %s on INTx in c0, nvme %s on MSI-X in c1, %u upgrades "
+           "to go; no CAP_IPC_LOCK, RLIMIT_MEMLOCK %u kB, VmPin %ld kB, VmLck %ld kB",
+           vfiocpr_backend_to_string(backend), ebdf, nbdf, log->total,
+           (IOMMUFD ? 2u : 1u) * 2u * RAM_SIZE / 1024, vmpin_kb(),
+           proc_kb("/proc/self/status", "VmLck"));
+    } else {
+        guint32 i = gen - 2;
+        guint64 irqs = 0, intx;
+        not_reset r = check_not_reset(ebdf);
+        guint32 cc = rd32(&n, NVME_CC), csts = rd32(&n, NVME_CSTS);
+        soak_usage u;
+        bool idf;
+
+        log->blackout[i] = t_up - log->t_exec;
+        if (!e.restarted)
+            soak_fail(log, gen, "not a restart");
+        if (has_cap_ipc_lock())
+            soak_fail(log, gen, "CAP_IPC_LOCK is back");
+        if (!r.bus_master || !r.sysfs_enable)
+            soak_fail(log, gen, "edu reset or closed: PCI_COMMAND 0x%04x, enable %d", r.cmd,
+                      r.sysfs_enable);
+        if (cc != NVME_CC_VALUE || !(csts & 1))
+            soak_fail(log, gen, "nvme reset: CC 0x%08x CSTS 0x%x", cc, csts);
+        if (!edu_from_device(&e, gen - 1))
+            soak_fail(log, gen, "edu DMA device -> RAM: the previous image's data did not "
+                      "arrive at %p", (void *)e.va);
+        /* dma-skip: this image's data never goes to the device */
+        if ((strcmp(neg, "dma-skip") != 0 || gen != 2) && !edu_to_device(&e, gen))
+            soak_fail(log, gen, "edu DMA RAM -> device timed out");
+        wr32(&e, EDU_IRQ_RAISE, 0x1);
+        intx = soak_count(e.trigger, 3000);
+        wr32(&e, EDU_IRQ_ACK, rd32(&e, EDU_IRQ_STATUS));
+        if (intx != 1)
+            soak_fail(log, gen, "edu INTx counted %" G_GUINT64_FORMAT ", not 1", intx);
+        if (strcmp(neg, "intx-no-unmask") != 0 || gen != 2) {
+            guint64 one = 1;
+            if (write(e.unmask, &one, 8) != 8)
+                soak_fail(log, gen, "INTx unmask: %s", g_strerror(errno));
+        }
+        if (strcmp(neg, "extra-msix") == 0 && gen == 3)
+            nvme_identify(&n, NULL); /* its MSI-X lands in the eventfd, unread */
+        idf = nvme_identify(&n, NULL);
+        irqs = soak_count(n.trigger, 5000);
+        if (!idf || irqs != 1)
+            soak_fail(log, gen, "nvme Identify by DMA %s, MSI-X counted %" G_GUINT64_FORMAT
+                      ", not 1", idf ? "completed" : "FAILED", irqs);
+        /* nvme-reset: a function reset of nvme behind the library's back */
+        if (strcmp(neg, "nvme-reset") == 0 && gen == 2 &&
+            ioctl(vfiocpr_device_fd(n.dev), VFIO_DEVICE_RESET) < 0)
+            bail("soak: VFIO_DEVICE_RESET of nvme: %s", g_strerror(errno));
+        if (strcmp(neg, "fd-leak") == 0 && open("/dev/null", O_RDONLY) < 0) /* no CLOEXEC */
+            bail("open /dev/null");
+        u = soak_measure();
+        if (gen == 2)
+            log->first = u;
+        log->last = u;
+        log->anon_max = MAX(log->anon_max, u.anon);
+        if (u.fds != log->first.fds)
+            soak_fail(log, gen, "%u open fds, the first restored image had %u", u.fds,
+                      log->first.fds);
+        if (u.pin != log->first.pin || u.lck != log->first.lck)
+            soak_fail(log, gen, "VmPin %ld kB VmLck %ld kB, the first restored image had %ld, "
+                      "%ld", u.pin, u.lck, log->first.pin, log->first.lck);
+        log->done = gen - 1;
+        if ((gen - 1) % 100 == 0)
+            printf("# soak: %u/%u upgrades, %u failures, blackout of the last %" G_GUINT64_FORMAT
+                   " us\n", gen - 1, log->total, log->failures, log->blackout[i]);
+    }
+    if (gen <= log->total) {
+        g_autofree char *a1 = g_strdup_printf("gen=%u", gen + 1), *a2 = g_strdup_printf("n=%u", tap_n),
+                        *a3 = g_strdup_printf("negative=%s", neg);
+        char *next[] = { (char *)"soak", a1, a2, a3, NULL };
+        guint64 t = now_us();
+        if (gen >= 2)
+            log->period[gen - 2] = t - log->t_exec;
+        log->t_exec = t;
+        vmm_exec(&e, "/proc/self/exe", next, &err);
+        bail("soak: exec %u: %s", gen, err ? err->message : "?");
+    }
+    {
+        guint32 d = log->done, np = d ? d - 1 : 0;
+        soak_usage a = log->first, z = log->last;
+        g_autofree guint64 *b = g_new0(guint64, MAX(d, 1));
+        g_autofree guint64 *p = g_new0(guint64, MAX(np, 1));
+        struct utsname un;
+        memcpy(b, log->blackout, d * sizeof(guint64));
+        memcpy(p, log->period, np * sizeof(guint64));
+        uname(&un);
+        ok(log->failures == 0, "soak: %u/%u upgrades good (%u failed)%s%s", d - log->failures,
+           log->total, log->failures, log->first_failure[0] ? "; first: " : "",
+           log->first_failure);
+        ok(a.fds == z.fds && a.pin == z.pin && a.lck == z.lck, "soak: no leak in the process: "
+           "open fds %u -> %u, VmPin %ld -> %ld kB, VmLck %ld -> %ld kB (first restored image "
+           "-> last)", a.fds, z.fds, a.pin, z.pin, a.lck, z.lck);
+        printf("# soak-summary kernel=%s backend=%s upgrades=%u failures=%u "
+               "blackout_us(median/p99/max)=%" G_GUINT64_FORMAT "/%" G_GUINT64_FORMAT "/%"
+               G_GUINT64_FORMAT " cycle_us(median/p99/max)=%" G_GUINT64_FORMAT "/%"
+               G_GUINT64_FORMAT "/%" G_GUINT64_FORMAT " total_s=%.1f fds=%u->%u "
+               "VmRSS_kB=%ld->%ld RssAnon_kB=%ld->%ld(max %ld) VmPin_kB=%ld->%ld VmLck_kB=%ld->%ld SUnreclaim_kB=%ld->%ld "
+               "MemAvailable_kB=%ld->%ld\n", un.release, vfiocpr_backend_to_string(backend), d,
+               log->failures, pct(b, d, 50), pct(b, d, 99), pct(b, d, 100), pct(p, np, 50),
+               pct(p, np, 99), pct(p, np, 100), (now_us() - log->t_cold) / 1e6, a.fds, z.fds,
+               a.rss, z.rss, a.anon, z.anon, log->anon_max, a.pin, z.pin, a.lck, z.lck,
+               a.sunreclaim, z.sunreclaim, a.avail, z.avail);
+    }
+    munmap(log, sizeof(*log));
+    n.va = NULL;
+    vmm_stop(&n);
+    vmm_stop(&e);
+    return 0;
+}
+
+
+/* ------------------------------------------------------------------ memlock */
+
+static bool has_cap_ipc_lock(void)
+{
+    struct __user_cap_header_struct hdr = { .version = _LINUX_CAPABILITY_VERSION_3 };
+    struct __user_cap_data_struct data[2] = { { 0 } };
+
+    if (syscall(SYS_capget, &hdr, data) < 0)
+        bail("capget: %s", g_strerror(errno));
+    return data[0].effective & (1u << CAP_IPC_LOCK);
+}
+
+static long vmlck_kb(void)
+{
+    return proc_kb("/proc/self/status", "VmLck");
+}
+
+/* RLIMIT_MEMLOCK on a real kernel, both backends, CAP_IPC_LOCK dropped (bounding set
+ * too, so the new image does not get it back). The old image: too low a limit for
+ * what the new image will be charged and vfiocpr_exec() refuses before exec with the
+ * library's blocker message, the old image going on (device fd CLOEXEC again, not
+ * reset, DMA both ways, MSI); the limit raised to exactly that, the exec goes through.
+ * The new image lowers its own limit before the step that charges it and sees what
+ * the kernel charges there: type1, VFIO_IOMMU_MAP_DMA(VADDR) (the kernel moves the
+ * range's locked_vm to the new mm); iommufd, IOMMU_IOAS_CHANGE_PROCESS in
+ * vfiocpr_finish(). The ENOMEM names the container and the step, the restore stays
+ * where it was, and once the limit is raised the same call again works: not reset,
+ * the old image's data arrives, DMA both ways, MSI. */
+static int scenario_memlock(char **args)
+{
+    g_autoptr(GError) err = NULL;
+    /* what the new image is charged: per mm for type1, per user (old + new) for iommufd */
+    const guint64 need = IOMMUFD ? 2ull * RAM_SIZE : RAM_SIZE;
+    const char *what = IOMMUFD ? "VmPin" : "VmLck";
+    char bdf[32];
+    vmm v = { .irq = IRQ_MSI };
+    not_reset nr;
+    long kb;
+    int r;
+
+    if (find_pci(0x1234, 0x11e8, bdf, sizeof(bdf)) < 0)
+        bail("no edu device");
+    v.bdf = bdf;
+    if (!arg(args, "gen")) {
+        g_autofree char *tn = NULL, *expect = NULL;
+        char *next[] = { (char *)"memlock", (char *)"gen=2", NULL, NULL };
+        if (drop_cap_ipc_lock() < 0 || set_memlock_soft(need) < 0)
+            bail("drop CAP_IPC_LOCK, RLIMIT_MEMLOCK %" G_GUINT64_FORMAT ": %s", need,
+                 g_strerror(errno));
+        vmm_start(&v, &err);
+        kb = IOMMUFD ? vmpin_kb() : vmlck_kb();
+        ok(!has_cap_ipc_lock() && kb == RAM_SIZE / 1024, "memlock: %s, no CAP_IPC_LOCK, "
+           "RLIMIT_MEMLOCK %" G_GUINT64_FORMAT " kB: the mapped guest RAM is charged to this "
+           "process: %s %ld kB", vfiocpr_backend_to_string(backend), need >> 10, what, kb);
+        ok(edu_to_device(&v, 61) && edu_irq(&v) == 1, "memlock: DMA RAM -> device, MSI");
+        /* one page short of what the new image will be charged */
+        if (set_memlock_soft(need - 4096) < 0)
+            bail("setrlimit");
+        r = vmm_exec(&v, "/proc/self/exe", next, &err);
+        expect = g_strdup_printf("RLIMIT_MEMLOCK is %" G_GUINT64_FORMAT " bytes but the new image "
+                                 "will be charged %" G_GUINT64_FORMAT " pinned bytes",
+                                 need - 4096, need);
+        ok(r == -ENOMEM && err && strstr(err->message, expect) && !vfiocpr_is_restart(v.ctx),
+           "memlock: RLIMIT_MEMLOCK %" G_GUINT64_FORMAT " kB: vfiocpr_exec refuses before exec: "
+           "%d, %s", (need - 4096) >> 10, r, err ? err->message : "no error");
+        g_clear_error(&err);
+        nr = check_not_reset(bdf);
+        ok(fcntl(vfiocpr_device_fd(v.dev), F_GETFD) == FD_CLOEXEC && nr.bus_master &&
+           nr.msi_enable && nr.sysfs_enable, "memlock: the old image goes on: device fd CLOEXEC "
+           "again, not reset (PCI_COMMAND 0x%04x, MSI control 0x%04x)", nr.cmd, nr.msi_ctrl);
+        ok(edu_from_device(&v, 61) && edu_to_device(&v, 62) && edu_irq(&v) == 1,
+           "memlock: DMA both ways and MSI after the refusal");
+        /* the blocker's threshold is the charge itself: exactly that is let through */
+        if (set_memlock_soft(need) < 0)
+            bail("setrlimit");
+        tn = g_strdup_printf("n=%u", tap_n);
+        next[2] = tn;
+        vmm_exec(&v, "/proc/self/exe", next, &err);
+        bail("memlock: the exec with RLIMIT_MEMLOCK %" G_GUINT64_FORMAT " failed: %s", need,
+             err ? err->message : "?");
+    }
+    tap_n = (unsigned)atoi(arg(args, "n"));
+    v.no_map = true;
+    vmm_begin(&v, &err);
+    vmm_device(&v, "c0", &err);
+    kb = IOMMUFD ? vmpin_kb() : vmlck_kb();
+    ok(v.restarted && !has_cap_ipc_lock() && kb == 0, "memlock: new image, no CAP_IPC_LOCK, "
+       "RLIMIT_MEMLOCK %" G_GUINT64_FORMAT " kB inherited; restored, %s %ld kB", need >> 10,
+       what, kb);
+    if (!IOMMUFD) {
+        /* what MAP_DMA(VADDR) charges: nothing may be left to charge, so try 0 first */
+        if (set_memlock_soft(0) < 0)
+            bail("setrlimit");
+        r = vfiocpr_dma_map(v.c, RAM_IOVA, RAM_SIZE, v.va, v.ram, 0,
+                            VFIOCPR_DMA_READ | VFIOCPR_DMA_WRITE, &err);
+        if (r == 0) {
+            kb = vmlck_kb();
+            ok(kb == 0, "memlock: measured: type1's re-map (VFIO_IOMMU_MAP_DMA VADDR) charges "
+               "nothing on this kernel: it succeeds with RLIMIT_MEMLOCK 0 and no CAP_IPC_LOCK, "
+               "VmLck %ld kB", kb);
+        } else {
+            ok(r == -ENOMEM && err && strstr(err->message, "container 'c0'") &&
+               strstr(err->message, "VFIO_IOMMU_MAP_DMA(VADDR)") &&
+               strstr(err->message, "RLIMIT_MEMLOCK") && strstr(err->message, "can be retried"),
+               "memlock: RLIMIT_MEMLOCK 0: the re-map is refused: %d, %s", r,
+               err ? err->message : "no error");
+            g_clear_error(&err);
+            /* a real device's DMA goes through the IOMMU, which never lost the range */
+            ok(edu_from_device(&v, 62), "memlock: DMA device -> RAM while the range waits for "
+               "its re-map: the old image's data arrives");
+            if (set_memlock_soft(RAM_SIZE - 4096) < 0)
+                bail("setrlimit");
+            r = vfiocpr_dma_map(v.c, RAM_IOVA, RAM_SIZE, v.va, v.ram, 0,
+                                VFIOCPR_DMA_READ | VFIOCPR_DMA_WRITE, &err);
+            ok(r == -ENOMEM && vmlck_kb() == 0, "memlock: measured: RLIMIT_MEMLOCK %u kB, one "
+               "page short of the range: still ENOMEM (%d), VmLck %ld kB: the re-map charges "
+               "the whole pinned range to the new image", RAM_SIZE / 1024 - 4, r, vmlck_kb());
+            g_clear_error(&err);
+            if (set_memlock_soft(RAM_SIZE) < 0)
+                bail("setrlimit");
+            r = vfiocpr_dma_map(v.c, RAM_IOVA, RAM_SIZE, v.va, v.ram, 0,
+                                VFIOCPR_DMA_READ | VFIOCPR_DMA_WRITE, &err);
+            kb = vmlck_kb();
+            ok(r == 0 && kb == RAM_SIZE / 1024, "memlock: raised to %u kB (= pinned), the same "
+               "vfiocpr_dma_map again: %d%s%s, VmLck %ld kB (moved to this mm)", RAM_SIZE / 1024,
+               r, err ? ", " : "", err ? err->message : "", kb);
+            if (r < 0)
+                bail("memlock: the retry failed");
+        }
+        if (vfiocpr_finish(v.ctx, NULL, &err) < 0)
+            bail("finish: %s", err->message);
+    } else {
+        /* the file mapping needs no re-map: the charge comes at vfiocpr_finish */
+        if (vfiocpr_dma_map(v.c, RAM_IOVA, RAM_SIZE, v.va, v.ram, 0,
+                            VFIOCPR_DMA_READ | VFIOCPR_DMA_WRITE, &err) < 0)
+            bail("dma map: %s", err->message);
+        if (set_memlock_soft(RAM_SIZE) < 0)
+            bail("setrlimit");
+        r = vfiocpr_finish(v.ctx, NULL, &err);
+        ok(r == -ENOMEM && err && strstr(err->message, "container 'c0'") &&
+           strstr(err->message, "IOMMU_IOAS_CHANGE_PROCESS") &&
+           strstr(err->message, "RLIMIT_MEMLOCK") && strstr(err->message, "can be called again") &&
+           vfiocpr_is_restart(v.ctx) && vmpin_kb() == 0,
+           "memlock: RLIMIT_MEMLOCK %u kB (= pinned): vfiocpr_finish refused: %d, %s", RAM_SIZE / 1024,
+           r, err ? err->message : "no error");
+        g_clear_error(&err);
+        ok(edu_from_device(&v, 62), "memlock: DMA device -> RAM after the refused finish: the "
+           "old image's data arrives");
+        if (set_memlock_soft(2 * RAM_SIZE) < 0)
+            bail("setrlimit");
+        r = vfiocpr_finish(v.ctx, NULL, &err);
+        kb = vmpin_kb();
+        ok(r == 0 && kb == RAM_SIZE / 1024 && !vfiocpr_is_restart(v.ctx), "memlock: raised to %u "
+           "kB, vfiocpr_finish again: %d%s%s, VmPin %ld kB", 2 * RAM_SIZE / 1024, r,
+           err ? ", " : "", err ? err->message : "", kb);
+        if (r < 0)
+            bail("memlock: the retry failed");
+    }
+    nr = check_not_reset(bdf);
+    ok(nr.bus_master && nr.msi_enable && nr.sysfs_enable, "memlock: not reset: PCI_COMMAND "
+       "0x%04x, MSI control 0x%04x, enable %d", nr.cmd, nr.msi_ctrl, nr.sysfs_enable);
+    ok(edu_to_device(&v, 63) && edu_from_device(&v, 63), "memlock: DMA both ways after the retry");
+    ok(edu_irq(&v) == 1, "memlock: MSI on the preserved eventfd");
+    set_memlock_soft(RLIM_INFINITY);
+    vmm_stop(&v);
+    return 0;
+}
+
 /* ------------------------------------------------------------------ demo */
 
 /* ------------------------------------------------------------------ transfer */
@@ -1822,6 +2270,10 @@ int main(int argc, char **argv)
         r = scenario_pin(args);
     else if (strcmp(s, "uva-refused") == 0)
         r = scenario_uva(args);
+    else if (strcmp(s, "soak") == 0)
+        r = scenario_soak(args);
+    else if (strcmp(s, "memlock") == 0)
+        r = scenario_memlock(args);
     else if (strcmp(s, "transfer") == 0)
         r = scenario_transfer(args);
     else if (strcmp(s, "transfer-faults") == 0)

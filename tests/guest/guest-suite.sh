@@ -111,7 +111,7 @@ run() {
 }
 run smoke /bin/guest-smoke
 for s in edu-msi edu-intx edu-negative rollback group-busy nvme nvme-negative two-ioas \
-         swap-refused exec-window exec-window-negative nvme-busy; do
+         swap-refused exec-window exec-window-negative nvme-busy memlock; do
     run "$s" /bin/guest-cpr "$s"
 done
 for s in msix-count msix-negative; do
@@ -128,7 +128,7 @@ if [ "$iommufd" = 1 ]; then
     run iommufd-smoke /bin/guest-iommufd-smoke
     # the same scenario code on the other backend, plus what only iommufd has
     for s in edu-msi edu-intx edu-negative rollback nvme nvme-negative two-ioas swap-refused exec-window \
-             exec-window-negative nvme-busy pin uva-refused; do
+             exec-window-negative nvme-busy pin uva-refused memlock; do
         run "iommufd-$s" /bin/guest-cpr --backend=iommufd "$s"
     done
     for s in msix-count msix-negative; do
