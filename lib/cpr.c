@@ -102,7 +102,7 @@ void vfiocpr_ctx_step(vfiocpr *ctx, const char *step)
         return;
     ctx->xfer_last_step = step;
     if (vfiocpr_xfer_send(ctx->xfer_sock, VFIOCPR_XFER_STEP, step, NULL) < 0)
-        g_debug("transfer: could not tell the old process about step '%s'", step);
+        VFIOCPR_DEBUG("transfer: could not tell the old process about step '%s'", step);
 }
 
 /* ------------------------------------------------------------------ participants */
@@ -189,24 +189,39 @@ static const struct participant {
 
 /* Reads, checks and loads a state fd into a fresh context. received: the fds of a
  * transfer (the state names them by index), NULL for an exec. Touches nothing. */
+static int load_sections(vfiocpr *ctx, int state_fd, const int *received, guint n_received,
+                         GError **error);
+
 static int load_state(vfiocpr *ctx, int state_fd, const int *received, guint n_received,
                       GError **error)
 {
     g_autoptr(GBytes) blob = NULL;
-    g_autofree const char **req = NULL;
-    bool by_index;
     int r;
 
     VFIOCPR_PROBE(phase__start, probe_s("restore"), probe_s("read state"));
     r = vfiocpr_state_read_fd(state_fd, &blob, error);
     if (r == 0)
-        r = vfiocpr_state_decode(blob, &ctx->incoming, &ctx->in_major, &ctx->in_minor, error);
+        r = vfiocpr_state_decode_indexed(blob, &ctx->incoming, &ctx->in_major, &ctx->in_minor,
+                                         error);
     VFIOCPR_PROBE(phase__end, probe_s("restore"), probe_s("read state"), r);
     if (r < 0)
         return r;
     ctx->incoming_size = g_bytes_get_size(blob);
-    by_index = g_variant_lookup(ctx->incoming, VFIOCPR_SECTION(REQUIRED_FEATURES), "^a&s",
-                                &req) &&
+    r = load_sections(ctx, state_fd, received, n_received, error);
+    vfiocpr_section_index_end();
+    return r;
+}
+
+static int load_sections(vfiocpr *ctx, int state_fd, const int *received, guint n_received,
+                         GError **error)
+{
+    g_autoptr(GVariant) vreq = vfiocpr_section_lookup(ctx->incoming,
+                                                      VFIOCPR_SEC_REQUIRED_FEATURES);
+    g_autofree const char **req = NULL;
+    bool by_index;
+    int r = 0;
+
+    by_index = vreq && (req = g_variant_get_strv(vreq, NULL)) &&
                g_strv_contains(req, VFIOCPR_FEATURE_FD_INDEX);
     if (by_index != (received != NULL))
         return vfiocpr_fail(error, EBADMSG, "state: %s", by_index
@@ -272,8 +287,8 @@ VFIOCPR_EXPORT int vfiocpr_new(unsigned int flags, vfiocpr **out, GError **error
             g_unsetenv(VFIOCPR_STATE_ENV);
         }
         ctx->restart = true;
-        g_info("restart: state format %u.%u, %u fds inherited", ctx->in_major, ctx->in_minor,
-               vfiocpr_fdreg_count(ctx->fdreg));
+        VFIOCPR_INFO("restart: state format %u.%u, %u fds inherited", ctx->in_major,
+                     ctx->in_minor, vfiocpr_fdreg_count(ctx->fdreg));
         VFIOCPR_PROBE(restore__end, probe_s("exec"), 0, PROBE_COUNTS(ctx));
     }
     *out = g_steal_pointer(&ctx);
@@ -329,8 +344,8 @@ VFIOCPR_EXPORT int vfiocpr_new_incoming(int sock, unsigned int timeout_ms, unsig
     ctx->xfer_peer = peer;
     ctx->xfer_timeout_ms = timeout_ms;
     vfiocpr_ctx_step(ctx, "validated");
-    g_info("restart by transfer from pid %u: state format %u.%u, %u fds received", peer,
-           ctx->in_major, ctx->in_minor, fds->len);
+    VFIOCPR_INFO("restart by transfer from pid %u: state format %u.%u, %u fds received", peer,
+                 ctx->in_major, ctx->in_minor, fds->len);
     VFIOCPR_PROBE(restore__end, probe_s("transfer"), 0, PROBE_COUNTS(ctx));
     *out = g_steal_pointer(&ctx);
     return 0;
@@ -602,7 +617,7 @@ static int phase_wait_commit(vfiocpr *ctx, handover_op *op, GError **error)
             for (gsize i = 0; known_steps[i]; i++)
                 if (strcmp(text, known_steps[i]) == 0)
                     op->peer_step = known_steps[i];
-            g_debug("transfer: pid %u reached step '%s'", op->peer, text);
+            VFIOCPR_DEBUG("transfer: pid %u reached step '%s'", op->peer, text);
             break;
         case VFIOCPR_XFER_REFUSE:
             return vfiocpr_fail(error, ECANCELED, "pid %u refused after step '%s': %s",
@@ -655,7 +670,7 @@ static int run_handover(vfiocpr *ctx, const phase *phases, guint n, handover_op 
 
     VFIOCPR_PROBE(handover__start, probe_s(how), PROBE_COUNTS(ctx));
     for (i = 0; i < n; i++) {
-        g_debug("%s: phase '%s'", what, phases[i].name);
+        VFIOCPR_DEBUG("%s: phase '%s'", what, phases[i].name);
         VFIOCPR_PROBE(phase__start, probe_s(how), probe_s(phases[i].name));
         r = phases[i].run(ctx, op, error);
         VFIOCPR_PROBE(phase__end, probe_s(how), probe_s(phases[i].name), r);
@@ -680,8 +695,8 @@ static int run_handover(vfiocpr *ctx, const phase *phases, guint n, handover_op 
         g_clear_pointer(&op->blob, g_bytes_unref);
         if (error && *error)
             g_prefix_error(error, "%s: rolled back: %s: ", what, failed);
-        g_info("%s failed in phase '%s' and was rolled back: %s", what, failed,
-               g_strerror(-r));
+        VFIOCPR_INFO("%s failed in phase '%s' and was rolled back: %s", what, failed,
+                     g_strerror(-r));
     }
     VFIOCPR_PROBE(handover__end, probe_s(how), r < 0 ? r : -EIO);
     return r < 0 ? r : -EIO;

@@ -408,6 +408,8 @@ int vfiocpr_devices_verify(vfiocpr *ctx, GVariant *payload, GError **error)
                                         "are swapped or forged; nothing was touched", d->name,
                                         vfiocpr_fd_kind_to_string(d->kind), fd, base, syspath,
                                         d->name);
+                /* only a vfio device fd's fdinfo has that line: its kind is proven */
+                vfiocpr_fdreg_kind_proven(reg, d->reg_name, 0, d->kind);
                 continue; /* the kernel named it: nothing better to compare */
             }
             /* the library needs /proc anyway (fd kinds): unreadable is not normal */
@@ -424,8 +426,11 @@ int vfiocpr_devices_verify(vfiocpr *ctx, GVariant *payload, GError **error)
             return vfiocpr_fail(error, r, "state: vfio: device '%s': restore: reading the "
                                 "identity of inherited %s fd %d", d->name,
                                 vfiocpr_fd_kind_to_string(d->kind), fd);
-        if (vfiocpr_device_identity_equal(&now, &d->id))
+        if (vfiocpr_device_identity_equal(&now, &d->id)) {
+            /* VFIO_DEVICE_GET_INFO answered as the recorded device did */
+            vfiocpr_fdreg_kind_proven(reg, d->reg_name, 0, d->kind);
             continue;
+        }
         want = vfiocpr_device_identity_to_string(&d->id);
         got = vfiocpr_device_identity_to_string(&now);
         other = recorded_as(list, d, &now);

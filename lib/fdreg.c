@@ -8,7 +8,10 @@
  *    so a wrong registration is refused before any exec, never discovered after it;
  *  - after exec, validate() compares fstat identity only (dev, ino, rdev, type),
  *    which settles the kind of everything except anon inodes (eventfd, vfio device,
- *    KVM), whose link name is checked once when the fd is claimed by find();
+ *    KVM VM), whose link name is checked once when the fd is claimed by find(),
+ *    unless the restore proved the kind another way first (a vfio device fd that
+ *    its fdinfo or VFIO_DEVICE_GET_INFO identity showed to be the recorded device:
+ *    vfiocpr_fdreg_kind_proven());
  *  - FD_CLOEXEC is put back with one close_range() per run of consecutive fds.
  */
 #include "config.h"
@@ -192,6 +195,15 @@ static int claim(entry *e, GError **error)
     }
     e->claimed = true;
     return 0;
+}
+
+void vfiocpr_fdreg_kind_proven(vfiocpr_fdreg *reg, const char *name, guint64 id,
+                               vfiocpr_fd_kind kind)
+{
+    entry *e = lookup(reg, name, id);
+
+    if (e && e->inherited && e->kind == kind)
+        e->kind_checked = true;
 }
 
 int vfiocpr_fdreg_lookup(vfiocpr_fdreg *reg, const char *name, guint64 id,
@@ -411,7 +423,12 @@ int vfiocpr_fdreg_validate(vfiocpr_fdreg *reg, int state_fd, GError **error)
                                 e->id, e->fd);
         if ((r = check_identity(e, "restore", error)) < 0)
             return r;
-        e->kind_checked = !vfiocpr_kind_shares_inode(e->kind);
+        /* A kind that may live on the shared anon inode is proven by its link name
+         * when claimed, unless this fd is a device node whose number alone names
+         * the kind (/dev/kvm), as the link name check would decide it too. */
+        e->kind_checked = !vfiocpr_kind_shares_inode(e->kind) ||
+                          (S_ISCHR(e->st.mode) &&
+                           vfiocpr_kernel_kind_from_link("", &e->st) == e->kind);
         /* identity settles these kinds, but only if the type agrees with the kind */
         if (e->kind == VFIOCPR_FD_MEMFD && !S_ISREG(e->st.mode))
             return vfiocpr_fail(error, EBADFD, "state: fd registry: '%s'/%" G_GUINT64_FORMAT

@@ -152,6 +152,16 @@ static inline void vfiocpr_kv_b(GVariantBuilder *b, const char *key, bool v)
 /* ---------------------------------------------------------------- errors */
 
 int vfiocpr_fail(GError **error, int err, const char *fmt, ...) G_GNUC_PRINTF(3, 4);
+/* Whether debug and info messages of the domain "vfiocpr" are shown: the test GLib's
+ * default writer applies (G_MESSAGES_DEBUG names the domain or "all"), asked on every
+ * call so that a change of the variable is honoured as GLib honours it. The library
+ * formats such messages only then (GLib 2.62's g_debug() formats before it drops):
+ * nothing is formatted on the blackout path unless asked for. */
+bool vfiocpr_log_verbose(void);
+#define VFIOCPR_DEBUG(...) \
+    G_STMT_START { if (G_UNLIKELY(vfiocpr_log_verbose())) g_debug(__VA_ARGS__); } G_STMT_END
+#define VFIOCPR_INFO(...) \
+    G_STMT_START { if (G_UNLIKELY(vfiocpr_log_verbose())) g_info(__VA_ARGS__); } G_STMT_END
 
 /* ---------------------------------------------------------------- state format */
 
@@ -209,6 +219,10 @@ vfiocpr_fdreg *vfiocpr_fdreg_new(void);
 void vfiocpr_fdreg_free(vfiocpr_fdreg *reg);
 int vfiocpr_fdreg_save(vfiocpr_fdreg *reg, const char *name, guint64 id, int fd,
                        vfiocpr_fd_kind kind, GError **error);
+/* The restore proved the kind of the inherited (name, id) by other means than its
+ * link name (the device checks): its claim reads no link name. */
+void vfiocpr_fdreg_kind_proven(vfiocpr_fdreg *reg, const char *name, guint64 id,
+                               vfiocpr_fd_kind kind);
 /* 1 and *fd_out when registered (claiming an inherited fd), 0 with no error when
  * nothing is registered under (name, id), < 0 on a real failure (wrong kind, ...). */
 int vfiocpr_fdreg_lookup(vfiocpr_fdreg *reg, const char *name, guint64 id,

@@ -130,6 +130,17 @@ extern const vfiocpr_section_def vfiocpr_state_sections[VFIOCPR_SEC_COUNT];
 GVariant *vfiocpr_section_lookup(GVariant *payload, vfiocpr_section_id id);
 /* Whether the payload holds the section, whatever its type. */
 bool vfiocpr_section_present(GVariant *payload, vfiocpr_section_id id);
+/* While a restore reads one payload, its sections by ID from a single walk of the
+ * dictionary (this thread only): each look-up above is then one array access instead
+ * of a scan of every entry (g_variant_lookup_value() builds and drops a GVariant per
+ * entry it passes). The first entry of a name wins, as with g_variant_lookup_value().
+ * Look-ups of any other payload, and all of them after _end(), scan as before. */
+void vfiocpr_section_index_begin(GVariant *payload);
+void vfiocpr_section_index_end(void);
+/* vfiocpr_state_decode() with the index up for the decoded payload when it returns
+ * 0 (built by the normal-form check's walk, no second one); the caller ends it. */
+int vfiocpr_state_decode_indexed(GBytes *blob, GVariant **payload_out, guint16 *major_out,
+                                 guint16 *minor_out, GError **error);
 /* Adds the section (value is consumed if floating); its type must be the table's. */
 void vfiocpr_section_insert(GVariantDict *payload, vfiocpr_section_id id, GVariant *value);
 /* The section of that name, or NULL. */

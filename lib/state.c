@@ -75,6 +75,16 @@ guint32 vfiocpr_crc32c_sw(guint32 crc, const void *data, size_t len)
 }
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#if defined(__has_include)
+#if __has_include(<sys/platform/x86.h>)
+#include <sys/platform/x86.h> /* glibc 2.33+ */
+#define HAVE_GLIBC_X86_FEATURES 1
+#endif
+#endif
+#ifndef HAVE_GLIBC_X86_FEATURES
+#include <cpuid.h>
+#endif
+
 /* SSE4.2 has CRC32C in one instruction: ~10x the table's speed, which matters in
  * the exec blackout for large states (and under emulation even more). */
 __attribute__((target("sse4.2"))) static guint32 crc32c_hw(guint32 crc, const void *data,
@@ -95,14 +105,28 @@ __attribute__((target("sse4.2"))) static guint32 crc32c_hw(guint32 crc, const vo
     return ~(guint32)c;
 }
 
+/* SSE4.2, asked at the first checksum. Not __builtin_cpu_supports(): that links
+ * libgcc's __cpu_indicator_init, a constructor that probes every CPU feature in
+ * every process loading the library (the library's largest own cost of an exec
+ * cycle, measured), for the one bit needed here. glibc has asked the CPU already
+ * at start-up: its answer costs no CPUID instruction, which traps to the
+ * hypervisor in a VM (measured: most of the first checksum's time). */
+static bool have_sse42(void)
+{
+#ifdef HAVE_GLIBC_X86_FEATURES
+    return CPU_FEATURE_ACTIVE(SSE4_2);
+#else
+    unsigned a, b, c, d;
+    return __get_cpuid(1, &a, &b, &c, &d) && (c & bit_SSE4_2);
+#endif
+}
+
 guint32 vfiocpr_crc32c(guint32 crc, const void *data, size_t len)
 {
-    static int hw = -1;
+    static int hw = -1; /* racing first calls store the same answer */
 
-    if (G_UNLIKELY(hw < 0)) {
-        __builtin_cpu_init();
-        hw = __builtin_cpu_supports("sse4.2");
-    }
+    if (G_UNLIKELY(hw < 0))
+        hw = have_sse42();
     return hw ? crc32c_hw(crc, data, len) : vfiocpr_crc32c_sw(crc, data, len);
 }
 #else
@@ -160,15 +184,56 @@ const vfiocpr_key_def vfiocpr_state_keys[VFIOCPR_KEY_COUNT] = {
 #undef X
 };
 
+static __thread struct {
+    GVariant *payload; /* referenced while the index is up */
+    GVariant *value[VFIOCPR_SEC_COUNT];
+} sec_index;
+
+void vfiocpr_section_index_begin(GVariant *payload)
+{
+    GVariantIter it;
+    const char *key;
+    GVariant *value;
+
+    vfiocpr_section_index_end();
+    sec_index.payload = g_variant_ref(payload);
+    g_variant_iter_init(&it, payload);
+    while (g_variant_iter_next(&it, "{&sv}", &key, &value)) {
+        const vfiocpr_section_def *def = vfiocpr_section_find(key);
+        gsize id = def ? (gsize)(def - vfiocpr_state_sections) : VFIOCPR_SEC_COUNT;
+        if (id < VFIOCPR_SEC_COUNT && !sec_index.value[id])
+            sec_index.value[id] = value;
+        else
+            g_variant_unref(value);
+    }
+}
+
+void vfiocpr_section_index_end(void)
+{
+    for (gsize i = 0; i < VFIOCPR_SEC_COUNT; i++)
+        g_clear_pointer(&sec_index.value[i], g_variant_unref);
+    g_clear_pointer(&sec_index.payload, g_variant_unref);
+}
+
 GVariant *vfiocpr_section_lookup(GVariant *payload, vfiocpr_section_id id)
 {
+    if (payload == sec_index.payload) {
+        GVariant *v = sec_index.value[id];
+        return v && g_variant_is_of_type(v, G_VARIANT_TYPE(vfiocpr_state_sections[id].type))
+                   ? g_variant_ref(v)
+                   : NULL;
+    }
     return g_variant_lookup_value(payload, vfiocpr_state_sections[id].name,
                                   G_VARIANT_TYPE(vfiocpr_state_sections[id].type));
 }
 
 bool vfiocpr_section_present(GVariant *payload, vfiocpr_section_id id)
 {
-    g_autoptr(GVariant) v = g_variant_lookup_value(payload, vfiocpr_state_sections[id].name, NULL);
+    g_autoptr(GVariant) v = NULL;
+
+    if (payload == sec_index.payload)
+        return sec_index.value[id] != NULL;
+    v = g_variant_lookup_value(payload, vfiocpr_state_sections[id].name, NULL);
     return v != NULL;
 }
 
@@ -200,7 +265,9 @@ static gsize flat_record(const char *type)
     return 0;
 }
 
-static int check_normal_form(GVariant *dict, GError **error)
+/* index, when not NULL, gets each known section's value (the first entry of a
+ * name), from the same walk. */
+static int check_normal_form(GVariant *dict, GVariant **index, GError **error)
 {
     gsize n = g_variant_n_children(dict);
     g_auto(GVariantBuilder) rebuilt = G_VARIANT_BUILDER_INIT(G_VARIANT_TYPE_VARDICT);
@@ -225,6 +292,11 @@ static int check_normal_form(GVariant *dict, GError **error)
             return vfiocpr_fail(error, EBADMSG, "state: payload: entry %zu not in GVariant "
                                 "normal form", i);
         g_variant_builder_add_value(&rebuilt, entry);
+        if (index) {
+            const vfiocpr_section_def *def = vfiocpr_section_find(g_variant_get_string(key, NULL));
+            if (def && !index[def - vfiocpr_state_sections])
+                index[def - vfiocpr_state_sections] = g_variant_ref(value);
+        }
     }
     /* With every entry normal, the dict is normal iff re-framing the same entries
      * gives the same bytes: one copy instead of a walk of every record. */
@@ -261,8 +333,39 @@ static int check_features(GVariant *payload, GError **error)
     return 0;
 }
 
+static int decode(GBytes *blob, GVariant **payload_out, guint16 *major_out, guint16 *minor_out,
+                  GVariant **index, GError **error);
+
 int vfiocpr_state_decode(GBytes *blob, GVariant **payload_out, guint16 *major_out,
                          guint16 *minor_out, GError **error)
+{
+    return decode(blob, payload_out, major_out, minor_out, NULL, error);
+}
+
+int vfiocpr_state_decode_indexed(GBytes *blob, GVariant **payload_out, guint16 *major_out,
+                                 guint16 *minor_out, GError **error)
+{
+    GVariant *index[VFIOCPR_SEC_COUNT] = { NULL };
+    int r = decode(blob, payload_out, major_out, minor_out,
+                   G_BYTE_ORDER == G_LITTLE_ENDIAN ? index : NULL, error);
+
+    vfiocpr_section_index_end();
+    if (r < 0) {
+        for (gsize i = 0; i < VFIOCPR_SEC_COUNT; i++)
+            g_clear_pointer(&index[i], g_variant_unref);
+        return r;
+    }
+    if (G_BYTE_ORDER != G_LITTLE_ENDIAN) {
+        vfiocpr_section_index_begin(*payload_out); /* the values are the swapped ones */
+        return 0;
+    }
+    sec_index.payload = g_variant_ref(*payload_out);
+    memcpy(sec_index.value, index, sizeof(index));
+    return 0;
+}
+
+static int decode(GBytes *blob, GVariant **payload_out, guint16 *major_out, guint16 *minor_out,
+                  GVariant **index, GError **error)
 {
     gsize len;
     const guint8 *p = g_bytes_get_data(blob, &len);
@@ -301,7 +404,7 @@ int vfiocpr_state_decode(GBytes *blob, GVariant **payload_out, guint16 *major_ou
     /* Untrusted from here on: trusted=FALSE and a normal-form check before any use. */
     pbytes = g_bytes_new_from_bytes(blob, hsize, plen);
     v = g_variant_ref_sink(g_variant_new_from_bytes(G_VARIANT_TYPE_VARDICT, pbytes, FALSE));
-    r = check_normal_form(v, error);
+    r = check_normal_form(v, index, error);
     if (r < 0)
         return r;
     if (G_BYTE_ORDER != G_LITTLE_ENDIAN) {

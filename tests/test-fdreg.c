@@ -188,17 +188,31 @@ static void test_restart_claims_and_finish(fixture *f, gconstpointer data)
     g_assert_cmpuint(fake_kernel_calls(FK_CLOEXEC_RANGE), ==, 1);
     for (gsize i = 0; i < G_N_ELEMENTS(fds); i++)
         g_assert_cmpint(fake_kernel_pretend_cloexec(fds[i].fd), ==, 1);
-    /* the VMM of the new image asks only for the device and the RAM */
+    /* validation is one fstat per fd, no link name read: the identity (dev, ino,
+     * rdev, type) settles every kind but those on the shared anon inode */
+    g_assert_cmpuint(fake_kernel_calls(FK_FSTAT), ==, G_N_ELEMENTS(fds) + 1 /* state */);
+    g_assert_cmpuint(fake_kernel_calls(FK_FD_PATH), ==, 0);
+    /* the VMM of the new image asks only for the device and the RAM; the device
+     * fd's kind is an anon inode's, proven by its link name once, when claimed */
+    g_assert_cmpint(vfiocpr_fd_find(ctx, "vfio-device", 0x300, VFIOCPR_FD_VFIO_DEVICE, &err), ==,
+                    903);
+    g_assert_cmpuint(fake_kernel_calls(FK_FD_PATH), ==, 1);
     g_assert_cmpint(vfiocpr_fd_find(ctx, "vfio-device", 0x300, VFIOCPR_FD_VFIO_DEVICE, &err), ==,
                     903);
     g_assert_cmpint(vfiocpr_fd_find(ctx, "guest-ram", 0, VFIOCPR_FD_MEMFD, &err), ==, 900);
+    g_assert_cmpint(vfiocpr_fd_find(ctx, "vfio-container", 0, VFIOCPR_FD_VFIO_CONTAINER, &err), ==,
+                    901);
+    g_assert_cmpint(vfiocpr_fd_find(ctx, "vfio-group", 12, VFIOCPR_FD_VFIO_GROUP, &err), ==, 902);
+    g_assert_cmpint(vfiocpr_fd_find(ctx, "kvm", 0, VFIOCPR_FD_KVM, &err), ==, 907);
+    g_assert_cmpuint(fake_kernel_calls(FK_FD_PATH), ==, 1); /* claimed once, others by fstat */
+    g_assert_cmpuint(fake_kernel_calls(FK_FSTAT), ==, G_N_ELEMENTS(fds) + 1);
     /* a wrong kind is refused and does not claim */
-    assert_fails(vfiocpr_fd_find(ctx, "kvm", 0, VFIOCPR_FD_EVENTFD, &err), &err, EBADFD, NULL);
-    g_assert_cmpint(vfiocpr_finish(ctx, &unclaimed, &err), ==, 7);
-    g_assert_cmpuint(g_strv_length(unclaimed), ==, 7);
+    assert_fails(vfiocpr_fd_find(ctx, "irq-msix", 0, VFIOCPR_FD_MEMFD, &err), &err, EBADFD, NULL);
+    g_assert_cmpint(vfiocpr_finish(ctx, &unclaimed, &err), ==, 4);
+    g_assert_cmpuint(g_strv_length(unclaimed), ==, 4);
     g_assert_cmpstr(unclaimed[0], ==, "'irq-msix'/0: eventfd fd 904");
-    g_assert_cmpstr(unclaimed[3], ==, "'kvm'/0: kvm fd 907");
-    g_assert_cmpstr(unclaimed[6], ==, "'vfio-group'/12: vfio-group fd 902");
+    g_assert_cmpstr(unclaimed[2], ==, "'irq-msix'/2: eventfd fd 906");
+    g_assert_cmpstr(unclaimed[3], ==, "'log'/0: other fd 908");
     /* none closed, all still registered: the next exec preserves them again */
     g_assert_cmpuint(fake_kernel_calls(FK_CLOSE), ==, 1); /* the state memfd only */
     g_assert_cmpuint(vfiocpr_fd_count(ctx), ==, G_N_ELEMENTS(fds));
@@ -279,6 +293,73 @@ static void test_dump_cold(fixture *f, gconstpointer data)
     g_assert_nonnull(strstr(dump, "ram"));
 }
 
+/* Debug messages are formatted only when shown: a writer sees none of the library's
+ * unless G_MESSAGES_DEBUG names the domain (GLib 2.62's g_debug() would format and
+ * hand every one to the writer, which then drops it). */
+static unsigned n_debug;
+static char last_debug[512];
+
+static GLogWriterOutput count_writer(GLogLevelFlags level, const GLogField *fields, gsize n,
+                                     gpointer user_data)
+{
+    const char *domain = NULL, *message = NULL;
+
+    for (gsize i = 0; i < n; i++) {
+        if (strcmp(fields[i].key, "GLIB_DOMAIN") == 0)
+            domain = fields[i].value;
+        if (strcmp(fields[i].key, "MESSAGE") == 0)
+            message = fields[i].value;
+    }
+    if ((level & G_LOG_LEVEL_DEBUG) && g_strcmp0(domain, "vfiocpr") == 0) {
+        n_debug++;
+        g_strlcpy(last_debug, message ? message : "", sizeof(last_debug));
+        return G_LOG_WRITER_HANDLED;
+    }
+    return g_log_writer_default(level, fields, n, user_data);
+}
+
+static void test_log_only_when_shown(fixture *f, gconstpointer data)
+{
+    const char *shown[] = { "vfiocpr", "all", "gio, vfiocpr", "x,vfiocpr,y" };
+    const char *hidden[] = { "vfiocprx", "gio", "", "al" };
+
+    g_log_set_writer_func(count_writer, NULL, NULL);
+    for (gsize i = 0; i < G_N_ELEMENTS(hidden); i++) {
+        g_setenv("G_MESSAGES_DEBUG", hidden[i], TRUE);
+        n_debug = 0;
+        g_assert_cmpint(vfiocpr_fd_find(f->ctx, "nothing", 7, VFIOCPR_FD_MEMFD, NULL), ==,
+                        -ENOENT);
+        g_assert_cmpuint(n_debug, ==, 0);
+    }
+    g_unsetenv("G_MESSAGES_DEBUG");
+    n_debug = 0;
+    g_assert_cmpint(vfiocpr_fd_find(f->ctx, "nothing", 7, VFIOCPR_FD_MEMFD, NULL), ==, -ENOENT);
+    g_assert_cmpuint(n_debug, ==, 0);
+    for (gsize i = 0; i < G_N_ELEMENTS(shown); i++) {
+        g_autoptr(GError) err = NULL;
+        g_setenv("G_MESSAGES_DEBUG", shown[i], TRUE);
+        n_debug = 0;
+        g_assert_cmpint(vfiocpr_fd_find(f->ctx, "nothing", 7, VFIOCPR_FD_MEMFD, NULL), ==,
+                        -ENOENT);
+        g_assert_cmpuint(n_debug, ==, 1);
+        g_assert_nonnull(strstr(last_debug, "'nothing'/7: not registered"));
+        /* with a GError the message is the same, logged once */
+        g_assert_cmpint(vfiocpr_fd_find(f->ctx, "nothing", 7, VFIOCPR_FD_MEMFD, &err), ==,
+                        -ENOENT);
+        g_assert_cmpuint(n_debug, ==, 2);
+        g_assert_nonnull(strstr(err->message, "'nothing'/7: not registered"));
+    }
+    g_unsetenv("G_MESSAGES_DEBUG");
+    /* without a listener the error still carries the whole message */
+    {
+        g_autoptr(GError) err = NULL;
+        g_assert_cmpint(vfiocpr_fd_find(f->ctx, "nothing", 7, VFIOCPR_FD_MEMFD, &err), ==,
+                        -ENOENT);
+        g_assert_error(err, VFIOCPR_ERROR, ENOENT);
+        g_assert_nonnull(strstr(err->message, "'nothing'/7: not registered"));
+    }
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -291,5 +372,6 @@ int main(int argc, char **argv)
     ADD("/fdreg/cloexec-runs", test_cloexec_runs);
     ADD("/fdreg/keep-state", test_keep_state);
     ADD("/fdreg/dump-cold", test_dump_cold);
+    ADD("/fdreg/log-only-when-shown", test_log_only_when_shown); /* sets the writer: last */
     return g_test_run();
 }

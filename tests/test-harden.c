@@ -209,6 +209,7 @@ static void assert_restores(GBytes *blob, const vmm *old, layout l)
 {
     g_autoptr(GError) err = NULL;
     vmm m = { 0 };
+    unsigned paths;
 
     g_assert_cmpint(restore(blob, &m.ctx, &err), ==, 0);
     g_assert_no_error(err);
@@ -216,9 +217,13 @@ static void assert_restores(GBytes *blob, const vmm *old, layout l)
                     ==, 0);
     if (l == TYPE1_TWO)
         g_assert_cmpint(vfiocpr_container_open(m.ctx, "c1", &m.c2, &err), ==, 0);
+    paths = fake_kernel_calls(FK_FD_PATH);
     g_assert_cmpint(vfiocpr_device_attach(m.c, BDF_A, &m.a, &err), ==, 0);
     g_assert_cmpint(vfiocpr_device_attach(l == TYPE1_TWO ? m.c2 : m.c, BDF_B, &m.b, &err), ==, 0);
     g_assert_no_error(err);
+    /* the restore's device check (fdinfo or identity) proved each device fd's kind:
+     * claiming them reads no link name */
+    g_assert_cmpuint(fake_kernel_calls(FK_FD_PATH), ==, paths);
     g_assert_cmpint(vfiocpr_device_fd(m.a), ==, old->fd_a);
     g_assert_cmpint(vfiocpr_device_fd(m.b), ==, old->fd_b);
     vmm_drop(&m);
@@ -343,9 +348,14 @@ static void test_old_state_no_identity(void)
         vmm m = { 0 };
         int sfd;
         g_assert_cmpint(restore(old_ok, &m.ctx, &err), ==, 0);
+        unsigned paths;
         g_assert_cmpint(vfiocpr_container_open(m.ctx, "c0", &m.c, &err), ==, 0);
+        /* nothing proved the device fds' kind (no identity, no fdinfo): each claim
+         * reads the link name, as before the device checks */
+        paths = fake_kernel_calls(FK_FD_PATH);
         g_assert_cmpint(vfiocpr_device_attach(m.c, BDF_A, &m.a, &err), ==, 0);
         g_assert_cmpint(vfiocpr_device_attach(m.c, BDF_B, &m.b, &err), ==, 0);
+        g_assert_cmpuint(fake_kernel_calls(FK_FD_PATH) - paths, ==, 2);
         g_assert_cmpint(vfiocpr_fd_find(m.ctx, "guest-ram", 0, VFIOCPR_FD_MEMFD, &err), ==,
                         old.ram);
         g_assert_cmpint(vfiocpr_dma_map(m.c, 0x100000, 0x100000, (void *)0x7f0000000000ull,

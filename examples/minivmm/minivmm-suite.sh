@@ -258,10 +258,13 @@ xfer_one() {
     xl=$(sed -n 's/^minivmm: upgrade 1\/1: //p' "/tmp/xfer-$1.out")
 }
 # each of the new process's checks, broken in turn
-for neg in "ram-copy:DMA BAD" "irq-drain:lost 1 interrupts" "bus-master-off:not reset BAD"; do
+# (the pattern after the colon is a glob: the drain loses every interrupt of the
+# window, one or more depending on how many the device raised in it)
+for neg in "ram-copy:DMA BAD" "irq-drain:lost [1-9]* interrupts" "bus-master-off:not reset BAD"; do
     xfer_one "neg-${neg%%:*}" "${neg%%:*}"
+    # shellcheck disable=SC2254  # the pattern is meant as a glob
     case $xl in
-        FAILED:*"${neg#*:}"*) result OK "transfer --negative ${neg%%:*}: caught (exit $xr): ${xl#FAILED: }" ;;
+        FAILED:*${neg#*:}*) result OK "transfer --negative ${neg%%:*}: caught (exit $xr): ${xl#FAILED: }" ;;
         *) result NOTOK "transfer --negative ${neg%%:*}: NOT caught (exit $xr): ${xl:-no result}"
            comment "/tmp/xfer-neg-${neg%%:*}.out" ;;
     esac
