@@ -245,7 +245,7 @@ static gint cmp_device_name(gconstpointer a, gconstpointer b)
     return strcmp((*(vfiocpr_device *const *)a)->name, (*(vfiocpr_device *const *)b)->name);
 }
 
-static GPtrArray *sorted_devices(GHashTable *devices)
+GPtrArray *vfiocpr_devices_sorted(GHashTable *devices)
 {
     GPtrArray *list = g_ptr_array_new();
     GHashTableIter it;
@@ -260,7 +260,7 @@ static GPtrArray *sorted_devices(GHashTable *devices)
 
 void vfiocpr_devices_serialize_identity(GHashTable *devices, GVariantDict *d)
 {
-    g_autoptr(GPtrArray) list = sorted_devices(devices);
+    g_autoptr(GPtrArray) list = vfiocpr_devices_sorted(devices);
     GVariantBuilder b;
     guint n = 0;
 
@@ -381,7 +381,7 @@ int vfiocpr_devices_verify(vfiocpr *ctx, GVariant *payload, GError **error)
     r = load_identities(devices, payload, error);
     if (r < 0)
         return r;
-    list = sorted_devices(devices);
+    list = vfiocpr_devices_sorted(devices);
     for (guint i = 0; i < list->len; i++) {
         vfiocpr_device *d = list->pdata[i];
         vfiocpr_device_identity now;

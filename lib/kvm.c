@@ -168,12 +168,6 @@ static int set_routing(int vm_fd, const vfiocpr_msi_route *routes, guint n, GErr
     return 0;
 }
 
-static gint cmp_dev(gconstpointer a, gconstpointer b)
-{
-    return strcmp(vfiocpr_device_name(*(vfiocpr_device *const *)a),
-                  vfiocpr_device_name(*(vfiocpr_device *const *)b));
-}
-
 static int kvm_attach(vfiocpr *ctx, int vm_fd, uint32_t gsi_base, vfiocpr_kvm_commit_fn commit,
                       void *user, GError **error)
 {
@@ -183,8 +177,6 @@ static int kvm_attach(vfiocpr *ctx, int vm_fd, uint32_t gsi_base, vfiocpr_kvm_co
     collect c;
     vfiocpr_fd_kind kind;
     char desc[256];
-    GHashTableIter it;
-    gpointer v;
     int r;
 
     if (!ctx || vm_fd < 0)
@@ -198,11 +190,7 @@ static int kvm_attach(vfiocpr *ctx, int vm_fd, uint32_t gsi_base, vfiocpr_kvm_co
         return vfiocpr_fail(error, r < 0 ? r : EBADFD, "kvm: attach: fd %d %s (%s)", vm_fd,
                             r < 0 ? "cannot be checked as a KVM VM" : "is not a KVM VM",
                             r == -EBADF ? "not open" : r < 0 ? "fstat/readlink failed" : desc);
-    devs = g_ptr_array_new();
-    g_hash_table_iter_init(&it, vfiocpr_vfio_devices(vfiocpr_ctx_vfio(ctx)));
-    while (g_hash_table_iter_next(&it, NULL, &v))
-        g_ptr_array_add(devs, v);
-    g_ptr_array_sort(devs, cmp_dev);
+    devs = vfiocpr_devices_sorted(vfiocpr_vfio_devices(vfiocpr_ctx_vfio(ctx)));
     g_array_set_size(k->irqfds, 0);
     c = (collect){ .routes = routes, .irqfds = k->irqfds, .gsi_base = gsi_base };
     for (guint i = 0; i < devs->len; i++) {

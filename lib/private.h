@@ -507,6 +507,9 @@ int vfiocpr_devices_verify(vfiocpr *ctx, GVariant *payload, GError **error);
  * outside the blackout, for the next upgrade's check (best effort) */
 void vfiocpr_devices_fill_identity(GHashTable *devices);
 vfiocpr_fd_kind vfiocpr_device_kind(const vfiocpr_device *d);
+/* The devices of a context (values of devices) sorted by name: a stable order for
+ * the state and the description. The caller frees the array, not the devices. */
+GPtrArray *vfiocpr_devices_sorted(GHashTable *devices);
 /* One device's a{sv} for vfiocpr_describe() (vectors, INTx, migration included). */
 GVariant *vfiocpr_device_describe(vfiocpr_device *d);
 

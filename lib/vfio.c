@@ -1113,12 +1113,6 @@ static GVariant *describe_container(vfiocpr_container *c)
     return g_variant_builder_end(&d);
 }
 
-static gint cmp_device_name(gconstpointer a, gconstpointer b)
-{
-    return strcmp(vfiocpr_device_name(*(vfiocpr_device *const *)a),
-                  vfiocpr_device_name(*(vfiocpr_device *const *)b));
-}
-
 void vfiocpr_vfio_describe(vfiocpr *ctx, GVariantBuilder *out)
 {
     vfiocpr_vfio *v = vfiocpr_ctx_vfio(ctx);
@@ -1136,11 +1130,8 @@ void vfiocpr_vfio_describe(vfiocpr *ctx, GVariantBuilder *out)
         g_variant_builder_add_value(&b, describe_container(list->pdata[i]));
     vfiocpr_kv(out, "containers", g_variant_builder_end(&b));
 
-    g_ptr_array_set_size(list, 0);
-    g_hash_table_iter_init(&it, v->devices);
-    while (g_hash_table_iter_next(&it, NULL, &k))
-        g_ptr_array_add(list, k);
-    g_ptr_array_sort(list, cmp_device_name);
+    g_ptr_array_unref(list);
+    list = vfiocpr_devices_sorted(v->devices);
     g_variant_builder_init(&b, G_VARIANT_TYPE("aa{sv}"));
     for (guint i = 0; i < list->len; i++)
         g_variant_builder_add_value(&b, vfiocpr_device_describe(list->pdata[i]));
