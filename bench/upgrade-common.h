@@ -33,6 +33,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../tests/guest/pci-find.h"
+
 #define EDU_IRQ_STATUS 0x24
 #define EDU_IRQ_RAISE 0x60
 #define EDU_IRQ_ACK 0x64
@@ -127,36 +129,7 @@ static inline struct bench_times *bench_times_map(bool create)
 
 static inline int bench_find_edu(char *bdf, size_t len)
 {
-    DIR *d = opendir("/sys/bus/pci/devices");
-    struct dirent *e;
-    int found = -1;
-    while (d && (e = readdir(d))) {
-        char path[PATH_MAX];
-        unsigned v = 0, dv = 0;
-        FILE *f;
-        if (e->d_name[0] == '.')
-            continue;
-        snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/vendor", e->d_name);
-        if ((f = fopen(path, "r"))) {
-            if (fscanf(f, "%x", &v) != 1)
-                v = 0;
-            fclose(f);
-        }
-        snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/device", e->d_name);
-        if ((f = fopen(path, "r"))) {
-            if (fscanf(f, "%x", &dv) != 1)
-                dv = 0;
-            fclose(f);
-        }
-        if (v == 0x1234 && dv == 0x11e8) {
-            snprintf(bdf, len, "%s", e->d_name);
-            found = 0;
-            break;
-        }
-    }
-    if (d)
-        closedir(d);
-    return found;
+    return pci_find(0x1234, 0x11e8, bdf, len);
 }
 
 static void bench_usage(const char *prog)

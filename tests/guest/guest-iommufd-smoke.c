@@ -47,6 +47,8 @@
 #include <linux/pci_regs.h>
 #include <linux/vfio.h>
 
+#include "pci-find.h"
+
 #include "vfio-compat.h"
 
 #define EDU_DMA_SRC 0x80
@@ -202,38 +204,7 @@ static int change_process(int iommufd)
 
 static int find_edu(char *bdf, size_t len)
 {
-    DIR *d = opendir("/sys/bus/pci/devices");
-    struct dirent *e;
-    int found = -1;
-
-    while (d && (e = readdir(d))) {
-        char path[PATH_MAX];
-        unsigned vendor = 0, device = 0;
-        FILE *f;
-
-        if (e->d_name[0] == '.')
-            continue;
-        snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/vendor", e->d_name);
-        if ((f = fopen(path, "r"))) {
-            if (fscanf(f, "%x", &vendor) != 1)
-                vendor = 0;
-            fclose(f);
-        }
-        snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/device", e->d_name);
-        if ((f = fopen(path, "r"))) {
-            if (fscanf(f, "%x", &device) != 1)
-                device = 0;
-            fclose(f);
-        }
-        if (vendor == 0x1234 && device == 0x11e8) {
-            snprintf(bdf, len, "%s", e->d_name);
-            found = 0;
-            break;
-        }
-    }
-    if (d)
-        closedir(d);
-    return found;
+    return pci_find(0x1234, 0x11e8, bdf, len);
 }
 
 /* /dev/vfio/devices/vfioN of a PCI device, from sysfs BDF/vfio-dev/ */

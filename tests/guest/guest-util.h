@@ -15,6 +15,8 @@
 
 #include <glib.h>
 
+#include "pci-find.h"
+
 static unsigned tap_n;
 static unsigned tap_failed;
 
@@ -53,37 +55,7 @@ static G_GNUC_UNUSED guint64 now_us(void)
 
 static G_GNUC_UNUSED int find_pci(unsigned vendor, unsigned device, char *bdf, size_t len)
 {
-    DIR *d = opendir("/sys/bus/pci/devices");
-    struct dirent *e;
-    int found = -1;
-
-    while (d && (e = readdir(d))) {
-        char path[PATH_MAX];
-        unsigned v = 0, dv = 0;
-        FILE *f;
-        if (e->d_name[0] == '.')
-            continue;
-        snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/vendor", e->d_name);
-        if ((f = fopen(path, "r"))) {
-            if (fscanf(f, "%x", &v) != 1)
-                v = 0;
-            fclose(f);
-        }
-        snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/device", e->d_name);
-        if ((f = fopen(path, "r"))) {
-            if (fscanf(f, "%x", &dv) != 1)
-                dv = 0;
-            fclose(f);
-        }
-        if (v == vendor && dv == device) {
-            g_strlcpy(bdf, e->d_name, len);
-            found = 0;
-            break;
-        }
-    }
-    if (d)
-        closedir(d);
-    return found;
+    return pci_find(vendor, device, bdf, len);
 }
 
 #endif
