@@ -41,6 +41,9 @@ struct vfiocpr_fdreg {
     GHashTable *names;
     GHashTable *by_fd;   /* fd -> entry*, for identity checks by fd (DMA backing) */
     GPtrArray *touched;  /* entries whose FD_CLOEXEC was cleared, in order */
+    /* by_fd's last answer: a restore asks about the same guest RAM memfd once per
+     * mapping. Dropped by every change to the registry. */
+    entry *last_by_fd;
 };
 
 /* On-the-wire record, laid out exactly like the GVariant fixed-size struct
@@ -168,6 +171,7 @@ int vfiocpr_fdreg_save(vfiocpr_fdreg *reg, const char *name, guint64 id, int fd,
     e->st = st;
     e->kind_checked = true;
     g_hash_table_insert(reg->by_fd, GINT_TO_POINTER(fd), e);
+    reg->last_by_fd = NULL;
     e->saved_cloexec = -1;
     return 0;
 }
@@ -248,6 +252,7 @@ int vfiocpr_fdreg_forget(vfiocpr_fdreg *reg, const char *name, guint64 id)
 
     if (!e)
         return -ENOENT;
+    reg->last_by_fd = NULL;
     g_ptr_array_remove(reg->touched, e);
     if (g_hash_table_lookup(reg->by_fd, GINT_TO_POINTER(e->fd)) == e) {
         GHashTableIter it;
@@ -401,6 +406,7 @@ int vfiocpr_fdreg_deserialize_received(vfiocpr_fdreg *reg, GVariant *payload,
         e->saved_cloexec = -1;
         g_hash_table_add(reg->entries, e);
         g_hash_table_insert(reg->by_fd, GINT_TO_POINTER(e->fd), e);
+        reg->last_by_fd = NULL;
     }
     if (received && n != n_received)
         return vfiocpr_fail(error, EBADMSG, "state: fd registry: %zu records for %u fds "
@@ -595,8 +601,10 @@ int vfiocpr_fdreg_by_identity(vfiocpr_fdreg *reg, vfiocpr_fd_kind kind, guint64 
 bool vfiocpr_fdreg_identity(vfiocpr_fdreg *reg, int fd, vfiocpr_fd_kind kind,
                             vfiocpr_fd_stat *st)
 {
-    entry *e = g_hash_table_lookup(reg->by_fd, GINT_TO_POINTER(fd));
+    entry *e = reg->last_by_fd;
 
+    if (!e || e->fd != fd)
+        e = reg->last_by_fd = g_hash_table_lookup(reg->by_fd, GINT_TO_POINTER(fd));
     if (!e || e->kind != kind)
         return false;
     *st = e->st;

@@ -168,6 +168,9 @@ bool vfiocpr_log_verbose(void);
 /* The constants, sections, features and registry keys: lib/state-format.h. */
 
 guint32 vfiocpr_crc32c(guint32 crc, const void *data, size_t len);
+/* The sum mod 2^32 over n records of size bytes of crc32c(i, record i): a table's
+ * check value, updated per record in O(1) when one changes. */
+guint32 vfiocpr_crc32c_sum(const void *records, guint n, size_t size);
 /* The check value of a DMA table (format 1.6): the sum mod 2^32 over its n records
  * of CRC32C(seed = slot index, the record's 48 bytes). */
 guint32 vfiocpr_dma_table_check(const void *records, guint n);

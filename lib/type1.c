@@ -20,6 +20,14 @@
 typedef struct {
     bool iommu_set;
     GHashTable *groups; /* group id -> GROUP_ATTACHED | GROUP_PRESERVED */
+    /* VFIO_UPDATE_VADDR and VFIO_UNMAP_ALL, known outside any blackout: only a group
+     * joining the container changes them (an mdev turns them off), so they are
+     * probed when one joins; a restored container proved them by the previous
+     * image's UNMAP_DMA(VADDR|ALL) and its own first MAP_DMA(VADDR). 0 not known
+     * yet (probed at the check), 1 both, -ENOTSUP one is 0, else the probe's error
+     * with vaddr_which naming the extension. */
+    int vaddr_ext;
+    int vaddr_which;
 } type1;
 
 #define GROUP_ATTACHED 1
@@ -82,6 +90,23 @@ static int t1_open(vfiocpr_container *c, int fd, GError **error)
         return vfiocpr_fail(error, r < 0 ? r : ENOTSUP, "container '%s': no type1v2 IOMMU",
                             c->name);
     return 0;
+}
+
+/* Never fails the caller: a VMM that does not upgrade may attach an mdev; the
+ * answer is reported by the exec check. */
+static int probe_vaddr(vfiocpr_container *c)
+{
+    type1 *t = T(c);
+    for (int e = 0; e < 2; e++) {
+        unsigned long ext = e ? VFIO_UNMAP_ALL : VFIO_UPDATE_VADDR;
+        int r = VK(ioctl, c->fd, VFIO_CHECK_EXTENSION, (void *)(uintptr_t)ext);
+        t->vaddr_which = e;
+        if (r < 0)
+            return r; /* not kept: the check asks again */
+        if (r == 0)
+            return t->vaddr_ext = -ENOTSUP;
+    }
+    return t->vaddr_ext = 1;
 }
 
 VFIOCPR_EXPORT int vfiocpr_container_add_group(vfiocpr_container *c, int group_id,
@@ -163,6 +188,7 @@ VFIOCPR_EXPORT int vfiocpr_container_add_group(vfiocpr_container *c, int group_i
         goto fail;
     }
     g_hash_table_insert(t->groups, GINT_TO_POINTER(group_id), GINT_TO_POINTER(GROUP_ATTACHED));
+    probe_vaddr(c);
     return fd;
 fail:
     VK(close, fd);
@@ -229,6 +255,8 @@ static int t1_remap(vfiocpr_container *c, vfiocpr_mapping *m, void *vaddr, GErro
 {
     int r = map_vaddr(c, m, vaddr);
 
+    if (r == 0 && !T(c)->vaddr_ext)
+        T(c)->vaddr_ext = 1; /* no group can join before every range is re-mapped */
     if (r < 0)
         return vfiocpr_fail(error, r, "container '%s': dma map 0x%" PRIx64 "-0x%" PRIx64
                             ": VFIO_IOMMU_MAP_DMA(VADDR)%s; the range stays invalid and "
@@ -275,19 +303,16 @@ static int t1_close(vfiocpr_container *c, GError **error G_GNUC_UNUSED)
 
 static int t1_check(vfiocpr_container *c, GError **error)
 {
-    /* probed now, after every group attached: an mdev turns them off */
-    for (int e = 0; e < 2; e++) {
-        unsigned long ext = e ? VFIO_UNMAP_ALL : VFIO_UPDATE_VADDR;
-        int r = VK(ioctl, c->fd, VFIO_CHECK_EXTENSION, (void *)(uintptr_t)ext);
-        if (r < 0)
-            return vfiocpr_fail(error, r, "container '%s': VFIO_CHECK_EXTENSION(%s)", c->name,
-                                e ? "VFIO_UNMAP_ALL" : "VFIO_UPDATE_VADDR");
-        if (r == 0)
-            return vfiocpr_fail(error, ENOTSUP, "container '%s': the kernel cannot update "
-                                "DMA vaddrs (VFIO_UPDATE_VADDR or VFIO_UNMAP_ALL is 0: an "
-                                "mdev or emulated IOMMU group is attached, the container is "
-                                "iommufd's emulation, or the kernel predates 5.12)", c->name);
-    }
+    int r = T(c)->vaddr_ext ? T(c)->vaddr_ext : probe_vaddr(c);
+
+    if (r == -ENOTSUP)
+        return vfiocpr_fail(error, ENOTSUP, "container '%s': the kernel cannot update "
+                            "DMA vaddrs (VFIO_UPDATE_VADDR or VFIO_UNMAP_ALL is 0: an "
+                            "mdev or emulated IOMMU group is attached, the container is "
+                            "iommufd's emulation, or the kernel predates 5.12)", c->name);
+    if (r < 0)
+        return vfiocpr_fail(error, r, "container '%s': VFIO_CHECK_EXTENSION(%s)", c->name,
+                            T(c)->vaddr_which ? "VFIO_UNMAP_ALL" : "VFIO_UPDATE_VADDR");
     return 0;
 }
 

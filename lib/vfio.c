@@ -53,10 +53,7 @@ static guint32 slot_check(guint i, const wire_dma *w)
 
 guint32 vfiocpr_dma_table_check(const void *records, guint n)
 {
-    guint32 sum = 0;
-    for (guint i = 0; i < n; i++)
-        sum += slot_check(i, (const wire_dma *)records + i);
-    return sum;
+    return vfiocpr_crc32c_sum(records, n, sizeof(wire_dma));
 }
 
 static wire_dma wire_of(const vfiocpr_mapping *m)
@@ -954,11 +951,11 @@ static int deserialize_tables(vfiocpr *ctx, GVariant *payload, GError **error)
             if (!idx_add(c, i))
                 return vfiocpr_fail(error, EBADMSG, "state: DMA table of container '%s': record "
                                     "%u: iova 0x%" PRIx64 " appears twice", name, i, iova);
-            sum += slot_check(i, w);
             c->dma_bytes += sz;
         }
         c->n_maps = count;
         c->n_pending = count;
+        sum = vfiocpr_dma_table_check(c->rec, count);
         if (sum != check)
             return vfiocpr_fail(error, EBADMSG, "state: DMA table of container '%s': check value "
                                 "0x%08x, the state records 0x%08x (corrupt or not this state's "

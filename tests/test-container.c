@@ -316,6 +316,30 @@ static void test_blocker_mdev(void)
     vmm_drop(&m);
 }
 
+/* The vaddr extensions are probed when a group joins, not in the blackout; the
+ * probe still catches an mdev that joins a restored container (negative control
+ * for the cached answer: without the probe at add-group the exec would go on). */
+static void test_blocker_mdev_after_restore(void)
+{
+    vmm old = { 0 }, new = { 0 };
+    g_autoptr(GError) err = NULL;
+    unsigned probes;
+    int sfd;
+
+    fake_vfio_add_group(20, "83b8f4f2-509f-382f-3c1e-e6bfe0fa1001", true);
+    g_assert_cmpint(vmm_start(&old, false, &err), ==, 0);
+    probes = fake_vfio_ioctls(VFIO_CHECK_EXTENSION);
+    sfd = fake_kernel_exec_ok(old.ctx, G_MAXUINT64);
+    g_assert_cmpuint(fake_vfio_ioctls(VFIO_CHECK_EXTENSION), ==, probes);
+    vmm_drop(&old);
+    set_env_fd(sfd);
+    g_assert_cmpint(vmm_start(&new, true, &err), ==, 0);
+    g_assert_no_error(err);
+    g_assert_cmpint(vfiocpr_container_add_group(new.c, 20, &err), >=, 0);
+    exec_refused(&new, ENOTSUP, "VFIO_UPDATE_VADDR or VFIO_UNMAP_ALL is 0");
+    vmm_drop(&new);
+}
+
 static void test_blocker_memlock(void)
 {
     vmm m = { 0 };
@@ -568,6 +592,7 @@ int main(int argc, char **argv)
     ADD("/container/restart-bad-input", test_restart_bad_input);
     ADD("/container/blocker/unbacked", test_blocker_unbacked);
     ADD("/container/blocker/mdev", test_blocker_mdev);
+    ADD("/container/blocker/mdev-after-restore", test_blocker_mdev_after_restore);
     ADD("/container/blocker/memlock", test_blocker_memlock);
     ADD("/container/restore-enomem", test_restore_enomem);
     ADD("/container/exec-fault-sweep", test_exec_fault_sweep);
