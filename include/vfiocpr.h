@@ -240,6 +240,21 @@ VFIOCPR_EXPORT int vfiocpr_transfer(vfiocpr *ctx, int sock, unsigned int timeout
 VFIOCPR_EXPORT int vfiocpr_new_incoming(int sock, unsigned int timeout_ms, unsigned int flags,
                                         vfiocpr **out, GError **error);
 
+/* Since 0.4. Encodes the state of ctx now, for exec and for transfer, so that the
+ * next vfiocpr_exec() or vfiocpr_transfer() does not encode it inside the blackout:
+ * it patches in the DMA mappings' record counts and check values and the creation
+ * time, and writes it. Call it once the guest runs again after a start-up (after
+ * vfiocpr_finish() on a restart) and again after changing anything else. Any change
+ * other than vfiocpr_dma_map()/vfiocpr_dma_unmap() within containers that keep at
+ * least one mapping (an fd saved or forgotten, a container, device, interrupt, KVM
+ * or migration call, a container's first mapping or its last unmap, a failed
+ * handover) makes the next handover encode afresh, as without this call: the state
+ * handed over is always the context's current one. Also puts each container's DMA
+ * table fd in the registry (vfiocpr_fd_lookup "vfio-dma-table:NAME"). 0, or -EBUSY
+ * while restoring (before vfiocpr_finish) or during an uncommitted transfer,
+ * -EALREADY after a handover. */
+VFIOCPR_EXPORT int vfiocpr_state_prepare(vfiocpr *ctx, GError **error);
+
 /* ------------------------------------------------------------------ VFIO type1
  *
  * The VMM's normal start-up calls below serve both a cold start and a restart. In

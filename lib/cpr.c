@@ -42,7 +42,16 @@ struct vfiocpr {
     guint32 xfer_peer;
     bool xfer_failed; /* the old process took the devices back */
     const char *xfer_last_step;
+    /* vfiocpr_state_prepare(): the state encoded ahead, for exec [0] and transfer
+     * [1], valid while gen (bumped by every change the state shows but the DMA
+     * mappings' counts and check values) and the registry's change count stay */
+    guint64 gen;
+    struct prepared *ahead[2];
 };
+
+bool vfiocpr_prepared_verify;
+bool vfiocpr_prepared_ignore_gen;
+guint vfiocpr_prepared_hits;
 
 static const char *const kind_names[] = {
     [VFIOCPR_FD_OTHER] = "other",
@@ -79,6 +88,47 @@ vfiocpr_kvm *vfiocpr_ctx_kvm(vfiocpr *ctx)
 static bool uncommitted(const vfiocpr *ctx)
 {
     return ctx->xfer_sock >= 0;
+}
+
+/* ------------------------------------------------------------------ prepared state
+ *
+ * What vfiocpr_state_prepare() encoded, and where in it the values live that change
+ * without invalidating it: the creation time, and each DMA table's record count
+ * and check value (fixed-size values, so patching them keeps the normal form). */
+typedef struct {
+    const vfiocpr_container *c;
+    gsize count_off, check_off;
+} prepared_table;
+
+typedef struct prepared {
+    guint64 gen, reg_changes;
+    GBytes *blob;      /* header + payload */
+    GArray *fds;       /* transfer: the fds in state order */
+    gsize usec_off;
+    GArray *tables;    /* prepared_table, in the state's order */
+} prepared;
+
+static void prepared_free(prepared *p)
+{
+    if (!p)
+        return;
+    g_bytes_unref(p->blob);
+    if (p->fds)
+        g_array_unref(p->fds);
+    g_array_unref(p->tables);
+    g_free(p);
+}
+
+static void prepared_drop(vfiocpr *ctx)
+{
+    for (gsize i = 0; i < G_N_ELEMENTS(ctx->ahead); i++)
+        g_clear_pointer(&ctx->ahead[i], prepared_free);
+}
+
+void vfiocpr_ctx_changed(vfiocpr *ctx)
+{
+    if (ctx)
+        ctx->gen++;
 }
 
 int vfiocpr_ctx_may_change(vfiocpr *ctx, const char *what, GError **error)
@@ -265,6 +315,9 @@ VFIOCPR_EXPORT int vfiocpr_new(unsigned int flags, vfiocpr **out, GError **error
     if (flags & ~(unsigned)VFIOCPR_NEW_KEEP_STATE)
         return vfiocpr_fail(error, EINVAL, "vfiocpr_new: unknown flags 0x%x", flags);
     ctx = ctx_new();
+    /* a debugging knob: check every prepared state against a fresh encoding */
+    if (G_UNLIKELY(g_getenv("VFIOCPR_VERIFY_PREPARED")))
+        vfiocpr_prepared_verify = true;
     env = g_getenv(VFIOCPR_STATE_ENV);
     if (env) {
         VFIOCPR_PROBE(restore__start, probe_s("exec"));
@@ -365,6 +418,7 @@ VFIOCPR_EXPORT void vfiocpr_unref(vfiocpr *ctx)
     if (uncommitted(ctx)) /* the VMM gave up: let the old process take over at once */
         vfiocpr_xfer_send(ctx->xfer_sock, VFIOCPR_XFER_REFUSE, "the new process dropped its "
                           "context before committing", NULL);
+    prepared_drop(ctx);
     vfiocpr_kvm_free(ctx->kvm);
     vfiocpr_vfio_free(ctx->vfio);
     vfiocpr_fdreg_free(ctx->fdreg);
@@ -383,6 +437,7 @@ VFIOCPR_EXPORT int vfiocpr_fd_save(vfiocpr *ctx, const char *name, uint64_t id, 
 {
     if (!ctx)
         return vfiocpr_fail(error, EINVAL, "fd registry: save: NULL context");
+    vfiocpr_ctx_changed(ctx);
     return vfiocpr_fdreg_save(ctx->fdreg, name, id, fd, kind, error);
 }
 
@@ -419,7 +474,10 @@ VFIOCPR_EXPORT int vfiocpr_fd_lookup(vfiocpr *ctx, const char *name, uint64_t id
 
 VFIOCPR_EXPORT int vfiocpr_fd_forget(vfiocpr *ctx, const char *name, uint64_t id)
 {
-    return ctx ? vfiocpr_fdreg_forget(ctx->fdreg, name, id) : -EINVAL;
+    if (!ctx)
+        return -EINVAL;
+    vfiocpr_ctx_changed(ctx);
+    return vfiocpr_fdreg_forget(ctx->fdreg, name, id);
 }
 
 VFIOCPR_EXPORT unsigned int vfiocpr_fd_count(const vfiocpr *ctx)
@@ -445,7 +503,7 @@ typedef struct {
     GBytes *blob;
 } handover_op;
 
-static GVariant *build_payload(vfiocpr *ctx, GArray *transfer_fds)
+static GVariant *build_payload(vfiocpr *ctx, GArray *transfer_fds, gint64 usec)
 {
     g_auto(GVariantDict) d = G_VARIANT_DICT_INIT(NULL);
     g_autoptr(GPtrArray) features = g_ptr_array_new();
@@ -453,7 +511,7 @@ static GVariant *build_payload(vfiocpr *ctx, GArray *transfer_fds)
     vfiocpr_section_insert(&d, VFIOCPR_SEC_WRITER, g_variant_new_string(PACKAGE_STRING));
     vfiocpr_section_insert(&d, VFIOCPR_SEC_WRITER_PID,
                            g_variant_new_uint32(vfiocpr_kernel->getpid()));
-    vfiocpr_section_insert(&d, VFIOCPR_SEC_CREATED_USEC, g_variant_new_int64(g_get_real_time()));
+    vfiocpr_section_insert(&d, VFIOCPR_SEC_CREATED_USEC, g_variant_new_int64(usec));
     vfiocpr_fdreg_serialize_for(ctx->fdreg, &d, transfer_fds);
     if (transfer_fds)
         g_ptr_array_add(features, (gpointer)VFIOCPR_FEATURE_FD_INDEX);
@@ -512,11 +570,135 @@ static void undo_prepare(vfiocpr *ctx, handover_op *op G_GNUC_UNUSED)
             participants[i].undo(ctx);
 }
 
+/* Where the value v of a serialized payload (a child of it, however deep) starts in
+ * the encoded state; 0 when it is not a slice of it. */
+static gsize offset_in(GBytes *blob, GVariant *v, gsize size)
+{
+    gsize len;
+    const guint8 *base = g_bytes_get_data(blob, &len);
+    const guint8 *p = g_variant_get_data(v);
+
+    if (!p || g_variant_get_size(v) != size || p < base + VFIOCPR_STATE_HEADER_SIZE ||
+        p + size > base + len)
+        return 0;
+    return (gsize)(p - base);
+}
+
+/* The encoded state of ctx with the places of its changing values, or NULL if
+ * they cannot be found (then every handover encodes afresh). */
+static prepared *prepared_new(vfiocpr *ctx, bool transfer)
+{
+    g_autoptr(GArray) fds = transfer ? g_array_new(FALSE, FALSE, sizeof(int)) : NULL;
+    prepared *p = g_new0(prepared, 1);
+    g_autoptr(GBytes) pl = NULL;
+    g_autoptr(GVariant) payload = NULL, usec = NULL, tables = NULL;
+    gsize len;
+
+    p->gen = ctx->gen;
+    p->reg_changes = vfiocpr_fdreg_changes(ctx->fdreg);
+    p->blob = vfiocpr_state_encode(build_payload(ctx, fds, g_get_real_time()));
+    p->fds = g_steal_pointer(&fds);
+    p->tables = g_array_new(FALSE, FALSE, sizeof(prepared_table));
+    /* the offsets from GVariant's own reading of the encoded bytes, in place */
+    len = g_bytes_get_size(p->blob);
+    pl = g_bytes_new_from_bytes(p->blob, VFIOCPR_STATE_HEADER_SIZE,
+                                len - VFIOCPR_STATE_HEADER_SIZE);
+    payload = g_variant_ref_sink(g_variant_new_from_bytes(G_VARIANT_TYPE_VARDICT, pl, TRUE));
+    usec = g_variant_lookup_value(payload, VFIOCPR_SECTION(CREATED_USEC), G_VARIANT_TYPE_INT64);
+    if (!usec || !(p->usec_off = offset_in(p->blob, usec, 8)))
+        goto fail;
+    tables = vfiocpr_section_lookup(payload, VFIOCPR_SEC_DMA_TABLES);
+    for (gsize i = 0; tables && i < g_variant_n_children(tables); i++) {
+        g_autoptr(GVariant) el = g_variant_get_child_value(tables, i);
+        g_autoptr(GVariant) name = g_variant_get_child_value(el, 0);
+        g_autoptr(GVariant) count = g_variant_get_child_value(el, 1);
+        g_autoptr(GVariant) check = g_variant_get_child_value(el, 2);
+        prepared_table t = {
+            .c = g_hash_table_lookup(vfiocpr_vfio_containers(ctx->vfio),
+                                     g_variant_get_string(name, NULL)),
+            .count_off = offset_in(p->blob, count, 4),
+            .check_off = offset_in(p->blob, check, 4),
+        };
+        if (!t.c || !t.count_off || !t.check_off ||
+            g_variant_get_uint32(count) != vfiocpr_container_n_maps(t.c) ||
+            g_variant_get_uint32(check) != vfiocpr_container_table_check(t.c))
+            goto fail;
+        g_array_append_val(p->tables, t);
+    }
+    return p;
+fail:
+    g_warning("state prepare: the changing values were not found in the encoded state: every "
+              "handover encodes it afresh");
+    prepared_free(p);
+    return NULL;
+}
+
+static void put_le32(guint8 *p, guint32 v)
+{
+    v = GUINT32_TO_LE(v);
+    memcpy(p, &v, 4);
+}
+
+/* The prepared state with today's values, or NULL when something it shows changed
+ * since (then the handover encodes afresh). */
+static GBytes *prepared_take(vfiocpr *ctx, prepared *p, gint64 usec, GArray *fds)
+{
+    GHashTableIter it;
+    gpointer k;
+    guint with_maps = 0;
+    gsize len;
+    guint8 *buf;
+    guint64 u = GUINT64_TO_LE((guint64)usec);
+
+    if (!p || (!vfiocpr_prepared_ignore_gen &&
+               (p->gen != ctx->gen || p->reg_changes != vfiocpr_fdreg_changes(ctx->fdreg))))
+        return NULL;
+    /* the containers with a table are those it names (a first mapping or the last
+     * unmap changes gen; cheap to make sure) */
+    g_hash_table_iter_init(&it, vfiocpr_vfio_containers(ctx->vfio));
+    while (g_hash_table_iter_next(&it, NULL, &k))
+        with_maps += vfiocpr_container_n_maps(k) > 0;
+    if (with_maps != p->tables->len && !vfiocpr_prepared_ignore_gen)
+        return NULL;
+    {
+        const void *src = g_bytes_get_data(p->blob, &len);
+        buf = g_malloc(len);
+        memcpy(buf, src, len);
+    }
+    memcpy(buf + p->usec_off, &u, 8);
+    for (guint i = 0; i < p->tables->len; i++) {
+        const prepared_table *t = &g_array_index(p->tables, prepared_table, i);
+        put_le32(buf + t->count_off, vfiocpr_container_n_maps(t->c));
+        put_le32(buf + t->check_off, vfiocpr_container_table_check(t->c));
+    }
+    vfiocpr_state_reseal(buf, len);
+    if (fds)
+        g_array_append_vals(fds, p->fds->data, p->fds->len);
+    return g_bytes_new_take(buf, len);
+}
+
 static int phase_write_state(vfiocpr *ctx, handover_op *op, GError **error)
 {
+    gint64 usec = g_get_real_time();
     int r;
 
-    op->blob = vfiocpr_state_encode(build_payload(ctx, op->fds));
+    op->blob = prepared_take(ctx, ctx->ahead[op->sock >= 0], usec, op->fds);
+    if (op->blob) {
+        vfiocpr_prepared_hits++;
+        if (vfiocpr_prepared_verify) {
+            g_autoptr(GArray) fds = op->fds ? g_array_new(FALSE, FALSE, sizeof(int)) : NULL;
+            g_autoptr(GBytes) fresh = vfiocpr_state_encode(build_payload(ctx, fds, usec));
+            if (!g_bytes_equal(fresh, op->blob) ||
+                (fds && (fds->len != op->fds->len ||
+                         memcmp(fds->data, op->fds->data, fds->len * sizeof(int)) != 0)))
+                return vfiocpr_fail(error, EIO, "the prepared state differs from a fresh "
+                                    "encoding of the same context (%zu and %zu bytes): a change "
+                                    "did not invalidate it", g_bytes_get_size(op->blob),
+                                    g_bytes_get_size(fresh));
+        }
+    } else {
+        op->blob = vfiocpr_state_encode(build_payload(ctx, op->fds, usec));
+    }
     r = vfiocpr_state_write_memfd(op->blob, &op->state_fd, error);
     op->state_fd_open = r == 0;
     return r;
@@ -685,6 +867,7 @@ static int run_handover(vfiocpr *ctx, const phase *phases, guint n, handover_op 
         VFIOCPR_PROBE(handover__end, probe_s(how), 0);
         return 0;
     }
+    vfiocpr_ctx_changed(ctx); /* what a rollback leaves is encoded afresh */
     {
         const char *failed = phases[MIN(i, n - 1)].name;
         VFIOCPR_PROBE(rollback__start, probe_s(how), probe_s(failed), r);
@@ -738,6 +921,41 @@ VFIOCPR_EXPORT int vfiocpr_transfer(vfiocpr *ctx, int sock, unsigned int timeout
         return r;
     return run_handover(ctx, transfer_phases, G_N_ELEMENTS(transfer_phases), &op, "transfer",
                         error);
+}
+
+VFIOCPR_EXPORT int vfiocpr_state_prepare(vfiocpr *ctx, GError **error)
+{
+    prepared *p[G_N_ELEMENTS(ctx->ahead)];
+    int r;
+
+    if (!ctx)
+        return vfiocpr_fail(error, EINVAL, "state prepare: NULL context");
+    if (ctx->replaced)
+        return vfiocpr_fail(error, EALREADY, "state prepare: this context already handed over");
+    if ((r = vfiocpr_ctx_may_change(ctx, "state prepare", error)) < 0)
+        return r;
+    if (ctx->restart)
+        return vfiocpr_fail(error, EBUSY, "state prepare: not while restoring (after "
+                            "vfiocpr_finish)");
+    /* the tables' fds are in the registry before it is encoded: the handover then
+     * only seals them */
+    if ((r = vfiocpr_vfio_register_tables(ctx, error)) < 0) {
+        g_prefix_error(error, "state prepare: ");
+        return r;
+    }
+    for (gsize i = 0; i < G_N_ELEMENTS(p); i++) {
+        p[i] = prepared_new(ctx, i == 1);
+        if (!p[i]) {
+            while (i-- > 0)
+                prepared_free(p[i]);
+            prepared_drop(ctx);
+            return vfiocpr_fail(error, EPROTO, "state prepare: the encoded state could not be "
+                                "read back in place");
+        }
+    }
+    prepared_drop(ctx);
+    memcpy(ctx->ahead, p, sizeof(p));
+    return 0;
 }
 
 /* ------------------------------------------------------------------ finish, dump */
@@ -832,7 +1050,9 @@ VFIOCPR_EXPORT int vfiocpr_finish(vfiocpr *ctx, char ***unclaimed, GError **erro
     int r;
 
     VFIOCPR_PROBE(finish__start, ctx && ctx->restart);
+    vfiocpr_ctx_changed(ctx);
     r = finish(ctx, unclaimed, error);
+    vfiocpr_ctx_changed(ctx);
     VFIOCPR_PROBE(finish__end, r, PROBE_COUNTS(ctx));
     return r;
 }

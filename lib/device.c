@@ -574,6 +574,7 @@ VFIOCPR_EXPORT int vfiocpr_device_open(vfiocpr_container *c, int group_id, const
 
     if (!c || !name || !*name || !out || vfiocpr_container_fd(c) < 0)
         return vfiocpr_fail(error, EINVAL, "device '%s': open: bad arguments", name ? name : "?");
+    vfiocpr_ctx_changed(vfiocpr_container_ctx(c));
     if (vfiocpr_container_backend(c) != VFIOCPR_BACKEND_TYPE1)
         return vfiocpr_fail(error, EINVAL, "device '%s': open by group: container '%s' is %s "
                             "(use vfiocpr_device_attach)", name, vfiocpr_container_name(c),
@@ -618,6 +619,7 @@ VFIOCPR_EXPORT int vfiocpr_device_map_region(vfiocpr_device *d, unsigned int ind
 
     if (!d || d->fd < 0 || !addr)
         return vfiocpr_fail(error, EINVAL, "device: map region %u: bad arguments", index);
+    vfiocpr_ctx_changed(vfiocpr_container_ctx(d->container));
     r = VK(ioctl, d->fd, VFIO_DEVICE_GET_REGION_INFO, &info);
     if (r < 0)
         return vfiocpr_fail(error, r, "device '%s': region %u: VFIO_DEVICE_GET_REGION_INFO",
@@ -644,6 +646,7 @@ VFIOCPR_EXPORT int vfiocpr_device_close(vfiocpr_device *d, GError **error)
     if (!d || d->fd < 0)
         return vfiocpr_fail(error, EINVAL, "device: close: not open");
     ctx = vfiocpr_container_ctx(d->container);
+    vfiocpr_ctx_changed(ctx);
     {
         int r = vfiocpr_ctx_may_change(ctx, "device close", error);
         if (r < 0)

@@ -44,6 +44,8 @@ struct vfiocpr_fdreg {
     /* by_fd's last answer: a restore asks about the same guest RAM memfd once per
      * mapping. Dropped by every change to the registry. */
     entry *last_by_fd;
+    /* every change, for a prepared state's validity (vfiocpr_state_prepare) */
+    guint64 changes;
 };
 
 /* On-the-wire record, laid out exactly like the GVariant fixed-size struct
@@ -172,6 +174,7 @@ int vfiocpr_fdreg_save(vfiocpr_fdreg *reg, const char *name, guint64 id, int fd,
     e->kind_checked = true;
     g_hash_table_insert(reg->by_fd, GINT_TO_POINTER(fd), e);
     reg->last_by_fd = NULL;
+    reg->changes++;
     e->saved_cloexec = -1;
     return 0;
 }
@@ -253,6 +256,7 @@ int vfiocpr_fdreg_forget(vfiocpr_fdreg *reg, const char *name, guint64 id)
     if (!e)
         return -ENOENT;
     reg->last_by_fd = NULL;
+    reg->changes++;
     g_ptr_array_remove(reg->touched, e);
     if (g_hash_table_lookup(reg->by_fd, GINT_TO_POINTER(e->fd)) == e) {
         GHashTableIter it;
@@ -407,6 +411,7 @@ int vfiocpr_fdreg_deserialize_received(vfiocpr_fdreg *reg, GVariant *payload,
         g_hash_table_add(reg->entries, e);
         g_hash_table_insert(reg->by_fd, GINT_TO_POINTER(e->fd), e);
         reg->last_by_fd = NULL;
+        reg->changes++;
     }
     if (received && n != n_received)
         return vfiocpr_fail(error, EBADMSG, "state: fd registry: %zu records for %u fds "
@@ -609,6 +614,11 @@ bool vfiocpr_fdreg_identity(vfiocpr_fdreg *reg, int fd, vfiocpr_fd_kind kind,
         return false;
     *st = e->st;
     return true;
+}
+
+guint64 vfiocpr_fdreg_changes(const vfiocpr_fdreg *reg)
+{
+    return reg->changes;
 }
 
 bool vfiocpr_fdreg_has(vfiocpr_fdreg *reg, const char *name, guint64 id, vfiocpr_fd_kind kind)

@@ -205,6 +205,7 @@ VFIOCPR_EXPORT int vfiocpr_irq_enable(vfiocpr_device *d, vfiocpr_irq_index index
 
     if (!d || vfiocpr_device_fd(d) < 0 || (guint)index >= N_INDEX || !count)
         return vfiocpr_fail(error, EINVAL, "device: irq enable: bad arguments");
+    vfiocpr_ctx_changed(ctx_of(d));
     q = vfiocpr_device_irqs(d);
     name = reg_name(d, index);
     /* preserved vectors first: they come back as they are */
@@ -242,6 +243,7 @@ VFIOCPR_EXPORT int vfiocpr_irq_intx_unmask(vfiocpr_device *d, int fd, GError **e
 
     if (!d || vfiocpr_device_fd(d) < 0)
         return vfiocpr_fail(error, EINVAL, "device: INTx unmask: bad arguments");
+    vfiocpr_ctx_changed(ctx_of(d));
     q = vfiocpr_device_irqs(d);
     name = unmask_name(d);
     if (q->unmask_preserved) {
@@ -293,6 +295,7 @@ VFIOCPR_EXPORT int vfiocpr_irq_set_msi(vfiocpr_device *d, vfiocpr_irq_index inde
     if (!v)
         return vfiocpr_fail(error, ENOENT, "device '%s': %s vector %u is not enabled",
                             vfiocpr_device_name(d), index_names[index], vector);
+    vfiocpr_ctx_changed(ctx_of(d));
     v->has_msi = true;
     v->address = address;
     v->data = data;
@@ -305,6 +308,7 @@ VFIOCPR_EXPORT int vfiocpr_irq_set_intx_gsi(vfiocpr_device *d, uint32_t gsi, GEr
     vfiocpr_irqs *q;
     if (!d)
         return vfiocpr_fail(error, EINVAL, "device: set INTx GSI: NULL device");
+    vfiocpr_ctx_changed(ctx_of(d));
     q = vfiocpr_device_irqs(d);
     q->intx_gsi = gsi;
     q->has_intx_gsi = true;
@@ -334,6 +338,7 @@ VFIOCPR_EXPORT int vfiocpr_irq_disable(vfiocpr_device *d, vfiocpr_irq_index inde
 
     if (!d || vfiocpr_device_fd(d) < 0 || (guint)index >= N_INDEX)
         return vfiocpr_fail(error, EINVAL, "device: irq disable: bad arguments");
+    vfiocpr_ctx_changed(ctx_of(d));
     if ((r = vfiocpr_ctx_may_change(ctx_of(d), "irq disable", error)) < 0)
         return r;
     q = vfiocpr_device_irqs(d);
@@ -348,6 +353,7 @@ VFIOCPR_EXPORT int vfiocpr_irq_disable(vfiocpr_device *d, vfiocpr_irq_index inde
         if (v->index != (guint)index)
             continue;
         vfiocpr_fdreg_forget(reg_of(d), name, v->vector);
+        vfiocpr_kvm_drop_fd(vfiocpr_ctx_kvm(ctx_of(d)), v->fd);
         VK(close, v->fd);
         g_hash_table_iter_remove(&it);
     }

@@ -87,6 +87,20 @@ static int deassign_all(vfiocpr_kvm *k, int vm_fd, GError **error)
     return 0;
 }
 
+void vfiocpr_kvm_drop_fd(vfiocpr_kvm *k, int fd)
+{
+    for (guint i = k->irqfds->len; i-- > 0;) {
+        const irqfd *f = &g_array_index(k->irqfds, irqfd, i);
+        if (f->fd != fd)
+            continue;
+        /* the eventfd is about to be closed: an irqfd left on it would make the
+         * next exec's detach fail (EBADF) */
+        if (k->vm_fd >= 0)
+            assign(k->vm_fd, f, true);
+        g_array_remove_index(k->irqfds, i);
+    }
+}
+
 typedef struct {
     GArray *routes;
     GArray *irqfds;
@@ -233,6 +247,8 @@ VFIOCPR_EXPORT int vfiocpr_kvm_attach(vfiocpr *ctx, int vm_fd, uint32_t gsi_base
 {
     int r;
 
+    if (ctx)
+        vfiocpr_ctx_changed(ctx);
     VFIOCPR_PROBE(kvm_attach__start, vm_fd);
     r = kvm_attach(ctx, vm_fd, gsi_base, commit, user, error);
     VFIOCPR_PROBE(kvm_attach__end, vm_fd, r);
@@ -246,6 +262,7 @@ VFIOCPR_EXPORT int vfiocpr_kvm_detach(vfiocpr *ctx, GError **error)
 
     if (!ctx)
         return vfiocpr_fail(error, EINVAL, "kvm: detach: NULL context");
+    vfiocpr_ctx_changed(ctx);
     k = vfiocpr_ctx_kvm(ctx);
     if (k->vm_fd < 0)
         return 0;

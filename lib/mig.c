@@ -241,6 +241,7 @@ VFIOCPR_EXPORT int vfiocpr_mig_set_state(vfiocpr_device *d, vfiocpr_mig_state ta
 
     if (!d || (unsigned)target >= N_STATES || (unsigned)recovery >= N_STATES)
         return vfiocpr_fail(error, EINVAL, "migration: set state: bad arguments");
+    vfiocpr_ctx_changed(vfiocpr_container_ctx(vfiocpr_device_container(d)));
     if ((r = vfiocpr_ctx_may_change(vfiocpr_container_ctx(vfiocpr_device_container(d)),
                                     "migration: set state", error)) < 0)
         return r;
@@ -361,6 +362,7 @@ VFIOCPR_EXPORT int vfiocpr_mig_save(vfiocpr_device *d, int out_fd, uint64_t *byt
 {
     if (!d || out_fd < 0)
         return vfiocpr_fail(error, EINVAL, "migration: save: bad arguments");
+    vfiocpr_ctx_changed(vfiocpr_container_ctx(vfiocpr_device_container(d)));
     return save_to(d, out_fd, bytes, NULL, error);
 }
 
@@ -406,6 +408,7 @@ VFIOCPR_EXPORT int vfiocpr_mig_load(vfiocpr_device *d, int in_fd, uint64_t len, 
 {
     if (!d || in_fd < 0)
         return vfiocpr_fail(error, EINVAL, "migration: load: bad arguments");
+    vfiocpr_ctx_changed(vfiocpr_container_ctx(vfiocpr_device_container(d)));
     return load_from(d, in_fd, -1, len, error);
 }
 
@@ -526,6 +529,9 @@ VFIOCPR_EXPORT int vfiocpr_mig_save_file(vfiocpr_device *const *devices, unsigne
 
     if (!devices || !n || n > G_MAXUINT16 || out_fd < 0)
         return vfiocpr_fail(error, EINVAL, "migration: save file: bad arguments");
+    for (unsigned i = 0; i < n; i++)
+        if (devices[i])
+            vfiocpr_ctx_changed(vfiocpr_container_ctx(vfiocpr_device_container(devices[i])));
     memcpy(hdr, MIG_MAGIC, 8);
     p16(hdr + 8, 1);
     p16(hdr + 10, (guint16)n);
@@ -599,6 +605,9 @@ VFIOCPR_EXPORT int vfiocpr_mig_load_file(vfiocpr_device *const *devices, unsigne
 
     if (!devices || !n || in_fd < 0)
         return vfiocpr_fail(error, EINVAL, "migration: load file: bad arguments");
+    for (unsigned i = 0; i < n; i++)
+        if (devices[i])
+            vfiocpr_ctx_changed(vfiocpr_container_ctx(vfiocpr_device_container(devices[i])));
     if (read_exact(in_fd, hdr, HDR, 0) < 0 || memcmp(hdr, MIG_MAGIC, 8) != 0 ||
         g32(hdr + 28) != vfiocpr_crc32c(0, hdr, 28))
         return vfiocpr_fail(error, EBADMSG, "migration: load file: not a device-state file, or "

@@ -179,6 +179,9 @@ guint32 vfiocpr_crc32c_sw(guint32 crc, const void *data, size_t len);
 
 /* Wraps a payload (a{sv}) in the fixed header. */
 GBytes *vfiocpr_state_encode(GVariant *payload);
+/* The header's check values again, after fixed-size values of an encoded state
+ * (buf, len: header and payload) were patched in place. */
+void vfiocpr_state_reseal(guint8 *buf, gsize len);
 /* Parses untrusted bytes: header, checksums, then the payload as a{sv} in normal
  * form. *payload_out is a new reference. */
 int vfiocpr_state_decode(GBytes *blob, GVariant **payload_out, guint16 *major, guint16 *minor,
@@ -235,6 +238,7 @@ int vfiocpr_fdreg_find(vfiocpr_fdreg *reg, const char *name, guint64 id, vfiocpr
                        GError **error);
 int vfiocpr_fdreg_forget(vfiocpr_fdreg *reg, const char *name, guint64 id);
 guint vfiocpr_fdreg_count(const vfiocpr_fdreg *reg);
+guint64 vfiocpr_fdreg_changes(const vfiocpr_fdreg *reg);
 /* Pre-exec check: every fd still open and the same file. */
 int vfiocpr_fdreg_check(vfiocpr_fdreg *reg, GError **error);
 /* Adds the registry's sections to a payload under construction. */
@@ -281,6 +285,16 @@ vfiocpr_vfio *vfiocpr_ctx_vfio(vfiocpr *ctx);
  * a process restoring from a transfer, before it committed (the old process could
  * not take the change back). */
 int vfiocpr_ctx_may_change(vfiocpr *ctx, const char *what, GError **error);
+/* Something a state could show changed (or may be about to): a prepared state
+ * (vfiocpr_state_prepare) is no longer used. Called by every call that changes
+ * what the state holds but the DMA mappings' counts and check values. */
+void vfiocpr_ctx_changed(vfiocpr *ctx);
+/* Tests: compare a prepared state against a fresh encoding at every handover that
+ * uses one (a mismatch fails the handover with EIO); ignore_gen uses a prepared
+ * state whatever changed (the negative control); hits counts the uses. */
+extern bool vfiocpr_prepared_verify;
+extern bool vfiocpr_prepared_ignore_gen;
+extern guint vfiocpr_prepared_hits;
 /* A transfer restore reached a step the old process should hear of (best effort). */
 void vfiocpr_ctx_step(vfiocpr *ctx, const char *step);
 
@@ -313,6 +327,7 @@ typedef struct {
 
 /* The number of mappings of c and the view of slot i (0 <= i < the number). */
 guint vfiocpr_container_n_maps(const vfiocpr_container *c);
+guint32 vfiocpr_container_table_check(const vfiocpr_container *c);
 void vfiocpr_container_mapping(const vfiocpr_container *c, guint i, vfiocpr_mapping *m);
 
 typedef struct vfiocpr_backend_ops vfiocpr_backend_ops;
@@ -451,6 +466,9 @@ vfiocpr_container *vfiocpr_container_new(vfiocpr *ctx, const char *name,
 int vfiocpr_vfio_check(vfiocpr *ctx, GError **error);
 /* exec: every backend's prepare; undone by unprepare */
 int vfiocpr_vfio_prepare(vfiocpr *ctx, GError **error);
+/* Every container's DMA table fd in the registry (not sealed): what a prepared
+ * state names. */
+int vfiocpr_vfio_register_tables(vfiocpr *ctx, GError **error);
 void vfiocpr_vfio_unprepare(vfiocpr *ctx);
 /* Adds the vfio sections and the required features they need to features. */
 void vfiocpr_vfio_serialize(vfiocpr *ctx, GVariantDict *payload, GPtrArray *features);
@@ -544,6 +562,8 @@ void vfiocpr_irqs_describe(vfiocpr_device *d, GVariantBuilder *out);
 
 typedef struct vfiocpr_kvm vfiocpr_kvm;
 vfiocpr_kvm *vfiocpr_ctx_kvm(vfiocpr *ctx);
+/* fd (an interrupt eventfd) is going away: its irqfd, if any, is detached first. */
+void vfiocpr_kvm_drop_fd(vfiocpr_kvm *k, int fd);
 vfiocpr_kvm *vfiocpr_kvm_new(void);
 void vfiocpr_kvm_free(vfiocpr_kvm *k);
 /* exec: detach irqfds so interrupts accumulate in the eventfds; undo re-attaches */

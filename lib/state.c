@@ -199,6 +199,13 @@ GBytes *vfiocpr_state_encode(GVariant *payload)
     return g_bytes_new_take(buf, VFIOCPR_STATE_HEADER_SIZE + plen);
 }
 
+void vfiocpr_state_reseal(guint8 *buf, gsize len)
+{
+    put32(buf + 24, vfiocpr_crc32c(0, buf + VFIOCPR_STATE_HEADER_SIZE,
+                                   len - VFIOCPR_STATE_HEADER_SIZE));
+    put32(buf + 28, vfiocpr_crc32c(0, buf, 28));
+}
+
 const vfiocpr_section_def vfiocpr_state_sections[VFIOCPR_SEC_COUNT] = {
 #define X(id, name, type, since, owner, record, feature) \
     [VFIOCPR_SEC_##id] = { name, type, since, owner, record, feature },

@@ -121,6 +121,7 @@ VFIOCPR_EXPORT int vfiocpr_container_add_group(vfiocpr_container *c, int group_i
 
     if (!c || c->fd < 0 || group_id < 0)
         return vfiocpr_fail(error, EINVAL, "container: add group %d: bad arguments", group_id);
+    vfiocpr_ctx_changed(c->ctx);
     if (!is_type1(c))
         return vfiocpr_fail(error, EINVAL, "container '%s': add group %d: a %s container has "
                             "no groups (vfiocpr_device_attach opens devices by name)", c->name,

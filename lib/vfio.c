@@ -237,6 +237,7 @@ static int table_writable(vfiocpr_container *c, guint need, GError **error)
         c->table_inherited = false;
         c->table_sealed = false;
         c->table_stale = false;
+        vfiocpr_ctx_changed(c->ctx); /* another fd for the table */
     }
     return 0;
 }
@@ -256,11 +257,10 @@ static int slot_put(vfiocpr_container *c, guint i, const wire_dma *w, GError **e
     return r;
 }
 
-/* exec or transfer: the table is sealed and registered, so that the registry
- * carries its fd (by number or by index) with the others. A failed handover
- * leaves it so (sealed, registered): the next change replaces it, and a retry
- * hands the same one again. */
-static int table_hand(vfiocpr_container *c, GError **error)
+/* The table's fd in the registry, so that it travels with the others (by number or
+ * by index). vfiocpr_state_prepare() registers it ahead, so that the handover
+ * changes nothing the prepared state shows. */
+static int table_register(vfiocpr_container *c, GError **error)
 {
     int r;
 
@@ -270,19 +270,49 @@ static int table_hand(vfiocpr_container *c, GError **error)
         if (r < 0)
             return r;
     }
-    if (!c->table_sealed) {
-        r = VK(add_seals, c->table_fd, F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE);
-        if (r < 0)
-            return vfiocpr_fail(error, r, "container '%s': DMA table memfd %d: seal", c->name,
-                                c->table_fd);
-        c->table_sealed = true;
-    }
     if (c->table_registered)
         return 0; /* from the state, or an earlier attempt */
     r = vfiocpr_fdreg_save(vfiocpr_ctx_fdreg(c->ctx), c->table_key, 0, c->table_fd,
                            VFIOCPR_FD_MEMFD, error);
     c->table_registered = r == 0;
     return r;
+}
+
+/* exec or transfer: the table is sealed and registered. A failed handover leaves
+ * it so (sealed, registered): the next change replaces it, and a retry hands the
+ * same one again. */
+static int table_hand(vfiocpr_container *c, GError **error)
+{
+    int r = table_register(c, error);
+
+    if (r < 0 || c->table_sealed)
+        return r;
+    r = VK(add_seals, c->table_fd, F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE);
+    if (r < 0)
+        return vfiocpr_fail(error, r, "container '%s': DMA table memfd %d: seal", c->name,
+                            c->table_fd);
+    c->table_sealed = true;
+    return 0;
+}
+
+int vfiocpr_vfio_register_tables(vfiocpr *ctx, GError **error)
+{
+    GHashTableIter it;
+    gpointer k;
+
+    g_hash_table_iter_init(&it, vfiocpr_vfio_containers(vfiocpr_ctx_vfio(ctx)));
+    while (g_hash_table_iter_next(&it, NULL, &k)) {
+        vfiocpr_container *c = k;
+        int r = c->n_maps ? table_register(c, error) : 0;
+        if (r < 0)
+            return r;
+    }
+    return 0;
+}
+
+guint32 vfiocpr_container_table_check(const vfiocpr_container *c)
+{
+    return c->table_check;
 }
 
 /* In the order their state sections and required features are written. */
@@ -429,6 +459,7 @@ static int container_get(vfiocpr *ctx, const char *name, vfiocpr_backend backend
 
     if (!ctx || !name || !*name || !out)
         return vfiocpr_fail(error, EINVAL, "container: open: NULL or empty argument");
+    vfiocpr_ctx_changed(ctx);
     if ((unsigned)backend > VFIOCPR_BACKEND_IOMMUFD)
         return vfiocpr_fail(error, EINVAL, "container '%s': open: unknown backend %d", name,
                             (int)backend);
@@ -501,6 +532,7 @@ VFIOCPR_EXPORT int vfiocpr_device_attach(vfiocpr_container *c, const char *name,
     if (!c || c->fd < 0 || !name || !*name || !out)
         return vfiocpr_fail(error, EINVAL, "device '%s': attach: bad arguments",
                             name ? name : "?");
+    vfiocpr_ctx_changed(c->ctx);
     return c->ops->attach(c, name, out, error);
 }
 
@@ -582,6 +614,10 @@ VFIOCPR_EXPORT int vfiocpr_dma_map(vfiocpr_container *c, uint64_t iova, uint64_t
     }
     c->rt[c->n_maps] = (vfiocpr_map_rt){ .vaddr = vaddr, .memfd = m.memfd, .provided = 1 };
     idx_add(c, c->n_maps);
+    /* a prepared state patches in the count and check value of a table it names, but
+     * a first mapping adds a table to the state */
+    if (!c->n_maps)
+        vfiocpr_ctx_changed(c->ctx);
     c->n_maps++;
     c->n_unbacked += m.memfd < 0;
     c->dma_bytes += size;
@@ -631,6 +667,14 @@ VFIOCPR_EXPORT int vfiocpr_dma_unmap(vfiocpr_container *c, uint64_t iova, uint64
         c->table_check -= slot_check(last, REC(c, last));
     }
     c->n_maps--;
+    if (!c->n_maps) {
+        /* the table leaves the state, and its fd the registry (a prepared state
+         * registered it) */
+        if (c->table_registered)
+            vfiocpr_fdreg_forget(vfiocpr_ctx_fdreg(c->ctx), c->table_key, 0);
+        c->table_registered = false;
+        vfiocpr_ctx_changed(c->ctx);
+    }
     return 0;
 }
 
@@ -643,6 +687,7 @@ VFIOCPR_EXPORT int vfiocpr_container_close(vfiocpr_container *c, GError **error)
 
     if (!c || c->fd < 0)
         return vfiocpr_fail(error, EINVAL, "container: close: not open");
+    vfiocpr_ctx_changed(c->ctx);
     if ((r = vfiocpr_ctx_may_change(c->ctx, "container close", error)) < 0)
         return r;
     v = vfiocpr_ctx_vfio(c->ctx);

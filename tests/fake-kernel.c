@@ -646,6 +646,9 @@ static void free_pretend(gpointer p)
 
 void fake_kernel_reset(void)
 {
+    /* every handover of a unit test that uses a prepared state checks it */
+    vfiocpr_prepared_verify = true;
+    vfiocpr_prepared_ignore_gen = false;
     if (fk.log)
         g_array_unref(fk.log);
     if (fk.pretend) {
@@ -801,7 +804,8 @@ int fake_kernel_exec_ok(vfiocpr *ctx, guint64 locked_limit)
 
     exec_ok_fd = -1;
     fk.execve = exec_ok;
-    g_assert_cmpint(vfiocpr_exec(ctx, "/usr/bin/new-vmm", argv, NULL, &err), ==, 0);
+    if (vfiocpr_exec(ctx, "/usr/bin/new-vmm", argv, NULL, &err) < 0)
+        g_error("fake exec: %s", err->message);
     g_assert_no_error(err);
     fk.execve = old;
     g_assert_cmpint(exec_ok_fd, >=, 0);

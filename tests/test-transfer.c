@@ -256,16 +256,24 @@ static int transfer_to(vmm *old, new_proc *n, unsigned timeout_ms, GError **erro
     return r;
 }
 
+/* good-prepared: the state encoded ahead (vfiocpr_state_prepare), and the transfer
+ * uses it (compared with a fresh encoding, as every unit test handover is) */
+static bool prepare_first;
+
 static void test_good(gpointer fixture G_GNUC_UNUSED, gconstpointer data)
 {
     vmm old = { 0 };
     new_proc n = { .mode = NEW_GOOD };
     g_autoptr(GError) err = NULL;
-    unsigned binds, allocs, group_sets;
+    unsigned binds, allocs, group_sets, hits = vfiocpr_prepared_hits;
     int ofd, ocfd;
 
     backend = GPOINTER_TO_INT(data);
     cold_start(&old);
+    if (prepare_first) {
+        g_assert_cmpint(vfiocpr_state_prepare(old.ctx, &err), ==, 0);
+        g_assert_no_error(err);
+    }
     binds = fake_vfio_ioctls(VFIO_DEVICE_BIND_IOMMUFD);
     allocs = fake_vfio_ioctls(IOMMU_IOAS_ALLOC);
     group_sets = fake_vfio_ioctls(VFIO_GROUP_SET_CONTAINER);
@@ -277,6 +285,7 @@ static void test_good(gpointer fixture G_GNUC_UNUSED, gconstpointer data)
     g_assert_cmpint(n.rc_incoming, ==, 0);
     g_assert_cmpint(n.rc_start, ==, 0);
     g_assert_cmpint(n.rc_finish, ==, 0);
+    g_assert_cmpuint(vfiocpr_prepared_hits - hits, ==, prepare_first ? 1 : 0);
     /* the new process holds the same objects under its own numbers */
     g_assert_cmpint(n.dfd, !=, ofd);
     g_assert_cmpint(n.cfd, !=, ocfd);
@@ -335,6 +344,13 @@ static void test_good(gpointer fixture G_GNUC_UNUSED, gconstpointer data)
 
 /* Each way a new process can fail; after each the old one carries on and then a
  * transfer to a good new process goes through. */
+static void test_good_prepared(gpointer fixture, gconstpointer data)
+{
+    prepare_first = true;
+    test_good(fixture, data);
+    prepare_first = false;
+}
+
 static void test_fault_points(gpointer fixture G_GNUC_UNUSED, gconstpointer data)
 {
     static const struct {
@@ -1030,6 +1046,7 @@ int main(int argc, char **argv)
     g_test_add_vtable("/transfer/iommufd" path, 0, GINT_TO_POINTER(VFIOCPR_BACKEND_IOMMUFD),  \
                       (GTestFixtureFunc)setup, (GTestFixtureFunc)fn, NULL)
     ADD2("/good", test_good);
+    ADD2("/good-prepared", test_good_prepared);
     ADD2("/fault-points", test_fault_points);
     ADD2("/old-fault-sweep", test_old_fault_sweep);
     ADD("/transfer/new-side-rules", test_new_side_rules);
