@@ -7,7 +7,7 @@
  * on its own, median of many runs; also how many seam ops of each interesting kind
  * the restore issued (fd_path = readlink of /proc/self/fd/N).
  *
- *   bench-fixed [--backend type1|iommufd]... [--runs N]              fake kernel
+ *   bench-fixed [--backend type1|iommufd]... [--runs N] [--no-prepare] fake kernel
  *   bench-fixed --device BDF|auto [--backend type1|iommufd]... [--runs N]
  *                                        real kernel (the guest), a device bound to
  *                                        vfio-pci (auto: the first one bound)
@@ -35,6 +35,8 @@
 static bool real;
 static const char *bdf = "0000:00:03.0";
 static vfiocpr_backend backend = VFIOCPR_BACKEND_TYPE1;
+/* vfiocpr_state_prepare() before each exec (--no-prepare: the state encoded in it) */
+static bool ahead = true;
 
 static double now_us(void)
 {
@@ -233,6 +235,7 @@ static void run(result *res)
 
     if (!real) {
         fake_kernel_reset();
+        vfiocpr_prepared_verify = false; /* the tests' check, not the library's cost */
         fake_vfio_add_group(12, bdf, false);
         fake_kernel_set_memlock(G_MAXUINT64, true);
         fake_iommufd_enable(true);
@@ -242,6 +245,9 @@ static void run(result *res)
     vmm_start(&m);
     if (vfiocpr_finish(m.ctx, NULL, &err) < 0)
         die(err, "finish");
+    /* what a VMM does once its guest runs: the state encoded outside the blackout */
+    if (ahead && vfiocpr_state_prepare(m.ctx, &err) < 0)
+        die(err, "state prepare");
     res->fds = vfiocpr_fd_count(m.ctx);
 
     t_ops = 0;
@@ -323,6 +329,8 @@ int main(int argc, char **argv)
         } else if (strcmp(argv[i], "--device") == 0 && i + 1 < argc) {
             real = true;
             bdf = argv[++i];
+        } else if (strcmp(argv[i], "--no-prepare") == 0) {
+            ahead = false;
         } else if (strcmp(argv[i], "--runs") == 0 && i + 1 < argc) {
             runs = atoi(argv[++i]);
             if (runs < 1)
@@ -353,6 +361,8 @@ int main(int argc, char **argv)
     printf("libvfiocpr %s: bench-fixed (%s kernel%s%s, 1 mapping; median of %d runs, us)\n",
            PACKAGE_VERSION, real ? "real" : "fake", real ? ", device " : "", real ? bdf : "",
            runs);
+    printf("state %s\n", ahead ? "prepared ahead (vfiocpr_state_prepare)"
+                                 : "encoded in the exec (--no-prepare)");
     printf("(the machine may be shared: the minimum is the cost without interference)\n");
     printf("in ops = time inside the kernel seam's ops (system calls) of the total;\n"
            "ops = seam calls from prepare to finish; fd_path, fstat, ioctls: in the restore\n");
@@ -384,7 +394,8 @@ int main(int argc, char **argv)
     }
     return 0;
 usage:
-    fprintf(stderr, "usage: %s [--device BDF|auto] [--backend type1|iommufd]... [--runs N]\n",
+    fprintf(stderr, "usage: %s [--device BDF|auto] [--backend type1|iommufd]... [--runs N] "
+            "[--no-prepare]\n",
             argv[0]);
     return 2;
 }

@@ -12,7 +12,8 @@
  * memfd (vfiocpr_fd_save / vfiocpr_fd_find) mapped, vfiocpr_container_open_backend(),
  * vfiocpr_device_attach(), vfiocpr_device_map_region(BAR0), N vfiocpr_dma_map() of
  * one page each, vfiocpr_irq_enable(MSI, 1 vector), vfiocpr_finish(). Each of the K
- * chained upgrades: [request] vfiocpr_exec(/proc/self/exe) ([execve]: the
+ * chained upgrades: vfiocpr_state_prepare() (outside the blackout, as a VMM does
+ * once its guest runs), [request] vfiocpr_exec(/proc/self/exe) ([execve]: the
  * library's execve, seen through -Wl,--wrap=execve), then in the new image [main]
  * vfiocpr_new (p1 "new"), RAM + container + device + BAR0 (p2 "attach"), the N
  * dma_maps (p3 "map"), irq_enable (p4 "irq"), vfiocpr_finish ("rest") [usable].
@@ -313,6 +314,10 @@ static void __attribute__((noreturn)) upgrade(vmm *v, unsigned done)
     snprintf(mappings, sizeof(mappings), "%u", opt.mappings);
     snprintf(upgrades, sizeof(upgrades), "%u", opt.upgrades);
     snprintf(iter, sizeof(iter), "%u", done);
+    /* once the guest runs, before anyone asks for the upgrade: the state encoded
+     * outside the blackout (the exec then only patches and writes it) */
+    if (vfiocpr_state_prepare(v->ctx, &err) < 0)
+        die_err("vfiocpr_state_prepare", err);
     bt->n_trace = bt->trace_lost = 0;
     bt->t[T_REQUEST] = bench_now_ns();
     vfiocpr_exec(v->ctx, "/proc/self/exe", argv, NULL, &err);

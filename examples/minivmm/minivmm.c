@@ -346,6 +346,7 @@ typedef struct {
 
     /* upgrade */
     bool upgrade_pending;
+    bool prepared_ahead; /* vfiocpr_state_prepare() done since the last change */
     bool upgrade_direct; /* --self-test: no wrapper */
     char *upgrade_path;
     char *upgrade_sock; /* the upgrade pending is a transfer to this socket */
@@ -1716,6 +1717,7 @@ static void do_upgrade(vmm *v)
     fflush(stderr);
 
     r = handover(v, path, argv, &err);
+    v->prepared_ahead = false; /* failed: encode again once running */
 
     /* Only a failure returns, after a full rollback: DMA vaddrs, FD_CLOEXEC and KVM
      * irqfds are as they were. The VMM just keeps running; the interrupt fired above
@@ -2072,12 +2074,26 @@ static void script(vmm *v)
     }
 }
 
+/* Once the guest runs again: the state encoded outside the next blackout, so that
+ * the upgrade only patches and writes it. Again after a failed upgrade. */
+static void prepare_ahead(vmm *v)
+{
+    g_autoptr(GError) err = NULL;
+
+    if (v->prepared_ahead || v->upgrade_pending)
+        return;
+    v->prepared_ahead = true;
+    if (vfiocpr_state_prepare(v->ctx, &err) < 0)
+        say("state prepare: %s (the upgrade will encode it)", err->message);
+}
+
 static void on_tick(vmm *v)
 {
     uint64_t expirations;
 
     if (read(v->timer_fd, &expirations, sizeof(expirations)) < 0)
         return;
+    prepare_ahead(v);
     if (v->kind == DEV_EDU && v->phase != WORK_IDLE)
         edu_service(v); /* under KVM the only way to see a DMA finish; else a timeout check */
     else if (v->phase == WORK_VERIFY &&
@@ -2349,6 +2365,7 @@ static void kvm_handover(vmm *v)
     fflush(stdout);
     fflush(stderr);
     r = handover(v, v->upgrade_path, v->argv, &err);
+    v->prepared_ahead = false;
 
     /* rolled back: the helper stops, the same VM takes the irqfds (and so what the
      * helper raised) again, the vCPU simply carries on */
@@ -2628,6 +2645,7 @@ static int kvm_loop(vmm *v)
             uint64_t expirations;
             if (p[0].revents & POLLIN && read(v->timer_fd, &expirations, sizeof(expirations)) < 0)
                 (void)0;
+            prepare_ahead(v);
             if (p[1].revents & POLLIN)
                 on_signal(v);
             if (p[2].revents & POLLIN)
