@@ -287,7 +287,7 @@ void vfiocpr_devices_serialize_identity(GHashTable *devices, GVariantDict *d)
 
 static int load_identities(GHashTable *devices, GVariant *payload, GError **error)
 {
-    g_autoptr(GVariant) v = g_variant_lookup_value(payload, ID_SECTION, NULL);
+    g_autoptr(GVariant) v = vfiocpr_section_lookup_any(payload, VFIOCPR_SEC_VFIO_DEVICE_IDENTITY);
     GVariantIter it;
     GVariant *rec;
 

@@ -128,6 +128,8 @@ extern const vfiocpr_section_def vfiocpr_state_sections[VFIOCPR_SEC_COUNT];
 
 /* The section's value if present with its type, else NULL (new reference). */
 GVariant *vfiocpr_section_lookup(GVariant *payload, vfiocpr_section_id id);
+/* The section's value whatever its type, or NULL (new reference). */
+GVariant *vfiocpr_section_lookup_any(GVariant *payload, vfiocpr_section_id id);
 /* Whether the payload holds the section, whatever its type. */
 bool vfiocpr_section_present(GVariant *payload, vfiocpr_section_id id);
 /* While a restore reads one payload, its sections by ID from a single walk of the

@@ -268,6 +268,13 @@ GVariant *vfiocpr_section_lookup(GVariant *payload, vfiocpr_section_id id)
                                   G_VARIANT_TYPE(vfiocpr_state_sections[id].type));
 }
 
+GVariant *vfiocpr_section_lookup_any(GVariant *payload, vfiocpr_section_id id)
+{
+    if (payload == sec_index.payload)
+        return sec_index.value[id] ? g_variant_ref(sec_index.value[id]) : NULL;
+    return g_variant_lookup_value(payload, vfiocpr_state_sections[id].name, NULL);
+}
+
 bool vfiocpr_section_present(GVariant *payload, vfiocpr_section_id id)
 {
     g_autoptr(GVariant) v = NULL;
@@ -357,11 +364,20 @@ static bool known_feature(const char *name)
     return false;
 }
 
-/* A reader refuses any required feature it does not know. */
-static int check_features(GVariant *payload, GError **error)
+/* A reader refuses any required feature it does not know. index: the walk's
+ * section values, when it made them (no second search of the payload). */
+static int check_features(GVariant *payload, GVariant **index, GError **error)
 {
-    g_autoptr(GVariant) req = vfiocpr_section_lookup(payload, VFIOCPR_SEC_REQUIRED_FEATURES);
+    g_autoptr(GVariant) req = NULL;
     g_autofree const char **list = NULL;
+
+    if (index) {
+        GVariant *v = index[VFIOCPR_SEC_REQUIRED_FEATURES];
+        if (v && g_variant_is_of_type(v, VFIOCPR_SECTION_TYPE(REQUIRED_FEATURES)))
+            req = g_variant_ref(v);
+    } else {
+        req = vfiocpr_section_lookup(payload, VFIOCPR_SEC_REQUIRED_FEATURES);
+    }
 
     if (!req)
         return 0;
@@ -453,7 +469,7 @@ static int decode(GBytes *blob, GVariant **payload_out, guint16 *major_out, guin
         g_variant_unref(v);
         v = sw;
     }
-    r = check_features(v, error);
+    r = check_features(v, G_BYTE_ORDER == G_LITTLE_ENDIAN ? index : NULL, error);
     if (r < 0)
         return r;
     if (major_out)

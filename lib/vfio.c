@@ -932,8 +932,12 @@ static int deserialize_tables(vfiocpr *ctx, GVariant *payload, GError **error)
     const char *name;
     guint32 count, check;
 
-    feature = g_variant_lookup(payload, VFIOCPR_SECTION(REQUIRED_FEATURES), "^a&s", &req) &&
-              g_strv_contains(req, VFIOCPR_FEATURE_DMA_TABLE);
+    {
+        g_autoptr(GVariant) vreq = vfiocpr_section_lookup(payload, VFIOCPR_SEC_REQUIRED_FEATURES);
+        if (vreq)
+            req = g_variant_get_strv(vreq, NULL);
+    }
+    feature = req && g_strv_contains(req, VFIOCPR_FEATURE_DMA_TABLE);
     if (!vt && !vfiocpr_section_present(payload, VFIOCPR_SEC_DMA_TABLES) && !feature)
         return 0;
     if (!vt || !feature)
