@@ -399,8 +399,10 @@ struct vfiocpr_container {
     gsize map_len;
     guint n_maps, cap;
     vfiocpr_map_rt *rt;   /* cap slots */
-    guint32 *idx;         /* open addressing by iova: slot + 1, 0 empty */
+    guint32 *idx;         /* open addressing by iova: slot + 1, 0 empty; NULL: not
+                           * built (a restored table in ascending iova order) */
     guint idx_mask;
+    guint claim_hint;     /* restore: the slot after the last one claimed */
     int table_fd;         /* -1: none yet */
     bool table_sealed;    /* no longer writable: copied to a fresh one before a change */
     bool table_inherited; /* from the state: its fd is not this image's to close on free */

@@ -99,11 +99,18 @@ static guint idx_pos(const vfiocpr_container *c, guint64 iova)
     return p;
 }
 
-static int slot_of(const vfiocpr_container *c, guint64 iova)
+static bool idx_build(vfiocpr_container *c, guint n);
+
+static int slot_of(vfiocpr_container *c, guint64 iova)
 {
     guint p;
-    if (!c->idx)
-        return -1;
+    if (!c->idx) {
+        if (!c->n_maps)
+            return -1;
+        /* a restored table left unindexed: its iovas are strictly ascending, so
+         * there is no duplicate to fail on */
+        idx_build(c, c->n_maps);
+    }
     p = idx_pos(c, iova);
     return c->idx[p] ? (int)c->idx[p] - 1 : -1;
 }
@@ -559,7 +566,13 @@ VFIOCPR_EXPORT int vfiocpr_dma_map(vfiocpr_container *c, uint64_t iova, uint64_t
                                 ": fd %d is not a registered memfd (vfiocpr_fd_save it first)",
                                 c->name, iova, iova + size - 1, memfd);
     }
-    slot = slot_of(c, iova);
+    /* a restart re-maps in the order it mapped, which is the table's unless it
+     * unmapped since: the next slot first, the index only when that misses */
+    if (c->n_pending && c->claim_hint < c->n_maps &&
+        GUINT64_FROM_LE(REC(c, c->claim_hint)->iova) == iova)
+        slot = (int)c->claim_hint;
+    else
+        slot = slot_of(c, iova);
     if (slot >= 0 && !c->rt[slot].provided) {
         vfiocpr_container_mapping(c, (guint)slot, &m);
         /* restart: the same range, the same memory, maybe a new address */
@@ -580,6 +593,7 @@ VFIOCPR_EXPORT int vfiocpr_dma_map(vfiocpr_container *c, uint64_t iova, uint64_t
         if (r == 0) {
             c->rt[slot] = (vfiocpr_map_rt){ .vaddr = vaddr, .memfd = memfd, .provided = 1 };
             c->n_pending--;
+            c->claim_hint = (guint)slot + 1;
         }
         VFIOCPR_PROBE(remap__end, probe_s(c->name), iova, size, r, c->n_pending);
         return r;
@@ -952,6 +966,8 @@ static int deserialize_tables(vfiocpr *ctx, GVariant *payload, GError **error)
         off_t size = 0;
         void *map = NULL;
         guint32 sum = 0;
+        guint64 last = 0;
+        bool ascending = true;
         int fd, seals, r;
 
         if (!c || !c->preserved || c->rec || c->table_fd >= 0 || !count)
@@ -987,7 +1003,6 @@ static int deserialize_tables(vfiocpr *ctx, GVariant *payload, GError **error)
         c->table_sealed = true;
         c->cap = count;
         c->rt = g_new0(vfiocpr_map_rt, count);
-        idx_build(c, count);
         for (guint i = 0; i < count; i++) {
             const wire_dma *w = REC(c, i);
             guint32 fl = GUINT32_FROM_LE(w->flags);
@@ -996,11 +1011,23 @@ static int deserialize_tables(vfiocpr *ctx, GVariant *payload, GError **error)
                 (fl & ~(VFIOCPR_DMA_READ | VFIOCPR_DMA_WRITE)))
                 return vfiocpr_fail(error, EBADMSG, "state: DMA table of container '%s': record "
                                     "%u: bad container, range or flags", name, i);
-            c->n_maps = i;
-            if (!idx_add(c, i))
-                return vfiocpr_fail(error, EBADMSG, "state: DMA table of container '%s': record "
-                                    "%u: iova 0x%" PRIx64 " appears twice", name, i, iova);
+            ascending &= !i || iova > last;
+            last = iova;
             c->dma_bytes += sz;
+        }
+        /* Strictly ascending iovas (a VMM that mapped in order and has not unmapped
+         * since) have no duplicate and need no index for the restore: the claims
+         * find their slots in order, and the index is built at the first miss or
+         * change. Otherwise it is built now, which finds any iova twice. */
+        if (!ascending) {
+            idx_build(c, count);
+            for (guint i = 0; i < count; i++) {
+                c->n_maps = i;
+                if (!idx_add(c, i))
+                    return vfiocpr_fail(error, EBADMSG, "state: DMA table of container '%s': "
+                                        "record %u: iova 0x%" PRIx64 " appears twice", name, i,
+                                        GUINT64_FROM_LE(REC(c, i)->iova));
+            }
         }
         c->n_maps = count;
         c->n_pending = count;

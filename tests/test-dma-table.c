@@ -409,6 +409,78 @@ static void test_rollback_then_change(gconstpointer data)
     vmm_free(&m2);
 }
 
+
+/* A table restored in ascending iova order is not indexed: the claims take the
+ * slots in order. Claimed in another order (reverse: every claim misses the next
+ * slot) the index is built at the first miss; after the restore, unmapping and
+ * mapping find their slots, and the next exec carries exactly the mappings of
+ * then. order: 0 in order, 1 reversed. */
+static void test_claim_order(gconstpointer data)
+{
+    bool reversed = GPOINTER_TO_INT(data);
+    g_autoptr(GError) err = NULL;
+    vmm m = { 0 }, m2 = { 0 };
+    int sfd;
+
+    vmm_cold(&m, VFIOCPR_BACKEND_TYPE1, 6);
+    sfd = fake_kernel_exec_ok(m.ctx, G_MAXUINT64);
+    g_clear_pointer(&m.d, vfiocpr_device_unref);
+    g_clear_pointer(&m.c, vfiocpr_container_unref);
+    g_clear_pointer(&m.ctx, vfiocpr_unref);
+    set_env_fd(sfd);
+    g_assert_cmpint(vfiocpr_new(0, &m2.ctx, &err), ==, 0);
+    g_assert_cmpint(vfiocpr_container_open_backend(m2.ctx, "c0", VFIOCPR_BACKEND_TYPE1, &m2.c,
+                                                   &err), ==, 0);
+    g_assert_cmpint(vfiocpr_device_attach(m2.c, "0000:00:03.0", &m2.d, &err), ==, 0);
+    g_assert_no_error(err);
+    for (unsigned k = 0; k < 6; k++) {
+        unsigned i = reversed ? 5 - k : k;
+        g_assert_cmpint(vfiocpr_dma_map(m2.c, 0x100000 + i * 4096ull, 4096, m.va + i * 4096,
+                                        m.ram, i * 4096ull, 3, &err), ==, 0);
+        g_assert_no_error(err);
+        /* the same range twice is refused, whichever way it was found */
+        g_assert_cmpint(vfiocpr_dma_map(m2.c, 0x100000 + i * 4096ull, 4096, m.va + i * 4096,
+                                        m.ram, i * 4096ull, 3, &err), ==, -EEXIST);
+        g_clear_error(&err);
+        g_assert_cmpuint(vfiocpr_container_pending(m2.c), ==, 5 - k);
+    }
+    {
+        guint64 size = 0, vaddr = 0;
+        g_assert_cmpint(fake_vfio_dma(vfiocpr_container_fd(m2.c), 0x100000 + 5 * 4096ull, &size,
+                                      &vaddr), ==, 1);
+        g_assert_cmphex(vaddr, ==, (guint64)(uintptr_t)(m.va + 5 * 4096));
+    }
+    g_assert_cmpint(vfiocpr_finish(m2.ctx, NULL, &err), >=, 0);
+    g_assert_no_error(err);
+    g_assert_cmpint(vfiocpr_dma_unmap(m2.c, 0x100000 + 2 * 4096ull, 4096, &err), ==, 0);
+    g_assert_cmpint(vfiocpr_dma_unmap(m2.c, 0x100000 + 2 * 4096ull, 4096, &err), ==, -ENOENT);
+    g_clear_error(&err);
+    g_assert_cmpint(vfiocpr_dma_map(m2.c, 0x100000 + 6 * 4096ull, 4096, m.va + 6 * 4096, m.ram,
+                                    6 * 4096ull, 3, &err), ==, 0);
+    g_assert_no_error(err);
+    sfd = fake_kernel_exec_ok(m2.ctx, G_MAXUINT64);
+    g_clear_pointer(&m2.d, vfiocpr_device_unref);
+    g_clear_pointer(&m2.c, vfiocpr_container_unref);
+    g_clear_pointer(&m2.ctx, vfiocpr_unref);
+    /* 0, 1, 3, 4, 5, 6: no longer ascending (the unmap moved slot 5 into 2) */
+    set_env_fd(sfd);
+    g_assert_cmpint(vfiocpr_new(0, &m2.ctx, &err), ==, 0);
+    g_assert_no_error(err);
+    g_assert_cmpint(vfiocpr_container_open_backend(m2.ctx, "c0", VFIOCPR_BACKEND_TYPE1, &m2.c,
+                                                   &err), ==, 0);
+    g_assert_cmpuint(vfiocpr_container_pending(m2.c), ==, 6);
+    /* the index is built now (not ascending): the last mapping is found by it */
+    g_assert_cmpint(vfiocpr_dma_map(m2.c, 0x100000 + 6 * 4096ull, 4096, m.va + 6 * 4096, m.ram,
+                                    6 * 4096ull, 3, &err), ==, 0);
+    g_assert_no_error(err);
+    g_assert_cmpuint(vfiocpr_container_pending(m2.c), ==, 5);
+    g_clear_pointer(&m2.c, vfiocpr_container_unref);
+    m2.va = m.va;
+    m2.ram = m.ram;
+    m2.n = m.n;
+    vmm_free(&m2);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -422,6 +494,10 @@ int main(int argc, char **argv)
                          GINT_TO_POINTER(VFIOCPR_BACKEND_TYPE1), test_prepare_flat);
     g_test_add_data_func("/dma-table/prepare-flat/iommufd",
                          GINT_TO_POINTER(VFIOCPR_BACKEND_IOMMUFD), test_prepare_flat);
+    g_test_add_data_func("/dma-table/claim-order/ascending", GINT_TO_POINTER(0),
+                         test_claim_order);
+    g_test_add_data_func("/dma-table/claim-order/reversed", GINT_TO_POINTER(1),
+                         test_claim_order);
     g_test_add_data_func("/dma-table/rollback-then-change/type1",
                          GINT_TO_POINTER(VFIOCPR_BACKEND_TYPE1), test_rollback_then_change);
     g_test_add_data_func("/dma-table/rollback-then-change/iommufd",
