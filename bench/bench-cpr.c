@@ -221,7 +221,9 @@ static void run(unsigned n, result *res)
     if (ahead && vfiocpr_state_prepare(m.ctx, &err) < 0)
         die(err, "state prepare");
 
-    /* the floor: the same kernel work with nothing around it */
+    /* the floor: the same kernel work with nothing around it, from caches as cold
+     * as the library's (below) */
+    evict_caches();
     if (backend == VFIOCPR_BACKEND_TYPE1) {
         t = now_us();
         if (wrapped.ioctl(cfd, VFIO_IOMMU_UNMAP_DMA, &un) < 0)
