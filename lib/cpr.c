@@ -935,8 +935,8 @@ VFIOCPR_EXPORT int vfiocpr_state_prepare(vfiocpr *ctx, GError **error)
     if ((r = vfiocpr_ctx_may_change(ctx, "state prepare", error)) < 0)
         return r;
     if (ctx->restart)
-        return vfiocpr_fail(error, EBUSY, "state prepare: not while restoring (after "
-                            "vfiocpr_finish)");
+        return vfiocpr_fail(error, EBUSY, "state prepare: the restore is not finished: call "
+                            "it after vfiocpr_finish()");
     /* the tables' fds are in the registry before it is encoded: the handover then
      * only seals them */
     if ((r = vfiocpr_vfio_register_tables(ctx, error)) < 0) {
