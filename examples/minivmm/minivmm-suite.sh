@@ -84,6 +84,10 @@ result() {
 comment() { sed 's/^/#   /' "$1"; }
 now() { read -r u _ </proc/uptime; echo "$u"; }
 M=/bin/minivmm
+# minivmm prepares its state once the guest runs (vfiocpr_state_prepare): every
+# handover that uses it here also encodes afresh and fails (EIO) on a difference.
+VFIOCPR_VERIFY_PREPARED=1
+export VFIOCPR_VERIFY_PREPARED
 
 # ------------------------------------------------------------ 1. rollback
 $M --device "$bdf" --self-test >/tmp/self.out 2>&1

@@ -29,6 +29,9 @@ done
 # minivmm-suite.sh does for type1; an ASan build cannot run under a filter
 # shellcheck disable=SC2317  # called through run()
 minivmm_iommufd() {
+    # every prepared state a handover uses is compared with a fresh encoding
+    VFIOCPR_VERIFY_PREPARED=1
+    export VFIOCPR_VERIFY_PREPARED
     bdf=
     for d in /sys/bus/pci/devices/*; do
         [ "$(cat "$d/vendor")" = 0x1234 ] && [ "$(cat "$d/device")" = 0x11e8 ] && bdf=${d##*/}
