@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/kvm.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -406,6 +407,14 @@ const vfiocpr_kernel_ops *seam_record_wrap(const vfiocpr_kernel_ops *ops)
 const vfiocpr_kernel_ops *seam_unrecorded(void)
 {
     return vfiocpr_kernel == &recording_ops ? inner : vfiocpr_kernel;
+}
+
+int seam_kvm_vm(void)
+{
+    int kvm = seam_unrecorded()->open("/dev/kvm", O_RDWR);
+    int vm = seam_unrecorded()->ioctl(kvm, KVM_CREATE_VM, NULL);
+    g_assert_cmpint(vm, >=, 0);
+    return vm;
 }
 
 void seam_record_install(void)

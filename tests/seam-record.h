@@ -20,6 +20,9 @@ const vfiocpr_kernel_ops *seam_record_wrap(const vfiocpr_kernel_ops *ops);
 /* The ops under the recorder (vfiocpr_kernel when not recording): what a test calls
  * when it acts on the fake kernel itself, so that only the library's calls count. */
 const vfiocpr_kernel_ops *seam_unrecorded(void);
+/* A KVM VM made by the test itself, outside the records (the library then attaches
+ * to it): /dev/kvm opened, KVM_CREATE_VM, through seam_unrecorded(). */
+int seam_kvm_vm(void);
 /* Installs the recorder over the real kernel (host and guest programs). */
 void seam_record_install(void);
 /* For the guest programs: when SEAM_RECORD_ENV is set, installs the recorder and

@@ -92,12 +92,6 @@ static void setup(void)
     fake_vfio_add_group(12, "0000:00:03.0", false);
 }
 
-static void set_env_fd(int fd)
-{
-    g_autofree char *v = g_strdup_printf("%d", fd);
-    g_setenv(VFIOCPR_STATE_ENV, v, TRUE);
-}
-
 /* The heart: cold start, exec, restart with the same code; no reset-class ioctl in
  * the new image, one UNMAP per container, every range re-pointed at the new vaddr. */
 static void test_cold_exec_restart(void)
@@ -122,7 +116,7 @@ static void test_cold_exec_restart(void)
     g_assert_cmpint(tu_cloexec(old.ram), ==, 0);
     vmm_drop(&old); /* the old image is gone; its fds are not */
 
-    set_env_fd(sfd);
+    tu_set_state_fd(sfd);
     g_assert_cmpint(vmm_start(&new, true, &err), ==, 0);
     g_assert_no_error(err);
     g_assert_cmpint(vfiocpr_container_fd(new.c), ==, cfd);
@@ -141,7 +135,7 @@ static void test_cold_exec_restart(void)
     sfd = fake_kernel_exec_ok(new.ctx, G_MAXUINT64);
     g_assert_cmpuint(fake_vfio_ioctls(VFIO_IOMMU_UNMAP_DMA), ==, 2);
     vmm_drop(&new);
-    set_env_fd(sfd);
+    tu_set_state_fd(sfd);
     g_assert_cmpint(vmm_start(&new, true, &err), ==, 0);
     assert_dma(&new, true, new.va);
     vmm_drop(&new);
@@ -170,7 +164,7 @@ static vfiocpr *restart_pending(guint64 locked_limit, int *ram, guint8 **va)
     vfiocpr *ctx = NULL;
 
     g_assert_cmpint(vmm_start(&old, false, &err), ==, 0);
-    set_env_fd(fake_kernel_exec_ok(old.ctx, locked_limit));
+    tu_set_state_fd(fake_kernel_exec_ok(old.ctx, locked_limit));
     vmm_drop(&old);
     g_assert_cmpint(vfiocpr_new(0, &ctx, &err), ==, 0);
     *ram = vfiocpr_fd_find(ctx, "guest-ram", 0, VFIOCPR_FD_MEMFD, &err);
@@ -332,7 +326,7 @@ static void test_blocker_mdev_after_restore(void)
     sfd = fake_kernel_exec_ok(old.ctx, G_MAXUINT64);
     g_assert_cmpuint(fake_vfio_ioctls(VFIO_CHECK_EXTENSION), ==, probes);
     vmm_drop(&old);
-    set_env_fd(sfd);
+    tu_set_state_fd(sfd);
     g_assert_cmpint(vmm_start(&new, true, &err), ==, 0);
     g_assert_no_error(err);
     g_assert_cmpint(vfiocpr_container_add_group(new.c, 20, &err), >=, 0);
@@ -552,7 +546,7 @@ static void test_two_containers(void)
             g_assert_cmpuint(fake_vfio_ioctls(VFIO_IOMMU_UNMAP_DMA), ==, 2);
             for (int i = 0; i < 2; i++)
                 g_assert_cmpint(fake_vfio_dma(cfd[i], 0x100000, NULL, NULL), ==, 0);
-            set_env_fd(sfd);
+            tu_set_state_fd(sfd);
         }
         for (int i = 0; i < 2; i++) {
             vfiocpr_device_unref(d[i]);

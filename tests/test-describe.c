@@ -33,12 +33,6 @@ typedef struct {
     int msix[4];
 } vmm;
 
-static void set_env_fd(int fd)
-{
-    g_autofree char *v = g_strdup_printf("%d", fd);
-    g_setenv(VFIOCPR_STATE_ENV, v, TRUE);
-}
-
 static void setup(void)
 {
     fake_kernel_reset();
@@ -47,14 +41,6 @@ static void setup(void)
     g_unsetenv(VFIOCPR_STATE_ENV);
     fake_vfio_add_group(12, BDF1, false);
     fake_vfio_add_group(13, BDF2, false);
-}
-
-static int kvm_vm(void)
-{
-    int kvm = seam_unrecorded()->open("/dev/kvm", O_RDWR);
-    int vm = seam_unrecorded()->ioctl(kvm, KVM_CREATE_VM, NULL);
-    g_assert_cmpint(vm, >=, 0);
-    return vm;
 }
 
 /* The VMM's start-up, the same for a cold start and a restart: guest RAM, a type1
@@ -103,7 +89,7 @@ static int vmm_setup(vmm *m, bool kvm, GError **error)
             return r;
     if (!kvm)
         return 0;
-    m->vm = kvm_vm();
+    m->vm = seam_kvm_vm();
     r = vfiocpr_kvm_attach(m->ctx, m->vm, GSI_BASE, NULL, NULL, error);
     return r < 0 ? r : 0;
 }
@@ -452,7 +438,7 @@ static void test_lookup_restart(void)
     g_assert_cmpint(vfiocpr_new(0, &old, &err), ==, 0);
     g_assert_cmpint(vfiocpr_fd_save(old, "irq", 3, efd, VFIOCPR_FD_EVENTFD, &err), ==, 0);
     g_assert_cmpint(vfiocpr_fd_save(old, "swapped", 0, efd2, VFIOCPR_FD_EVENTFD, &err), ==, 0);
-    set_env_fd(fake_kernel_exec_ok(old, G_MAXUINT64));
+    tu_set_state_fd(fake_kernel_exec_ok(old, G_MAXUINT64));
     g_clear_pointer(&old, vfiocpr_unref);
     /* between the images, "swapped" becomes another anon inode with the same
      * identity (what an epoll fd dup'ed over it would look like to fstat) */
@@ -704,7 +690,7 @@ static void test_describe_restart(void)
     ram = old.ram;
     c0fd = vfiocpr_container_fd(old.c0);
     msix2 = old.msix[2];
-    set_env_fd(fake_kernel_exec_ok(old.ctx, G_MAXUINT64));
+    tu_set_state_fd(fake_kernel_exec_ok(old.ctx, G_MAXUINT64));
     vmm_drop(&old);
 
     g_assert_cmpint(vfiocpr_new(0, &m.ctx, &err), ==, 0);
@@ -816,7 +802,7 @@ static void test_state_describe_text(void)
     c0fd = vfiocpr_container_fd(old.c0);
     sfd = fake_kernel_exec_ok(old.ctx, G_MAXUINT64);
     vmm_drop(&old);
-    set_env_fd(sfd);
+    tu_set_state_fd(sfd);
     env = g_strdup(g_getenv(VFIOCPR_STATE_ENV));
 
     g_assert_cmpint(vfiocpr_state_describe(sfd, &text, &err), ==, 0);

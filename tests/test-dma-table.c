@@ -31,12 +31,6 @@ typedef struct {
     guint64 dev, ino, rdev;
 } wire_fd;
 
-static void set_env_fd(int fd)
-{
-    g_autofree char *v = g_strdup_printf("%d", fd);
-    g_setenv(VFIOCPR_STATE_ENV, v, TRUE);
-}
-
 /* The recorded (dev, ino) of registry entry name in a state. */
 static void recorded_identity(GBytes *blob, const char *name, int *fd, guint64 *dev,
                               guint64 *ino)
@@ -104,7 +98,7 @@ static int restore(GBytes *blob, vfiocpr **out, GError **error)
 {
     int sfd = tu_state_memfd(blob, true), r;
 
-    set_env_fd(sfd);
+    tu_set_state_fd(sfd);
     r = vfiocpr_new(0, out, error);
     if (r < 0) {
         g_unsetenv(VFIOCPR_STATE_ENV);
@@ -323,6 +317,29 @@ static void vmm_free(vmm *m)
     close(m->ram);
 }
 
+/* The old image execs (its handles dropped, its fds kept): the state fd. */
+static int exec_away(vmm *m)
+{
+    int sfd = fake_kernel_exec_ok(m->ctx, G_MAXUINT64);
+    g_clear_pointer(&m->d, vfiocpr_device_unref);
+    g_clear_pointer(&m->c, vfiocpr_container_unref);
+    g_clear_pointer(&m->ctx, vfiocpr_unref);
+    return sfd;
+}
+
+/* The new image's start-up up to its re-maps: context, container c0, the device. */
+static void vmm_restart(vmm *m, vfiocpr_backend backend, int sfd)
+{
+    g_autoptr(GError) err = NULL;
+
+    tu_set_state_fd(sfd);
+    g_assert_cmpint(vfiocpr_new(0, &m->ctx, &err), ==, 0);
+    g_assert_no_error(err);
+    g_assert_cmpint(vfiocpr_container_open_backend(m->ctx, "c0", backend, &m->c, &err), ==, 0);
+    g_assert_cmpint(vfiocpr_device_attach(m->c, "0000:00:03.0", &m->d, &err), ==, 0);
+    g_assert_no_error(err);
+}
+
 /* The kernel calls of a failing exec up to its execve (the rollback after it
  * re-validates every type1 vaddr, one by one), per op. */
 static void exec_calls(vmm *m, unsigned *calls)
@@ -375,7 +392,6 @@ static void test_rollback_then_change(gconstpointer data)
     g_autoptr(GError) err = NULL;
     unsigned calls[FK_ANY + 1];
     vmm m = { 0 }, m2 = { 0 };
-    int sfd;
 
     vmm_cold(&m, backend, 4);
     exec_calls(&m, calls); /* seals the table, rolls back */
@@ -386,15 +402,7 @@ static void test_rollback_then_change(gconstpointer data)
     exec_calls(&m, calls); /* seals the new table */
     g_assert_cmpint(vfiocpr_dma_unmap(m.c, 0x100000, 4096, &err), ==, 0);
     g_assert_no_error(err);
-    sfd = fake_kernel_exec_ok(m.ctx, G_MAXUINT64);
-    g_clear_pointer(&m.d, vfiocpr_device_unref);
-    g_clear_pointer(&m.c, vfiocpr_container_unref);
-    g_clear_pointer(&m.ctx, vfiocpr_unref);
-    set_env_fd(sfd);
-    g_assert_cmpint(vfiocpr_new(0, &m2.ctx, &err), ==, 0);
-    g_assert_no_error(err);
-    g_assert_cmpint(vfiocpr_container_open_backend(m2.ctx, "c0", backend, &m2.c, &err), ==, 0);
-    g_assert_cmpint(vfiocpr_device_attach(m2.c, "0000:00:03.0", &m2.d, &err), ==, 0);
+    vmm_restart(&m2, backend, exec_away(&m));
     /* slots 2, 3 and 4 remain (0 and 1 were unmapped) */
     g_assert_cmpuint(vfiocpr_container_pending(m2.c), ==, 3);
     for (unsigned i = 2; i <= 4; i++)
@@ -420,19 +428,9 @@ static void test_claim_order(gconstpointer data)
     bool reversed = GPOINTER_TO_INT(data);
     g_autoptr(GError) err = NULL;
     vmm m = { 0 }, m2 = { 0 };
-    int sfd;
 
     vmm_cold(&m, VFIOCPR_BACKEND_TYPE1, 6);
-    sfd = fake_kernel_exec_ok(m.ctx, G_MAXUINT64);
-    g_clear_pointer(&m.d, vfiocpr_device_unref);
-    g_clear_pointer(&m.c, vfiocpr_container_unref);
-    g_clear_pointer(&m.ctx, vfiocpr_unref);
-    set_env_fd(sfd);
-    g_assert_cmpint(vfiocpr_new(0, &m2.ctx, &err), ==, 0);
-    g_assert_cmpint(vfiocpr_container_open_backend(m2.ctx, "c0", VFIOCPR_BACKEND_TYPE1, &m2.c,
-                                                   &err), ==, 0);
-    g_assert_cmpint(vfiocpr_device_attach(m2.c, "0000:00:03.0", &m2.d, &err), ==, 0);
-    g_assert_no_error(err);
+    vmm_restart(&m2, VFIOCPR_BACKEND_TYPE1, exec_away(&m));
     for (unsigned k = 0; k < 6; k++) {
         unsigned i = reversed ? 5 - k : k;
         g_assert_cmpint(vfiocpr_dma_map(m2.c, 0x100000 + i * 4096ull, 4096, m.va + i * 4096,
@@ -458,23 +456,14 @@ static void test_claim_order(gconstpointer data)
     g_assert_cmpint(vfiocpr_dma_map(m2.c, 0x100000 + 6 * 4096ull, 4096, m.va + 6 * 4096, m.ram,
                                     6 * 4096ull, 3, &err), ==, 0);
     g_assert_no_error(err);
-    sfd = fake_kernel_exec_ok(m2.ctx, G_MAXUINT64);
-    g_clear_pointer(&m2.d, vfiocpr_device_unref);
-    g_clear_pointer(&m2.c, vfiocpr_container_unref);
-    g_clear_pointer(&m2.ctx, vfiocpr_unref);
     /* 0, 1, 3, 4, 5, 6: no longer ascending (the unmap moved slot 5 into 2) */
-    set_env_fd(sfd);
-    g_assert_cmpint(vfiocpr_new(0, &m2.ctx, &err), ==, 0);
-    g_assert_no_error(err);
-    g_assert_cmpint(vfiocpr_container_open_backend(m2.ctx, "c0", VFIOCPR_BACKEND_TYPE1, &m2.c,
-                                                   &err), ==, 0);
+    vmm_restart(&m2, VFIOCPR_BACKEND_TYPE1, exec_away(&m2));
     g_assert_cmpuint(vfiocpr_container_pending(m2.c), ==, 6);
     /* the index is built now (not ascending): the last mapping is found by it */
     g_assert_cmpint(vfiocpr_dma_map(m2.c, 0x100000 + 6 * 4096ull, 4096, m.va + 6 * 4096, m.ram,
                                     6 * 4096ull, 3, &err), ==, 0);
     g_assert_no_error(err);
     g_assert_cmpuint(vfiocpr_container_pending(m2.c), ==, 5);
-    g_clear_pointer(&m2.c, vfiocpr_container_unref);
     m2.va = m.va;
     m2.ram = m.ram;
     m2.n = m.n;

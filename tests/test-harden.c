@@ -49,12 +49,6 @@ static void setup(void)
     fake_vfio_add_device(13, BDF_B, &fake_pci_e1000e, 0);
 }
 
-static void set_env_fd(int fd)
-{
-    g_autofree char *v = g_strdup_printf("%d", fd);
-    g_setenv(VFIOCPR_STATE_ENV, v, TRUE);
-}
-
 static void vmm_drop(vmm *m)
 {
     g_clear_pointer(&m->a, vfiocpr_device_unref);
@@ -171,7 +165,7 @@ static int restore(GBytes *blob, vfiocpr **out, GError **error)
 {
     int sfd = tu_state_memfd(blob, true), r;
 
-    set_env_fd(sfd);
+    tu_set_state_fd(sfd);
     r = vfiocpr_new(0, out, error);
     if (r < 0) {
         /* a refused restore consumes nothing: the state stays for the caller */

@@ -73,12 +73,6 @@ static void vmm_drop(vmm *m)
     memset(m, 0, sizeof(*m));
 }
 
-static void set_env_fd(int fd)
-{
-    g_autofree char *v = g_strdup_printf("%d", fd);
-    g_setenv(VFIOCPR_STATE_ENV, v, TRUE);
-}
-
 static void setup(void)
 {
     fake_kernel_reset();
@@ -141,7 +135,7 @@ static void test_cold_exec_restart(void)
     /* a new process: the pins are still charged to the old one, DMA keeps going */
     g_assert_cmpuint(fake_kernel_locked(), ==, 0);
 
-    set_env_fd(sfd);
+    tu_set_state_fd(sfd);
     g_assert_cmpint(vmm_start(&new, true, false, &err), ==, 0);
     g_assert_no_error(err);
     g_assert_cmpint(vfiocpr_container_fd(new.c), ==, ifd);
@@ -176,7 +170,7 @@ static void test_cold_exec_restart(void)
     /* and again: a restarted VMM upgrades once more */
     sfd = fake_kernel_exec_ok(new.ctx, G_MAXUINT64);
     vmm_drop(&new);
-    set_env_fd(sfd);
+    tu_set_state_fd(sfd);
     g_assert_cmpint(vmm_start(&new, true, true, &err), ==, 0);
     g_assert_no_error(err);
     g_assert_cmpuint(fake_kernel_locked(), ==, RAM_SIZE);
@@ -195,7 +189,7 @@ static void test_no_finish_is_seen(void)
     char *argv[] = { (char *)"x", NULL };
 
     g_assert_cmpint(vmm_start(&old, false, true, &err), ==, 0);
-    set_env_fd(fake_kernel_exec_ok(old.ctx, G_MAXUINT64));
+    tu_set_state_fd(fake_kernel_exec_ok(old.ctx, G_MAXUINT64));
     vmm_drop(&old);
     g_assert_cmpint(vmm_start(&new, true, false, &err), ==, 0);
     g_assert_cmpuint(fake_kernel_locked(), ==, 0);
@@ -271,7 +265,7 @@ static void test_finish_enomem_retry(void)
     g_autoptr(GError) err = NULL;
 
     g_assert_cmpint(vmm_start(&old, false, true, &err), ==, 0);
-    set_env_fd(fake_kernel_exec_ok(old.ctx, RAM_SIZE - 1));
+    tu_set_state_fd(fake_kernel_exec_ok(old.ctx, RAM_SIZE - 1));
     vmm_drop(&old);
     g_assert_cmpint(vmm_start(&new, true, false, &err), ==, 0);
     g_assert_cmpint(vfiocpr_finish(new.ctx, NULL, &err), ==, -ENOMEM);
@@ -302,7 +296,7 @@ static void test_restart_bad_input(void)
     int ram, other, ifd;
 
     g_assert_cmpint(vmm_start(&old, false, true, &err), ==, 0);
-    set_env_fd(fake_kernel_exec_ok(old.ctx, G_MAXUINT64));
+    tu_set_state_fd(fake_kernel_exec_ok(old.ctx, G_MAXUINT64));
     vmm_drop(&old);
     g_assert_cmpint(vfiocpr_new(0, &ctx, &err), ==, 0);
     ram = vfiocpr_fd_find(ctx, "guest-ram", 0, VFIOCPR_FD_MEMFD, &err);
@@ -471,7 +465,7 @@ static int restart_from(int sfd, vmm *m, GError **error)
 {
     int r;
 
-    set_env_fd(sfd);
+    tu_set_state_fd(sfd);
     /* KEEP_STATE keeps the memfd for the next round; the VMM code is the same */
     r = vfiocpr_new(VFIOCPR_NEW_KEEP_STATE, &m->ctx, error);
     if (r < 0)
@@ -586,7 +580,7 @@ static void test_two_ioas(void)
         g_assert_cmpuint(fake_iommufd_maps(vfiocpr_container_fd(b), NULL), ==, 1);
         munmap(va, 2 * MAP_SIZE);
         sfd = fake_kernel_exec_ok(ctx, G_MAXUINT64);
-        set_env_fd(sfd);
+        tu_set_state_fd(sfd);
     }
     g_assert_cmpuint(fake_vfio_ioctls(VFIO_DEVICE_BIND_IOMMUFD), ==, 2);
     g_assert_cmpuint(fake_vfio_ioctls(IOMMU_IOAS_ALLOC), ==, 2);
@@ -635,7 +629,7 @@ static void test_irqs_and_kvm_on_cdev(void)
         /* the old image's VM is gone with it: its irqfds were detached by the exec */
         if (round == 0) {
             g_assert_cmpint(fake_kvm_irqfd_gsi(vm, efd[0]), ==, -1);
-            set_env_fd(sfd);
+            tu_set_state_fd(sfd);
         }
         vmm_drop(&m);
     }
@@ -719,7 +713,7 @@ static void test_mixed_backends(void)
             g_assert_cmpstr(req[1], ==, "iommufd");
             g_assert_cmpstr(req[2], ==, "dma-table");
             sfd = fake_kernel_exec_ok(ctx, G_MAXUINT64);
-            set_env_fd(sfd);
+            tu_set_state_fd(sfd);
         }
         munmap(va, 2 * MAP_SIZE);
     }
@@ -758,7 +752,7 @@ static void test_golden_v13_restore(void)
     }
     fake_vfio_new_process(G_MAXUINT64);
     sfd = tu_state_memfd(blob, true);
-    set_env_fd(sfd);
+    tu_set_state_fd(sfd);
     g_assert_cmpint(vfiocpr_new(0, &ctx, &err), ==, 0);
     g_assert_no_error(err);
     g_assert_cmpint(vfiocpr_container_open(ctx, "c0", &c, &err), ==, 0);
@@ -819,7 +813,7 @@ static void test_golden_v13_byte_flips(void)
         copy[at] ^= 0xff;
         bad = g_bytes_new(copy, len);
         sfd = tu_state_memfd(bad, true);
-        set_env_fd(sfd);
+        tu_set_state_fd(sfd);
         g_assert_cmpint(vfiocpr_new(0, &ctx, &err), <, 0);
         g_assert_null(ctx);
         g_assert_nonnull(err);

@@ -21,14 +21,6 @@ typedef struct {
     int vm;
 } vmm;
 
-static int kvm_vm(void)
-{
-    int kvm = seam_unrecorded()->open("/dev/kvm", O_RDWR);
-    int vm = seam_unrecorded()->ioctl(kvm, KVM_CREATE_VM, NULL);
-    g_assert_cmpint(vm, >=, 0);
-    return vm;
-}
-
 /* The VMM's start-up: device, MSI-X vectors with their messages, INTx unmask and a
  * KVM VM with irqfds. The same calls on a cold start and a restart. */
 static int vmm_start(vmm *m, GError **error)
@@ -47,7 +39,7 @@ static int vmm_start(vmm *m, GError **error)
         if ((r = vfiocpr_irq_set_msi(m->d, VFIOCPR_IRQ_MSIX, i, 0xfee00000, 0x4020 + i, i == 4,
                                      error)) < 0)
             return r;
-    m->vm = kvm_vm();
+    m->vm = seam_kvm_vm();
     r = vfiocpr_kvm_attach(m->ctx, m->vm, 32, NULL, NULL, error);
     if (r < 0)
         return r;
@@ -72,12 +64,6 @@ static void setup(void)
     fake_vfio_add_group(12, BDF, false);
 }
 
-static void set_env_fd(int fd)
-{
-    g_autofree char *v = g_strdup_printf("%d", fd);
-    g_setenv(VFIOCPR_STATE_ENV, v, TRUE);
-}
-
 static void test_cold_exec_restart(void)
 {
     vmm old = { 0 }, new = { 0 };
@@ -100,7 +86,7 @@ static void test_cold_exec_restart(void)
         g_assert_cmpint(fake_kvm_irqfd_gsi(old.vm, old.fds[i]), ==, 32 + (int)i);
     memcpy(old_fds, old.fds, sizeof(old_fds));
 
-    set_env_fd(fake_kernel_exec_ok(old.ctx, G_MAXUINT64));
+    tu_set_state_fd(fake_kernel_exec_ok(old.ctx, G_MAXUINT64));
     g_assert_cmpuint(fake_kvm_irqfds(old.vm), ==, 0); /* detached before exec */
     /* the device raises vectors 1 and 3 during the exec: they wait in the counters */
     g_assert_cmpint(write(old_fds[1], &one, 8), ==, 8);
@@ -200,7 +186,7 @@ static void test_dynamic_msix(void)
     g_assert_cmpuint(fake_vfio_irq_rerequests(), ==, 0);
     sfd = fake_kernel_exec_ok(m.ctx, G_MAXUINT64);
     vmm_drop(&m);
-    set_env_fd(sfd);
+    tu_set_state_fd(sfd);
     g_assert_cmpint(vmm_start(&m, &err), ==, 0);
     /* the dynamic vector is preserved too, and another one can still be added */
     g_assert_cmpint(vfiocpr_irq_enable(m.d, VFIOCPR_IRQ_MSIX, 5, 1, NULL, NULL, &err), ==, 0);
@@ -232,7 +218,7 @@ static void test_intx_resample(void)
         unmask = vfiocpr_irq_intx_unmask(m.d, -1, &err);
         g_assert_cmpint(unmask, >=, 0);
         g_assert_cmpint(vfiocpr_irq_set_intx_gsi(m.d, 10, &err), ==, 0);
-        vm = kvm_vm();
+        vm = seam_kvm_vm();
         g_assert_cmpint(vfiocpr_kvm_attach(m.ctx, vm, 32, NULL, NULL, &err), ==, 0);
         g_assert_cmpint(fake_kvm_irqfd_gsi(vm, trig), ==, 10);
         g_assert_cmpint(fake_vfio_unmask_fd(vfiocpr_device_fd(m.d)), ==, unmask);
@@ -240,7 +226,7 @@ static void test_intx_resample(void)
         if (gen == 0) {
             sfd = fake_kernel_exec_ok(m.ctx, G_MAXUINT64);
             g_assert_cmpuint(fake_kvm_irqfds(vm), ==, 0);
-            set_env_fd(sfd);
+            tu_set_state_fd(sfd);
         }
         vmm_drop(&m);
     }
@@ -271,7 +257,7 @@ static void test_commit_callback(void)
     g_assert_cmpint(vfiocpr_irq_enable(m.d, VFIOCPR_IRQ_MSIX, 0, NVEC, NULL, m.fds, &err), ==, 0);
     for (unsigned i = 0; i < NVEC; i++)
         vfiocpr_irq_set_msi(m.d, VFIOCPR_IRQ_MSIX, i, 0xfee00000, 0x4020 + i, false, &err);
-    m.vm = kvm_vm();
+    m.vm = seam_kvm_vm();
     g_assert_cmpint(vfiocpr_kvm_attach(m.ctx, m.vm, 100, commit, NULL, &err), ==, 0);
     g_assert_cmpint(commit_calls, ==, 1);
     g_assert_cmpint(commit_n, ==, NVEC);
@@ -299,7 +285,7 @@ static void test_split_irqchip(void)
     g_assert_cmpint(vfiocpr_irq_enable(m.d, VFIOCPR_IRQ_MSIX, 0, NVEC, NULL, m.fds, &err), ==, 0);
     for (unsigned i = 0; i < NVEC; i++)
         vfiocpr_irq_set_msi(m.d, VFIOCPR_IRQ_MSIX, i, 0xfee00000, 0x4020 + i, false, &err);
-    m.vm = kvm_vm();
+    m.vm = seam_kvm_vm();
     fake_kvm_split_irqchip(m.vm);
     g_assert_cmpint(vfiocpr_kvm_attach(m.ctx, m.vm, 100, NULL, NULL, &err), ==, 0);
     g_assert_no_error(err);
@@ -358,7 +344,7 @@ static void test_attach_fault_sweep(void)
     g_assert_cmpint(vfiocpr_irq_enable(m.d, VFIOCPR_IRQ_MSIX, 0, NVEC, NULL, m.fds, &err), ==, 0);
     for (unsigned i = 0; i < NVEC; i++)
         vfiocpr_irq_set_msi(m.d, VFIOCPR_IRQ_MSIX, i, 0xfee00000, 0x4020 + i, false, &err);
-    m.vm = kvm_vm();
+    m.vm = seam_kvm_vm();
     before = fake_kernel_calls(FK_ANY);
     g_assert_cmpint(vfiocpr_kvm_attach(m.ctx, m.vm, 32, NULL, NULL, &err), ==, 0);
     total = fake_kernel_calls(FK_ANY) - before;

@@ -36,12 +36,6 @@ typedef struct {
     guint8 *va;
 } vmm;
 
-static void set_env_fd(int fd)
-{
-    g_autofree char *v = g_strdup_printf("%d", fd);
-    g_setenv(VFIOCPR_STATE_ENV, v, TRUE);
-}
-
 static void setup(void)
 {
     fake_kernel_reset();
@@ -52,14 +46,6 @@ static void setup(void)
     fake_vfio_add_group(12, BDF1, false);
     fake_vfio_add_group(13, BDF2, false);
     fake_vfio_add_group(14, BDF3, false);
-}
-
-static int kvm_vm(void)
-{
-    int kvm = seam_unrecorded()->open("/dev/kvm", O_RDWR);
-    int vm = seam_unrecorded()->ioctl(kvm, KVM_CREATE_VM, NULL);
-    g_assert_cmpint(vm, >=, 0);
-    return vm;
 }
 
 /* A cold start: guest RAM, a type1 container c0 with BDF1 and N_MAPS one-page
@@ -92,7 +78,7 @@ static void vmm_cold(vmm *m)
     g_assert_cmpint(vfiocpr_irq_enable(m->d1, VFIOCPR_IRQ_MSIX, 0, 2, NULL, msix, &err), ==, 0);
     g_assert_cmpint(vfiocpr_irq_set_msi(m->d1, VFIOCPR_IRQ_MSIX, 0, 0xfee01000, 0x4040, false,
                                         &err), ==, 0);
-    m->vm = kvm_vm();
+    m->vm = seam_kvm_vm();
     g_assert_cmpint(vfiocpr_kvm_attach(m->ctx, m->vm, 40, NULL, NULL, &err), >=, 0);
     g_assert_cmpint(vfiocpr_finish(m->ctx, NULL, &err), ==, 0);
     g_assert_no_error(err);
@@ -243,7 +229,7 @@ static void restore_and_check(int sfd, guint want_c0)
     g_autoptr(vfiocpr_container) c = NULL;
     vfiocpr_device *d = NULL;
 
-    set_env_fd(sfd);
+    tu_set_state_fd(sfd);
     g_assert_cmpint(vfiocpr_new(0, &ctx, &err), ==, 0);
     g_assert_no_error(err);
     g_assert_cmpint(vfiocpr_container_open_backend(ctx, "c0", VFIOCPR_BACKEND_TYPE1, &c, &err),
@@ -313,7 +299,7 @@ static void test_refused(void)
     g_clear_error(&err);
     vmm_drop(&m);
     /* restoring: not before finish */
-    set_env_fd(sfd);
+    tu_set_state_fd(sfd);
     g_assert_cmpint(vfiocpr_new(0, &ctx, &err), ==, 0);
     g_assert_cmpint(vfiocpr_state_prepare(ctx, &err), ==, -EBUSY);
     g_assert_nonnull(strstr(err->message, "vfiocpr_finish"));
@@ -334,7 +320,7 @@ static void test_after_restore(void)
     vmm_cold(&m);
     sfd = fake_kernel_exec_ok(m.ctx, G_MAXUINT64);
     vmm_drop(&m);
-    set_env_fd(sfd);
+    tu_set_state_fd(sfd);
     g_assert_cmpint(vfiocpr_new(0, &ctx, &err), ==, 0);
     g_unsetenv(VFIOCPR_STATE_ENV);
     g_assert_cmpint(vfiocpr_fd_find(ctx, "guest-ram", 0, VFIOCPR_FD_MEMFD, &err), ==, m.ram);
@@ -349,7 +335,7 @@ static void test_after_restore(void)
     for (unsigned k = 0; k < N_MAPS; k++)
         map(c, &m, k);
     g_assert_cmpint(vfiocpr_irq_enable(d, VFIOCPR_IRQ_MSIX, 0, 2, NULL, NULL, &err), ==, 0);
-    g_assert_cmpint(vfiocpr_kvm_attach(ctx, kvm_vm(), 40, NULL, NULL, &err), >=, 0);
+    g_assert_cmpint(vfiocpr_kvm_attach(ctx, seam_kvm_vm(), 40, NULL, NULL, &err), >=, 0);
     g_assert_cmpint(vfiocpr_finish(ctx, NULL, &err), >=, 0);
     g_assert_no_error(err);
     g_assert_cmpint(vfiocpr_state_prepare(ctx, &err), ==, 0);

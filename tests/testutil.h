@@ -11,6 +11,15 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "vfiocpr.h"
+
+/* The next vfiocpr_new() restores from state fd fd, as after an exec. */
+static inline void tu_set_state_fd(int fd)
+{
+    g_autofree char *v = g_strdup_printf("%d", fd);
+    g_setenv(VFIOCPR_STATE_ENV, v, TRUE);
+}
+
 static inline unsigned tu_count_open_fds(void)
 {
     unsigned n = 0;
