@@ -315,9 +315,6 @@ VFIOCPR_EXPORT int vfiocpr_new(unsigned int flags, vfiocpr **out, GError **error
     if (flags & ~(unsigned)VFIOCPR_NEW_KEEP_STATE)
         return vfiocpr_fail(error, EINVAL, "vfiocpr_new: unknown flags 0x%x", flags);
     ctx = ctx_new();
-    /* a debugging knob: check every prepared state against a fresh encoding */
-    if (G_UNLIKELY(g_getenv("VFIOCPR_VERIFY_PREPARED")))
-        vfiocpr_prepared_verify = true;
     env = g_getenv(VFIOCPR_STATE_ENV);
     if (env) {
         VFIOCPR_PROBE(restore__start, probe_s("exec"));
@@ -643,9 +640,6 @@ static void put_le32(guint8 *p, guint32 v)
  * since (then the handover encodes afresh). */
 static GBytes *prepared_take(vfiocpr *ctx, prepared *p, gint64 usec, GArray *fds)
 {
-    GHashTableIter it;
-    gpointer k;
-    guint with_maps = 0;
     gsize len;
     guint8 *buf;
     guint64 u = GUINT64_TO_LE((guint64)usec);
@@ -653,13 +647,8 @@ static GBytes *prepared_take(vfiocpr *ctx, prepared *p, gint64 usec, GArray *fds
     if (!p || (!vfiocpr_prepared_ignore_gen &&
                (p->gen != ctx->gen || p->reg_changes != vfiocpr_fdreg_changes(ctx->fdreg))))
         return NULL;
-    /* the containers with a table are those it names (a first mapping or the last
-     * unmap changes gen; cheap to make sure) */
-    g_hash_table_iter_init(&it, vfiocpr_vfio_containers(ctx->vfio));
-    while (g_hash_table_iter_next(&it, NULL, &k))
-        with_maps += vfiocpr_container_n_maps(k) > 0;
-    if (with_maps != p->tables->len && !vfiocpr_prepared_ignore_gen)
-        return NULL;
+    /* the containers with a table are those it names: a first mapping or a last
+     * unmap changed gen */
     {
         const void *src = g_bytes_get_data(p->blob, &len);
         buf = g_malloc(len);
@@ -937,6 +926,10 @@ VFIOCPR_EXPORT int vfiocpr_state_prepare(vfiocpr *ctx, GError **error)
     if (ctx->restart)
         return vfiocpr_fail(error, EBUSY, "state prepare: the restore is not finished: call "
                             "it after vfiocpr_finish()");
+    /* a debugging knob, read here and not in the blackout: every handover that uses a
+     * prepared state checks it against a fresh encoding */
+    if (G_UNLIKELY(g_getenv("VFIOCPR_VERIFY_PREPARED")))
+        vfiocpr_prepared_verify = true;
     /* the tables' fds are in the registry before it is encoded: the handover then
      * only seals them */
     if ((r = vfiocpr_vfio_register_tables(ctx, error)) < 0) {
