@@ -371,7 +371,7 @@ static int scenario(const char *name, bool negative, char **args)
     guint64 t0, t1, fired_total = 0, got_total = 0, fresh_total = 0;
     int old_msix[N_VEC], old_err, old_req, fresh[N_VEC], status, fd;
     pid_t helper_pid, reaped;
-    unsigned in_window = 0, wrong = 0, extra = 0;
+    unsigned in_window = 0, wrong = 0, extra = 0, short_vec = 0;
     guint32 ivar, eiac;
     guint16 cmd, ctrl;
     bool live, same = true;
@@ -456,6 +456,7 @@ static int scenario(const char *name, bool negative, char **args)
         fired_total += want;
         got_total += got;
         wrong += got != want;
+        short_vec += got < want;
         if (!negative && got > want) {
             /* QEMU's e1000e model under TCG load sometimes sends a shot's message more
              * than once (tests/guest/README.md): none lost, reported as TODO */
@@ -486,12 +487,16 @@ static int scenario(const char *name, bool negative, char **args)
             fresh_total += f;
             close(fresh[i]);
         }
-        /* what neither eventfd got was fired while MSI-X was disabled: lost for good */
-        ok(wrong > 0 && got_total < fired_total, "%s: the count check catches the lost "
-           "interrupts: fired %" G_GUINT64_FORMAT ", received %" G_GUINT64_FORMAT " on the "
-           "preserved eventfds (%u of %u vectors short; %" G_GUINT64_FORMAT " went to the "
-           "fresh eventfds, %" G_GUINT64_FORMAT " to neither)", name, fired_total, got_total,
-           wrong, N_VEC, fresh_total,
+        /* What neither eventfd got was fired while MSI-X was disabled: lost for good.
+         * Caught as the check above fails: a vector short of what was fired (extra
+         * messages excused there cannot hide it; the e1000e model under load can
+         * duplicate a busy vector's messages enough to lift the total above the
+         * fired count while the other vectors lose theirs). */
+        ok(short_vec > 0, "%s: the count check catches the lost interrupts: fired %"
+           G_GUINT64_FORMAT ", received %" G_GUINT64_FORMAT " on the preserved eventfds (%u "
+           "of %u vectors short; %" G_GUINT64_FORMAT " went to the fresh eventfds, %"
+           G_GUINT64_FORMAT " to neither)", name, fired_total, got_total, short_vec, N_VEC,
+           fresh_total,
            fired_total > got_total + fresh_total ? fired_total - got_total - fresh_total : 0);
     }
     unlink(HELPER_FILE);
